@@ -1,0 +1,146 @@
+// Parses the environment once, at boot. The only module that reads process.env.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+const optionalUrl = z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional());
+
+export const ENGINE_NAMES = ['whatsapp-web', 'baileys', 'sandbox'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(3000),
+  APP_BASE_URL: optionalUrl,
+  AI_BACKEND_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8000'),
+  CORS_ORIGINS: z.string().default(''),
+  DATA_DIR: z.string().min(1).default('./.data'),
+  TEMP_DIR: optionalString,
+  WWEBJS_AUTH_DIR: optionalString,
+  DB_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WA_ENGINE: z.enum(ENGINE_NAMES).default('whatsapp-web'),
+  CHROME_PATH: optionalString,
+  ADMIN_API_KEY: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
+  SESSIONS_AUTH: z.enum(['admin', 'none']).default('admin'),
+  DEVELOPER_NUMBER: optionalString,
+  DEFAULT_COUNTRY_CODE: z
+    .string()
+    .regex(/^[1-9]\d{0,3}$/, 'must be 1 to 4 digits without a leading 0')
+    .default('62'),
+  AI_TIMEOUT_MS: int(100).default(60_000),
+  QR_WAIT_TIMEOUT_MS: int(100).default(60_000),
+  SEND_WAIT_MS: int(0).default(5_000),
+  RATE_LIMIT_PER_MINUTE: int(1).default(100),
+  RATE_LIMIT_BURST: int(1).default(100),
+  QUEUE_MAX_PER_AGENT: int(1).default(500),
+  MEDIA_MAX_BYTES: int(1024).default(10 * 1024 * 1024),
+  SESSION_START_CONCURRENCY: int(1, 64).default(4),
+  METRICS_PER_AGENT: bool.default(false),
+  METRICS_TOKEN: optionalString,
+  SANDBOX_ENABLED: bool.default(false),
+  MEDIA_ALLOW_PRIVATE_NETWORKS: bool.default(false),
+  SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  host: string;
+  port: number;
+  appBaseUrl: string | undefined;
+  aiBackendUrl: string;
+  corsOrigins: string[];
+  dataDir: string;
+  tempDir: string;
+  wwebjsAuthDir: string;
+  dbUrl: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  waEngine: EngineName;
+  chromePath: string | undefined;
+  adminApiKey: string | undefined;
+  sessionsAuth: 'admin' | 'none';
+  developerNumber: string | undefined;
+  defaultCountryCode: string;
+  aiTimeoutMs: number;
+  qrWaitTimeoutMs: number;
+  sendWaitMs: number;
+  rateLimitPerMinute: number;
+  rateLimitBurst: number;
+  queueMaxPerAgent: number;
+  mediaMaxBytes: number;
+  sessionStartConcurrency: number;
+  metricsPerAgent: boolean;
+  metricsToken: string | undefined;
+  /** Engines that sessions may choose. The sandbox is in it only when WA_ENGINE=sandbox or SANDBOX_ENABLED=true. */
+  enabledEngines: EngineName[];
+  sandboxEnabled: boolean;
+  mediaAllowPrivateNetworks: boolean;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads `.env` from the working directory; variables already in the environment win. */
+export function readEnvFile(file = path.resolve('.env')): Record<string, string> {
+  return existsSync(file) ? parseDotenv(readFileSync(file)) : {};
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  const sandboxEnabled = e.SANDBOX_ENABLED || e.WA_ENGINE === 'sandbox';
+  return {
+    nodeEnv: e.NODE_ENV,
+    host: e.HOST,
+    port: e.PORT,
+    appBaseUrl: e.APP_BASE_URL,
+    aiBackendUrl: e.AI_BACKEND_URL.replace(/\/+$/, ''),
+    corsOrigins: e.CORS_ORIGINS.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+    dataDir,
+    tempDir: path.resolve(e.TEMP_DIR ?? path.join(dataDir, 'tmp')),
+    wwebjsAuthDir: path.resolve(e.WWEBJS_AUTH_DIR ?? path.join(dataDir, 'wwebjs_auth')),
+    dbUrl: e.DB_URL,
+    logLevel: e.LOG_LEVEL,
+    waEngine: e.WA_ENGINE,
+    chromePath: e.CHROME_PATH,
+    adminApiKey: e.ADMIN_API_KEY,
+    sessionsAuth: e.SESSIONS_AUTH,
+    developerNumber: e.DEVELOPER_NUMBER,
+    defaultCountryCode: e.DEFAULT_COUNTRY_CODE,
+    aiTimeoutMs: e.AI_TIMEOUT_MS,
+    qrWaitTimeoutMs: e.QR_WAIT_TIMEOUT_MS,
+    sendWaitMs: e.SEND_WAIT_MS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
+    queueMaxPerAgent: e.QUEUE_MAX_PER_AGENT,
+    mediaMaxBytes: e.MEDIA_MAX_BYTES,
+    sessionStartConcurrency: e.SESSION_START_CONCURRENCY,
+    metricsPerAgent: e.METRICS_PER_AGENT,
+    metricsToken: e.METRICS_TOKEN,
+    enabledEngines: ENGINE_NAMES.filter((name) => name !== 'sandbox' || sandboxEnabled),
+    sandboxEnabled,
+    mediaAllowPrivateNetworks: e.MEDIA_ALLOW_PRIVATE_NETWORKS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,86 @@
+// Opens the database: PostgreSQL through pg when a URL is given, otherwise an embedded PGlite in a directory.
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import pg from 'pg';
+import { schema } from './schema.js';
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+export type Row = Record<string, unknown>;
+
+/** Runs SQL on one connection; without params, several statements may be sent at once. */
+export type QueryFn = (sql: string, params?: unknown[]) => Promise<Row[]>;
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite';
+  readonly db: Db;
+  /** Raw SQL on any connection. */
+  query: QueryFn;
+  /** Runs fn on a single dedicated connection (for advisory locks and multi-statement migrations). */
+  withConnection<T>(fn: (query: QueryFn) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type DatabaseLocation = { url: string; poolSize?: number } | { dataDir: string } | { memory: true };
+
+export async function openDatabase(location: DatabaseLocation): Promise<Database> {
+  return 'url' in location ? openPostgres(location.url, location.poolSize ?? 10) : openPglite(location);
+}
+
+async function openPostgres(url: string, poolSize: number): Promise<Database> {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5_000 });
+  // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
+  pool.on('error', () => {});
+  const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
+  client.release();
+  const run = async (q: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]) =>
+    (await q.query<Row>(sql, params)).rows;
+  return {
+    kind: 'postgres',
+    db: drizzlePg(pool, { schema }),
+    query: (sql, params) => run(pool, sql, params),
+    async withConnection(fn) {
+      const conn = await pool.connect();
+      try {
+        return await fn((sql, params) => run(conn, sql, params));
+      } finally {
+        conn.release();
+      }
+    },
+    async ping() {
+      await pool.query('SELECT 1');
+    },
+    close: () => pool.end(),
+  };
+}
+
+async function openPglite(location: { dataDir: string } | { memory: true }): Promise<Database> {
+  if ('dataDir' in location) await mkdir(location.dataDir, { recursive: true });
+  const pglite = await PGlite.create('dataDir' in location ? location.dataDir : undefined);
+  let closed = false;
+  const query: QueryFn = async (sql, params) => {
+    if (closed) throw new Error('database is closed');
+    if (params === undefined || params.length === 0) {
+      const results = await pglite.exec(sql);
+      return (results.at(-1)?.rows ?? []) as Row[];
+    }
+    return (await pglite.query<Row>(sql, params)).rows;
+  };
+  return {
+    kind: 'pglite',
+    db: drizzlePglite(pglite, { schema }),
+    query,
+    withConnection: (fn) => fn(query),
+    async ping() {
+      await query('SELECT 1');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pglite.close();
+    },
+  };
+}

@@ -1,0 +1,100 @@
+// SQL migrations, applied in order at boot under an advisory lock. Never edit one that has shipped; add a new one.
+
+export interface Migration {
+  id: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    id: '0001_whatsapp_user',
+    // The original service may have created whatsapp_user already (seed columns, key (user_id, agent_id)):
+    // every statement is written to upgrade that table in place and keep its rows.
+    sql: `
+      CREATE TABLE IF NOT EXISTS whatsapp_user (
+        user_id text NOT NULL,
+        agent_id text NOT NULL,
+        agent_name text,
+        api_key text,
+        endpoint_url_run text,
+        status text NOT NULL DEFAULT 'awaiting_qr',
+        last_connected_at timestamptz,
+        last_disconnected_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (user_id, agent_id)
+      );
+      ALTER TABLE whatsapp_user
+        ADD COLUMN IF NOT EXISTS agent_name text,
+        ADD COLUMN IF NOT EXISTS api_key text,
+        ADD COLUMN IF NOT EXISTS endpoint_url_run text,
+        ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'awaiting_qr',
+        ADD COLUMN IF NOT EXISTS last_connected_at timestamptz,
+        ADD COLUMN IF NOT EXISTS last_disconnected_at timestamptz,
+        ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
+        ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now(),
+        ADD COLUMN IF NOT EXISTS engine text,
+        ADD COLUMN IF NOT EXISTS wa_jid text,
+        ADD COLUMN IF NOT EXISTS last_error text;
+      CREATE UNIQUE INDEX IF NOT EXISTS whatsapp_user_agent_id_key ON whatsapp_user (agent_id);
+    `,
+  },
+  {
+    id: '0002_outbox_inbound_baileys',
+    sql: `
+      CREATE TABLE IF NOT EXISTS outbox_messages (
+        id text PRIMARY KEY,
+        seq bigserial NOT NULL,
+        agent_id text NOT NULL,
+        kind text NOT NULL,
+        to_jid text NOT NULL,
+        payload jsonb NOT NULL,
+        media bytea,
+        status text NOT NULL DEFAULT 'queued',
+        attempts integer NOT NULL DEFAULT 0,
+        wa_message_id text,
+        error text,
+        idempotency_key text,
+        trace_id text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        sent_at timestamptz
+      );
+      CREATE UNIQUE INDEX IF NOT EXISTS outbox_messages_idempotency_key
+        ON outbox_messages (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX IF NOT EXISTS outbox_messages_pending
+        ON outbox_messages (agent_id, seq) WHERE status IN ('queued', 'sending');
+
+      CREATE TABLE IF NOT EXISTS inbound_messages (
+        agent_id text NOT NULL,
+        wa_message_id text NOT NULL,
+        chat_jid text NOT NULL,
+        outcome text,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (agent_id, wa_message_id)
+      );
+      CREATE INDEX IF NOT EXISTS inbound_messages_received_at ON inbound_messages (received_at);
+
+      CREATE TABLE IF NOT EXISTS baileys_auth (
+        agent_id text NOT NULL,
+        key text NOT NULL,
+        value text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (agent_id, key)
+      );
+    `,
+  },
+];
+
+/** The shared api_keys table is managed elsewhere; the embedded database creates it so the service can stand alone. */
+export const EMBEDDED_API_KEYS_SQL = `
+  CREATE TABLE IF NOT EXISTS api_keys (
+    id serial PRIMARY KEY,
+    user_id text NOT NULL,
+    access_token text NOT NULL,
+    is_active boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE INDEX IF NOT EXISTS api_keys_user_id ON api_keys (user_id);
+`;

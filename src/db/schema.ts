@@ -1,0 +1,90 @@
+// Drizzle table definitions. The SQL that creates them lives in migrations/ (one schema for PostgreSQL and PGlite).
+import { bigserial, boolean, customType, integer, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value)),
+});
+
+const tz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const SESSION_STATUSES = ['awaiting_qr', 'connected', 'disconnected', 'auth_failed'] as const;
+export type SessionStatusValue = (typeof SESSION_STATUSES)[number];
+
+/** Owned by this service. The original service created it with a composite key (user_id, agent_id). */
+export const whatsappUser = pgTable(
+  'whatsapp_user',
+  {
+    userId: text('user_id').notNull(),
+    agentId: text('agent_id').notNull(),
+    agentName: text('agent_name'),
+    apiKey: text('api_key'),
+    endpointUrlRun: text('endpoint_url_run'),
+    status: text('status').notNull().default('awaiting_qr'),
+    lastConnectedAt: tz('last_connected_at'),
+    lastDisconnectedAt: tz('last_disconnected_at'),
+    createdAt: tz('created_at').notNull().defaultNow(),
+    updatedAt: tz('updated_at').notNull().defaultNow(),
+    engine: text('engine'),
+    waJid: text('wa_jid'),
+    lastError: text('last_error'),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.agentId] })],
+);
+
+/** Shared with other services and managed elsewhere: only read here. */
+export const apiKeys = pgTable('api_keys', {
+  userId: text('user_id').notNull(),
+  accessToken: text('access_token').notNull(),
+  isActive: boolean('is_active').notNull(),
+  updatedAt: tz('updated_at'),
+});
+
+export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
+export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
+
+export const outboxMessages = pgTable('outbox_messages', {
+  id: text('id').primaryKey(),
+  seq: bigserial('seq', { mode: 'number' }).notNull(),
+  agentId: text('agent_id').notNull(),
+  kind: text('kind').notNull().$type<'text' | 'image'>(),
+  toJid: text('to_jid').notNull(),
+  payload: jsonb('payload').notNull().$type<Record<string, unknown>>(),
+  media: bytea('media'),
+  status: text('status').notNull().$type<OutboxStatus>().default('queued'),
+  attempts: integer('attempts').notNull().default(0),
+  waMessageId: text('wa_message_id'),
+  error: text('error'),
+  idempotencyKey: text('idempotency_key'),
+  traceId: text('trace_id'),
+  createdAt: tz('created_at').notNull().defaultNow(),
+  updatedAt: tz('updated_at').notNull().defaultNow(),
+  sentAt: tz('sent_at'),
+});
+
+/** Inbound messages already handled, so a redelivery (also after a restart) is not answered twice. */
+export const inboundMessages = pgTable(
+  'inbound_messages',
+  {
+    agentId: text('agent_id').notNull(),
+    waMessageId: text('wa_message_id').notNull(),
+    chatJid: text('chat_jid').notNull(),
+    outcome: text('outcome'),
+    receivedAt: tz('received_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.agentId, t.waMessageId] })],
+);
+
+/** Baileys auth state: creds and signal keys, one row per key. */
+export const baileysAuth = pgTable(
+  'baileys_auth',
+  {
+    agentId: text('agent_id').notNull(),
+    key: text('key').notNull(),
+    value: text('value').notNull(),
+    updatedAt: tz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.agentId, t.key] })],
+);
+
+export const schema = { whatsappUser, apiKeys, outboxMessages, inboundMessages, baileysAuth };

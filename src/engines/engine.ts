@@ -1,0 +1,99 @@
+// The engine port: what the services need from a WhatsApp library. Adapters implement it; vendor objects stay behind it.
+import type { EventEmitter } from 'node:events';
+import type { EngineName } from '../config.js';
+import type { Logger } from '../observability/logger.js';
+
+export type { EngineName };
+
+export type InboundMessageType = 'text' | 'image' | 'video' | 'audio' | 'document' | 'sticker' | 'location' | 'other';
+
+/** A message as the services see it, whatever engine delivered it. JIDs are canonical (see messaging/jid.ts). */
+export interface InboundMessage {
+  /** WhatsApp's message id; unique per agent. */
+  id: string;
+  /** Where to answer: `<digits>@c.us`, `<id>@g.us`, `<id>@lid`, `status@broadcast`, `<id>@newsletter`… */
+  chatJid: string;
+  /** Who wrote it: in a private chat the same as chatJid, in a group the participant. */
+  senderJid: string;
+  /** The text, or the caption of a media message; empty when there is none. */
+  text: string;
+  type: InboundMessageType;
+  isGroup: boolean;
+  /** JIDs mentioned in the message (`@c.us` or `@lid`). */
+  mentions: string[];
+  fromMe: boolean;
+  /** When WhatsApp says it was sent, in milliseconds since the epoch. */
+  timestamp: number;
+  pushName: string | null;
+  chatName: string | null;
+}
+
+/** The connected account: its phone JID and, where the engine knows it, its LID. */
+export interface EngineIdentity {
+  me: string;
+  lid?: string | null;
+}
+
+export interface EngineSessionEvents {
+  qr: [qr: string];
+  pairing_code: [code: string];
+  authenticated: [];
+  ready: [identity: EngineIdentity];
+  disconnected: [info: { reason: string; loggedOut: boolean }];
+  auth_failure: [message: string];
+  message: [message: InboundMessage];
+}
+
+export interface SendOptions {
+  quotedMessageId?: string | undefined;
+  mentions?: string[] | undefined;
+}
+
+export interface OutboundImage {
+  data: Buffer;
+  mimeType: string;
+  filename?: string | undefined;
+  caption?: string | undefined;
+}
+
+export interface SentMessage {
+  /** WhatsApp's id of the message that was sent. */
+  id: string;
+}
+
+/**
+ * One agent's WhatsApp connection. Optional members are capabilities that some engines lack;
+ * a service that needs a missing one throws ENGINE_UNSUPPORTED.
+ */
+export interface EngineSession extends EventEmitter<EngineSessionEvents> {
+  readonly agentId: string;
+  /** Connects; resolves once the attempt is under way (the outcome arrives as events). Rejects when it cannot start. */
+  start(): Promise<void>;
+  /** Releases every resource (browser, socket, timers) and keeps the stored login. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Ends the login on WhatsApp's side when it can, deletes the stored auth, and stops. */
+  logout(): Promise<void>;
+  sendText(to: string, text: string, options?: SendOptions): Promise<SentMessage>;
+  sendImage(to: string, image: OutboundImage, options?: SendOptions): Promise<SentMessage>;
+  setTyping?(chatJid: string, typing: boolean): Promise<void>;
+  requestPairingCode?(phone: string): Promise<string>;
+  getState?(): Promise<string>;
+}
+
+export interface CreateSessionOptions {
+  logger: Logger;
+}
+
+export interface Engine {
+  readonly name: EngineName;
+  createSession(agentId: string, options: CreateSessionOptions): EngineSession;
+  /** Whether a login is stored for this agent, so that a start resumes it without a QR code. */
+  hasStoredLogin(agentId: string): Promise<boolean>;
+  /** Deletes the stored login of an agent that has no running session. */
+  clearStoredLogin(agentId: string): Promise<void>;
+  /** Releases what the engine holds beyond its sessions. */
+  close?(): Promise<void>;
+}
+
+/** The engines this process can run, by name. */
+export type EngineRegistry = ReadonlyMap<EngineName, Engine>;

@@ -1,0 +1,276 @@
+// The sandbox engine: a simulated WhatsApp network in memory, for tests and demos. Logins persist in a directory.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type {
+  Engine,
+  EngineSession,
+  EngineSessionEvents,
+  InboundMessage,
+  OutboundImage,
+  SendOptions,
+  SentMessage,
+} from '../engine.js';
+
+export const SANDBOX_DEFAULT_PHONE = '6281100000000';
+const MAX_SENT_PER_AGENT = 10_000;
+
+export interface SandboxSentEntry {
+  messageId: string;
+  to: string;
+  kind: 'text' | 'image' | 'typing';
+  text?: string;
+  caption?: string;
+  mimeType?: string;
+  bytes?: number;
+  quotedMessageId?: string;
+  mentions?: string[];
+  typing?: boolean;
+  at: string;
+}
+
+export type SandboxState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
+
+export interface SandboxEngineOptions {
+  /** Where logins are kept, one file per agent. */
+  dir: string;
+  /** How often a waiting session shows a new QR code, as WhatsApp does. */
+  qrRefreshMs?: number;
+  now?: () => Date;
+}
+
+interface StoredLogin {
+  phone: string;
+}
+
+/** The engine, and the control surface that plays the phone and the network for every sandbox session. */
+export class SandboxEngine implements Engine {
+  readonly name = 'sandbox' as const;
+  private readonly sessions = new Map<string, SandboxSession>();
+  private readonly sentLog = new Map<string, SandboxSentEntry[]>();
+
+  constructor(private readonly options: SandboxEngineOptions) {}
+
+  createSession(agentId: string): EngineSession {
+    const session = new SandboxSession(agentId, this);
+    this.sessions.set(agentId, session);
+    return session;
+  }
+
+  async hasStoredLogin(agentId: string): Promise<boolean> {
+    return (await this.readLogin(agentId)) !== null;
+  }
+
+  async clearStoredLogin(agentId: string): Promise<void> {
+    await rm(this.loginFile(agentId), { force: true });
+  }
+
+  async close(): Promise<void> {
+    for (const session of this.sessions.values()) await session.stop();
+    this.sessions.clear();
+  }
+
+  // ---- control surface -------------------------------------------------------------------------------------------
+
+  /** The live session of an agent, if one was created and not replaced. */
+  session(agentId: string): SandboxSession | undefined {
+    return this.sessions.get(agentId);
+  }
+
+  /** Plays the phone scanning the current QR code (or typing the pairing code). */
+  async scan(agentId: string, phone = SANDBOX_DEFAULT_PHONE): Promise<void> {
+    const session = this.requireSession(agentId);
+    if (session.state !== 'qr') throw new SandboxStateError(`the session is ${session.state}, not showing a QR code`);
+    await this.writeLogin(agentId, { phone });
+    session.connect(phone);
+  }
+
+  /** Delivers a message to the agent as a real engine would. */
+  deliver(agentId: string, message: Omit<InboundMessage, 'id'> & { id?: string }): string {
+    const session = this.requireSession(agentId);
+    if (session.state !== 'connected') throw new SandboxStateError(`the session is ${session.state}, not connected`);
+    const id = message.id ?? `SBX${randomBytes(8).toString('hex').toUpperCase()}`;
+    session.emit('message', { ...message, id });
+    return id;
+  }
+
+  /** Drops the connection, as the network (loggedOut false) or the phone unlinking the device (true) would. */
+  async disconnect(agentId: string, loggedOut: boolean): Promise<void> {
+    const session = this.requireSession(agentId);
+    if (loggedOut) await this.clearStoredLogin(agentId);
+    session.drop(loggedOut ? 'LOGOUT' : 'NETWORK', loggedOut);
+  }
+
+  /** Makes the next `count` sends of this agent fail. */
+  failSends(agentId: string, count: number): void {
+    this.requireSession(agentId).failuresToInject = count;
+  }
+
+  sent(agentId: string): SandboxSentEntry[] {
+    return [...(this.sentLog.get(agentId) ?? [])];
+  }
+
+  // ---- used by SandboxSession ------------------------------------------------------------------------------------
+
+  record(agentId: string, entry: Omit<SandboxSentEntry, 'at'>): void {
+    const log = this.sentLog.get(agentId) ?? [];
+    if (log.length >= MAX_SENT_PER_AGENT) log.shift();
+    log.push({ ...entry, at: (this.options.now?.() ?? new Date()).toISOString() });
+    this.sentLog.set(agentId, log);
+  }
+
+  get qrRefreshMs(): number {
+    return this.options.qrRefreshMs ?? 20_000;
+  }
+
+  async readLogin(agentId: string): Promise<StoredLogin | null> {
+    try {
+      return JSON.parse(await readFile(this.loginFile(agentId), 'utf8')) as StoredLogin;
+    } catch {
+      return null;
+    }
+  }
+
+  private async writeLogin(agentId: string, login: StoredLogin): Promise<void> {
+    await mkdir(this.options.dir, { recursive: true });
+    await writeFile(this.loginFile(agentId), JSON.stringify(login));
+  }
+
+  forget(session: SandboxSession): void {
+    if (this.sessions.get(session.agentId) === session) this.sessions.delete(session.agentId);
+  }
+
+  private loginFile(agentId: string): string {
+    // agentId has passed ^[A-Za-z0-9_-]{1,64}$ before it gets here, so it is safe in a path.
+    return path.join(this.options.dir, `${agentId}.json`);
+  }
+
+  private requireSession(agentId: string): SandboxSession {
+    const session = this.sessions.get(agentId);
+    if (!session || session.state === 'stopped') throw new SandboxStateError('the agent has no running session');
+    return session;
+  }
+}
+
+export class SandboxStateError extends Error {
+  override name = 'SandboxStateError';
+}
+
+export class SandboxSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
+  state: SandboxState = 'idle';
+  failuresToInject = 0;
+  private qrTimer: NodeJS.Timeout | undefined;
+  private phone: string | null = null;
+
+  constructor(
+    readonly agentId: string,
+    private readonly engine: SandboxEngine,
+  ) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    this.state = 'starting';
+    const login = await this.engine.readLogin(this.agentId);
+    if (this.state !== 'starting') return; // stopped meanwhile
+    if (login) {
+      setImmediate(() => this.connect(login.phone));
+      return;
+    }
+    this.state = 'qr';
+    const showQr = () => this.emit('qr', `sandbox:${this.agentId}:${randomUUID()}`);
+    setImmediate(showQr);
+    this.qrTimer = setInterval(showQr, this.engine.qrRefreshMs);
+    this.qrTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.clearQrTimer();
+    this.state = 'stopped';
+    this.engine.forget(this);
+  }
+
+  async logout(): Promise<void> {
+    await this.engine.clearStoredLogin(this.agentId);
+    await this.stop();
+  }
+
+  async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
+    this.assertCanSend();
+    const messageId = this.newMessageId();
+    this.engine.record(this.agentId, { messageId, to, kind: 'text', text, ...sendExtras(options) });
+    return { id: messageId };
+  }
+
+  async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    this.assertCanSend();
+    const messageId = this.newMessageId();
+    this.engine.record(this.agentId, {
+      messageId,
+      to,
+      kind: 'image',
+      mimeType: image.mimeType,
+      bytes: image.data.length,
+      ...(image.caption ? { caption: image.caption } : {}),
+      ...sendExtras(options),
+    });
+    return { id: messageId };
+  }
+
+  async setTyping(chatJid: string, typing: boolean): Promise<void> {
+    if (this.state !== 'connected') throw new Error('sandbox: not connected');
+    this.engine.record(this.agentId, { messageId: this.newMessageId(), to: chatJid, kind: 'typing', typing });
+  }
+
+  async requestPairingCode(_phone: string): Promise<string> {
+    if (this.state !== 'qr') throw new Error(`sandbox: cannot pair while ${this.state}`);
+    const code = randomBytes(4).toString('hex').toUpperCase();
+    setImmediate(() => this.emit('pairing_code', code));
+    return code;
+  }
+
+  async getState(): Promise<string> {
+    return this.state;
+  }
+
+  /** Called by the control surface: the phone scanned, or the stored login was resumed. */
+  connect(phone: string): void {
+    if (this.state === 'stopped') return;
+    this.clearQrTimer();
+    this.phone = phone;
+    this.state = 'connected';
+    this.emit('authenticated');
+    this.emit('ready', { me: `${phone}@c.us`, lid: null });
+  }
+
+  drop(reason: string, loggedOut: boolean): void {
+    this.clearQrTimer();
+    this.state = 'disconnected';
+    this.emit('disconnected', { reason, loggedOut });
+  }
+
+  private assertCanSend(): void {
+    if (this.state !== 'connected' || !this.phone) throw new Error('sandbox: not connected');
+    if (this.failuresToInject > 0) {
+      this.failuresToInject -= 1;
+      throw new Error('sandbox: injected send failure');
+    }
+  }
+
+  private newMessageId(): string {
+    return `true_${this.phone}@c.us_SBX${randomBytes(8).toString('hex').toUpperCase()}`;
+  }
+
+  private clearQrTimer(): void {
+    if (this.qrTimer) clearInterval(this.qrTimer);
+    this.qrTimer = undefined;
+  }
+}
+
+function sendExtras(options: SendOptions): Pick<SandboxSentEntry, 'quotedMessageId' | 'mentions'> {
+  return {
+    ...(options.quotedMessageId ? { quotedMessageId: options.quotedMessageId } : {}),
+    ...(options.mentions?.length ? { mentions: options.mentions } : {}),
+  };
+}

@@ -1,0 +1,59 @@
+// The table of error codes, and the AppError that services throw. One handler (http/error-handler.ts) maps them.
+
+export const ERRORS = {
+  INVALID_PAYLOAD: { status: 400, message: 'The request is not valid.' },
+  INVALID_AGENT_ID: { status: 400, message: 'agentId must match ^[A-Za-z0-9_-]{1,64}$.' },
+  INVALID_RECIPIENT: { status: 400, message: 'The recipient is not a phone number, JID or group JID.' },
+  MEDIA_URL_FORBIDDEN: { status: 400, message: 'The media URL is not allowed.' },
+  UNAUTHORIZED: { status: 401, message: 'A valid API key is required.' },
+  FORBIDDEN: { status: 403, message: 'This key does not cover this agent.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No session exists for this agent.' },
+  MESSAGE_NOT_FOUND: { status: 404, message: 'No message with this id exists for this agent.' },
+  SESSION_NOT_READY: { status: 409, message: 'The WhatsApp session is not connected.' },
+  SESSION_ALREADY_CONNECTED: { status: 409, message: 'The session is already connected.' },
+  AGENT_OWNED_BY_OTHER_USER: { status: 409, message: 'This agentId belongs to another user.' },
+  IDEMPOTENCY_KEY_REUSED: { status: 409, message: 'This Idempotency-Key was used for a different request.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  MEDIA_TOO_LARGE: { status: 413, message: 'The image is larger than the limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Only JPEG, PNG, WebP and GIF images are accepted.' },
+  UNSUPPORTED_CONTENT_TYPE: { status: 415, message: 'The request body must be JSON.' },
+  MEDIA_FETCH_FAILED: { status: 422, message: 'The media URL could not be fetched.' },
+  RATE_LIMITED: { status: 429, message: "The agent's send queue is full." },
+  INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
+  ENGINE_UNSUPPORTED: { status: 501, message: "This agent's engine does not support this." },
+  AI_DOWNSTREAM_ERROR: { status: 502, message: 'The AI backend answered with an error.' },
+  SERVICE_UNAVAILABLE: { status: 503, message: 'The service is unavailable.' },
+  AI_TIMEOUT: { status: 504, message: 'The AI backend did not answer in time.' },
+  QR_TIMEOUT: { status: 504, message: 'No QR code appeared in time.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface AppErrorOptions {
+  cause?: unknown;
+  /** Extra response headers, such as Retry-After. */
+  headers?: Record<string, string>;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, message?: string, options: AppErrorOptions = {}) {
+    super(message ?? ERRORS[code].message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export const isAppError = (err: unknown): err is AppError => err instanceof AppError;
+
+/** The message of any thrown value, for logs and `lastError`; never sent to clients for a 5xx. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return typeof err === 'string' ? err : JSON.stringify(err);
+}

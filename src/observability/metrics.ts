@@ -1,0 +1,74 @@
+// Prometheus metrics on a registry owned by the app, so tests and several apps in one process stay apart.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface MetricsOptions {
+  /** Adds an agent_id label where it applies; off by default because agent ids are unbounded. */
+  perAgent: boolean;
+  /** Process metrics (CPU, memory, event loop); off in tests that build many apps. */
+  collectProcessMetrics?: boolean;
+}
+
+export function createMetrics({ perAgent, collectProcessMetrics = true }: MetricsOptions) {
+  const registry = new Registry();
+  if (collectProcessMetrics) collectDefaultMetrics({ register: registry });
+  const agent = perAgent ? (['agent_id'] as const) : ([] as const);
+  const registers = [registry];
+
+  const metrics = {
+    registry,
+    /** `{ agent_id }` when per-agent labels are on, otherwise nothing. */
+    agentLabel: (agentId: string): { agent_id?: string } => (perAgent ? { agent_id: agentId } : {}),
+    sessionsActive: new Gauge({
+      name: 'whatsapp_sessions_active',
+      help: 'WhatsApp sessions that are connected now',
+      registers,
+    }),
+    messagesSent: new Counter({
+      name: 'whatsapp_messages_sent_total',
+      help: 'Messages sent to WhatsApp, by type (text, image)',
+      labelNames: ['type', ...agent],
+      registers,
+    }),
+    messagesReceived: new Counter({
+      name: 'whatsapp_messages_received_total',
+      help: 'Inbound messages, by outcome (replied, no_reply, ignored, duplicate, ai_error, dropped)',
+      labelNames: ['outcome', ...agent],
+      registers,
+    }),
+    errors: new Counter({
+      name: 'whatsapp_errors_total',
+      help: 'Errors, by code',
+      labelNames: ['code', ...agent],
+      registers,
+    }),
+    aiLatency: new Histogram({
+      name: 'whatsapp_ai_latency_seconds',
+      help: 'Time the AI backend took to answer, by outcome',
+      labelNames: ['outcome', ...agent],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60],
+      registers,
+    }),
+    outboxQueued: new Gauge({
+      name: 'whatsapp_outbox_queue_depth',
+      help: 'Messages waiting in the outbox (queued or sending)',
+      labelNames: [...agent],
+      registers,
+    }),
+    outboxTransitions: new Counter({
+      name: 'whatsapp_outbox_messages_total',
+      help: 'Outbox messages that reached a state (queued, sent, failed, retried, dropped)',
+      labelNames: ['state', ...agent],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration, by method, route and status code',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
+      registers,
+    }),
+  };
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
