@@ -1,9 +1,9 @@
 // Opens the database: PostgreSQL through pg when a URL is given, otherwise an embedded PGlite in a directory.
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
 import { schema } from './schema.js';
 
@@ -69,11 +69,17 @@ async function openPglite(location: { dataDir: string } | { memory: true }): Pro
     }
     return (await pglite.query<Row>(sql, params)).rows;
   };
+  // One connection only: callers that need it to themselves (a migration's BEGIN…COMMIT) take turns.
+  let turn: Promise<unknown> = Promise.resolve();
   return {
     kind: 'pglite',
     db: drizzlePglite(pglite, { schema }),
     query,
-    withConnection: (fn) => fn(query),
+    withConnection(fn) {
+      const result = turn.then(() => fn(query));
+      turn = result.catch(() => {});
+      return result;
+    },
     async ping() {
       await query('SELECT 1');
     },

@@ -1,6 +1,6 @@
 // Applies the SQL migrations at boot. An advisory lock makes two processes booting at once take turns.
 import type { Database } from './client.js';
-import { EMBEDDED_API_KEYS_SQL, type Migration, migrations as allMigrations } from './migrations/index.js';
+import { migrations as allMigrations, EMBEDDED_API_KEYS_SQL, type Migration } from './migrations/index.js';
 
 /** Arbitrary, fixed: the advisory lock key that serializes migrations across processes. */
 const MIGRATION_LOCK_KEY = 4_210_771_302;

@@ -1,5 +1,5 @@
 // The pino logger: JSON lines, secrets redacted, human-readable only on a TTY outside production.
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
 

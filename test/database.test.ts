@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/client.js';
+import { migrate } from '../src/db/migrate.js';
+import { createEmptyDatabase, type TestDatabase } from './helpers/database.js';
+
+describe('migrations', () => {
+  let test: TestDatabase;
+  beforeAll(async () => {
+    test = await createEmptyDatabase();
+  });
+  afterAll(() => test.drop());
+
+  it('upgrades a table left by the original service in place, keeping its rows', async () => {
+    const { database } = test;
+    await database.query(`CREATE TABLE whatsapp_user (
+      user_id text NOT NULL, agent_id text NOT NULL, agent_name text, api_key text, endpoint_url_run text,
+      status text, last_connected_at timestamptz, last_disconnected_at timestamptz,
+      created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now(),
+      PRIMARY KEY (user_id, agent_id))`);
+    await database.query(
+      `INSERT INTO whatsapp_user (user_id, agent_id, agent_name, api_key, status) VALUES ('u1', 'legacy-bot', 'Legacy', 'k1', 'connected')`,
+    );
+    const first = await migrate(database);
+    expect(first.length).toBeGreaterThan(0);
+    const rows = await database.query(
+      'SELECT agent_id, agent_name, api_key, status, engine, wa_jid FROM whatsapp_user',
+    );
+    expect(rows).toEqual([
+      { agent_id: 'legacy-bot', agent_name: 'Legacy', api_key: 'k1', status: 'connected', engine: null, wa_jid: null },
+    ]);
+    expect(await migrate(database)).toEqual([]);
+  });
+
+  it('lets two boots migrate at once without colliding', async () => {
+    const other = await createEmptyDatabase();
+    // On PostgreSQL the second boot is a second pool, as a second process would have.
+    const second = other.url ? await openDatabase({ url: other.url, poolSize: 2 }) : other.database;
+    try {
+      const results = await Promise.all([migrate(other.database), migrate(second)]);
+      const applied = results.flat().sort();
+      expect(new Set(applied).size).toBe(applied.length);
+      const tables = await other.database.query(`SELECT count(*)::int AS n FROM schema_migrations`);
+      expect(tables[0]?.n).toBe(applied.length);
+    } finally {
+      if (second !== other.database) await second.close();
+      await other.drop();
+    }
+  });
+});
