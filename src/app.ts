@@ -5,7 +5,9 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Container } from './container.js';
+import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { sandboxRoutes } from './engines/sandbox/sandbox.routes.js';
+import { eventsRoutes } from './events/events.routes.js';
 import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
@@ -59,6 +61,13 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await app.register(eventsRoutes, {
+    sessions: container.sessions,
+    supervisor: container.supervisor,
+    auth: container.auth,
+    logger,
+  });
+  await app.register(dashboardRoutes);
   if (container.sandbox) {
     await app.register(sandboxRoutes, {
       sandbox: container.sandbox,
