@@ -119,9 +119,10 @@ type Live = { isReady: boolean; sessionState: string; me: string | null; qr: { b
 
 // One database for the file; each describe builds its own apps on it.
 let db: TestDatabase;
+// PGlite takes a while to start on a busy machine; allow more than the default hook timeout.
 beforeAll(async () => {
   db = await createTestDatabase();
-});
+}, 180_000);
 afterAll(async () => {
   await db?.drop();
 });

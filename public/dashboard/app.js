@@ -19,6 +19,8 @@ const state = {
   /** @type {{ stop(): void } | null} */
   stream: null,
   connects: 0,
+  /** @type {Map<string, number>} agentId → how many `session` events came; a newer event beats an older reply */
+  eventCount: new Map(),
 };
 
 const api = createApi(() => sessionStorage.getItem(KEY_STORAGE));
@@ -172,6 +174,7 @@ async function loadSessions() {
   if (state.selected && !state.sessions.has(state.selected)) closeDetail();
   else renderDetail();
   showMessage('sessions-error', '');
+  return true;
 }
 
 function upsert(session) {
@@ -182,6 +185,11 @@ function upsert(session) {
   if (state.selected === session.agentId) renderDetail();
   const now = statusLabel(session).text;
   if (before && statusLabel(before).text !== now) announce(`${session.agentId}: ${now}`);
+}
+
+/** Applies the status an action returned, unless the stream has already brought something newer meanwhile. */
+function applyReply(session, countBefore) {
+  if ((state.eventCount.get(session.agentId) ?? 0) === countBefore) upsert(session);
 }
 
 function removeSession(agentId) {
@@ -227,6 +235,9 @@ function renderDetail() {
   const status = $('detail-status');
   status.textContent = label.text;
   status.className = `badge ${label.tone}`;
+
+  // Pairing only makes sense while the phone is not linked yet.
+  $('pairing-form').hidden = live.isReady;
 
   const image = /** @type {HTMLImageElement} */ ($('qr-image'));
   const qrBox = $('qr-box');
@@ -286,9 +297,10 @@ async function onCreate(event) {
   if (engine) body.engine = engine;
   showMessage('create-result', 'Creating…');
   const submit = form.querySelector('button[type="submit"]');
+  const before = state.eventCount.get(body.agentId) ?? 0;
   const result = await guarded(submit, 'create-result', () => api.post('/sessions', body));
   if (!result) return;
-  upsert(result.data);
+  applyReply(result.data, before);
   showMessage('create-result', `Session ${result.data.agentId} created.`, 'success');
   form.reset();
   openDetail(result.data.agentId);
@@ -331,10 +343,11 @@ async function onReconnect() {
     return;
   }
   showMessage('action-result', 'Reconnecting…');
+  const before = state.eventCount.get(agentId) ?? 0;
   const result = await guarded($('reconnect'), 'action-result', () => api.post(path(agentId, '/reconnect')));
   $('reconnect').focus();
   if (!result) return;
-  upsert(result.data);
+  applyReply(result.data, before);
   showMessage('action-result', `${agentId} is starting again; scan the new QR code.`, 'success');
 }
 
@@ -406,8 +419,10 @@ function startStream() {
     onEvent(event, data) {
       // Every (re)connection starts from a fresh list; events after `hello` keep it current.
       if (event === 'hello') loadSessions().catch((err) => showMessage('sessions-error', errorText(err), 'error'));
-      else if (event === 'session') upsert(data);
-      else if (event === 'removed') removeSession(data.agentId);
+      else if (event === 'session') {
+        state.eventCount.set(data.agentId, (state.eventCount.get(data.agentId) ?? 0) + 1);
+        upsert(data);
+      } else if (event === 'removed') removeSession(data.agentId);
     },
   });
 }
@@ -471,7 +486,7 @@ function init() {
   $('sign-in-form').addEventListener('submit', onSignIn);
   $('sign-out').addEventListener('click', () => signOut());
   $('refresh').addEventListener('click', () =>
-    guarded($('refresh'), 'sessions-error', loadSessions).then(() => announce('Sessions refreshed')),
+    guarded($('refresh'), 'sessions-error', loadSessions).then((done) => done && announce('Sessions refreshed')),
   );
   $('sessions-body').addEventListener('click', (event) => {
     const button = event.target instanceof Element ? event.target.closest('button[data-open]') : null;
