@@ -1,4 +1,5 @@
-// Boots the real entry point (src/main.ts) as a child process, as `npm start` does.
+// Boots the real entry point (src/main.ts) as a child process, as `npm start` does. The first boot creates a
+// PGlite database from scratch (initdb in WebAssembly), which takes several seconds on a loaded 2-core machine.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,7 +28,7 @@ function boot(env: Record<string, string>): Booted {
   return { child, output: () => output, exited };
 }
 
-async function waitForLog(booted: Booted, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+async function waitForLog(booted: Booted, pattern: RegExp, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(booted.output())) {
     if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${booted.output()}`);
@@ -80,5 +81,5 @@ describe('the service binary', () => {
       again.child.kill('SIGTERM');
       await again.exited;
     }
-  }, 60_000);
+  }, 240_000);
 });

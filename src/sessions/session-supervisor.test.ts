@@ -80,8 +80,8 @@ describe('SessionSupervisor', () => {
     const { supervisor, engine, sessions, patches } = setup();
     await supervisor.start('a1', engine);
     sessions[0]?.emit('auth_failure', 'restore failed');
+    expect(supervisor.snapshot('a1').sessionState).toBe('auth_failed');
     await supervisor.settled('a1');
-    await vi.waitFor(() => expect(supervisor.snapshot('a1').sessionState).toBe('auth_failed'));
     expect(patches).toContainEqual({ status: 'auth_failed', lastError: 'auth failure: restore failed' });
     expect(sessions[0]?.calls).toEqual(['start', 'stop']);
     expect(sessions).toHaveLength(1);
@@ -136,7 +136,8 @@ describe('SessionSupervisor', () => {
     await supervisor.start('a1', engine);
     sessions[0]?.emit('ready', { me: '6281@c.us' });
     sessions[0]?.emit('disconnected', { reason: 'LOGOUT', loggedOut: true });
-    await vi.waitFor(() => expect(supervisor.snapshot('a1').sessionState).toBe('logged_out'));
+    expect(supervisor.snapshot('a1')).toMatchObject({ sessionState: 'logged_out', isReady: false });
+    await supervisor.settled('a1');
     expect(sessions[0]?.calls).toEqual(['start', 'logout']);
     expect(patches.at(-1)).toMatchObject({ status: 'disconnected', lastError: 'logged out from the phone' });
     expect(sessions).toHaveLength(1);
