@@ -91,6 +91,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     aiBackendUrl: config.aiBackendUrl,
     qrWaitTimeoutMs: config.qrWaitTimeoutMs,
     startConcurrency: config.sessionStartConcurrency,
+    defaultCountryCode: config.defaultCountryCode,
   });
 
   let closing: Promise<void> | undefined;

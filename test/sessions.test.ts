@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, insertApiKey, type TestDatabase } from './helpers/database.js';
+import { createFakeEngine } from './helpers/fake-engine.js';
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -230,6 +231,14 @@ describe('/sessions', () => {
     });
     expect(res.statusCode).toBe(200);
     expect(res.json().data.code).toMatch(/^[A-Z0-9]{8}$/);
+    const junk = await t.app.inject({
+      method: 'POST',
+      url: '/sessions/pair-bot/pairing-code',
+      headers: t.admin,
+      payload: { phone: 'call me' },
+    });
+    expect(junk.statusCode).toBe(400);
+    expect(junk.json().error.code).toBe('INVALID_RECIPIENT');
   });
 
   describe('authentication', () => {
@@ -286,5 +295,64 @@ describe('/sessions', () => {
       });
       expect(res.statusCode).toBe(403);
     });
+  });
+});
+
+describe('/sessions with engines that lack something', () => {
+  let db: TestDatabase;
+  let silent: TestApp;
+  let noPairing: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    silent = await createTestApp({
+      database: db.database,
+      env: { QR_WAIT_TIMEOUT_MS: '150' },
+      overrides: { engines: { baileys: createFakeEngine({ showsQr: false }) } },
+    });
+    noPairing = await createTestApp({
+      database: db.database,
+      overrides: { engines: { baileys: createFakeEngine({ showsQr: true }) } },
+    });
+  });
+  afterAll(async () => {
+    await silent?.close();
+    await noPairing?.close();
+    await db?.drop();
+  });
+
+  it('answers 504 QR_TIMEOUT when no QR code comes in time', async () => {
+    await silent.app.inject({
+      method: 'POST',
+      url: '/sessions',
+      headers: silent.admin,
+      payload: { userId: 'u', agentId: 'mute', agentName: 'Mute', apikey: 'k', engine: 'baileys' },
+    });
+    const started = Date.now();
+    const res = await silent.app.inject({ method: 'POST', url: '/sessions/mute/qr', headers: silent.admin });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().error.code).toBe('QR_TIMEOUT');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    const png = await silent.app.inject({ method: 'GET', url: '/sessions/mute/qr.png', headers: silent.admin });
+    expect(png.statusCode).toBe(404);
+  });
+
+  it('answers 501 ENGINE_UNSUPPORTED for a pairing code the engine cannot give', async () => {
+    const created = await noPairing.app.inject({
+      method: 'POST',
+      url: '/sessions?waitForQr=true',
+      headers: noPairing.admin,
+      payload: { userId: 'u2', agentId: 'nopair', agentName: 'No pairing', apikey: 'k', engine: 'baileys' },
+    });
+    expect(created.statusCode).toBe(200);
+    expect(created.json().data.liveState.qr.contentType).toBe('image/png');
+    const res = await noPairing.app.inject({
+      method: 'POST',
+      url: '/sessions/nopair/pairing-code',
+      headers: noPairing.admin,
+      payload: { phone: '6281234567890' },
+    });
+    expect(res.statusCode).toBe(501);
+    expect(res.json().error.code).toBe('ENGINE_UNSUPPORTED');
   });
 });
