@@ -3,7 +3,12 @@ import { TokenBucket, TokenBuckets } from './token-bucket.js';
 
 function fakeClock(start = 1_000) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 describe('TokenBucket', () => {
