@@ -1,7 +1,7 @@
 // The outbox: accepts a message (one INSERT), hands it to the dispatcher, and waits a bounded time for the result.
 import { randomUUID } from 'node:crypto';
 import type { OutboxStatus } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
@@ -79,7 +79,12 @@ export class OutboxService {
     this.unsubscribe = [
       options.sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
       options.sessions.onAgentDeleted(async (agentId) => {
-        await this.dispatcher.drop(agentId);
+        try {
+          await this.dispatcher.drop(agentId);
+        } catch (err) {
+          // The in-memory queue is already gone; rows left behind are skipped when claimed after a restart.
+          options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
+        }
       }),
     ];
   }
