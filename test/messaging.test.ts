@@ -230,7 +230,7 @@ describe('outbox limits over HTTP', () => {
   it('sends a burst of 100 at once, then queues the 101st (202) until the bucket refills', async () => {
     // A slow refill (1/min) keeps this independent of the machine's speed; the 600 ms at 100/min is
     // asserted with a fake clock in token-bucket.test.ts and outbox.service.test.ts.
-    const t = await build({ RATE_LIMIT_BURST: '100', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '200' });
+    const t = await build({ RATE_LIMIT_BURST: '100', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '1500' });
     const agent = await connectAgent(t, 'burst-bot');
     const statuses: number[] = [];
     for (let i = 0; i < 101; i++) {
