@@ -10,6 +10,7 @@ import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
+import { registerMessaging } from './messaging/messaging.plugin.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -61,6 +62,7 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await registerMessaging(app, container);
   if (container.sandbox) {
     await app.register(sandboxRoutes, {
       sandbox: container.sandbox,
