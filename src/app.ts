@@ -12,6 +12,7 @@ import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
+import { registerMessaging } from './messaging/messaging.plugin.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -39,9 +40,11 @@ export async function buildApp(container: Container): Promise<App> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  app.addHook('preHandler', async (request) => {
+  app.addHook('preHandler', async (request, reply) => {
     const agentId = (request.params as Record<string, unknown> | undefined)?.agentId;
-    if (typeof agentId === 'string') request.log = request.log.child({ agentId });
+    if (typeof agentId !== 'string') return;
+    request.log = request.log.child({ agentId });
+    reply.log = request.log; // the "request completed" line is written through the reply's logger
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpDuration.observe(
@@ -61,6 +64,7 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await registerMessaging(app, container);
   await app.register(eventsRoutes, {
     sessions: container.sessions,
     supervisor: container.supervisor,
