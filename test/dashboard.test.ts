@@ -210,26 +210,20 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await page.getByLabel('Message').fill(text);
       await page.getByRole('button', { name: 'Send', exact: true }).click();
       const result = page.locator('#send-result');
-      if (t.app.hasRoute({ method: 'POST', url: '/agents/:agentId/messages' })) {
-        await result.getByText(/^(Sent|Accepted)/).waitFor();
-        const deadline = Date.now() + 10_000;
-        for (;;) {
-          const sent = (await (await api('GET', '/sandbox/agents/e2e-bot/sent')).json()) as {
-            data: { to: string; text?: string }[];
-          };
-          const found = sent.data.find((entry) => entry.text === text);
-          if (found) {
-            expect(found.to).toBe('6281234567890@c.us');
-            break;
-          }
-          if (Date.now() > deadline) throw new Error('the test message never reached the sandbox');
-          await new Promise((resolve) => setTimeout(resolve, 50));
+      await result.getByText(/^(Sent|Accepted)/).waitFor();
+      expect(await result.textContent()).toMatch(/message id \S+/);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const sent = (await (await api('GET', '/sandbox/agents/e2e-bot/sent')).json()) as {
+          data: { to: string; kind: string; text?: string }[];
+        };
+        const found = sent.data.find((entry) => entry.kind === 'text' && entry.text === text);
+        if (found) {
+          expect(found.to).toBe('6281234567890@c.us');
+          break;
         }
-      } else {
-        // TODO(issue 6): POST /agents/:agentId/messages is being built on another branch. Once it is on main,
-        // delete this else branch (and the hasRoute check) so that a missing route fails this test again.
-        await result.getByText('NOT_FOUND, HTTP 404').waitFor();
-        expect(await result.textContent()).toContain('No route for POST /agents/e2e-bot/messages');
+        if (Date.now() > deadline) throw new Error('the test message never reached the sandbox');
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
       await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-desktop-send.png'), fullPage: true });
 
@@ -245,6 +239,10 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await dialog.getByRole('button', { name: 'Reconnect' }).click();
       await qr.waitFor({ state: 'visible' });
       await page.locator('#detail-status').getByText('waiting for scan').waitFor();
+
+      // The API's errors show as they are: no sending while the phone is not linked.
+      await page.getByRole('button', { name: 'Send', exact: true }).click();
+      await result.getByText('SESSION_NOT_READY, HTTP 409').waitFor();
 
       // The stream drops (as a proxy or a network blip would do): the page reconnects and keeps updating.
       t.app.server.closeAllConnections();

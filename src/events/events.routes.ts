@@ -4,7 +4,6 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { AppError } from '../errors.js';
-import { errorResponses } from '../http/schemas.js';
 import type { Logger } from '../observability/logger.js';
 import type { SessionSupervisor } from '../sessions/session-supervisor.js';
 import type { SessionsService } from '../sessions/sessions.service.js';
@@ -31,7 +30,10 @@ Events:
   connected number, error.
 - \`removed\` \`{ agentId }\`: the session was deleted.
 
-A comment line (\`: heartbeat\`) comes about every 15 s. The stream ends when the service shuts down; reconnect with backoff.`;
+A comment line (\`: heartbeat\`) comes about every 15 s. The stream ends when the service shuts down; reconnect with backoff.
+
+Errors come before the stream starts, as the usual JSON error envelope: 401 \`UNAUTHORIZED\` (no key or a wrong one),
+403 \`FORBIDDEN\` (an agent's key: the stream shows every agent), 503 \`SERVICE_UNAVAILABLE\` (shutting down).`;
 
 export function formatEvent(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -58,11 +60,10 @@ export const eventsRoutes: FastifyPluginAsyncZod<EventsRoutesOptions> = async (a
         security: [{ bearerAuth: [] }],
         summary: 'Live session changes as Server-Sent Events (admin key)',
         description: DESCRIPTION,
-        // Errors (401, 403, 503) come as the usual JSON envelope before the stream starts.
-        produces: ['text/event-stream', 'application/json'],
+        // Only the stream is declared: one `produces` covers every status, and errors are JSON (see the description).
+        produces: ['text/event-stream'],
         response: {
           200: z.string().describe('`event: session|removed|hello` and `data: <JSON>` lines; `: heartbeat` comments'),
-          ...errorResponses(401, 403, 503),
         },
       },
     },
