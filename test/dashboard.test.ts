@@ -294,6 +294,14 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
     try {
       // The key field has focus on arrival; Tab moves to the button with a visible focus ring.
       expect(await focusedId(page)).toBe('admin-key');
+      // An agent's own key does not open the dashboard, and the page says why.
+      await signIn(page, 'k');
+      await page
+        .getByRole('alert')
+        .filter({ hasText: 'That is an agent key; the dashboard needs the admin key.' })
+        .waitFor();
+      expect(await focusedId(page)).toBe('admin-key');
+      await page.getByLabel('Admin key').fill('');
       await page.keyboard.press('Tab');
       expect(await page.evaluate('document.activeElement?.textContent')).toBe('Sign in');
       expect(await page.evaluate('getComputedStyle(document.activeElement).outlineStyle')).toBe('solid');

@@ -452,6 +452,35 @@ function signOut(reason = '') {
   $('admin-key').focus();
 }
 
+/**
+ * Checks the key against the event stream, which only the admin key opens (GET /sessions would also let
+ * anyone in when SESSIONS_AUTH=none); the stream is dropped as soon as its answer has arrived.
+ */
+async function verifyAdminKey(key) {
+  const controller = new AbortController();
+  let response;
+  try {
+    response = await fetch('/events/sessions', {
+      headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' },
+      cache: 'no-store',
+      signal: controller.signal,
+    });
+  } catch {
+    throw new ApiError(0, 'NETWORK_ERROR', 'The service could not be reached', undefined);
+  }
+  if (response.ok) {
+    controller.abort();
+    return;
+  }
+  const body = await response.json().catch(() => undefined);
+  throw new ApiError(
+    response.status,
+    body?.error?.code ?? `HTTP_${response.status}`,
+    body?.error?.message ?? 'The request failed',
+    body?.error?.traceId,
+  );
+}
+
 async function onSignIn(event) {
   event.preventDefault();
   const input = /** @type {HTMLInputElement} */ ($('admin-key'));
@@ -461,9 +490,8 @@ async function onSignIn(event) {
     input.focus();
     return;
   }
-  const check = createApi(() => key);
   try {
-    await check.get('/sessions?limit=1');
+    await verifyAdminKey(key);
   } catch (err) {
     const text =
       err instanceof ApiError && err.status === 401
