@@ -3,6 +3,7 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import { Agent, type Response as UndiciResponse, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventsRoutes } from '../src/events/events.routes.js';
+import { type SessionEvent, SessionEvents } from '../src/events/session-events.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
@@ -298,6 +299,41 @@ describe('GET /events/sessions, lifecycle', () => {
       'the listeners to go',
     );
     await t.close();
+  });
+
+  it('collapses a burst of changes into few reads, and a removal beats a status read that was in flight', async () => {
+    const t = await createTestApp({ database: db.database });
+    try {
+      const created = await t.app.inject({
+        method: 'POST',
+        url: '/sessions',
+        headers: t.admin,
+        payload: { userId: 'u-burst', agentId: 'burst-bot', agentName: 'B', apikey: 'k-burst', engine: 'sandbox' },
+      });
+      expect(created.statusCode).toBe(200);
+      await t.container.supervisor.settled('burst-bot');
+      const sut = new SessionEvents({ ...t.container });
+      const seen: SessionEvent[] = [];
+      const unsubscribe = sut.subscribe((event) => seen.push(event));
+
+      for (let i = 0; i < 10; i++) t.container.supervisor.emit('change', 'burst-bot');
+      await eventually(() => seen.length >= 2, 'the reads');
+      // A short grace period to catch a surplus event: it can only let a bug slip by, never fail a good run.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The first change is read at once; the nine that came meanwhile are one more read.
+      expect(seen.map((e) => e.type)).toEqual(['session', 'session']);
+
+      seen.length = 0;
+      t.container.supervisor.emit('change', 'burst-bot');
+      t.container.sessions.emit('removed', 'burst-bot');
+      await eventually(() => seen.length >= 1, 'the removal');
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the same grace period
+      expect(seen).toEqual([{ type: 'removed', data: { agentId: 'burst-bot' } }]);
+      unsubscribe();
+      expect(sut.subscriberCount).toBe(0);
+    } finally {
+      await t.close();
+    }
   });
 
   it('ends open streams when the app closes, and app.close() does not hang on them', async () => {
