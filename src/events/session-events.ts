@@ -7,6 +7,8 @@ import type { SessionsService } from '../sessions/sessions.service.js';
 
 export type SessionEvent = { type: 'session'; data: SessionStatus } | { type: 'removed'; data: { agentId: string } };
 
+const MAX_SKIPPED_READS = 5;
+
 export type SessionEventListener = (event: SessionEvent) => void;
 
 export interface SessionEventsOptions {
@@ -71,11 +73,16 @@ export class SessionEvents {
   };
 
   private async refresh(agentId: string, refresh: Refresh): Promise<void> {
+    let skipped = 0;
     while (refresh.dirty && !refresh.removed && this.listeners.size > 0) {
       refresh.dirty = false;
       // The supervisor persists transitions after it emits; wait so the row and the live state agree.
       await this.options.supervisor.settled(agentId);
       const status = await this.read(agentId);
+      // A change during the read may still have its status write pending: read again rather than publish a
+      // half-updated state (live state 'connected', row 'awaiting_qr'). The cap keeps a busy agent visible.
+      if (refresh.dirty && skipped++ < MAX_SKIPPED_READS) continue;
+      skipped = 0;
       if (status && !refresh.removed) this.publish({ type: 'session', data: status });
     }
     if (refresh.removed) this.publish({ type: 'removed', data: { agentId } });
