@@ -25,6 +25,7 @@ runEngineContract({
       sent: async (agentId) => fake.sent(agentId),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
+      connections: (agentId) => fake.sockets.get(agentId)?.length ?? 0,
       close: async () => {},
     };
   },

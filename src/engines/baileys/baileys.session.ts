@@ -51,9 +51,15 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
 
   /** Rejects only when the stored auth cannot be read; connection failures arrive as `disconnected`. */
   async start(): Promise<void> {
-    if (this.socket) return;
+    if (this.socket || this.state === 'starting') return; // already running, or a start is on its way
     this.state = 'starting';
-    const state = await this.options.auth.load();
+    let state: AuthenticationState;
+    try {
+      state = await this.options.auth.load();
+    } catch (error) {
+      if (this.state === 'starting') this.state = 'idle';
+      throw error;
+    }
     if (this.state !== 'starting') return; // stopped meanwhile
     this.authState = state;
     this.restarts = 0;

@@ -24,6 +24,7 @@ runEngineContract({
       sent: async (agentId) => fake.sent(agentId),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
+      connections: (agentId) => fake.clients.get(agentId)?.length ?? 0,
       close: () => rm(authDir, { recursive: true, force: true }),
     };
   },
@@ -46,6 +47,8 @@ describe('whatsapp-web adapter', () => {
       chromeCandidates: [path.join(authDir, 'no-chromium-here')],
     });
     const session = sut.createSession('agent-1', { logger });
+    await expect(session.start()).rejects.toThrow(/CHROME_PATH/);
+    // A failed start leaves the session startable: the next attempt tries again rather than returning quietly.
     await expect(session.start()).rejects.toThrow(/CHROME_PATH/);
     expect(fake.clients.size).toBe(0);
   });

@@ -50,9 +50,17 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
    * initialize(), the page, the browser — is reported as `disconnected` after the browser is gone.
    */
   async start(): Promise<void> {
-    if (this.client) return;
-    const executablePath = await this.options.resolveChrome();
-    this.loginExistedAtStart = await exists(this.profileDir);
+    if (this.client || this.state === 'starting') return; // already running, or a start is on its way
+    this.state = 'starting';
+    let executablePath: string;
+    try {
+      executablePath = await this.options.resolveChrome();
+      this.loginExistedAtStart = await exists(this.profileDir);
+    } catch (error) {
+      if (this.state === 'starting') this.state = 'idle';
+      throw error;
+    }
+    if (this.state !== 'starting') return; // stopped meanwhile
     this.authenticatedThisRun = false;
     const client = this.options.createClient({
       dataPath: this.options.authDir,
@@ -61,7 +69,6 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
       args: [...this.options.chromeArgs],
     });
     this.client = client;
-    this.state = 'starting';
     this.listen(client);
     const outcome = client.initialize().then(
       () => null,
