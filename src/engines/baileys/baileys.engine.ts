@@ -41,7 +41,10 @@ export function createBaileysEngine(options: BaileysEngineOptions): Engine {
       });
     },
     hasStoredLogin: (agentId) => hasStoredCreds(options.database, agentId),
-    clearStoredLogin: (agentId) => deleteStoredAuth(options.database, agentId),
+    async clearStoredLogin(agentId) {
+      await deleteStoredAuth(options.database, agentId);
+      options.logger.info({ event: 'engine.auth.cleared', engine: 'baileys', agentId }, 'stored login deleted');
+    },
   };
 }
 

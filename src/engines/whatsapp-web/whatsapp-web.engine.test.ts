@@ -117,6 +117,23 @@ describe('whatsapp-web adapter', () => {
     expect(reports).toEqual([{ reason: 'page closed', destroyedFirst: true }]);
   });
 
+  it('an auth failure is reported once, after the browser is gone, and not followed by a disconnect', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const client = fake.latest('agent-1');
+    const events: string[] = [];
+    session.on('disconnected', () => events.push('disconnected'));
+    session.on('auth_failure', (message) => events.push(`auth_failure:${message}:${client.destroyed}`));
+    const failed = nextEvent(session, 'auth_failure');
+    client.emit('auth_failure', 'session restore failed');
+    client.pupBrowser?.close();
+    await failed;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(events).toEqual(['auth_failure:session restore failed:true']);
+  });
+
   it('stop() before any login removes the browser profile LocalAuth created', async () => {
     const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
     const session = sut.createSession('agent-1', { logger });

@@ -158,7 +158,9 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
       if (!current()) return;
       void this.onReady(client);
     });
-    client.on('auth_failure', (message) => current() && this.emit('auth_failure', String(message)));
+    client.on('auth_failure', (message) => {
+      if (current()) void this.failAuth(client, String(message));
+    });
     client.on('change_state', (state) => {
       if (current()) this.options.logger.debug({ event: 'engine.state', state }, 'whatsapp-web state changed');
     });
@@ -230,6 +232,16 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     await this.release(client);
     if (loggedOut) await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 }).catch(() => {});
     this.emit('disconnected', { reason, loggedOut });
+  }
+
+  /** A stored login WhatsApp refused: terminal, so it is reported once as auth_failure and not as a disconnect. */
+  private async failAuth(client: WwebClient, message: string): Promise<void> {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.state = 'disconnected';
+    this.options.logger.warn({ event: 'engine.auth_failure' }, 'whatsapp-web refused the stored login');
+    await this.release(client);
+    this.emit('auth_failure', message);
   }
 
   /**
