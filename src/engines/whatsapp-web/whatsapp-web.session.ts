@@ -1,12 +1,13 @@
 // One agent's whatsapp-web.js Client behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import wwebjs from 'whatsapp-web.js';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
-import { toCanonicalJid, toIdentity, toInboundMessage } from './to-inbound-message.js';
+import { toIdentity, toInboundMessage } from './to-inbound-message.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
 
 const { MessageMedia } = wwebjs;
@@ -278,33 +279,4 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   private get closeTimeoutMs(): number {
     return this.options.closeTimeoutMs ?? 10_000;
   }
-}
-
-function sendOptions(options: SendOptions): { quotedMessageId?: string; mentions?: string[] } {
-  return {
-    ...(options.quotedMessageId ? { quotedMessageId: options.quotedMessageId } : {}),
-    ...(options.mentions?.length ? { mentions: options.mentions.map(toCanonicalJid) } : {}),
-  };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
