@@ -82,7 +82,9 @@ describe('whatsapp-web adapter', () => {
   it('reports the LID of the account when WhatsApp Web knows it', async () => {
     const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
     const session = sut.createSession('agent-1', { logger });
+    const qr = nextEvent(session, 'qr');
     await session.start();
+    await qr;
     const ready = nextEvent(session, 'ready');
     await fake.latest('agent-1').scan('6281200000000');
     expect((await ready)[0]).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
