@@ -2,15 +2,13 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import wwebjs from 'whatsapp-web.js';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
 import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
+import { createMessageMedia } from './whatsapp-web.client.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
-
-const { MessageMedia } = wwebjs;
 
 export type WwebSessionState = 'idle' | 'starting' | 'qr' | 'authenticated' | 'connected' | 'disconnected' | 'stopped';
 
@@ -53,22 +51,22 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   async start(): Promise<void> {
     if (this.client || this.state === 'starting') return; // already running, or a start is on its way
     this.state = 'starting';
-    let executablePath: string;
+    let client: WwebClient;
     try {
-      executablePath = await this.options.resolveChrome();
+      const executablePath = await this.options.resolveChrome();
       this.loginExistedAtStart = await exists(this.profileDir);
+      client = await this.options.createClient({
+        dataPath: this.options.authDir,
+        clientId: this.agentId,
+        executablePath,
+        args: [...this.options.chromeArgs],
+      });
     } catch (error) {
       if (this.state === 'starting') this.state = 'idle';
       throw error;
     }
-    if (this.state !== 'starting') return; // stopped meanwhile
+    if (this.state !== 'starting') return; // stopped meanwhile; nothing was launched yet
     this.authenticatedThisRun = false;
-    const client = this.options.createClient({
-      dataPath: this.options.authDir,
-      clientId: this.agentId,
-      executablePath,
-      args: [...this.options.chromeArgs],
-    });
     this.client = client;
     this.listen(client);
     const outcome = client.initialize().then(
@@ -113,7 +111,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
     const client = this.connectedClient();
-    const media = new MessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
+    const media = await createMessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
     const sent = await client.sendMessage(to, media, {
       ...sendOptions(options),
       ...(image.caption ? { caption: image.caption } : {}),
