@@ -1,16 +1,10 @@
 // One agent's Baileys socket behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import {
-  type AuthenticationState,
-  type ConnectionState,
-  makeCacheableSignalKeyStore,
-  type proto,
-  type WAMessage,
-  type WAMessageKey,
-} from 'baileys';
+import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
 import type { BaileysAuthStore } from './auth-state.js';
+import { loadedBaileys } from './baileys.runtime.js';
 import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
 import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
@@ -132,7 +126,8 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     const { creds, keys } = this.authState;
     const socket = this.options.createSocket(
       {
-        auth: { creds, keys: makeCacheableSignalKeyStore(keys, this.options.libraryLogger) },
+        // start() loaded Baileys through the auth store before any socket is built.
+        auth: { creds, keys: loadedBaileys().makeCacheableSignalKeyStore(keys, this.options.libraryLogger) },
         logger: this.options.libraryLogger,
         // Keep the phone's notifications: this device is a bot, not a person reading.
         markOnlineOnConnect: false,
