@@ -121,6 +121,22 @@ describe('baileys adapter', () => {
     await session.stop();
   });
 
+  it('rejects start() when Baileys refuses the socket outright, and stays startable', async () => {
+    let attempts = 0;
+    const sut = createBaileysEngine({
+      database: test.database,
+      logger,
+      createSocket: () => {
+        attempts += 1;
+        throw new Error('Mobile API is not supported anymore');
+      },
+    });
+    const session = sut.createSession('b-refused', { logger });
+    await expect(session.start()).rejects.toThrow(/Mobile API/);
+    await expect(session.start()).rejects.toThrow(/Mobile API/);
+    expect(attempts).toBe(2);
+  });
+
   it('emits the pairing code it requested', async () => {
     const fake = new FakeBaileys();
     const session = createBaileysEngine({

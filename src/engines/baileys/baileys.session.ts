@@ -47,17 +47,16 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   async start(): Promise<void> {
     if (this.socket || this.state === 'starting') return; // already running, or a start is on its way
     this.state = 'starting';
-    let state: AuthenticationState;
     try {
-      state = await this.options.auth.load();
+      const state = await this.options.auth.load();
+      if (this.state !== 'starting') return; // stopped meanwhile
+      this.authState = state;
+      this.restarts = 0;
+      this.connect(); // Baileys throws here only for a configuration it refuses outright
     } catch (error) {
       if (this.state === 'starting') this.state = 'idle';
       throw error;
     }
-    if (this.state !== 'starting') return; // stopped meanwhile
-    this.authState = state;
-    this.restarts = 0;
-    this.connect();
   }
 
   async stop(): Promise<void> {
@@ -183,7 +182,12 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       this.socket = undefined;
       await socket.end(undefined);
       await this.options.auth.flush();
-      if (this.state !== 'stopped') this.connect();
+      if (this.state === 'stopped') return;
+      try {
+        this.connect();
+      } catch (error) {
+        await this.fail(`restart failed: ${String(error)}`, false);
+      }
       return;
     }
     await this.fail(reason, action === 'logged_out');

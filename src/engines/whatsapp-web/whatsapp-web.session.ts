@@ -69,10 +69,13 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     this.authenticatedThisRun = false;
     this.client = client;
     this.listen(client);
-    const outcome = client.initialize().then(
-      () => null,
-      (error: unknown) => ({ error }),
-    );
+    // Through a promise even if a client throws synchronously: every failure takes the same path.
+    const outcome = Promise.resolve()
+      .then(() => client.initialize())
+      .then(
+        () => null,
+        (error: unknown) => ({ error }),
+      );
     this.initialized.set(client, outcome);
     void outcome.then((failure) =>
       failure
