@@ -60,6 +60,7 @@ describe('/dashboard static files', () => {
       ['app.js', /javascript/],
       ['api.js', /javascript/],
       ['event-stream.js', /javascript/],
+      ['sessions-view.js', /javascript/],
       ['dashboard.css', /^text\/css/],
     ] as const) {
       const res = await t.app.inject({ method: 'GET', url: `/dashboard/${file}` });
