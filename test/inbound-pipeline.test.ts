@@ -57,7 +57,7 @@ describe('inbound pipeline', () => {
     aiSettings: async () => settings,
     connection: (agentId) => {
       const session = engine.session(agentId);
-      if (!session || session.state !== 'connected') return null;
+      if (session?.state !== 'connected') return null;
       return {
         identity: { me: `${BOT_PHONE}@c.us`, lid: BOT_LID },
         setTyping: async (chat, typing) => {
