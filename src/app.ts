@@ -1,0 +1,72 @@
+// Builds the Fastify app from the container: hooks, error handling, schema compilers and every route plugin.
+
+import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Container } from './container.js';
+import { sandboxRoutes } from './engines/sandbox/sandbox.routes.js';
+import { registerDocs } from './http/docs.js';
+import { installErrorHandlers } from './http/error-handler.js';
+import { healthRoutes } from './http/health.routes.js';
+import { metricsRoutes } from './http/metrics.routes.js';
+import { sessionsRoutes } from './sessions/sessions.routes.js';
+
+const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+export type App = FastifyInstance;
+
+export async function buildApp(container: Container): Promise<App> {
+  const { config, logger, metrics } = container;
+  const baseLogger: FastifyBaseLogger = logger;
+  const app = Fastify({
+    loggerInstance: baseLogger,
+    logController: new LogController({ requestIdLogLabel: 'traceId' }),
+    genReqId: (req) => {
+      const header = req.headers['x-request-id'];
+      return typeof header === 'string' && VALID_REQUEST_ID.test(header) ? header : randomUUID();
+    },
+    bodyLimit: 1024 * 1024,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandlers(app, metrics);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('preHandler', async (request) => {
+    const agentId = (request.params as Record<string, unknown> | undefined)?.agentId;
+    if (typeof agentId === 'string') request.log = request.log.child({ agentId });
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  app.addHook('onClose', () => container.close());
+
+  if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins });
+  await registerDocs(app);
+
+  await app.register(healthRoutes, {
+    ping: () => container.database.ping(),
+    isDraining: () => container.draining,
+    startedAt: container.startedAt,
+  });
+  await app.register(metricsRoutes, { metrics, token: config.metricsToken });
+  await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  if (container.sandbox) {
+    await app.register(sandboxRoutes, {
+      sandbox: container.sandbox,
+      auth: container.auth,
+      defaultCountryCode: config.defaultCountryCode,
+      settled: (agentId) => container.supervisor.settled(agentId),
+    });
+  }
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,68 @@
+// Fastify preHandlers for the two kinds of endpoint: sessions (admin key) and agents (agent key or admin key).
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import { AppError } from '../errors.js';
+import { type AgentKeyStore, keysEqual } from './agent-keys.js';
+
+export interface AuthOptions {
+  adminKey: string;
+  /** 'none' reproduces the seed: session endpoints take no authentication. */
+  sessionsAuth: 'admin' | 'none';
+  keys: AgentKeyStore;
+}
+
+export interface Auth {
+  /** Session endpoints. With `agentKey`, the agent's own key also opens its own session. */
+  sessions(options?: { agentKey?: boolean }): preHandlerAsyncHookHandler;
+  /** Agent endpoints: the agent's key (with lazy sync from api_keys) or the admin key. */
+  agent(): preHandlerAsyncHookHandler;
+  /** Admin-only endpoints outside /sessions (sandbox control, dashboard events). */
+  admin(): preHandlerAsyncHookHandler;
+  isAdminKey(presented: string | undefined): boolean;
+}
+
+export function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+function agentIdParam(request: FastifyRequest): string | undefined {
+  const params = request.params as Record<string, unknown> | undefined;
+  return typeof params?.agentId === 'string' ? params.agentId : undefined;
+}
+
+export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth {
+  const isAdminKey = (presented: string | undefined) => presented !== undefined && keysEqual(presented, adminKey);
+
+  const requireAdminOr = async (request: FastifyRequest, agentId: string | undefined) => {
+    const presented = bearerToken(request);
+    if (presented === undefined) throw new AppError('UNAUTHORIZED');
+    if (isAdminKey(presented)) return;
+    if (agentId === undefined) {
+      throw keys.agentOf(presented) ? new AppError('FORBIDDEN', 'This endpoint needs the admin key.') : unauthorized();
+    }
+    const result = await keys.check(agentId, presented);
+    if (result === 'ok') return;
+    throw result === 'other_agent' ? new AppError('FORBIDDEN') : unauthorized();
+  };
+
+  return {
+    isAdminKey,
+    sessions: ({ agentKey = false } = {}) =>
+      async function sessionsAuthHook(request) {
+        if (sessionsAuth === 'none') return;
+        await requireAdminOr(request, agentKey ? agentIdParam(request) : undefined);
+      },
+    agent: () =>
+      async function agentAuthHook(request) {
+        await requireAdminOr(request, agentIdParam(request) ?? '');
+      },
+    admin: () =>
+      async function adminAuthHook(request) {
+        await requireAdminOr(request, undefined);
+      },
+  };
+}
+
+const unauthorized = () => new AppError('UNAUTHORIZED');

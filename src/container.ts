@@ -1,0 +1,129 @@
+// The composition root: reads the configuration, opens the database, picks the engines and wires the services.
+import path from 'node:path';
+import { resolveAdminKey } from './auth/admin-key.js';
+import { AgentKeyStore } from './auth/agent-keys.js';
+import { createApiKeysRepository } from './auth/api-keys.repository.js';
+import { type Auth, createAuth } from './auth/auth.hooks.js';
+import type { Config, EngineName } from './config.js';
+import { type Database, openDatabase } from './db/client.js';
+import { migrate } from './db/migrate.js';
+import type { Engine } from './engines/engine.js';
+import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
+import { createSessionsRepository } from './sessions/sessions.repository.js';
+import { SessionsService } from './sessions/sessions.service.js';
+
+export interface ContainerOverrides {
+  logger?: Logger;
+  /** A database opened by the caller (tests); the container then leaves it open on close. */
+  database?: Database;
+  /** Extra or replacement engines (tests). */
+  engines?: Partial<Record<EngineName, Engine>>;
+  reconnectBackoff?: Partial<BackoffOptions>;
+  collectProcessMetrics?: boolean;
+}
+
+export interface Container {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  database: Database;
+  auth: Auth;
+  adminKey: string;
+  supervisor: SessionSupervisor;
+  sessions: SessionsService;
+  sandbox: SandboxEngine | undefined;
+  startedAt: number;
+  draining: boolean;
+  /** Restores sessions and resumes pending work; called once the HTTP app is built. */
+  start(): Promise<void>;
+  /** Stops engines (keeping logins) and background jobs, then closes the database it opened. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function createContainer(config: Config, overrides: ContainerOverrides = {}): Promise<Container> {
+  const logger = overrides.logger ?? createLogger({ level: config.logLevel });
+  const metrics = createMetrics({
+    perAgent: config.metricsPerAgent,
+    collectProcessMetrics: overrides.collectProcessMetrics ?? true,
+  });
+  const ownsDatabase = !overrides.database;
+  const database =
+    overrides.database ??
+    (await openDatabase(config.dbUrl ? { url: config.dbUrl } : { dataDir: path.join(config.dataDir, 'pg') }));
+  try {
+    await migrate(database);
+  } catch (err) {
+    if (ownsDatabase) await database.close();
+    throw err;
+  }
+  const adminKey = await resolveAdminKey(config.adminApiKey, config.dataDir, logger);
+
+  const sessionsRepo = createSessionsRepository(database.db);
+  const apiKeys = createApiKeysRepository(database.db);
+  const keys = new AgentKeyStore({
+    apiKeys,
+    saveApiKey: (agentId, apiKey) => sessionsRepo.update(agentId, { apiKey }),
+  });
+  const auth = createAuth({ adminKey, sessionsAuth: config.sessionsAuth, keys });
+
+  const sandbox = config.sandboxEnabled ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox') }) : undefined;
+  const engines = new Map<EngineName, Engine>();
+  if (sandbox) engines.set('sandbox', sandbox);
+  for (const [name, engine] of Object.entries(overrides.engines ?? {})) engines.set(name as EngineName, engine);
+
+  const supervisor = new SessionSupervisor({
+    engines,
+    repo: sessionsRepo,
+    logger,
+    metrics,
+    ...(overrides.reconnectBackoff ? { backoff: overrides.reconnectBackoff } : {}),
+  });
+  const sessions = new SessionsService({
+    repo: sessionsRepo,
+    apiKeys,
+    keys,
+    supervisor,
+    logger,
+    defaultEngine: config.waEngine,
+    aiBackendUrl: config.aiBackendUrl,
+    qrWaitTimeoutMs: config.qrWaitTimeoutMs,
+    startConcurrency: config.sessionStartConcurrency,
+  });
+
+  let closing: Promise<void> | undefined;
+  const container: Container = {
+    config,
+    logger,
+    metrics,
+    database,
+    auth,
+    adminKey,
+    supervisor,
+    sessions,
+    sandbox,
+    startedAt: Date.now(),
+    draining: false,
+    async start() {
+      if (config.sessionsAuth === 'none') {
+        logger.warn(
+          { event: 'auth.sessions_open' },
+          'SESSIONS_AUTH=none: the /sessions endpoints take no authentication. Anyone who reaches this port can create, read and delete sessions.',
+        );
+      }
+      await sessions.restore();
+    },
+    close() {
+      closing ??= (async () => {
+        container.draining = true;
+        await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
+        for (const engine of engines.values()) await engine.close?.();
+        if (ownsDatabase) await database.close();
+      })();
+      return closing;
+    },
+  };
+  return container;
+}

@@ -1,0 +1,181 @@
+// The sandbox control surface over HTTP: play the phone (scan), the contacts (inbound) and the network.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Auth } from '../../auth/auth.hooks.js';
+import { AppError } from '../../errors.js';
+import { agentParams, envelope, errorResponses } from '../../http/schemas.js';
+import { normalizeRecipient, phoneDigits } from '../../messaging/jid.js';
+import { type SandboxEngine, SandboxStateError } from './sandbox.engine.js';
+
+export interface SandboxRoutesOptions {
+  sandbox: SandboxEngine;
+  auth: Auth;
+  defaultCountryCode: string;
+  /** Resolves once the service has recorded what the control action caused (status rows, queues). */
+  settled: (agentId: string) => Promise<void>;
+}
+
+const INBOUND_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker', 'location', 'other'] as const;
+/** Chats that are not people or groups; the sandbox delivers them as they are so the filter can be tested. */
+const SPECIAL_CHAT = /^[\w.-]+@(broadcast|newsletter)$/;
+
+const inboundBody = z.object({
+  from: z.string().min(1),
+  text: z.string().default(''),
+  chat: z.string().min(1).optional(),
+  isGroup: z.boolean().optional(),
+  mentions: z.array(z.string()).default([]),
+  pushName: z.string().optional(),
+  chatName: z.string().optional(),
+  type: z.enum(INBOUND_TYPES).default('text'),
+  id: z.string().min(1).max(128).optional(),
+  fromMe: z.boolean().default(false),
+});
+
+const sentEntry = z.object({
+  messageId: z.string(),
+  to: z.string(),
+  kind: z.enum(['text', 'image', 'typing']),
+  text: z.string().optional(),
+  caption: z.string().optional(),
+  mimeType: z.string().optional(),
+  bytes: z.number().optional(),
+  quotedMessageId: z.string().optional(),
+  mentions: z.array(z.string()).optional(),
+  typing: z.boolean().optional(),
+  at: z.string(),
+});
+
+export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async (app, options) => {
+  const { sandbox, auth, defaultCountryCode, settled } = options;
+  const preHandler = auth.admin();
+  const tags = ['sandbox'];
+  const security = [{ bearerAuth: [] }];
+  const jid = (value: string, field: string) =>
+    SPECIAL_CHAT.test(value) ? value : normalizeRecipient(value, defaultCountryCode, field);
+  const control = async <T>(agentId: string, action: () => T | Promise<T>): Promise<T> => {
+    try {
+      const result = await action();
+      await settled(agentId);
+      return result;
+    } catch (err) {
+      if (err instanceof SandboxStateError) throw new AppError('SESSION_NOT_READY', `sandbox: ${err.message}`);
+      throw err;
+    }
+  };
+
+  app.post(
+    '/sandbox/agents/:agentId/scan',
+    {
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary: 'Act as a phone scanning the current QR code',
+        params: agentParams,
+        body: z.object({ phone: z.string().optional() }).default({}),
+        response: { 200: envelope(z.object({ me: z.string() })), ...errorResponses(400, 401, 409) },
+      },
+    },
+    async (request) => {
+      const { agentId } = request.params;
+      const raw = request.body.phone;
+      const phone = raw === undefined ? undefined : phoneDigits(raw, defaultCountryCode);
+      if (phone === null) throw new AppError('INVALID_RECIPIENT', 'phone must be a phone number');
+      await control(agentId, () => sandbox.scan(agentId, phone));
+      return { data: { me: `${(await sandbox.readLogin(agentId))?.phone}@c.us` }, traceId: request.id };
+    },
+  );
+
+  app.post(
+    '/sandbox/agents/:agentId/inbound',
+    {
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary: 'Deliver a message to the agent as a real engine would',
+        params: agentParams,
+        body: inboundBody,
+        response: { 200: envelope(z.object({ messageId: z.string() })), ...errorResponses(400, 401, 409) },
+      },
+    },
+    async (request) => {
+      const { agentId } = request.params;
+      const body = request.body;
+      const senderJid = jid(body.from, 'from');
+      const chatJid = body.chat ? jid(body.chat, 'chat') : senderJid;
+      const messageId = await control(agentId, () =>
+        sandbox.deliver(agentId, {
+          ...(body.id ? { id: body.id } : {}),
+          chatJid,
+          senderJid,
+          text: body.text,
+          type: body.type,
+          isGroup: body.isGroup ?? chatJid.endsWith('@g.us'),
+          mentions: body.mentions.map((m) => jid(m, 'mentions')),
+          fromMe: body.fromMe,
+          timestamp: Date.now(),
+          pushName: body.pushName ?? null,
+          chatName: body.chatName ?? null,
+        }),
+      );
+      return { data: { messageId }, traceId: request.id };
+    },
+  );
+
+  app.get(
+    '/sandbox/agents/:agentId/sent',
+    {
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary: 'What the agent sent, oldest first',
+        params: agentParams,
+        response: { 200: envelope(z.array(sentEntry)), ...errorResponses(400, 401) },
+      },
+    },
+    async (request) => ({ data: sandbox.sent(request.params.agentId), traceId: request.id }),
+  );
+
+  app.post(
+    '/sandbox/agents/:agentId/disconnect',
+    {
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary: 'Drop the connection as the network (or, with loggedOut, the phone) would',
+        params: agentParams,
+        body: z.object({ loggedOut: z.boolean().default(false) }).default({ loggedOut: false }),
+        response: { 200: envelope(z.object({ disconnected: z.boolean() })), ...errorResponses(400, 401, 409) },
+      },
+    },
+    async (request) => {
+      const { agentId } = request.params;
+      await control(agentId, () => sandbox.disconnect(agentId, request.body.loggedOut));
+      return { data: { disconnected: true }, traceId: request.id };
+    },
+  );
+
+  app.post(
+    '/sandbox/agents/:agentId/fail-sends',
+    {
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary: 'Make the next `count` sends of this agent fail',
+        params: agentParams,
+        body: z.object({ count: z.number().int().min(0).max(10_000) }),
+        response: { 200: envelope(z.object({ count: z.number() })), ...errorResponses(400, 401, 409) },
+      },
+    },
+    async (request) => {
+      const { agentId } = request.params;
+      await control(agentId, () => sandbox.failSends(agentId, request.body.count));
+      return { data: { count: request.body.count }, traceId: request.id };
+    },
+  );
+};

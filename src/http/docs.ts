@@ -1,0 +1,34 @@
+// The OpenAPI document, generated from the route schemas, and the docs UI at /docs (assets served locally).
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+
+export const OPENAPI_INFO = {
+  title: 'WhatsApp Multi-Tenant API',
+  description:
+    'Runs many WhatsApp accounts side by side, one per AI agent: sessions, inbound forwarding to the AI backend, and sending.',
+  version: '0.1.0',
+};
+
+export async function registerDocs(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: OPENAPI_INFO,
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'The admin key, or an agent API key' },
+        },
+      },
+      tags: [
+        { name: 'sessions', description: 'Session lifecycle (admin key; agent key for its own session)' },
+        { name: 'agents', description: 'Sending and the AI pipeline (agent key or admin key)' },
+        { name: 'sandbox', description: 'Sandbox engine control (only when the sandbox is enabled)' },
+        { name: 'health', description: 'Health and metrics' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+}

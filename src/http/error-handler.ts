@@ -1,0 +1,68 @@
+// One place that turns every error into `{ error: { code, message, traceId } }`; a 5xx never reveals internals.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError, ERRORS, type ErrorCode, isAppError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_CONTENT_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_PAYLOAD',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_PAYLOAD',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_PAYLOAD',
+};
+
+/** Turns a validation failure into our code, naming the field: `body.to: Invalid input: expected string`. */
+function fromValidation(error: { validation: { instancePath: string; message?: string }[] }, context: string) {
+  const first = error.validation[0];
+  const field = [context, ...(first?.instancePath ?? '').split('/').filter(Boolean)].join('.');
+  const code: ErrorCode = /(^|\.)agentId$/.test(field) ? 'INVALID_AGENT_ID' : 'INVALID_PAYLOAD';
+  return new AppError(code, `${field}: ${first?.message ?? 'invalid value'}`);
+}
+
+function toAppError(error: FastifyError): AppError {
+  if (isAppError(error)) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) return fromValidation(error, error.validationContext ?? 'body');
+  const mapped = error.code ? FASTIFY_CODES[error.code] : undefined;
+  if (mapped === 'INVALID_PAYLOAD' && error.code !== 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    return new AppError(mapped, 'The body is not valid JSON.');
+  }
+  if (mapped) return new AppError(mapped, mapped === 'INVALID_PAYLOAD' ? 'The body is empty.' : undefined);
+  if (error.statusCode === 400 && /JSON/i.test(error.message))
+    return new AppError('INVALID_PAYLOAD', 'The body is not valid JSON.');
+  if (error.statusCode === 413) return new AppError('PAYLOAD_TOO_LARGE');
+  return new AppError('INTERNAL_ERROR', undefined, { cause: error });
+}
+
+export function installErrorHandlers(app: FastifyInstance, metrics: Metrics): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const appError = toAppError(error);
+    metrics.errors.inc({ code: appError.code, ...metrics.agentLabel(agentIdOf(request.params)) });
+    if (appError.status >= 500) {
+      const internal = appError.code === 'INTERNAL_ERROR' || isResponseSerializationError(error);
+      request.log.error({ err: error, code: appError.code, event: 'http.error' }, 'request failed');
+      if (internal) appError.message = ERRORS.INTERNAL_ERROR.message;
+    } else {
+      request.log.info({ code: appError.code, event: 'http.client_error' }, appError.message);
+    }
+    return reply
+      .status(appError.status)
+      .headers(appError.headers)
+      .send({ error: { code: appError.code, message: appError.message, traceId: request.id } });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({
+      error: {
+        code: 'NOT_FOUND',
+        message: `No route for ${request.method} ${request.url.split('?')[0]}`,
+        traceId: request.id,
+      },
+    }),
+  );
+}
+
+function agentIdOf(params: unknown): string {
+  const value = (params as Record<string, unknown> | undefined)?.agentId;
+  return typeof value === 'string' ? value : '';
+}

@@ -1,0 +1,17 @@
+// Schemas shared by every route: the agentId rule and the response envelopes.
+import { z } from 'zod';
+
+/** The same rule whatsapp-web.js applies to LocalAuth client ids; it keeps agentId safe in paths. */
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const agentIdSchema = z.string().regex(AGENT_ID_PATTERN, 'must match ^[A-Za-z0-9_-]{1,64}$');
+export const agentParams = z.object({ agentId: agentIdSchema });
+
+export const errorEnvelope = z.object({
+  error: z.object({ code: z.string(), message: z.string(), traceId: z.string() }),
+});
+
+export const envelope = <T extends z.ZodType>(data: T) => z.object({ data, traceId: z.string() });
+
+/** The standard error responses, for the OpenAPI document. */
+export const errorResponses = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((status) => [status, errorEnvelope])) as Record<number, typeof errorEnvelope>;

@@ -1,0 +1,353 @@
+// Keeps each agent's engine session alive: starts it, follows its events, persists transitions, reconnects with backoff.
+import { EventEmitter } from 'node:events';
+import QRCode from 'qrcode';
+import type { EngineName } from '../config.js';
+import type { Engine, EngineRegistry, EngineSession, InboundMessage } from '../engines/engine.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { SessionsRepository } from './sessions.repository.js';
+
+export type LiveStateName =
+  | 'idle'
+  | 'starting'
+  | 'qr'
+  | 'authenticated'
+  | 'connected'
+  | 'reconnecting'
+  | 'disconnected'
+  | 'logged_out'
+  | 'auth_failed'
+  | 'stopped';
+
+export interface QrCode {
+  text: string;
+  png: Buffer;
+  updatedAt: Date;
+}
+
+export interface LiveState {
+  isReady: boolean;
+  hasClient: boolean;
+  sessionState: LiveStateName;
+  qr: { contentType: 'image/png'; base64: string } | null;
+  qrUpdatedAt: string | null;
+  pairingCode: string | null;
+  me: string | null;
+  lastError: string | null;
+}
+
+interface Live {
+  agentId: string;
+  engine: Engine;
+  session: EngineSession | null;
+  state: LiveStateName;
+  qr: QrCode | null;
+  pairingCode: string | null;
+  me: string | null;
+  lid: string | null;
+  lastError: string | null;
+  attempt: number;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  counted: boolean;
+  /** Status writes of this agent, chained so they land in the order the events came. */
+  writes: Promise<void>;
+}
+
+export interface SupervisorEvents {
+  /** Anything in an agent's live state changed. */
+  change: [agentId: string];
+  ready: [agentId: string];
+  qr: [agentId: string];
+  message: [agentId: string, message: InboundMessage];
+}
+
+export interface BackoffOptions {
+  baseMs: number;
+  maxMs: number;
+  random: () => number;
+}
+
+export interface SupervisorOptions {
+  engines: EngineRegistry;
+  repo: SessionsRepository;
+  logger: Logger;
+  metrics: Metrics;
+  backoff?: Partial<BackoffOptions>;
+  now?: () => Date;
+}
+
+export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
+  private readonly lives = new Map<string, Live>();
+  private readonly backoff: BackoffOptions;
+  private readonly now: () => Date;
+
+  constructor(private readonly options: SupervisorOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.backoff = { baseMs: 2_000, maxMs: 300_000, random: Math.random, ...options.backoff };
+    this.now = options.now ?? (() => new Date());
+  }
+
+  engine(name: EngineName): Engine | undefined {
+    return this.options.engines.get(name);
+  }
+
+  /** The engine session of a connected agent, or null. */
+  readySession(agentId: string): EngineSession | null {
+    const live = this.lives.get(agentId);
+    return live?.state === 'connected' ? live.session : null;
+  }
+
+  identity(agentId: string): { me: string; lid: string | null } | null {
+    const live = this.lives.get(agentId);
+    return live?.state === 'connected' && live.me ? { me: live.me, lid: live.lid } : null;
+  }
+
+  /** The running engine session, connected or not. */
+  session(agentId: string): EngineSession | null {
+    return this.lives.get(agentId)?.session ?? null;
+  }
+
+  /** Resolves once the status writes caused by events so far have landed. */
+  async settled(agentId: string): Promise<void> {
+    await this.lives.get(agentId)?.writes;
+  }
+
+  qr(agentId: string): QrCode | null {
+    return this.lives.get(agentId)?.qr ?? null;
+  }
+
+  isRunning(agentId: string): boolean {
+    const state = this.lives.get(agentId)?.state;
+    return state !== undefined && !['idle', 'stopped', 'logged_out', 'auth_failed'].includes(state);
+  }
+
+  snapshot(agentId: string): LiveState {
+    const live = this.lives.get(agentId);
+    return {
+      isReady: live?.state === 'connected',
+      hasClient: Boolean(live?.session),
+      sessionState: live?.state ?? 'idle',
+      qr: live?.qr ? { contentType: 'image/png', base64: live.qr.png.toString('base64') } : null,
+      qrUpdatedAt: live?.qr?.updatedAt.toISOString() ?? null,
+      pairingCode: live?.pairingCode ?? null,
+      me: live?.me ?? null,
+      lastError: live?.lastError ?? null,
+    };
+  }
+
+  /** Starts the agent's session unless one is already running. */
+  async start(agentId: string, engine: Engine): Promise<void> {
+    const existing = this.lives.get(agentId);
+    if (existing && this.isRunning(agentId) && existing.engine === engine) return;
+    if (existing) await this.teardown(existing);
+    const live: Live = {
+      agentId,
+      engine,
+      session: null,
+      state: 'starting',
+      qr: null,
+      pairingCode: null,
+      me: null,
+      lid: null,
+      lastError: null,
+      attempt: existing?.attempt ?? 0,
+      reconnectTimer: undefined,
+      counted: false,
+      writes: existing?.writes ?? Promise.resolve(),
+    };
+    this.lives.set(agentId, live);
+    await this.connect(live);
+  }
+
+  /** Stops the agent's running session, if any. With `logout`, the login ends and its stored auth is deleted. */
+  async stop(agentId: string, { logout, forget }: { logout: boolean; forget?: boolean }): Promise<void> {
+    const live = this.lives.get(agentId);
+    if (live) await this.teardown(live, logout);
+    if (live) {
+      live.state = 'stopped';
+      live.qr = null;
+      live.pairingCode = null;
+    }
+    if (forget) this.lives.delete(agentId);
+    this.emit('change', agentId);
+  }
+
+  async stopAll(concurrency: number): Promise<void> {
+    const agents = [...this.lives.keys()];
+    await runWithConcurrency(agents, concurrency, (agentId) => this.stop(agentId, { logout: false }));
+  }
+
+  /** Waits for the next QR code (resolves 'qr') or for the session to connect (resolves 'connected'). */
+  waitForQrOrReady(agentId: string, timeoutMs: number): Promise<'qr' | 'connected' | 'timeout'> {
+    return new Promise((resolve) => {
+      const done = (outcome: 'qr' | 'connected' | 'timeout') => {
+        clearTimeout(timer);
+        this.off('qr', onQr);
+        this.off('ready', onReady);
+        resolve(outcome);
+      };
+      const onQr = (id: string) => id === agentId && done('qr');
+      const onReady = (id: string) => id === agentId && done('connected');
+      const timer = setTimeout(() => done('timeout'), timeoutMs);
+      this.on('qr', onQr);
+      this.on('ready', onReady);
+    });
+  }
+
+  private async connect(live: Live): Promise<void> {
+    const { agentId, engine } = live;
+    const logger = this.options.logger.child({ agentId, engine: engine.name });
+    const session = engine.createSession(agentId, { logger });
+    live.session = session;
+    live.state = 'starting';
+    this.attach(live, session, logger);
+    this.emit('change', agentId);
+    try {
+      await session.start();
+      logger.info({ event: 'session.starting' }, 'session starting');
+    } catch (err) {
+      if (live.session !== session) return;
+      live.lastError = errorMessage(err);
+      logger.error({ event: 'session.start_failed', err }, 'session could not start');
+      await this.persist(agentId, { lastError: live.lastError });
+      await this.teardown(live);
+      this.scheduleReconnect(live, logger);
+    }
+  }
+
+  private attach(live: Live, session: EngineSession, logger: Logger): void {
+    const { agentId } = live;
+    const current = () => live.session === session;
+    session.on('qr', (text) => {
+      if (!current()) return;
+      void QRCode.toBuffer(text, { type: 'png', margin: 2, width: 320 }).then((png) => {
+        if (!current()) return;
+        const firstQr = live.state !== 'qr'; // WhatsApp refreshes the QR code often; persist only the transition
+        live.state = 'qr';
+        live.qr = { text, png, updatedAt: this.now() };
+        logger.info({ event: 'session.qr' }, 'QR code ready');
+        if (firstQr) void this.persist(agentId, { status: 'awaiting_qr' });
+        this.emit('qr', agentId);
+        this.emit('change', agentId);
+      });
+    });
+    session.on('pairing_code', (code) => {
+      if (!current()) return;
+      live.pairingCode = code;
+      this.emit('change', agentId);
+    });
+    session.on('authenticated', () => {
+      if (!current()) return;
+      live.state = 'authenticated';
+      logger.info({ event: 'session.authenticated' }, 'session authenticated');
+      this.emit('change', agentId);
+    });
+    session.on('ready', ({ me, lid }) => {
+      if (!current()) return;
+      Object.assign(live, { state: 'connected', qr: null, pairingCode: null, me, lid: lid ?? null, lastError: null });
+      live.attempt = 0;
+      this.count(live, true);
+      logger.info({ event: 'session.ready', me }, 'session connected');
+      void this.persist(agentId, { status: 'connected', lastConnectedAt: this.now(), waJid: me, lastError: null });
+      this.emit('ready', agentId);
+      this.emit('change', agentId);
+    });
+    session.on('disconnected', ({ reason, loggedOut }) => {
+      if (!current()) return;
+      this.count(live, false);
+      live.lastError = loggedOut ? 'logged out from the phone' : `disconnected: ${reason}`;
+      logger.warn({ event: loggedOut ? 'session.logged_out' : 'session.disconnected', reason }, 'session disconnected');
+      void this.persist(agentId, { status: 'disconnected', lastDisconnectedAt: this.now(), lastError: live.lastError });
+      if (loggedOut) {
+        // The phone unlinked this device: the stored login is useless; a new QR code is needed (POST …/qr).
+        void this.teardown(live, true).then(() => {
+          live.state = 'logged_out';
+          this.emit('change', agentId);
+        });
+      } else {
+        void this.teardown(live).then(() => this.scheduleReconnect(live, logger));
+      }
+      this.emit('change', agentId);
+    });
+    session.on('auth_failure', (message) => {
+      if (!current()) return;
+      this.count(live, false);
+      live.lastError = `auth failure: ${message}`;
+      logger.error({ event: 'session.auth_failure', reason: message }, 'session auth failure');
+      void this.persist(agentId, { status: 'auth_failed', lastError: live.lastError });
+      void this.teardown(live).then(() => {
+        live.state = 'auth_failed';
+        this.emit('change', agentId);
+      });
+    });
+    session.on('message', (message) => {
+      if (current() && live.state === 'connected') this.emit('message', agentId, message);
+    });
+  }
+
+  private scheduleReconnect(live: Live, logger: Logger): void {
+    if (this.lives.get(live.agentId) !== live) return;
+    const { baseMs, maxMs, random } = this.backoff;
+    const ceiling = Math.min(maxMs, baseMs * 2 ** live.attempt);
+    const delay = Math.round(ceiling / 2 + (random() * ceiling) / 2);
+    live.attempt += 1;
+    live.state = 'reconnecting';
+    logger.info({ event: 'session.reconnect_scheduled', delayMs: delay, attempt: live.attempt }, 'reconnecting');
+    live.reconnectTimer = setTimeout(() => {
+      live.reconnectTimer = undefined;
+      if (this.lives.get(live.agentId) === live && live.state === 'reconnecting') void this.connect(live);
+    }, delay);
+    live.reconnectTimer.unref();
+    this.emit('change', live.agentId);
+  }
+
+  /** Detaches and stops (or logs out) the engine session; errors are logged, never thrown. */
+  private async teardown(live: Live, logout = false): Promise<void> {
+    if (live.reconnectTimer) clearTimeout(live.reconnectTimer);
+    live.reconnectTimer = undefined;
+    this.count(live, false);
+    const session = live.session;
+    live.session = null;
+    if (!session) return;
+    session.removeAllListeners();
+    try {
+      await (logout ? session.logout() : session.stop());
+    } catch (err) {
+      this.options.logger.warn({ event: 'session.stop_failed', agentId: live.agentId, err }, 'stop failed');
+      if (logout) await live.engine.clearStoredLogin(live.agentId).catch(() => {});
+    }
+  }
+
+  private count(live: Live, connected: boolean): void {
+    if (live.counted === connected) return;
+    live.counted = connected;
+    this.options.metrics.sessionsActive.inc(connected ? 1 : -1);
+  }
+
+  private persist(agentId: string, patch: Parameters<SessionsRepository['update']>[1]): Promise<void> {
+    const write = async () => {
+      try {
+        await this.options.repo.update(agentId, patch);
+      } catch (err) {
+        this.options.logger.error({ event: 'session.persist_failed', agentId, err }, 'could not save session state');
+      }
+    };
+    const live = this.lives.get(agentId);
+    if (!live) return write();
+    live.writes = live.writes.then(write);
+    return live.writes;
+  }
+}
+
+export async function runWithConcurrency<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -1,0 +1,161 @@
+// /sessions: the session lifecycle endpoints.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Auth } from '../auth/auth.hooks.js';
+import { agentParams, envelope, errorResponses } from '../http/schemas.js';
+import {
+  createSessionBody,
+  createSessionQuery,
+  deleteResultSchema,
+  listSessionsQuery,
+  pairingCodeBody,
+  pairingCodeResultSchema,
+  qrResultSchema,
+  sessionListSchema,
+  sessionStatusSchema,
+} from './sessions.schemas.js';
+import type { SessionsService } from './sessions.service.js';
+
+export interface SessionsRoutesOptions {
+  sessions: SessionsService;
+  auth: Auth;
+}
+
+export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = async (app, { sessions, auth }) => {
+  const admin = auth.sessions();
+  const adminOrAgent = auth.sessions({ agentKey: true });
+  const tags = ['sessions'];
+  const security = [{ bearerAuth: [] }];
+
+  app.post(
+    '/sessions',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create a session, or start an existing one that is not connected',
+        body: createSessionBody,
+        querystring: createSessionQuery,
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 409, 504) },
+      },
+    },
+    async (request) => ({
+      data: await sessions.create(request.body, { waitForQr: request.query.waitForQr }),
+      traceId: request.id,
+    }),
+  );
+
+  app.get(
+    '/sessions',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'List sessions',
+        querystring: listSessionsQuery,
+        response: { 200: envelope(sessionListSchema), ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => ({ data: await sessions.list(request.query.limit, request.query.offset), traceId: request.id }),
+  );
+
+  app.get(
+    '/sessions/:agentId',
+    {
+      preHandler: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: "A session's status, persisted and live",
+        params: agentParams,
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => ({ data: await sessions.get(request.params.agentId), traceId: request.id }),
+  );
+
+  app.delete(
+    '/sessions/:agentId',
+    {
+      preHandler: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: 'Log out, delete the stored login and the row, drop queued messages',
+        params: agentParams,
+        response: { 200: envelope(deleteResultSchema), ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => ({ data: await sessions.remove(request.params.agentId), traceId: request.id }),
+  );
+
+  app.post(
+    '/sessions/:agentId/reconnect',
+    {
+      preHandler: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: 'Stop, clear the stored login and start again for a fresh QR code',
+        params: agentParams,
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => ({ data: await sessions.reconnect(request.params.agentId), traceId: request.id }),
+  );
+
+  app.post(
+    '/sessions/:agentId/qr',
+    {
+      preHandler: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: 'Start the client if needed and wait (up to 60 s) for a QR code',
+        params: agentParams,
+        response: { 200: envelope(qrResultSchema), ...errorResponses(400, 401, 403, 404, 409, 504) },
+      },
+    },
+    async (request) => ({ data: await sessions.waitForQr(request.params.agentId), traceId: request.id }),
+  );
+
+  app.get(
+    '/sessions/:agentId/qr.png',
+    {
+      preHandler: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: 'The current QR code as a PNG image',
+        params: agentParams,
+        produces: ['image/png'],
+        response: { 200: z.any().describe('PNG image'), ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const png = await sessions.qrPng(request.params.agentId);
+      return reply.header('cache-control', 'no-store').type('image/png').send(png);
+    },
+  );
+
+  app.post(
+    '/sessions/:agentId/pairing-code',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'A code to type on the phone instead of scanning the QR code',
+        params: agentParams,
+        body: pairingCodeBody,
+        response: { 200: envelope(pairingCodeResultSchema), ...errorResponses(400, 401, 403, 404, 409, 501, 504) },
+      },
+    },
+    async (request) => ({
+      data: await sessions.requestPairingCode(request.params.agentId, request.body.phone),
+      traceId: request.id,
+    }),
+  );
+};

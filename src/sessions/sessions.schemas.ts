@@ -1,0 +1,69 @@
+// Request and response schemas of the /sessions endpoints.
+import { z } from 'zod';
+import { ENGINE_NAMES } from '../config.js';
+import { agentIdSchema } from '../http/schemas.js';
+
+export const createSessionBody = z.object({
+  userId: z.union([z.string().trim().min(1).max(128), z.number().int()]).transform(String),
+  agentId: agentIdSchema,
+  agentName: z.string().trim().min(1).max(200),
+  apikey: z.string().min(1).max(512).optional(),
+  engine: z.enum(ENGINE_NAMES).optional(),
+});
+export type CreateSessionInput = z.output<typeof createSessionBody>;
+
+const booleanQuery = z
+  .enum(['true', 'false', '1', '0'])
+  .optional()
+  .transform((v) => v === 'true' || v === '1');
+
+export const createSessionQuery = z.object({ waitForQr: booleanQuery });
+
+export const listSessionsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+export const pairingCodeBody = z.object({
+  phone: z.string().trim().min(1).max(32),
+});
+
+export const qrImage = z.object({ contentType: z.literal('image/png'), base64: z.string() });
+
+export const liveStateSchema = z.object({
+  isReady: z.boolean(),
+  hasClient: z.boolean(),
+  sessionState: z.string(),
+  qr: qrImage.nullable(),
+  qrUpdatedAt: z.string().nullable(),
+  pairingCode: z.string().nullable(),
+  me: z.string().nullable(),
+  lastError: z.string().nullable(),
+});
+
+export const sessionStatusSchema = z.object({
+  agentId: z.string(),
+  agentName: z.string().nullable(),
+  userId: z.string(),
+  engine: z.enum(ENGINE_NAMES),
+  status: z.string(),
+  lastConnectedAt: z.string().nullable(),
+  lastDisconnectedAt: z.string().nullable(),
+  lastError: z.string().nullable(),
+  endpointUrlRun: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  liveState: liveStateSchema,
+});
+export type SessionStatus = z.infer<typeof sessionStatusSchema>;
+
+export const sessionListSchema = z.object({
+  items: z.array(sessionStatusSchema),
+  total: z.number().int(),
+  limit: z.number().int(),
+  offset: z.number().int(),
+});
+
+export const qrResultSchema = z.object({ agentId: z.string(), qr: qrImage, qrUpdatedAt: z.string() });
+export const deleteResultSchema = z.object({ deleted: z.boolean(), alreadyRemoved: z.boolean().optional() });
+export const pairingCodeResultSchema = z.object({ agentId: z.string(), code: z.string() });

@@ -1,0 +1,202 @@
+// The session lifecycle: create, read, list, delete, reconnect, QR and pairing code; restore at boot.
+import { EventEmitter } from 'node:events';
+import type { AgentKeyStore } from '../auth/agent-keys.js';
+import type { ApiKeysRepository } from '../auth/api-keys.repository.js';
+import type { EngineName } from '../config.js';
+import type { Engine } from '../engines/engine.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { runWithConcurrency, type SessionSupervisor } from './session-supervisor.js';
+import type { SessionRow, SessionsRepository } from './sessions.repository.js';
+import type { CreateSessionInput, SessionStatus } from './sessions.schemas.js';
+
+export interface SessionsServiceOptions {
+  repo: SessionsRepository;
+  apiKeys: ApiKeysRepository;
+  keys: AgentKeyStore;
+  supervisor: SessionSupervisor;
+  logger: Logger;
+  defaultEngine: EngineName;
+  aiBackendUrl: string;
+  qrWaitTimeoutMs: number;
+  startConcurrency: number;
+  /** Which sessions this process runs; today all of them, later a share when instances split the work. */
+  placement?: (rows: SessionRow[]) => SessionRow[];
+}
+
+export interface SessionsServiceEvents {
+  /** The session and its row are gone (the outbox drops the agent's queue). */
+  removed: [agentId: string];
+}
+
+export class SessionsService extends EventEmitter<SessionsServiceEvents> {
+  constructor(private readonly options: SessionsServiceOptions) {
+    super();
+  }
+
+  private get supervisor(): SessionSupervisor {
+    return this.options.supervisor;
+  }
+
+  async create(input: CreateSessionInput, { waitForQr = false } = {}): Promise<SessionStatus> {
+    const { repo, apiKeys, keys, aiBackendUrl, defaultEngine } = this.options;
+    const existing = await repo.find(input.agentId);
+    if (existing && existing.userId !== input.userId) throw new AppError('AGENT_OWNED_BY_OTHER_USER');
+    const apiKey = (await apiKeys.latestActiveKey(input.userId)) ?? input.apikey ?? existing?.apiKey ?? null;
+    if (!apiKey) {
+      throw new AppError('INVALID_PAYLOAD', 'apikey is required: the user has no active key in api_keys');
+    }
+    const engineName = input.engine ?? (existing?.engine as EngineName | null) ?? defaultEngine;
+    const engine = this.requireEngine(engineName);
+    const endpointUrlRun = existing?.endpointUrlRun || `${aiBackendUrl}/agents/${input.agentId}/execute`;
+
+    if (!existing) {
+      await repo.insert({
+        userId: input.userId,
+        agentId: input.agentId,
+        agentName: input.agentName,
+        apiKey,
+        endpointUrlRun,
+        engine: engineName,
+        status: 'awaiting_qr',
+      });
+    } else {
+      await repo.update(input.agentId, { agentName: input.agentName, apiKey, endpointUrlRun, engine: engineName });
+    }
+    keys.set(input.agentId, input.userId, apiKey);
+    // A connected session is not touched; anything else (new, stopped, failed) is started.
+    if (this.supervisor.readySession(input.agentId) === null) await this.supervisor.start(input.agentId, engine);
+    if (waitForQr) await this.waitForQr(input.agentId);
+    return this.get(input.agentId);
+  }
+
+  async get(agentId: string): Promise<SessionStatus> {
+    return this.toStatus(await this.requireRow(agentId));
+  }
+
+  async list(limit: number, offset: number) {
+    const { rows, total } = await this.options.repo.page(limit, offset);
+    return { items: rows.map((row) => this.toStatus(row)), total, limit, offset };
+  }
+
+  async remove(agentId: string): Promise<{ deleted: boolean; alreadyRemoved?: boolean }> {
+    const row = await this.options.repo.find(agentId);
+    if (!row) return { deleted: false, alreadyRemoved: true };
+    await this.endLogin(row);
+    await this.supervisor.stop(agentId, { logout: false, forget: true });
+    await this.options.repo.delete(agentId);
+    this.options.keys.remove(agentId);
+    this.emit('removed', agentId);
+    this.options.logger.info({ event: 'session.deleted', agentId }, 'session deleted');
+    return { deleted: true };
+  }
+
+  /** Stops the client, clears the stored login and starts again for a fresh QR code; the row stays. */
+  async reconnect(agentId: string): Promise<SessionStatus> {
+    const row = await this.requireRow(agentId);
+    const engine = this.requireEngine(this.engineName(row));
+    await this.endLogin(row);
+    await this.options.repo.update(agentId, { status: 'awaiting_qr', waJid: null, lastError: null });
+    await this.supervisor.start(agentId, engine);
+    return this.get(agentId);
+  }
+
+  async waitForQr(
+    agentId: string,
+  ): Promise<{ agentId: string; qr: { contentType: 'image/png'; base64: string }; qrUpdatedAt: string }> {
+    const row = await this.requireRow(agentId);
+    if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
+    const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
+    if (!this.supervisor.isRunning(agentId)) {
+      await this.supervisor.start(agentId, this.requireEngine(this.engineName(row)));
+    }
+    const outcome = this.supervisor.qr(agentId) ? 'qr' : await waiting;
+    if (outcome === 'connected') throw new AppError('SESSION_ALREADY_CONNECTED');
+    const qr = this.supervisor.qr(agentId);
+    if (outcome === 'timeout' || !qr) throw new AppError('QR_TIMEOUT');
+    return {
+      agentId,
+      qr: { contentType: 'image/png', base64: qr.png.toString('base64') },
+      qrUpdatedAt: qr.updatedAt.toISOString(),
+    };
+  }
+
+  async qrPng(agentId: string): Promise<Buffer> {
+    await this.requireRow(agentId);
+    if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
+    const qr = this.supervisor.qr(agentId);
+    if (!qr) throw new AppError('NOT_FOUND', 'No QR code is showing now; POST /sessions/{agentId}/qr starts one.');
+    return qr.png;
+  }
+
+  async requestPairingCode(agentId: string, phone: string): Promise<{ agentId: string; code: string }> {
+    const row = await this.requireRow(agentId);
+    if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
+    const engine = this.requireEngine(this.engineName(row));
+    if (!this.supervisor.isRunning(agentId)) {
+      const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
+      await this.supervisor.start(agentId, engine);
+      if (!this.supervisor.qr(agentId) && (await waiting) !== 'qr') throw new AppError('QR_TIMEOUT');
+    }
+    const session = this.supervisor.session(agentId);
+    if (!session?.requestPairingCode)
+      throw new AppError('ENGINE_UNSUPPORTED', `The ${engine.name} engine has no pairing codes.`);
+    const code = await session.requestPairingCode(phone.replace(/\D/g, ''));
+    return { agentId, code };
+  }
+
+  /** Boot: loads keys, then starts again every placed session that has a stored login, a few at a time. */
+  async restore(): Promise<void> {
+    const { repo, keys, placement = (rows) => rows, startConcurrency, logger } = this.options;
+    const rows = await repo.all();
+    for (const row of rows) keys.set(row.agentId, row.userId, row.apiKey);
+    await runWithConcurrency(placement(rows), startConcurrency, async (row) => {
+      const engine = this.supervisor.engine(this.engineName(row));
+      if (!engine || !(await engine.hasStoredLogin(row.agentId))) return;
+      logger.info({ event: 'session.restore', agentId: row.agentId }, 'restoring session');
+      await this.supervisor.start(row.agentId, engine);
+    });
+  }
+
+  private async endLogin(row: SessionRow): Promise<void> {
+    if (this.supervisor.isRunning(row.agentId)) {
+      await this.supervisor.stop(row.agentId, { logout: true });
+      return;
+    }
+    await this.supervisor.stop(row.agentId, { logout: false });
+    await this.supervisor.engine(this.engineName(row))?.clearStoredLogin(row.agentId);
+  }
+
+  private async requireRow(agentId: string): Promise<SessionRow> {
+    const row = await this.options.repo.find(agentId);
+    if (!row) throw new AppError('SESSION_NOT_FOUND');
+    return row;
+  }
+
+  private engineName(row: SessionRow): EngineName {
+    return (row.engine as EngineName | null) ?? this.options.defaultEngine;
+  }
+
+  private requireEngine(name: EngineName): Engine {
+    const engine = this.supervisor.engine(name);
+    if (!engine) throw new AppError('INVALID_PAYLOAD', `engine: ${name} is not enabled on this service`);
+    return engine;
+  }
+
+  private toStatus(row: SessionRow): SessionStatus {
+    return {
+      agentId: row.agentId,
+      agentName: row.agentName,
+      userId: String(row.userId),
+      engine: this.engineName(row),
+      status: row.status,
+      lastConnectedAt: row.lastConnectedAt?.toISOString() ?? null,
+      lastDisconnectedAt: row.lastDisconnectedAt?.toISOString() ?? null,
+      lastError: row.lastError,
+      endpointUrlRun: row.endpointUrlRun,
+      createdAt: row.createdAt.toISOString(),
+      updatedAt: row.updatedAt.toISOString(),
+      liveState: this.supervisor.snapshot(row.agentId),
+    };
+  }
+}
