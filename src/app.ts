@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { runRoutes } from './ai/run.routes.js';
 import type { Container } from './container.js';
 import { sandboxRoutes } from './engines/sandbox/sandbox.routes.js';
 import { registerDocs } from './http/docs.js';
@@ -59,6 +60,7 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await app.register(runRoutes, { run: container.run, auth: container.auth });
   if (container.sandbox) {
     await app.register(sandboxRoutes, {
       sandbox: container.sandbox,

@@ -1,5 +1,9 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
 import path from 'node:path';
+import { createAgentDirectory } from './ai/agent-directory.js';
+import type { ReplySender } from './ai/agent-ports.js';
+import { AiClient } from './ai/ai-client.js';
+import { RunService } from './ai/run.service.js';
 import { resolveAdminKey } from './auth/admin-key.js';
 import { AgentKeyStore } from './auth/agent-keys.js';
 import { createApiKeysRepository } from './auth/api-keys.repository.js';
@@ -9,6 +13,10 @@ import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
+import { AppError } from './errors.js';
+import { InboundRepository } from './inbound/inbound.repository.js';
+import { InboundService } from './inbound/inbound.service.js';
+import { type InboundRetentionJob, startInboundRetention } from './inbound/inbound-retention.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
@@ -35,6 +43,8 @@ export interface Container {
   supervisor: SessionSupervisor;
   sessions: SessionsService;
   sandbox: SandboxEngine | undefined;
+  inbound: InboundService;
+  run: RunService;
   startedAt: number;
   draining: boolean;
   /** Restores sessions and resumes pending work; called once the HTTP app is built. */
@@ -93,6 +103,31 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     startConcurrency: config.sessionStartConcurrency,
   });
 
+  const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
+  const directory = createAgentDirectory(sessionsRepo, supervisor);
+  // Stopgap until the outbox lands on main: sends straight through the session, without rate limiting.
+  const replies: ReplySender = {
+    async sendText(agentId, to, text, { quotedMessageId }) {
+      const session = supervisor.readySession(agentId);
+      if (!session) throw new AppError('SESSION_NOT_READY');
+      await session.sendText(to, text, { quotedMessageId });
+    },
+  };
+  const inboundRepo = new InboundRepository(database.db);
+  const inbound = new InboundService({
+    directory,
+    ai,
+    replies,
+    repository: inboundRepo,
+    metrics,
+    logger,
+    developerNumber: config.developerNumber,
+    defaultCountryCode: config.defaultCountryCode,
+  });
+  supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
+  const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
+  let inboundRetention: InboundRetentionJob | undefined;
+
   let closing: Promise<void> | undefined;
   const container: Container = {
     config,
@@ -104,6 +139,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     supervisor,
     sessions,
     sandbox,
+    inbound,
+    run,
     startedAt: Date.now(),
     draining: false,
     async start() {
@@ -113,11 +150,18 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           'SESSIONS_AUTH=none: the /sessions endpoints take no authentication. Anyone who reaches this port can create, read and delete sessions.',
         );
       }
+      inboundRetention = startInboundRetention({
+        purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
+        logger,
+      });
       await sessions.restore();
     },
     close() {
       closing ??= (async () => {
         container.draining = true;
+        // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
+        await inbound.close(config.shutdownTimeoutMs / 2);
+        await inboundRetention?.stop();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
         for (const engine of engines.values()) await engine.close?.();
         if (ownsDatabase) await database.close();

@@ -27,7 +27,8 @@ export interface AiRequest {
   input: string;
   parameters: Record<string, unknown>;
   sessionId: string;
-  metadata: Record<string, unknown>;
+  /** Built from the WhatsApp message for inbound; for /run, the caller's own value when it sent one. */
+  metadata: unknown;
   /** Caller fields passed to the backend unchanged (openai_api_key, memory_enable…). */
   passThrough?: Record<string, unknown>;
 }

@@ -83,14 +83,26 @@ export class InboundService {
     return this.queue.onIdle();
   }
 
-  /** Takes no new messages and waits for those under way (each is bounded by the AI timeout). */
-  async close(): Promise<void> {
+  /** Takes no new messages and waits for those under way (each is bounded by the AI timeout), at most `graceMs`. */
+  async close(graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.closing = true;
-    await this.queue.onIdle();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = Number.isFinite(graceMs)
+      ? new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        })
+      : new Promise<void>(() => {});
+    await Promise.race([this.queue.onIdle(), grace]);
+    clearTimeout(timer);
   }
 
   private async process(agentId: string, message: InboundMessage, traceId: string, logger: Logger): Promise<void> {
     const { repository } = this.options;
+    if (this.closing) {
+      // Not claimed, so WhatsApp's redelivery after the restart is answered then.
+      this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
+      return;
+    }
     let claimed: boolean;
     try {
       claimed = await repository.claim(agentId, message.id, message.chatJid, this.now());
