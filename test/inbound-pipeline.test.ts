@@ -342,6 +342,22 @@ describe('inbound pipeline', () => {
     expect(await counted('dropped')).toBe(2);
   });
 
+  it('claims an id once when two claims land in the same batch, and batches outcome writes', async () => {
+    const repository = new InboundRepository(db.database.db);
+    const claims = await Promise.all([
+      repository.claim(AGENT, 'SAME1', USER, NOW),
+      repository.claim(AGENT, 'SAME1', USER, NOW),
+      repository.claim(AGENT, 'OTHER1', USER, NOW),
+    ]);
+    expect(claims).toEqual([true, false, true]);
+    await Promise.all([
+      repository.setOutcome(AGENT, 'SAME1', 'replied'),
+      repository.setOutcome(AGENT, 'OTHER1', 'no_reply'),
+    ]);
+    expect(await repository.outcome(AGENT, 'SAME1')).toBe('replied');
+    expect(await repository.outcome(AGENT, 'OTHER1')).toBe('no_reply');
+  });
+
   it('purges dedup records past the retention period, and its job stops cleanly', async () => {
     const repository = new InboundRepository(db.database.db);
     const day = 24 * 60 * 60 * 1000;
