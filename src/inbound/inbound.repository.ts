@@ -24,7 +24,12 @@ const keyOf = (agentId: string, waMessageId: string) => `${agentId}\u0000${waMes
 export class InboundRepository {
   // Every message costs a claim and an outcome write; batched, a busy second costs a few commits instead of hundreds.
   private readonly claims = new Batcher<InboundClaim, boolean>({ run: (items) => this.claimMany(items) });
-  private readonly outcomes = new Batcher<OutcomeUpdate, void>({ run: (items) => this.setOutcomes(items) });
+  private readonly outcomes = new Batcher<OutcomeUpdate, undefined>({
+    run: async (items) => {
+      await this.setOutcomes(items);
+      return items.map(() => undefined);
+    },
+  });
 
   constructor(private readonly db: Db) {}
 
@@ -51,7 +56,7 @@ export class InboundRepository {
     return items.map((item) => inserted.delete(keyOf(item.agentId, item.waMessageId)));
   }
 
-  async setOutcomes(items: OutcomeUpdate[]): Promise<void[]> {
+  async setOutcomes(items: OutcomeUpdate[]): Promise<void> {
     const values = sql.join(
       items.map((item) => sql`(${item.agentId}, ${item.waMessageId}, ${item.outcome})`),
       sql`, `,
@@ -60,7 +65,6 @@ export class InboundRepository {
       UPDATE inbound_messages AS m SET outcome = v.outcome
       FROM (VALUES ${values}) AS v (agent_id, wa_message_id, outcome)
       WHERE m.agent_id = v.agent_id AND m.wa_message_id = v.wa_message_id`);
-    return items.map(() => undefined);
   }
 
   async outcome(agentId: string, waMessageId: string): Promise<InboundOutcome | null | undefined> {
