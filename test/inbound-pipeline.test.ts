@@ -16,6 +16,9 @@ import { createMetrics, type Metrics } from '../src/observability/metrics.js';
 import { type AiBehaviour, type AiServer, refusedUrl, replyWith, startAiServer } from './helpers/ai-server.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
+/** Generous: a loaded CI machine must not turn a slow poll into a failure. */
+const POLL = { timeout: 10_000, interval: 20 };
+
 const AGENT = 'bot-1';
 const BOT_PHONE = '6281100000000';
 const BOT_LID = '99887766554433@lid';
@@ -241,7 +244,7 @@ describe('inbound pipeline', () => {
     deliver(privateText('other', { chatJid: OTHER_USER, senderJid: OTHER_USER }));
 
     // The other chat is answered while the first chat's first message is still with the AI.
-    await expect.poll(() => texts().map((t) => t.text)).toEqual(['re: other']);
+    await expect.poll(() => texts().map((t) => t.text), POLL).toEqual(['re: other']);
     expect(ai.requests.map((r) => (r.body as { input: string }).input)).toEqual(['one', 'other']);
 
     openGate();

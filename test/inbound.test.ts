@@ -4,6 +4,9 @@ import { type AiBehaviour, type AiServer, refusedUrl, replyWith, startAiServer }
 import { ADMIN_KEY, createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
+/** Generous: a loaded CI machine must not turn a slow poll into a failure. */
+const POLL = { timeout: 10_000, interval: 20 };
+
 const BOT_PHONE = '6281100000001';
 const USER = '6281234567890';
 const USER_JID = `${USER}@c.us`;
@@ -63,6 +66,14 @@ describe('inbound messages', () => {
     return response.json().data.messageId as string;
   };
   const settle = () => t.container.inbound.onIdle();
+  /** After a rebuild the stored sandbox login brings the session back without a scan, as after a real restart. */
+  const waitUntilReady = () =>
+    expect
+      .poll(async () => {
+        const status = await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin });
+        return status.json().data?.liveState?.isReady;
+      }, POLL)
+      .toBe(true);
   const sent = async (id = agentId): Promise<SentEntry[]> =>
     (await t.app.inject({ method: 'GET', url: `/sandbox/agents/${id}/sent`, headers: t.admin })).json().data;
   const texts = async () => (await sent()).filter((e) => e.kind === 'text');
@@ -119,7 +130,7 @@ describe('inbound messages', () => {
         agent_id: agentId,
       },
     });
-    await expect.poll(texts).toEqual([expect.objectContaining({ to: USER_JID, text: 'Hello from AI' })]);
+    await expect.poll(texts, POLL).toEqual([expect.objectContaining({ to: USER_JID, text: 'Hello from AI' })]);
     expect((await texts())[0]?.quotedMessageId).toBeUndefined();
     expect(await typing()).toEqual([true, false]);
     const kinds = (await sent()).map((e) => `${e.kind}${e.typing === undefined ? '' : `:${e.typing}`}`);
@@ -156,7 +167,7 @@ describe('inbound messages', () => {
       session_id: GROUP,
       metadata: { chat_jid: GROUP, sender_jid: USER_JID, is_group: true, chat_name: 'Team' },
     });
-    await expect.poll(texts).toEqual([expect.objectContaining({ to: GROUP, quotedMessageId: messageId })]);
+    await expect.poll(texts, POLL).toEqual([expect.objectContaining({ to: GROUP, quotedMessageId: messageId })]);
   });
 
   it.each<[string, Record<string, unknown>]>([
@@ -190,12 +201,12 @@ describe('inbound messages', () => {
     await deliver({ from: USER, text: 'three' });
     await deliver({ from: OTHER, text: 'other' });
 
-    await expect.poll(async () => (await texts()).map((e) => e.text)).toEqual(['re: other']);
+    await expect.poll(async () => (await texts()).map((e) => e.text), POLL).toEqual(['re: other']);
     expect(ai.requests.map((r) => (r.body as { input: string }).input)).toEqual(['one', 'other']);
     openGate();
     await settle();
     await expect
-      .poll(async () => (await texts()).map((e) => `${e.to} ${e.text}`))
+      .poll(async () => (await texts()).map((e) => `${e.to} ${e.text}`), POLL)
       .toEqual([`${OTHER}@c.us re: other`, `${USER_JID} re: one`, `${USER_JID} re: two`, `${USER_JID} re: three`]);
   });
 
@@ -221,7 +232,7 @@ describe('inbound messages', () => {
       await deliver({ from: USER, text: 'please help' });
       await settle();
 
-      await expect.poll(texts).toHaveLength(1);
+      await expect.poll(texts, POLL).toHaveLength(1);
       const [report] = await texts();
       expect(report?.to).toBe(`${DEVELOPER}@c.us`);
       expect(report?.text).toContain(`agent: ${agentId}`);
@@ -250,17 +261,11 @@ describe('inbound messages', () => {
     await deliver({ from: USER, text: 'hi', id: 'WAMID-DUP-1' });
     await settle();
     expect(ai.requests).toHaveLength(1);
-    await expect.poll(texts).toHaveLength(1);
+    await expect.poll(texts, POLL).toHaveLength(1);
 
     await t.close();
     t = await build();
-    // The stored sandbox login brings the session back without a scan, as after a real restart.
-    await expect
-      .poll(async () => {
-        const status = await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin });
-        return status.json().data?.liveState?.isReady;
-      })
-      .toBe(true);
+    await waitUntilReady();
     await deliver({ from: USER, text: 'hi', id: 'WAMID-DUP-1' });
     await settle();
     expect(ai.requests).toHaveLength(1);
@@ -270,16 +275,11 @@ describe('inbound messages', () => {
   it('times out after AI_TIMEOUT_MS: no reply, a TIMEOUT report, typing cleared', async () => {
     await t.close();
     t = await build({ AI_TIMEOUT_MS: '200' });
-    await expect
-      .poll(async () => {
-        const status = await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin });
-        return status.json().data?.liveState?.isReady;
-      })
-      .toBe(true);
+    await waitUntilReady();
     ai.respond({ kind: 'hang' });
     await deliver({ from: USER, text: 'slow question' });
     await settle();
-    await expect.poll(texts).toHaveLength(1);
+    await expect.poll(texts, POLL).toHaveLength(1);
     expect((await texts())[0]).toMatchObject({ to: `${DEVELOPER}@c.us` });
     expect((await texts())[0]?.text).toContain('reason: TIMEOUT');
     expect(await typing()).toEqual([true, false]);

@@ -4,6 +4,9 @@ import { type AiServer, replyWith, startAiServer } from './helpers/ai-server.js'
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
+/** Generous: a loaded CI machine must not turn a slow poll into a failure. */
+const POLL = { timeout: 10_000, interval: 20 };
+
 const AGENT = 'run-bot';
 const KEY = 'run-bot-key';
 
@@ -72,7 +75,7 @@ describe('POST /agents/{agentId}/run', () => {
       metadata: { source: 'crm', tags: ['a'] },
     });
     await expect
-      .poll(sent)
+      .poll(sent, POLL)
       .toEqual([expect.objectContaining({ to: '6281234567890@c.us', kind: 'text', text: 'Hi! How can I help?' })]);
   });
 
