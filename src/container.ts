@@ -101,6 +101,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     aiBackendUrl: config.aiBackendUrl,
     qrWaitTimeoutMs: config.qrWaitTimeoutMs,
     startConcurrency: config.sessionStartConcurrency,
+    defaultCountryCode: config.defaultCountryCode,
   });
 
   const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });

@@ -1,24 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { buildOpenApiDocument } from '../scripts/openapi-document.js';
-import { createTestApp, type TestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { useTestApp } from './helpers/app.js';
 
 describe('OpenAPI document', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp({ database: db.database });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  const f = useTestApp();
 
   it('is committed up to date (run `npm run openapi` after changing a route)', async () => {
-    const generated = JSON.parse(JSON.stringify(await buildOpenApiDocument(db.database)));
+    const generated = JSON.parse(JSON.stringify(await buildOpenApiDocument(f.db.database)));
     const committedJson = JSON.parse(await readFile('openapi.json', 'utf8'));
     const committedYaml = parse(await readFile('openapi.yaml', 'utf8'));
     expect(committedJson).toEqual(generated);
@@ -34,10 +24,10 @@ describe('OpenAPI document', () => {
   });
 
   it('is served at /docs/json, with the UI at /docs and its assets from this service', async () => {
-    const json = await t.app.inject({ method: 'GET', url: '/docs/json' });
+    const json = await f.t.app.inject({ method: 'GET', url: '/docs/json' });
     expect(json.statusCode).toBe(200);
     expect(json.json().info.title).toBe('WhatsApp Multi-Tenant API');
-    const ui = await t.app.inject({ method: 'GET', url: '/docs/' });
+    const ui = await f.t.app.inject({ method: 'GET', url: '/docs/' });
     expect(ui.statusCode).toBe(200);
     expect(ui.headers['content-type']).toContain('text/html');
     const scripts = [...ui.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] ?? '');
