@@ -1,9 +1,16 @@
 // Inbound benchmark: 200 sandbox sessions, an AI stub that answers at once, steady message rates in steps.
-// Measures what the service adds: engine event → AI request, and AI answer → engine send. `npx tsx bench/inbound.ts`
-// (set TEST_DATABASE_URL to run on PostgreSQL; PGlite otherwise).
+// Measures what the service adds: engine event → AI request, and AI answer → engine send. `npm run bench inbound`
+// (uses PostgreSQL when TEST_DATABASE_URL is set, PGlite otherwise).
+import { mkdtemp, rm } from 'node:fs/promises';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { createContainer } from '../src/container.js';
+import { createLogger } from '../src/observability/logger.js';
 import { replyWith, startAiServer } from '../test/helpers/ai-server.js';
-import { createTestApp } from '../test/helpers/app.js';
 import { createTestDatabase } from '../test/helpers/database.js';
+import { percentile, writeSection } from './report.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 5);
@@ -19,11 +26,11 @@ interface Trace {
   sentAt?: number;
 }
 
-const percentile = (values: number[], p: number) => {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
-};
+const pct = (values: number[], p: number) =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
 const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(1));
 
 async function main() {
@@ -38,17 +45,26 @@ async function main() {
     }
     return replyWith(`r:${id}`);
   });
-  const t = await createTestApp({
-    database: db.database,
-    env: {
-      AI_BACKEND_URL: ai.url,
-      LOG_LEVEL: 'warn',
-      // The bench measures the pipeline, not the per-agent send budget.
-      RATE_LIMIT_PER_MINUTE: '100000',
-      RATE_LIMIT_BURST: '100000',
-    },
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'wamt-bench-inbound-'));
+  const adminHeaders = { authorization: 'Bearer bench-admin-key-0123456789' };
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    WA_ENGINE: 'sandbox',
+    ADMIN_API_KEY: 'bench-admin-key-0123456789',
+    AI_BACKEND_URL: ai.url,
+    LOG_LEVEL: 'silent',
+    // The bench measures the pipeline, not the per-agent send budget.
+    RATE_LIMIT_PER_MINUTE: '100000',
+    RATE_LIMIT_BURST: '100000',
   });
-  const sandbox = t.container.sandbox;
+  const container = await createContainer(config, {
+    database: db.database,
+    logger: createLogger({ level: 'silent' }),
+    collectProcessMetrics: false,
+  });
+  const app = await buildApp(container);
+  await container.start();
+  const sandbox = container.sandbox;
   if (!sandbox) throw new Error('the sandbox engine is not enabled');
 
   // Timestamps the moment the engine is asked to send, which is where the service's work ends.
@@ -63,22 +79,24 @@ async function main() {
 
   const agents = Array.from({ length: SESSIONS }, (_, i) => `bench-${i}`);
   for (const [i, agentId] of agents.entries()) {
-    await t.app.inject({
+    await app.inject({
       method: 'POST',
       url: '/sessions',
-      headers: t.admin,
+      headers: adminHeaders,
       payload: { userId: `bench-user-${i}`, agentId, agentName: agentId, apikey: `bench-key-${i}` },
     });
-    await t.app.inject({
+    await app.inject({
       method: 'POST',
       url: `/sandbox/agents/${agentId}/scan`,
-      headers: t.admin,
+      headers: adminHeaders,
       payload: { phone: `62811${String(i).padStart(8, '0')}` },
     });
   }
-  console.log(`# ${SESSIONS} sessions connected; database: ${db.url ? 'PostgreSQL' : 'PGlite'}`);
-  console.log('| rate (msg/s) | sent | answered | event→AI p50 / p99 (ms) | AI→send p50 / p99 (ms) | sustained |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  const rows = [
+    '| rate (msg/s) | messages | answered | event → AI request p50 / p99 (ms) | AI answer → engine send p50 / p99 (ms) | sustained |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  const load = os.loadavg()[0]?.toFixed(1);
 
   let seq = 0;
   let best = 0;
@@ -129,16 +147,29 @@ async function main() {
     const done = [...traces.values()].filter((tr) => tr.sentAt !== undefined && tr.aiArrivedAt !== undefined);
     const ingress = done.map((tr) => (tr.aiArrivedAt ?? 0) - tr.deliveredAt);
     const egress = done.map((tr) => (tr.sentAt ?? 0) - (tr.aiAnsweredAt ?? 0));
-    const p99 = Math.max(percentile(ingress, 99), percentile(egress, 99));
+    const p99 = Math.max(pct(ingress, 99), pct(egress, 99));
     const sustained = done.length === total && p99 < SUSTAINED_P99_MS;
     if (sustained) best = rate;
-    console.log(
-      `| ${rate} | ${total} | ${done.length} | ${ms(percentile(ingress, 50))} / ${ms(percentile(ingress, 99))} | ` +
-        `${ms(percentile(egress, 50))} / ${ms(percentile(egress, 99))} | ${sustained ? 'yes' : 'no'} |`,
+    rows.push(
+      `| ${rate} | ${total} | ${done.length} | ${ms(pct(ingress, 50))} / ${ms(pct(ingress, 99))} | ` +
+        `${ms(pct(egress, 50))} / ${ms(pct(egress, 99))} | ${sustained ? 'yes' : 'no'} |`,
     );
   }
-  console.log(`\nHighest sustained rate: ${best} msg/s (all answered, p99 added < ${SUSTAINED_P99_MS} ms)`);
-  await t.close();
+  const body = `${SESSIONS} connected sandbox sessions; database: ${db.url ? 'PostgreSQL' : 'PGlite'}; load average
+${load} when the run started. Messages go to the sessions round-robin, ${CHATS_PER_AGENT} private chats per agent, at a
+steady rate for ${STEP_SECONDS} s per step, straight into the engine's \`message\` event. The AI stub (same process,
+127.0.0.1) answers at once. "event → AI request" is filter, dedup claim, agent lookup, typing on and the HTTP call up to
+the stub reading the body; "AI answer → engine send" is the answer read and parsed, typing off, the outbox and its
+dispatcher up to the engine's \`sendText\`. Per-agent rate limits are raised so the pipeline, not the send budget, is
+measured.
+
+${rows.join('\n')}
+
+Highest sustained rate: **${best} msg/s** (every message answered and both p99s under ${SUSTAINED_P99_MS} ms).`;
+  console.log(body);
+  if (!process.env.BENCH_NO_WRITE) writeSection('inbound', 'Inbound', body);
+  await app.close();
+  await rm(dataDir, { recursive: true, force: true });
   await ai.close();
   await db.drop();
 }

@@ -1,7 +1,7 @@
 // The inbound pipeline: filter → dedup → typing → AI → reply through the outbox, in order within each chat.
 import { randomUUID } from 'node:crypto';
 import type { AgentDirectory, ReplySender } from '../ai/agent-ports.js';
-import type { AiCaller } from '../ai/ai-client.js';
+import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
 import type { InboundMessage } from '../engines/engine.js';
 import { type AppError, errorMessage, isAppError } from '../errors.js';
 import { jidUser, parseRecipient } from '../messaging/jid.js';
@@ -141,11 +141,11 @@ export class InboundService {
         logger.debug({ event: 'inbound.typing_failed', typing, err: errorMessage(err) });
       }
     };
-    let reply: string | null;
-    let latencyMs: number;
+    let answer: AiAnswer | undefined;
+    let failure: unknown;
     await setTyping(true);
     try {
-      ({ reply, latencyMs } = await ai.execute({
+      answer = await ai.execute({
         agentId,
         apiKey: settings.apiKey,
         endpointUrlRun: settings.endpointUrlRun,
@@ -163,13 +163,15 @@ export class InboundService {
           is_group: message.isGroup,
           agent_id: agentId,
         },
-      }));
+      });
     } catch (err) {
+      failure = err;
+    } finally {
       await setTyping(false);
-      return this.aiFailed(agentId, message, traceId, logger, err);
     }
-    await setTyping(false);
+    if (!answer) return this.aiFailed(agentId, message, traceId, logger, failure);
 
+    const { reply, latencyMs } = answer;
     if (reply === null) return this.count(agentId, 'no_reply', logger, { latencyMs: Math.round(latencyMs) });
     try {
       await replies.sendText(agentId, message.chatJid, reply, {
