@@ -112,6 +112,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       const session = supervisor.readySession(agentId);
       if (!session) throw new AppError('SESSION_NOT_READY');
       await session.sendText(to, text, { quotedMessageId });
+      return { status: 'sent' };
     },
   };
   const inboundRepo = new InboundRepository(database.db);

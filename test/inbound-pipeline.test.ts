@@ -70,18 +70,23 @@ describe('inbound pipeline', () => {
       };
     },
   };
+  /** When set, sends wait for it, as they do when the outbox's rate limit holds them. */
+  let outboxGate: Promise<void> | null = null;
   const replies: ReplySender = {
     async sendText(agentId, to, text, { quotedMessageId, traceId }) {
       sendCalls.push({ to, text, traceId });
+      await outboxGate;
       const session = engine.session(agentId);
       if (!session) throw new Error('no session');
       await session.sendText(to, text, { quotedMessageId });
+      return { status: 'sent' };
     },
   };
 
-  const buildInbound = (aiTimeoutMs = 2_000) => {
+  const buildInbound = (aiTimeoutMs = 2_000, concurrency?: number) => {
     const logger = createLogger({ level: 'silent' });
     return new InboundService({
+      concurrency,
       directory,
       ai: new AiClient({ aiBackendUrl: ai.url, timeoutMs: aiTimeoutMs, metrics, logger }),
       replies,
@@ -120,6 +125,7 @@ describe('inbound pipeline', () => {
     metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
     settings = { apiKey: 'agent-key-1', endpointUrlRun: null };
     typingFails = false;
+    outboxGate = null;
     sendCalls.length = 0;
     ai.requests.length = 0;
     ai.respond(replyWith('Hello from AI'));
@@ -255,6 +261,35 @@ describe('inbound pipeline', () => {
       `${USER} re: two`,
       `${USER} re: three`,
     ]);
+  });
+
+  it('does not hold up other chats while a reply waits in the outbox, and keeps that chat in order', async () => {
+    await inbound.close();
+    inbound = buildInbound(2_000, 1);
+    engine
+      .session(AGENT)
+      ?.removeAllListeners('message')
+      .on('message', (m) => inbound.handle(AGENT, m));
+    let openOutbox = () => {};
+    outboxGate = new Promise<void>((resolve) => {
+      openOutbox = resolve;
+    });
+    ai.respond((request) => replyWith(`re: ${(request.body as { input: string }).input}`));
+    deliver(privateText('one'));
+    deliver(privateText('two'));
+    deliver(privateText('other', { chatJid: OTHER_USER, senderJid: OTHER_USER }));
+    // With one slot, the other chat still reaches the AI while the first reply is held by the outbox.
+    await expect
+      .poll(() => ai.requests.map((r) => (r.body as { input: string }).input), POLL)
+      .toEqual(['one', 'other']);
+    openOutbox();
+    await inbound.onIdle();
+    expect(ai.requests.map((r) => (r.body as { input: string }).input)).toEqual(['one', 'other', 'two']);
+    expect(
+      texts()
+        .filter((t) => t.to === USER)
+        .map((t) => t.text),
+    ).toEqual(['re: one', 're: two']);
   });
 
   it('sends nothing when the AI answers without a reply, and does not report it as a failure', async () => {

@@ -1,4 +1,5 @@
 // What the AI flows (inbound pipeline, /run) need from sessions and from the outbox, as small ports.
+import type { OutboxStatus } from '../db/schema.js';
 import type { EngineIdentity } from '../engines/engine.js';
 
 /** The agent's row, as far as calling its AI backend is concerned. */
@@ -28,7 +29,15 @@ export interface ReplyOptions {
   traceId: string;
 }
 
-/** Implemented over the outbox: resolves once the message is accepted (rate-limited, sent in order). */
+/** Where the message stands when sendText resolves; the outbox sends what it queued later, in order. */
+export interface ReplyReceipt {
+  status: OutboxStatus;
+}
+
+/**
+ * Implemented over the outbox (rate-limited, FIFO per agent). Resolves once the message is sent or, past the
+ * outbox's bounded wait, queued; throws when it was not accepted (session not ready, queue full).
+ */
 export interface ReplySender {
-  sendText(agentId: string, to: string, text: string, options: ReplyOptions): Promise<void>;
+  sendText(agentId: string, to: string, text: string, options: ReplyOptions): Promise<ReplyReceipt>;
 }

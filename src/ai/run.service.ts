@@ -57,7 +57,11 @@ export class RunService {
       return { reply, replySent: false };
     }
     try {
-      await replies.sendText(agentId, chatJid, reply, { traceId });
+      const receipt = await replies.sendText(agentId, chatJid, reply, { traceId });
+      if (receipt.status === 'failed') {
+        logger.warn({ event: 'run.reply_failed' });
+        return { reply, replySent: false };
+      }
     } catch (err) {
       // The caller still gets the AI's answer; replySent tells it WhatsApp did not take it (not connected, queue full).
       logger.warn({ event: 'run.reply_not_sent', err: errorMessage(err) });

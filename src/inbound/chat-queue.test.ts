@@ -62,6 +62,33 @@ describe('ChatQueue', () => {
     expect(queue.size).toBe(4);
   });
 
+  it('lets a task give its slot back early while its chat stays locked', async () => {
+    const queue = new ChatQueue({ concurrency: 1, maxPendingPerChat: 10, maxPending: 10 });
+    const log: string[] = [];
+    let finishA1 = () => {};
+    queue.push('a', async (releaseSlot) => {
+      log.push('a1 start');
+      releaseSlot();
+      await new Promise<void>((resolve) => {
+        finishA1 = resolve;
+      });
+      log.push('a1 end');
+    });
+    queue.push('a', async () => {
+      log.push('a2');
+    });
+    queue.push('b', async () => {
+      log.push('b1');
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    // b got the freed slot; a2 still waits for a1
+    expect(log).toEqual(['a1 start', 'b1']);
+    expect(queue.size).toBe(2);
+    finishA1();
+    await queue.onIdle();
+    expect(log).toEqual(['a1 start', 'b1', 'a1 end', 'a2']);
+  });
+
   it('goes on with the chat after a task throws', async () => {
     const queue = new ChatQueue({ concurrency: 4, maxPendingPerChat: 10, maxPending: 10 });
     const ran: string[] = [];

@@ -1,6 +1,10 @@
 // Runs tasks strictly in order within one chat, different chats side by side up to a bound, with bounded memory.
 
-export type ChatTask = () => Promise<void>;
+/**
+ * One unit of work. `releaseSlot` gives the concurrency slot back early while the chat stays locked: a task waiting
+ * on something that is not this process's work (the outbox's rate limit) then no longer holds up other chats.
+ */
+export type ChatTask = (releaseSlot: () => void) => Promise<void>;
 
 export interface ChatQueueOptions {
   /** Tasks running at once across all chats. */
@@ -20,7 +24,10 @@ export class ChatQueue {
   private readonly chats = new Map<string, Chat>();
   /** Chats with work and no task running, oldest first; a Set keeps insertion order and makes re-adding free. */
   private readonly ready = new Set<string>();
+  /** Slots held: tasks running that have not released theirs. */
   private active = 0;
+  /** Tasks running, whether or not they still hold a slot. */
+  private running = 0;
   private waiting = 0;
   private idleWaiters: Array<() => void> = [];
 
@@ -40,7 +47,7 @@ export class ChatQueue {
 
   /** Tasks queued or running. */
   get size(): number {
-    return this.waiting + this.active;
+    return this.waiting + this.running;
   }
 
   /** Resolves when nothing is queued or running. */
@@ -58,22 +65,31 @@ export class ChatQueue {
       if (!chat || !task) continue;
       this.waiting -= 1;
       this.active += 1;
+      this.running += 1;
       chat.running = true;
       void this.run(key, chat, task);
     }
   }
 
   private async run(key: string, chat: Chat, task: ChatTask): Promise<void> {
+    let holdsSlot = true;
+    const releaseSlot = () => {
+      if (!holdsSlot) return;
+      holdsSlot = false;
+      this.active -= 1;
+      this.pump();
+    };
     try {
-      await task();
+      await task(releaseSlot);
     } catch {
       // Tasks handle their own failures; one that throws anyway must not stall its chat.
     }
-    this.active -= 1;
+    this.running -= 1;
     chat.running = false;
     // Back of the line, so one busy chat cannot starve the others.
     if (chat.tasks.length > 0) this.ready.add(key);
     else this.chats.delete(key);
+    releaseSlot();
     this.pump();
     if (this.size === 0) {
       const waiters = this.idleWaiters;

@@ -73,7 +73,8 @@ export class InboundService {
         return;
       }
       const key = `${agentId}\u0000${message.chatJid}`;
-      if (!this.queue.push(key, () => this.process(agentId, message, traceId, logger))) dropReason = 'overloaded';
+      const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
+      if (!this.queue.push(key, task)) dropReason = 'overloaded';
     }
     if (dropReason) this.count(agentId, 'dropped', logger, { reason: dropReason });
   }
@@ -96,7 +97,13 @@ export class InboundService {
     clearTimeout(timer);
   }
 
-  private async process(agentId: string, message: InboundMessage, traceId: string, logger: Logger): Promise<void> {
+  private async process(
+    agentId: string,
+    message: InboundMessage,
+    traceId: string,
+    logger: Logger,
+    releaseSlot: () => void,
+  ): Promise<void> {
     const { repository } = this.options;
     if (this.closing) {
       // Not claimed, so WhatsApp's redelivery after the restart is answered then.
@@ -115,7 +122,7 @@ export class InboundService {
       this.count(agentId, 'duplicate', logger);
       return;
     }
-    const outcome = await this.answer(agentId, message, traceId, logger);
+    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot);
     await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
     });
@@ -126,6 +133,7 @@ export class InboundService {
     message: InboundMessage,
     traceId: string,
     logger: Logger,
+    releaseSlot: () => void,
   ): Promise<InboundOutcome> {
     const { directory, ai, replies } = this.options;
     const settings = await directory.aiSettings(agentId).catch(() => null);
@@ -169,15 +177,19 @@ export class InboundService {
     } finally {
       await setTyping(false);
     }
+    // What is left waits on the outbox's rate limit, not on this process: other chats may use the slot meanwhile,
+    // while this chat stays locked so its replies keep their order.
+    releaseSlot();
     if (!answer) return this.aiFailed(agentId, message, traceId, logger, failure);
 
     const { reply, latencyMs } = answer;
     if (reply === null) return this.count(agentId, 'no_reply', logger, { latencyMs: Math.round(latencyMs) });
     try {
-      await replies.sendText(agentId, message.chatJid, reply, {
+      const receipt = await replies.sendText(agentId, message.chatJid, reply, {
         quotedMessageId: message.isGroup ? message.id : undefined,
         traceId,
       });
+      if (receipt.status === 'failed') return this.count(agentId, 'dropped', logger, { reason: 'reply_failed' });
     } catch (err) {
       return this.count(agentId, 'dropped', logger, { reason: 'reply_not_queued', err: errorMessage(err) });
     }
