@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-const BENCHES = ['memory', 'messages', 'inbound'];
+const BENCHES = ['memory', 'engine-memory', 'messages', 'inbound'];
 const only = process.argv.slice(2);
 let failed = 0;
 for (const name of only.length > 0 ? only : BENCHES) {

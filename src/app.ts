@@ -11,6 +11,7 @@ import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
+import { messagingRoutes } from './messaging/messaging.routes.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -62,6 +63,7 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await app.register(messagingRoutes, { messaging: container.messaging.service, auth: container.auth });
   await app.register(runRoutes, { run: container.run, auth: container.auth });
   if (container.sandbox) {
     await app.register(sandboxRoutes, {

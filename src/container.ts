@@ -11,12 +11,15 @@ import { type Auth, createAuth } from './auth/auth.hooks.js';
 import type { Config, EngineName } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
-import { AppError } from './errors.js';
+import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
 import { InboundRepository } from './inbound/inbound.repository.js';
 import { InboundService } from './inbound/inbound.service.js';
 import { type InboundRetentionJob, startInboundRetention } from './inbound/inbound-retention.js';
+import { createMessaging, type Messaging } from './messaging/messaging.module.js';
+import { sessionGateway } from './messaging/messaging.plugin.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
@@ -43,6 +46,7 @@ export interface Container {
   supervisor: SessionSupervisor;
   sessions: SessionsService;
   sandbox: SandboxEngine | undefined;
+  messaging: Messaging;
   inbound: InboundService;
   run: RunService;
   startedAt: number;
@@ -80,7 +84,10 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const auth = createAuth({ adminKey, sessionsAuth: config.sessionsAuth, keys });
 
   const sandbox = config.sandboxEnabled ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox') }) : undefined;
-  const engines = new Map<EngineName, Engine>();
+  const engines = new Map<EngineName, Engine>([
+    ['whatsapp-web', createWhatsappWebEngine({ authDir: config.wwebjsAuthDir, chromePath: config.chromePath, logger })],
+    ['baileys', createBaileysEngine({ database, logger })],
+  ]);
   if (sandbox) engines.set('sandbox', sandbox);
   for (const [name, engine] of Object.entries(overrides.engines ?? {})) engines.set(name as EngineName, engine);
 
@@ -106,14 +113,17 @@ export async function createContainer(config: Config, overrides: ContainerOverri
 
   const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
   const directory = createAgentDirectory(sessionsRepo, supervisor);
-  // Stopgap until the outbox lands on main: sends straight through the session, without rate limiting.
+  const messaging = createMessaging({
+    config,
+    database,
+    logger,
+    metrics,
+    sessions: sessionGateway(supervisor, sessions),
+  });
+  // AI replies take the same road as API sends: the outbox, rate-limited and FIFO per agent.
   const replies: ReplySender = {
-    async sendText(agentId, to, text, { quotedMessageId }) {
-      const session = supervisor.readySession(agentId);
-      if (!session) throw new AppError('SESSION_NOT_READY');
-      await session.sendText(to, text, { quotedMessageId });
-      return { status: 'sent' };
-    },
+    sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
+      messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
   };
   const inboundRepo = new InboundRepository(database.db);
   const inbound = new InboundService({
@@ -141,6 +151,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     supervisor,
     sessions,
     sandbox,
+    messaging,
     inbound,
     run,
     startedAt: Date.now(),
@@ -156,6 +167,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
         logger,
       });
+      // Before sessions come back, so what a previous process left queued goes out as each one is ready.
+      await messaging.start();
       await sessions.restore();
     },
     close() {
@@ -164,6 +177,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
         await inbound.close(config.shutdownTimeoutMs / 2);
         await inboundRetention?.stop();
+        // Sends in flight finish while sessions and the database are still up.
+        await messaging.close();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
         for (const engine of engines.values()) await engine.close?.();
         if (ownsDatabase) await database.close();

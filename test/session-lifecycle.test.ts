@@ -107,12 +107,13 @@ describe('session lifecycle across restarts and disconnects', () => {
   });
 
   it('does not start sessions of an engine that is not enabled', async () => {
-    const t = await createTestApp({ database: db.database, dataDir });
+    // The sandbox is off here: the sandbox sessions stored earlier are neither restored nor restartable.
+    const t = await createTestApp({ database: db.database, dataDir, env: { WA_ENGINE: 'baileys' } });
     try {
-      await db.database.query(`UPDATE whatsapp_user SET engine = 'baileys' WHERE agent_id = 'keeps'`);
+      expect(t.container.supervisor.isRunning('keeps')).toBe(false);
       const res = await t.app.inject({ method: 'POST', url: '/sessions/keeps/reconnect', headers: t.admin });
       expect(res.statusCode).toBe(400);
-      expect(res.json().error.message).toContain('baileys');
+      expect(res.json().error.message).toContain('sandbox is not enabled');
     } finally {
       await t.close();
     }

@@ -3,7 +3,8 @@ import { AppError } from '../errors.js';
 
 const GROUP_ID = /^\d{5,}(-\d+)?$/;
 const LID = /^\d{5,20}$/;
-const PHONE = /^\d{8,15}$/;
+// A country code never starts with 0, so an international number cannot either (`+0812…` is a typo, not a number).
+const PHONE = /^[1-9]\d{7,14}$/;
 const SEPARATORS = /[\s\-.()[\]]/g;
 
 export type JidKind = 'user' | 'group' | 'lid';

@@ -1,0 +1,64 @@
+// Request and response schemas of the agent messaging endpoints; the types come from them.
+import { z } from 'zod';
+import { OUTBOX_STATUSES } from '../db/schema.js';
+import { agentIdSchema } from '../http/schemas.js';
+
+const quoteFields = {
+  quotedMessageId: z.string().min(1).max(256).optional(),
+  quoteId: z.string().min(1).max(256).optional().describe('Alias of quotedMessageId (seed)'),
+  mentions: z.array(z.string().min(1).max(64)).max(256).optional(),
+};
+
+export const sendMessageBody = z.object({
+  to: z.string().min(1).max(64).describe('Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid)'),
+  message: z.string().min(1).max(65_536),
+  ...quoteFields,
+});
+
+export const sendMediaBody = z
+  .object({
+    to: z.string().min(1).max(64),
+    data: z.string().min(1).optional().describe('Base64 image; a data: URI prefix is allowed'),
+    url: z.string().min(1).max(2_048).optional().describe('http(s) URL of the image'),
+    caption: z.string().max(4_096).optional(),
+    filename: z.string().min(1).max(255).optional(),
+    mimeType: z.string().max(100).optional().describe('Informative: the type is read from the bytes'),
+    mimetype: z.string().max(100).optional().describe('Alias of mimeType (seed)'),
+    save_to_temp: z.boolean().default(true),
+    ...quoteFields,
+  })
+  .refine((body) => (body.data === undefined) !== (body.url === undefined), {
+    message: 'exactly one of data or url is required',
+    path: ['data'],
+  });
+
+export const idempotencyHeaders = z.object({
+  'idempotency-key': z.string().min(1).max(256).optional(),
+});
+
+export const messageParams = z.object({ agentId: agentIdSchema, messageId: z.string().min(1).max(64) });
+
+export const sendResultSchema = z.object({
+  delivered: z.boolean(),
+  messageId: z.string().describe('Our outbox id; GET /agents/{agentId}/messages/{messageId} reports its state'),
+  status: z.enum(OUTBOX_STATUSES),
+  waMessageId: z.string().nullable().describe("WhatsApp's id, once sent"),
+});
+
+export const sendMediaResultSchema = sendResultSchema.extend({
+  previewPath: z.string().nullable(),
+});
+
+export const messageStateSchema = z.object({
+  messageId: z.string(),
+  agentId: z.string(),
+  to: z.string(),
+  kind: z.enum(['text', 'image']),
+  status: z.enum(OUTBOX_STATUSES),
+  waMessageId: z.string().nullable(),
+  error: z.string().nullable(),
+  attempts: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  sentAt: z.string().nullable(),
+});

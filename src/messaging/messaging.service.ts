@@ -1,0 +1,112 @@
+// Sending on an agent's behalf: validates and normalizes a text or image request, then hands it to the outbox.
+import { createHash } from 'node:crypto';
+import { AppError } from '../errors.js';
+import { normalizeRecipient } from './jid.js';
+import { decodeBase64Image, detectImage } from './media.js';
+import type { MediaFetcher } from './media-fetch.js';
+import type { OutboxMessageView, OutboxService, SubmitContext, SubmitResult } from './outbox.service.js';
+import type { PreviewStore } from './preview-store.js';
+
+export interface SendTextInput {
+  to: string;
+  message: string;
+  quotedMessageId?: string | undefined;
+  /** Seed alias of quotedMessageId. */
+  quoteId?: string | undefined;
+  mentions?: string[] | undefined;
+}
+
+export interface SendImageInput {
+  to: string;
+  data?: string | undefined;
+  url?: string | undefined;
+  caption?: string | undefined;
+  filename?: string | undefined;
+  /** Declared type: informative only, the bytes decide. */
+  mimeType?: string | undefined;
+  mimetype?: string | undefined;
+  save_to_temp?: boolean | undefined;
+  quotedMessageId?: string | undefined;
+  quoteId?: string | undefined;
+  mentions?: string[] | undefined;
+}
+
+export interface MessagingServiceOptions {
+  outbox: OutboxService;
+  fetcher: Pick<MediaFetcher, 'fetch'>;
+  previews: Pick<PreviewStore, 'save'>;
+  defaultCountryCode: string;
+  mediaMaxBytes: number;
+}
+
+export class MessagingService {
+  constructor(private readonly options: MessagingServiceOptions) {}
+
+  async sendText(agentId: string, input: SendTextInput, context: SubmitContext = {}): Promise<SubmitResult> {
+    const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    const quotedMessageId = input.quotedMessageId ?? input.quoteId;
+    const mentions = this.mentions(input.mentions);
+    const fingerprint = hash({ kind: 'text', toJid, text: input.message, quotedMessageId, mentions });
+    return this.options.outbox.submit(
+      agentId,
+      { kind: 'text', toJid, payload: { text: input.message, quotedMessageId, mentions, fingerprint } },
+      context,
+    );
+  }
+
+  async sendImage(agentId: string, input: SendImageInput, context: SubmitContext = {}): Promise<SubmitResult> {
+    const { outbox, mediaMaxBytes } = this.options;
+    if ((input.data === undefined) === (input.url === undefined)) {
+      throw new AppError('INVALID_PAYLOAD', 'body: exactly one of data or url is required');
+    }
+    const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    const quotedMessageId = input.quotedMessageId ?? input.quoteId;
+    const mentions = this.mentions(input.mentions);
+    const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
+    const fingerprint = hash({ kind: 'image', toJid, ...source, caption: input.caption, quotedMessageId, mentions });
+    // A retry is answered before the image is fetched or decoded again; a refused send costs no download.
+    if (context.idempotencyKey) {
+      const earlier = await outbox.findIdempotent(agentId, context.idempotencyKey, fingerprint);
+      if (earlier) return earlier;
+    }
+    outbox.assertReady(agentId);
+    const bytes =
+      input.data !== undefined
+        ? decodeBase64Image(input.data, mediaMaxBytes)
+        : await this.options.fetcher.fetch(input.url ?? '');
+    const image = await detectImage(bytes);
+    const previewPath =
+      input.save_to_temp === false ? undefined : await this.options.previews.save(bytes, image.extension);
+    return outbox.submit(
+      agentId,
+      {
+        kind: 'image',
+        toJid,
+        media: bytes,
+        payload: {
+          caption: input.caption,
+          filename: input.filename ?? `image.${image.extension}`,
+          mimeType: image.mimeType,
+          quotedMessageId,
+          mentions,
+          previewPath,
+          fingerprint,
+        },
+      },
+      context,
+    );
+  }
+
+  getMessage(agentId: string, messageId: string): Promise<OutboxMessageView> {
+    return this.options.outbox.get(agentId, messageId);
+  }
+
+  private mentions(mentions: string[] | undefined): string[] | undefined {
+    if (!mentions?.length) return undefined;
+    return mentions.map((m, i) => normalizeRecipient(m, this.options.defaultCountryCode, `mentions[${i}]`));
+  }
+}
+
+function hash(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex');
+}

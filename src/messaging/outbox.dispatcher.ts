@@ -1,0 +1,272 @@
+// Per-agent dispatch: each agent's queued messages go FIFO through its token bucket to its engine session.
+import type { EngineSession, SendOptions, SentMessage } from '../engines/engine.js';
+import { errorMessage, isAppError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import type { SessionGateway } from './session-gateway.js';
+import type { TokenBuckets } from './token-bucket.js';
+
+/** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
+export interface QueuedMessage {
+  id: string;
+  seq: number;
+  agentId: string;
+  kind: OutboxKind;
+  toJid: string;
+  payload: OutboxPayload;
+  /** Failed attempts in this process, counted only while the session stayed ready. */
+  failures: number;
+}
+
+export type SendOutcome = { status: 'sent'; waMessageId: string } | { status: 'failed'; error: string };
+
+/** The timers that pace an agent's queue (rate-limit waits, retry backoff); tests pass fakes. */
+export interface DispatchTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: DispatchTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface OutboxDispatcherOptions {
+  repository: OutboxRepository;
+  sessions: Pick<SessionGateway, 'getReadySession'>;
+  buckets: TokenBuckets;
+  metrics: Metrics;
+  logger: Logger;
+  /** Retries after the first failed attempt before the message is marked failed. */
+  maxRetries?: number;
+  /** Wait before retry n (1-based). Exponential by default: 1 s, 2 s, 4 s. */
+  retryDelayMs?: (retry: number) => number;
+  timers?: DispatchTimers;
+}
+
+interface AgentQueue {
+  agentId: string;
+  /** Ordered by seq; the head is the one being sent or waited on. */
+  items: QueuedMessage[];
+  timer: unknown;
+  draining: Promise<void> | undefined;
+}
+
+type Step = 'next' | 'retry' | 'wait-ready';
+
+export class OutboxDispatcher {
+  private readonly queues = new Map<string, AgentQueue>();
+  private readonly waiters = new Map<string, Set<(outcome: SendOutcome | null) => void>>();
+  private readonly maxRetries: number;
+  private readonly retryDelayMs: (retry: number) => number;
+  private readonly timers: DispatchTimers;
+  private closed = false;
+
+  constructor(private readonly options: OutboxDispatcherOptions) {
+    this.maxRetries = options.maxRetries ?? 3;
+    this.retryDelayMs = options.retryDelayMs ?? ((retry) => 1_000 * 2 ** (retry - 1));
+    this.timers = options.timers ?? realTimers;
+  }
+
+  static fromRecord(record: OutboxRecord): QueuedMessage {
+    const { id, seq, agentId, kind, toJid, payload } = record;
+    return { id, seq, agentId, kind, toJid, payload, failures: 0 };
+  }
+
+  /** Adds a message to its agent's queue, in seq order, and starts dispatching if idle. */
+  enqueue(message: QueuedMessage): void {
+    const queue = this.queue(message.agentId);
+    // Concurrent INSERTs can finish out of order; seq is the order they were accepted in.
+    let index = queue.items.length;
+    while (index > 0 && (queue.items[index - 1]?.seq ?? 0) > message.seq) index -= 1;
+    queue.items.splice(index, 0, message);
+    this.options.metrics.outboxQueued.inc(this.options.metrics.agentLabel(message.agentId));
+    this.kick(queue);
+  }
+
+  /** Messages accepted for the agent and not yet sent or failed, including the one in flight. */
+  depth(agentId: string): number {
+    return this.queues.get(agentId)?.items.length ?? 0;
+  }
+
+  /** The agent's session became ready: resume its queue. */
+  wake(agentId: string): void {
+    const queue = this.queues.get(agentId);
+    if (queue) this.kick(queue);
+  }
+
+  /** Forgets an agent's queue and deletes its queued rows; a send already in flight completes. */
+  async drop(agentId: string): Promise<number> {
+    const queue = this.queues.get(agentId);
+    if (queue) {
+      if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
+      queue.timer = undefined;
+      const dropped = queue.items.splice(0);
+      this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(agentId), dropped.length);
+      for (const message of dropped) this.settle(message.id, null);
+      this.queues.delete(agentId);
+    }
+    const ids = await this.options.repository.deleteQueued(agentId);
+    if (ids.length > 0) {
+      this.options.metrics.outboxTransitions.inc(
+        { state: 'dropped', ...this.options.metrics.agentLabel(agentId) },
+        ids.length,
+      );
+    }
+    this.options.buckets.delete(agentId);
+    return ids.length;
+  }
+
+  /** Resolves with the outcome once the message is sent or failed, or with null after `ms` or at close. */
+  waitFor(id: string, ms: number): Promise<SendOutcome | null> {
+    if (ms <= 0 || this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const set = this.waiters.get(id) ?? new Set();
+      const done = (outcome: SendOutcome | null) => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0) this.waiters.delete(id);
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => done(null), ms);
+      set.add(done);
+      this.waiters.set(id, set);
+    });
+  }
+
+  /** Stops taking new steps, clears timers, waits for sends in flight, and releases every waiter. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const queue of this.queues.values()) {
+      if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
+      queue.timer = undefined;
+    }
+    await Promise.all([...this.queues.values()].map((queue) => queue.draining));
+    for (const [id] of this.waiters) this.settle(id, null);
+  }
+
+  private queue(agentId: string): AgentQueue {
+    let queue = this.queues.get(agentId);
+    if (!queue) {
+      queue = { agentId, items: [], timer: undefined, draining: undefined };
+      this.queues.set(agentId, queue);
+    }
+    return queue;
+  }
+
+  private kick(queue: AgentQueue): void {
+    if (this.closed || queue.draining || queue.timer !== undefined || queue.items.length === 0) return;
+    queue.draining = this.drain(queue).finally(() => {
+      queue.draining = undefined;
+    });
+  }
+
+  private schedule(queue: AgentQueue, ms: number): void {
+    queue.timer = this.timers.setTimeout(() => {
+      queue.timer = undefined;
+      this.kick(queue);
+    }, ms);
+  }
+
+  private async drain(queue: AgentQueue): Promise<void> {
+    while (!this.closed && this.queues.get(queue.agentId) === queue) {
+      const message = queue.items[0];
+      if (!message) return;
+      const session = this.options.sessions.getReadySession(queue.agentId);
+      if (!session) return; // wake() resumes the queue when the session is ready again
+      const wait = this.options.buckets.take(queue.agentId);
+      if (wait > 0) {
+        this.schedule(queue, wait);
+        return;
+      }
+      let step: Step;
+      try {
+        step = await this.sendOne(session, message);
+      } catch (err) {
+        // The database failed around the send; try the same message again later rather than lose it.
+        this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
+        step = 'retry';
+        message.failures += 1;
+      }
+      if (step === 'wait-ready') return;
+      if (step === 'retry') {
+        this.schedule(queue, this.retryDelayMs(Math.max(1, message.failures)));
+        return;
+      }
+      const index = queue.items.indexOf(message);
+      if (index >= 0) {
+        queue.items.splice(index, 1);
+        this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(queue.agentId));
+      }
+    }
+  }
+
+  private async sendOne(session: EngineSession, message: QueuedMessage): Promise<Step> {
+    const { repository, metrics, logger } = this.options;
+    const label = metrics.agentLabel(message.agentId);
+    const claimed = await repository.claim(message.id);
+    if (!claimed) {
+      this.settle(message.id, null);
+      return 'next'; // deleted meanwhile (its agent was removed)
+    }
+    let sent: SentMessage;
+    try {
+      sent = await this.send(session, message, claimed.media);
+    } catch (err) {
+      const reason = errorMessage(err);
+      const permanent = isAppError(err) || (message.kind === 'image' && !claimed.media);
+      if (!permanent && !this.options.sessions.getReadySession(message.agentId)) {
+        // The session dropped under us: not the message's fault, so it waits for the next ready without a strike.
+        await repository.markRetry(message.id, reason);
+        return 'wait-ready';
+      }
+      message.failures += 1;
+      if (permanent || message.failures > this.maxRetries) {
+        await repository.markFailed(message.id, reason);
+        metrics.outboxTransitions.inc({ state: 'failed', ...label });
+        metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
+        logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
+        this.settle(message.id, { status: 'failed', error: reason });
+        return 'next';
+      }
+      await repository.markRetry(message.id, reason);
+      metrics.outboxTransitions.inc({ state: 'retried', ...label });
+      logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
+      return 'retry';
+    }
+    try {
+      await repository.markSent(message.id, sent.id);
+    } catch (err) {
+      // WhatsApp has the message: it counts as sent here. The row stays `sending` and is resent after a restart.
+      logger.error({
+        event: 'outbox.mark_sent.error',
+        agentId: message.agentId,
+        messageId: message.id,
+        err: errorMessage(err),
+      });
+    }
+    metrics.messagesSent.inc({ type: message.kind, ...label });
+    metrics.outboxTransitions.inc({ state: 'sent', ...label });
+    this.settle(message.id, { status: 'sent', waMessageId: sent.id });
+    return 'next';
+  }
+
+  private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {
+    const { payload } = message;
+    const options: SendOptions = { quotedMessageId: payload.quotedMessageId, mentions: payload.mentions };
+    if (message.kind === 'text') return session.sendText(message.toJid, payload.text ?? '', options);
+    if (!media) throw new Error('the image bytes are missing');
+    return session.sendImage(
+      message.toJid,
+      { data: media, mimeType: payload.mimeType ?? 'image/jpeg', filename: payload.filename, caption: payload.caption },
+      options,
+    );
+  }
+
+  private settle(id: string, outcome: SendOutcome | null): void {
+    const set = this.waiters.get(id);
+    if (!set) return;
+    for (const done of [...set]) done(outcome);
+  }
+}

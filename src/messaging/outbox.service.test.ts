@@ -1,0 +1,351 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
+import { SandboxEngine, type SandboxSession } from '../engines/sandbox/sandbox.engine.js';
+import { AppError } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
+import { createMetrics } from '../observability/metrics.js';
+import type { DispatchTimers } from './outbox.dispatcher.js';
+import { OutboxRepository } from './outbox.repository.js';
+import { type OutboxDraft, OutboxService, type OutboxServiceOptions } from './outbox.service.js';
+import { InMemorySessionGateway } from './session-gateway.js';
+import { TokenBuckets } from './token-bucket.js';
+
+/** Timers that fire only when the test says so. */
+class FakeTimers implements DispatchTimers {
+  pending = new Map<number, { fn: () => void; ms: number }>();
+  private next = 1;
+  setTimeout(fn: () => void, ms: number): number {
+    const id = this.next++;
+    this.pending.set(id, { fn, ms });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.pending.delete(handle as number);
+  }
+  delays(): number[] {
+    return [...this.pending.values()].map((t) => t.ms);
+  }
+  fireAll(): void {
+    const due = [...this.pending.values()];
+    this.pending.clear();
+    for (const t of due) t.fn();
+  }
+}
+
+function fakeClock() {
+  let now = 0;
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+const text = (body: string, to = '6281234567890@c.us'): OutboxDraft => ({
+  kind: 'text',
+  toJid: to,
+  payload: { text: body, fingerprint: `fp-${body}` },
+});
+
+/** Resolves once `check` holds; the database answers asynchronously, so this polls briefly with a deadline. */
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error('condition not met');
+}
+
+describe('OutboxService', () => {
+  let test: TestDatabase;
+  let dir: string;
+  const services: OutboxService[] = [];
+
+  beforeAll(async () => {
+    test = await createTestDatabase();
+    dir = await mkdtemp(path.join(tmpdir(), 'outbox-test-'));
+  });
+  afterEach(async () => {
+    await Promise.all(services.splice(0).map((s) => s.close()));
+    await test.database.query('DELETE FROM outbox_messages');
+  });
+  afterAll(async () => {
+    await test.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function setup(overrides: Partial<OutboxServiceOptions> & { capacity?: number; perMinute?: number } = {}) {
+    const clock = fakeClock();
+    const timers = new FakeTimers();
+    const engine = new SandboxEngine({ dir });
+    const gateway = new InMemorySessionGateway();
+    const metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
+    const repository = new OutboxRepository(test.database);
+    const make = () =>
+      new OutboxService({
+        repository,
+        sessions: gateway,
+        buckets: new TokenBuckets({
+          capacity: overrides.capacity ?? 100,
+          refillPerMinute: overrides.perMinute ?? 100,
+          now: clock.now,
+        }),
+        metrics,
+        logger: createLogger({ level: 'silent' }),
+        sendWaitMs: 2_000,
+        queueMaxPerAgent: 500,
+        timers,
+        ...overrides,
+      });
+    const sut = make();
+    services.push(sut);
+    const connect = async (agentId: string) => {
+      const session = engine.createSession(agentId) as SandboxSession;
+      await session.start();
+      session.connect('6281100000001');
+      gateway.setReady(agentId, session);
+      return session;
+    };
+    return { sut, make, engine, gateway, clock, timers, metrics, repository, connect };
+  }
+
+  const rows = async (agentId: string) =>
+    test.database.query(
+      'SELECT id, status, attempts, wa_message_id, error, payload FROM outbox_messages WHERE agent_id = $1 ORDER BY seq',
+      [agentId],
+    );
+
+  it('sends a text within the wait and records the WhatsApp message id', async () => {
+    const { sut, engine, connect } = await setup();
+    await connect('a1');
+    const result = await sut.submit('a1', text('hello'), { traceId: 't-1' });
+    expect(result).toMatchObject({ delivered: true, status: 'sent' });
+    const sent = engine.sent('a1');
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ kind: 'text', text: 'hello', to: '6281234567890@c.us' });
+    expect(result.waMessageId).toBe(sent[0]?.messageId);
+    const view = await sut.get('a1', result.messageId);
+    expect(view).toMatchObject({ status: 'sent', attempts: 1, waMessageId: sent[0]?.messageId, error: null });
+    expect(view.sentAt).not.toBeNull();
+  });
+
+  it('refuses with SESSION_NOT_READY and queues nothing when the session is not connected', async () => {
+    const { sut } = await setup();
+    await expect(sut.submit('nobody', text('x'))).rejects.toMatchObject({ code: 'SESSION_NOT_READY' });
+    expect(await rows('nobody')).toEqual([]);
+  });
+
+  it('sends each agent FIFO, in the order the messages were accepted', async () => {
+    const { sut, engine, connect } = await setup();
+    await connect('fifo');
+    const bodies = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    const results = await Promise.all(bodies.map((b) => sut.submit('fifo', text(b))));
+    expect(results.every((r) => r.status === 'sent')).toBe(true);
+    const acceptedOrder = (await rows('fifo')).map((r) => (r.payload as { text: string }).text);
+    expect(engine.sent('fifo').map((s) => s.text)).toEqual(acceptedOrder);
+  });
+
+  it('lets 100 through at once and holds the 101st until the bucket refills 600 ms later', async () => {
+    const { sut, engine, connect, clock, timers } = await setup({ sendWaitMs: 0 });
+    await connect('burst');
+    for (let i = 0; i < 101; i++) await sut.submit('burst', text(`b${i}`));
+    await until(() => engine.sent('burst').length === 100);
+    expect(timers.delays()).toEqual([600]);
+    clock.advance(600);
+    timers.fireAll();
+    await until(() => engine.sent('burst').length === 101);
+    expect(engine.sent('burst').at(-1)?.text).toBe('b100');
+  });
+
+  it('keeps agents independent: one agent out of tokens does not hold up another', async () => {
+    const { sut, engine, connect } = await setup({ capacity: 1, sendWaitMs: 0 });
+    await connect('x1');
+    await connect('x2');
+    await sut.submit('x1', text('x1-a'));
+    await sut.submit('x1', text('x1-b'));
+    await sut.submit('x2', text('x2-a'));
+    await until(() => engine.sent('x2').length === 1);
+    expect(engine.sent('x1').map((s) => s.text)).toEqual(['x1-a']);
+    expect(sut.dispatcher.depth('x1')).toBe(1);
+  });
+
+  it('answers 429 RATE_LIMITED with Retry-After once an agent has QUEUE_MAX_PER_AGENT waiting', async () => {
+    const { sut, connect } = await setup({ capacity: 1, queueMaxPerAgent: 5, sendWaitMs: 0 });
+    await connect('full');
+    await sut.submit('full', text('first'));
+    await until(() => sut.dispatcher.depth('full') === 0);
+    const accepted = await Promise.all(Array.from({ length: 5 }, (_, i) => sut.submit('full', text(`q${i}`))));
+    expect(accepted.every((r) => r.status === 'queued' && !r.delivered)).toBe(true);
+    const refused = await sut.submit('full', text('over')).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(AppError);
+    expect(refused).toMatchObject({ code: 'RATE_LIMITED', status: 429, headers: { 'retry-after': '1' } });
+    expect(await rows('full')).toHaveLength(6);
+  });
+
+  it('does not overfill the queue when requests race', async () => {
+    const { sut, connect } = await setup({ capacity: 1, queueMaxPerAgent: 3, sendWaitMs: 0 });
+    await connect('race');
+    const settled = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => sut.submit('race', text(`r${i}`))));
+    // Every slot is reserved before any INSERT finishes, so exactly the queue's capacity gets in.
+    expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(3);
+    expect(settled.filter((s) => s.status === 'rejected').map((s) => s.reason.code)).toEqual(
+      Array(7).fill('RATE_LIMITED'),
+    );
+    expect((await rows('race')).length).toBe(3);
+  });
+
+  it('retries a transient failure with backoff and records the attempts', async () => {
+    const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
+    await connect('flaky');
+    engine.failSends('flaky', 2);
+    const { messageId } = await sut.submit('flaky', text('try'));
+    await until(() => timers.delays().length === 1);
+    expect(timers.delays()).toEqual([1_000]);
+    timers.fireAll();
+    await until(() => timers.delays().length === 1);
+    expect(timers.delays()).toEqual([2_000]);
+    expect(await sut.get('flaky', messageId)).toMatchObject({
+      status: 'queued',
+      error: expect.stringContaining('injected'),
+    });
+    timers.fireAll();
+    await until(async () => (await sut.get('flaky', messageId)).status === 'sent');
+    expect(await sut.get('flaky', messageId)).toMatchObject({ attempts: 3, error: null });
+    expect(engine.sent('flaky')).toHaveLength(1);
+  });
+
+  it('marks a message failed with the reason after the retries run out, then moves on', async () => {
+    const { sut, engine, connect, timers, metrics } = await setup({ sendWaitMs: 0, maxRetries: 2 });
+    await connect('broken');
+    engine.failSends('broken', 3);
+    const doomed = await sut.submit('broken', text('doomed'));
+    await sut.submit('broken', text('next'));
+    for (let i = 0; i < 2; i++) {
+      await until(() => timers.pending.size === 1);
+      timers.fireAll();
+    }
+    await until(() => engine.sent('broken').length === 1);
+    expect(await sut.get('broken', doomed.messageId)).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: 'sandbox: injected send failure',
+    });
+    expect(engine.sent('broken')[0]?.text).toBe('next');
+    const failed = (await metrics.outboxTransitions.get()).values.find((v) => v.labels.state === 'failed');
+    expect(failed?.value).toBe(1);
+  });
+
+  it('waits for the session to come back instead of burning retries when it drops mid-send', async () => {
+    const { sut, engine, connect, gateway, timers } = await setup({ sendWaitMs: 0, maxRetries: 0 });
+    const session = await connect('drops');
+    const realSend = session.sendText.bind(session);
+    let dropped = false;
+    session.sendText = async (to, body, options) => {
+      if (!dropped) {
+        dropped = true;
+        gateway.setNotReady('drops'); // the connection goes away while this send is on the wire
+        throw new Error('connection closed');
+      }
+      return realSend(to, body, options);
+    };
+    const { messageId } = await sut.submit('drops', text('later'));
+    await until(async () => (await sut.get('drops', messageId)).error === 'connection closed');
+    expect(await sut.get('drops', messageId)).toMatchObject({ status: 'queued', attempts: 1 });
+    expect(timers.pending.size).toBe(0);
+    gateway.setReady('drops', session);
+    await until(async () => (await sut.get('drops', messageId)).status === 'sent');
+    expect(engine.sent('drops').map((s) => s.text)).toEqual(['later']);
+  });
+
+  it('returns the first message for a repeated Idempotency-Key and sends once', async () => {
+    const { sut, engine, connect } = await setup();
+    await connect('idem');
+    const first = await sut.submit('idem', text('once'), { idempotencyKey: 'k1' });
+    const again = await sut.submit('idem', text('once'), { idempotencyKey: 'k1' });
+    expect(again).toEqual(first);
+    const racing = await Promise.all([1, 2, 3].map(() => sut.submit('idem', text('twice'), { idempotencyKey: 'k2' })));
+    expect(new Set(racing.map((r) => r.messageId)).size).toBe(1);
+    expect(engine.sent('idem').map((s) => s.text)).toEqual(['once', 'twice']);
+    await expect(sut.submit('idem', text('other'), { idempotencyKey: 'k1' })).rejects.toMatchObject({
+      code: 'IDEMPOTENCY_KEY_REUSED',
+    });
+  });
+
+  it('drops an agent’s queued messages when the agent is deleted', async () => {
+    const { sut, connect, gateway } = await setup({ capacity: 1, sendWaitMs: 0 });
+    await connect('gone');
+    await sut.submit('gone', text('sent'));
+    await sut.submit('gone', text('q1'));
+    await sut.submit('gone', text('q2'));
+    await until(async () => (await rows('gone')).some((r) => r.status === 'sent'));
+    await gateway.delete('gone');
+    expect((await rows('gone')).map((r) => r.status)).toEqual(['sent']);
+    expect(sut.dispatcher.depth('gone')).toBe(0);
+  });
+
+  it('resumes at boot what a previous process left queued or sending, each sent exactly once', async () => {
+    const { sut, make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
+    await connect('boot');
+    const ids = [];
+    for (const body of ['r1', 'r2', 'r3']) {
+      const record = await repository.insert({
+        id: crypto.randomUUID(),
+        agentId: 'boot',
+        kind: 'text',
+        toJid: '6281234567890@c.us',
+        payload: { text: body, fingerprint: body },
+        media: null,
+        idempotencyKey: null,
+        traceId: null,
+      });
+      ids.push(record?.id);
+    }
+    await repository.claim(ids[0] ?? ''); // left `sending` by a crash
+    await sut.close();
+    const next = make();
+    services.push(next);
+    expect(await next.resumeAll()).toBe(3);
+    await until(() => engine.sent('boot').length === 3);
+    expect(engine.sent('boot').map((s) => s.text)).toEqual(['r1', 'r2', 'r3']);
+    expect((await rows('boot')).map((r) => r.status)).toEqual(['sent', 'sent', 'sent']);
+    expect(await next.resumeAll()).toBe(0);
+  });
+
+  it('holds resumed messages until their session becomes ready', async () => {
+    const { make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
+    await repository.insert({
+      id: crypto.randomUUID(),
+      agentId: 'wait',
+      kind: 'text',
+      toJid: '6281234567890@c.us',
+      payload: { text: 'held', fingerprint: 'held' },
+      media: null,
+      idempotencyKey: null,
+      traceId: null,
+    });
+    const next = make();
+    services.push(next);
+    await next.resumeAll();
+    expect(next.dispatcher.depth('wait')).toBe(1);
+    expect(engine.sent('wait')).toHaveLength(0);
+    await connect('wait');
+    await until(() => engine.sent('wait').length === 1);
+    expect(next.dispatcher.depth('wait')).toBe(0);
+  });
+
+  it('close() clears the rate-limit timers and releases waiting requests', async () => {
+    const { sut, connect, timers } = await setup({ capacity: 1, sendWaitMs: 60_000 });
+    await connect('closing');
+    await sut.submit('closing', text('one'));
+    const waiting = sut.submit('closing', text('two'));
+    await until(() => timers.pending.size === 1);
+    await sut.close();
+    expect(timers.pending.size).toBe(0);
+    await expect(waiting).resolves.toMatchObject({ delivered: false, status: 'queued' });
+  });
+});

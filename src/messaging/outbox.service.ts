@@ -1,0 +1,225 @@
+// The outbox: accepts a message (one INSERT), hands it to the dispatcher, and waits a bounded time for the result.
+import { randomUUID } from 'node:crypto';
+import type { OutboxStatus } from '../db/schema.js';
+import { AppError, errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
+import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import type { SessionGateway } from './session-gateway.js';
+import type { TokenBuckets } from './token-bucket.js';
+
+export interface OutboxDraft {
+  kind: OutboxKind;
+  toJid: string;
+  payload: OutboxPayload;
+  media?: Buffer | null;
+}
+
+export interface SubmitContext {
+  idempotencyKey?: string | undefined;
+  traceId?: string | undefined;
+}
+
+export interface SubmitResult {
+  delivered: boolean;
+  messageId: string;
+  status: OutboxStatus;
+  waMessageId: string | null;
+  /** The preview copy of an image, when one was saved. */
+  previewPath?: string | undefined;
+}
+
+/** A message's state as the API shows it: never its bytes. */
+export interface OutboxMessageView {
+  messageId: string;
+  agentId: string;
+  to: string;
+  kind: OutboxKind;
+  status: OutboxStatus;
+  waMessageId: string | null;
+  error: string | null;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  sentAt: string | null;
+}
+
+export interface OutboxServiceOptions {
+  repository: OutboxRepository;
+  sessions: SessionGateway;
+  buckets: TokenBuckets;
+  metrics: Metrics;
+  logger: Logger;
+  /** How long a request waits for its send before answering 202. */
+  sendWaitMs: number;
+  queueMaxPerAgent: number;
+  maxRetries?: number;
+  retryDelayMs?: (retry: number) => number;
+  timers?: DispatchTimers;
+}
+
+export class OutboxService {
+  readonly dispatcher: OutboxDispatcher;
+  /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
+  private readonly reserved = new Map<string, number>();
+  private readonly unsubscribe: Array<() => void>;
+
+  constructor(private readonly options: OutboxServiceOptions) {
+    this.dispatcher = new OutboxDispatcher({
+      repository: options.repository,
+      sessions: options.sessions,
+      buckets: options.buckets,
+      metrics: options.metrics,
+      logger: options.logger,
+      maxRetries: options.maxRetries,
+      retryDelayMs: options.retryDelayMs,
+      timers: options.timers,
+    });
+    this.unsubscribe = [
+      options.sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
+      options.sessions.onAgentDeleted(async (agentId) => {
+        try {
+          await this.dispatcher.drop(agentId);
+        } catch (err) {
+          // The in-memory queue is already gone; rows left behind are skipped when claimed after a restart.
+          options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
+        }
+      }),
+    ];
+  }
+
+  /**
+   * The earlier message sent with this Idempotency-Key, or null when the key is new.
+   * Throws IDEMPOTENCY_KEY_REUSED when the key came with a different request.
+   */
+  async findIdempotent(agentId: string, key: string, fingerprint: string): Promise<SubmitResult | null> {
+    const existing = await this.options.repository.findByIdempotencyKey(agentId, key);
+    if (!existing) return null;
+    if (existing.payload.fingerprint !== fingerprint) throw new AppError('IDEMPOTENCY_KEY_REUSED');
+    return this.settledResult(existing);
+  }
+
+  /** Throws SESSION_NOT_READY unless the agent can send now (an earlier idempotent message is still returned). */
+  assertReady(agentId: string): void {
+    if (!this.options.sessions.getReadySession(agentId)) throw new AppError('SESSION_NOT_READY');
+  }
+
+  async submit(agentId: string, draft: OutboxDraft, context: SubmitContext = {}): Promise<SubmitResult> {
+    const { idempotencyKey } = context;
+    if (!this.options.sessions.getReadySession(agentId)) {
+      const earlier = idempotencyKey
+        ? await this.findIdempotent(agentId, idempotencyKey, draft.payload.fingerprint)
+        : null;
+      if (earlier) return earlier;
+      throw new AppError('SESSION_NOT_READY');
+    }
+    this.reserve(agentId);
+    let record: OutboxRecord | null;
+    try {
+      record = await this.options.repository.insert({
+        id: randomUUID(),
+        agentId,
+        kind: draft.kind,
+        toJid: draft.toJid,
+        payload: draft.payload,
+        media: draft.media ?? null,
+        idempotencyKey: idempotencyKey ?? null,
+        traceId: context.traceId ?? null,
+      });
+      if (record) this.dispatcher.enqueue(OutboxDispatcher.fromRecord(record));
+    } finally {
+      this.release(agentId);
+    }
+    if (!record) {
+      // Another request holds this key: answer with its message (or 409 when it asked for something else).
+      const earlier = await this.findIdempotent(agentId, idempotencyKey ?? '', draft.payload.fingerprint);
+      if (!earlier) throw new AppError('INTERNAL_ERROR', 'the idempotency key vanished');
+      return earlier;
+    }
+    const { metrics } = this.options;
+    metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
+    return this.result(record.id, await this.dispatcher.waitFor(record.id, this.options.sendWaitMs), draft.payload);
+  }
+
+  async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
+    const record = await this.options.repository.find(agentId, messageId);
+    if (!record) throw new AppError('MESSAGE_NOT_FOUND');
+    return toView(record);
+  }
+
+  /**
+   * Boot: queues what a previous process left. A row found `sending` was handed to WhatsApp or not; nobody can
+   * tell, so it is sent again (at least once) rather than risk losing it (at most once).
+   */
+  async resumeAll(): Promise<number> {
+    const interrupted = await this.options.repository.requeueInterrupted();
+    if (interrupted > 0) {
+      this.options.logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
+    }
+    const rows = await this.options.repository.listQueued();
+    for (const row of rows) this.dispatcher.enqueue(OutboxDispatcher.fromRecord(row));
+    this.options.logger.info({ event: 'outbox.resumed', count: rows.length });
+    return rows.length;
+  }
+
+  async close(): Promise<void> {
+    for (const unsubscribe of this.unsubscribe) unsubscribe();
+    await this.dispatcher.close();
+  }
+
+  private reserve(agentId: string): void {
+    const reserved = this.reserved.get(agentId) ?? 0;
+    if (this.dispatcher.depth(agentId) + reserved >= this.options.queueMaxPerAgent) {
+      const { metrics } = this.options;
+      metrics.outboxTransitions.inc({ state: 'rejected', ...metrics.agentLabel(agentId) });
+      // A slot frees when the head is sent, which is when the next token arrives.
+      const seconds = Math.max(1, Math.ceil(this.options.buckets.msUntilToken(agentId) / 1_000));
+      throw new AppError('RATE_LIMITED', undefined, { headers: { 'retry-after': String(seconds) } });
+    }
+    this.reserved.set(agentId, reserved + 1);
+  }
+
+  private release(agentId: string): void {
+    const reserved = (this.reserved.get(agentId) ?? 1) - 1;
+    if (reserved > 0) this.reserved.set(agentId, reserved);
+    else this.reserved.delete(agentId);
+  }
+
+  private async settledResult(record: OutboxRecord): Promise<SubmitResult> {
+    if (record.status === 'queued' || record.status === 'sending') {
+      return this.result(record.id, await this.dispatcher.waitFor(record.id, this.options.sendWaitMs), record.payload);
+    }
+    return {
+      delivered: record.status === 'sent',
+      messageId: record.id,
+      status: record.status,
+      waMessageId: record.waMessageId,
+      previewPath: record.payload.previewPath,
+    };
+  }
+
+  private result(messageId: string, outcome: SendOutcome | null, payload: OutboxPayload): SubmitResult {
+    const previewPath = payload.previewPath;
+    if (outcome?.status === 'sent') {
+      return { delivered: true, messageId, status: 'sent', waMessageId: outcome.waMessageId, previewPath };
+    }
+    return { delivered: false, messageId, status: outcome?.status ?? 'queued', waMessageId: null, previewPath };
+  }
+}
+
+function toView(record: OutboxRecord): OutboxMessageView {
+  return {
+    messageId: record.id,
+    agentId: record.agentId,
+    to: record.toJid,
+    kind: record.kind,
+    status: record.status,
+    waMessageId: record.waMessageId,
+    error: record.error,
+    attempts: record.attempts,
+    createdAt: record.createdAt.toISOString(),
+    updatedAt: record.updatedAt.toISOString(),
+    sentAt: record.sentAt?.toISOString() ?? null,
+  };
+}

@@ -1,0 +1,91 @@
+// Preview copies of sent images in TEMP_DIR, and the job that deletes them once they are a day old.
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../observability/logger.js';
+
+/** Only files with this prefix are ours: TEMP_DIR may be shared (/tmp), and the job must not touch the rest. */
+const PREFIX = 'wa-preview-';
+
+export interface PreviewStoreOptions {
+  dir: string;
+  logger: Logger;
+  maxAgeMs?: number;
+  intervalMs?: number;
+  now?: () => number;
+  /** Runs `fn` every `ms`; returns a cancel. Injected so tests drive the job without waiting. */
+  every?: (fn: () => void, ms: number) => () => void;
+}
+
+const realEvery = (fn: () => void, ms: number) => {
+  const timer = setInterval(fn, ms);
+  timer.unref();
+  return () => clearInterval(timer);
+};
+
+export class PreviewStore {
+  private cancel: (() => void) | undefined;
+  private sweeping: Promise<number> | undefined;
+
+  constructor(private readonly options: PreviewStoreOptions) {}
+
+  async save(bytes: Buffer, extension: string): Promise<string> {
+    await mkdir(this.options.dir, { recursive: true });
+    const file = path.join(this.options.dir, `${PREFIX}${randomUUID()}.${extension}`);
+    await writeFile(file, bytes);
+    return file;
+  }
+
+  /** Starts the cleanup job: every 30 min, previews older than 24 h go. */
+  start(): void {
+    if (this.cancel) return;
+    const every = this.options.every ?? realEvery;
+    this.cancel = every(
+      () => {
+        void this.sweep();
+      },
+      this.options.intervalMs ?? 30 * 60_000,
+    );
+  }
+
+  /** Stops the job and waits for a sweep in progress. */
+  async stop(): Promise<void> {
+    this.cancel?.();
+    this.cancel = undefined;
+    await this.sweeping;
+  }
+
+  /** Deletes our previews older than maxAgeMs; returns how many. One sweep at a time. */
+  sweep(): Promise<number> {
+    this.sweeping ??= this.runSweep().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async runSweep(): Promise<number> {
+    const { dir, logger } = this.options;
+    const cutoff = (this.options.now?.() ?? Date.now()) - (this.options.maxAgeMs ?? 24 * 3_600_000);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return 0; // nothing saved yet
+    }
+    let removed = 0;
+    for (const name of names) {
+      if (!name.startsWith(PREFIX)) continue;
+      const file = path.join(dir, name);
+      try {
+        if ((await stat(file)).mtimeMs < cutoff) {
+          await rm(file, { force: true });
+          removed += 1;
+        }
+      } catch (err) {
+        logger.warn({ event: 'preview.cleanup.error', file, err: String(err) });
+      }
+    }
+    if (removed > 0) logger.info({ event: 'preview.cleanup', removed });
+    return removed;
+  }
+}
