@@ -138,6 +138,19 @@ describe('inbound messages', () => {
     expect(await received('replied')).toBe(1);
 
     const traceId = request?.headers['x-request-id'];
+    // The reply took the outbox (rate-limited, FIFO per agent), under the message's traceId.
+    const outbox = await db.database.query(
+      'SELECT to_jid, status, trace_id, payload FROM outbox_messages WHERE agent_id = $1',
+      [agentId],
+    );
+    expect(outbox).toEqual([
+      expect.objectContaining({
+        to_jid: USER_JID,
+        status: 'sent',
+        trace_id: traceId,
+        payload: expect.objectContaining({ text: 'Hello from AI' }),
+      }),
+    ]);
     const replied = t.logs.find((l) => l.event === 'inbound.replied' && l.traceId === traceId);
     expect(replied).toMatchObject({ agentId, level: 'info' });
     // Message bodies never reach the log at info level.

@@ -74,6 +74,8 @@ describe('POST /agents/{agentId}/run', () => {
       rag_enable: false,
       metadata: { source: 'crm', tags: ['a'] },
     });
+    const outbox = await db.database.query('SELECT to_jid, trace_id FROM outbox_messages WHERE agent_id = $1', [AGENT]);
+    expect(outbox).toEqual([{ to_jid: '6281234567890@c.us', trace_id: response.json().traceId }]);
     await expect
       .poll(sent, POLL)
       .toEqual([expect.objectContaining({ to: '6281234567890@c.us', kind: 'text', text: 'Hi! How can I help?' })]);
