@@ -45,5 +45,5 @@ describe('migrations', () => {
       if (second !== other.database) await second.close();
       await other.drop();
     }
-  });
+  }, 60_000); // on PGlite each boot opens a WebAssembly Postgres: slow on a loaded 2-core machine
 });

@@ -15,7 +15,9 @@ import { createWhatsappWebEngine } from '../src/engines/whatsapp-web/whatsapp-we
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 const logger = pino({ level: 'silent' });
-const chromePath = process.env.CHROME_PATH || CHROME_CANDIDATES.find((candidate) => existsSync(candidate));
+const chromeWanted = process.env.CHROME_PATH ? [process.env.CHROME_PATH] : [...CHROME_CANDIDATES];
+const chromePath = chromeWanted.find((candidate) => existsSync(candidate));
+const noChrome = chromePath ? '' : ` — SKIPPED: no Chromium binary at ${chromeWanted.join(', ')} (install chromium)`;
 
 describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
   let authDir: string | undefined;
@@ -26,7 +28,7 @@ describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
   });
 
   it.skipIf(!chromePath)(
-    `reports the failure, is not connected, and leaves no Chromium behind${chromePath ? '' : ` — SKIPPED: no Chromium at CHROME_PATH or ${CHROME_CANDIDATES.join(', ')}`}`,
+    `reports the failure, is not connected, and leaves no Chromium behind${noChrome}`,
     async () => {
       authDir = await mkdtemp(path.join(tmpdir(), 'wamt-real-wweb-'));
       const engine = createWhatsappWebEngine({
@@ -59,7 +61,7 @@ describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
     15_000,
   );
   it.skipIf(!chromePath)(
-    `stop() while Chromium is still launching leaves no Chromium behind${chromePath ? '' : ' — SKIPPED: no Chromium found'}`,
+    `stop() while Chromium is still launching leaves no Chromium behind${noChrome}`,
     async () => {
       authDir = await mkdtemp(path.join(tmpdir(), 'wamt-real-wweb-'));
       const engine = createWhatsappWebEngine({ authDir, chromePath, logger });

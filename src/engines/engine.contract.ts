@@ -42,6 +42,8 @@ export interface EngineHarness {
    * the library's error that the reported reason must carry. Absent when the engine's connection cannot fail.
    */
   failNextStart?(agentId: string): string;
+  /** How many library clients (browser sessions, sockets) were built for this agent so far. */
+  connections?(agentId: string): number;
   /** Whether everything the library held for this agent (browser, socket) has been released. */
   released?(agentId: string): boolean;
   close(): Promise<void>;
@@ -285,6 +287,19 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
       expect(info.reason).toContain(cause);
       expect(harness.released?.(agentId)).toBe(true);
       await expect(session.sendText('6289900000001@c.us', 'x')).rejects.toThrow();
+    });
+
+    it('builds one connection when start() is called twice at once', async () => {
+      const session = open();
+      const qr = nextEvent(session, 'qr');
+      await Promise.all([session.start(), session.start()]);
+      await qr;
+      if (harness.connections) expect(harness.connections(agentId)).toBe(1);
+      const ready = nextEvent(session, 'ready');
+      await harness.scan(agentId, PHONE);
+      await ready;
+      await session.stop();
+      if (harness.connections) expect(harness.released?.(agentId)).toBe(true);
     });
 
     it('can start again after a drop, and stop() twice is harmless', async () => {

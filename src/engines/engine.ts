@@ -40,6 +40,7 @@ export interface EngineSessionEvents {
   authenticated: [];
   ready: [identity: EngineIdentity];
   disconnected: [info: { reason: string; loggedOut: boolean }];
+  /** The stored login was refused. Terminal: resources are released first and no `disconnected` follows. */
   auth_failure: [message: string];
   message: [message: InboundMessage];
 }

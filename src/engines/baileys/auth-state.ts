@@ -1,21 +1,15 @@
 // Baileys' auth state (creds and signal keys) in the baileys_auth table, so a restarted instance resumes the login.
-import {
-  type AuthenticationCreds,
-  type AuthenticationState,
-  BufferJSON,
-  initAuthCreds,
-  proto,
-  type SignalDataSet,
-  type SignalDataTypeMap,
-} from 'baileys';
+import type { AuthenticationCreds, AuthenticationState, SignalDataSet, SignalDataTypeMap } from 'baileys';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.js';
 import { baileysAuth } from '../../db/schema.js';
+import { loadBaileys, loadedBaileys } from './baileys.runtime.js';
 
 const CREDS_KEY = 'creds';
 
-const serialize = (value: unknown): string => JSON.stringify(value, BufferJSON.replacer);
-const deserialize = (text: string): unknown => JSON.parse(text, BufferJSON.reviver);
+// Only called once load() has loaded Baileys.
+const serialize = (value: unknown): string => JSON.stringify(value, loadedBaileys().BufferJSON.replacer);
+const deserialize = (text: string): unknown => JSON.parse(text, loadedBaileys().BufferJSON.reviver);
 
 /** A login is stored once the phone has linked this device; before that the creds are a throwaway QR identity. */
 function isLinked(creds: AuthenticationCreds): boolean {
@@ -49,6 +43,7 @@ export class BaileysAuthStore {
   ) {}
 
   async load(): Promise<AuthenticationState> {
+    const { initAuthCreds } = await loadBaileys();
     this.cleared = false;
     const [row] = await this.database.db
       .select({ value: baileysAuth.value })
@@ -103,7 +98,7 @@ export class BaileysAuthStore {
       let value = deserialize(row.value);
       // Baileys expects this one as a protobuf object, not the plain JSON it was saved as.
       if (type === 'app-state-sync-key' && value) {
-        value = proto.Message.AppStateSyncKeyData.fromObject(value as Record<string, unknown>);
+        value = loadedBaileys().proto.Message.AppStateSyncKeyData.fromObject(value as Record<string, unknown>);
       }
       result[id] = value as SignalDataTypeMap[T];
     }

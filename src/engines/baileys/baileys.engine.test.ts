@@ -25,6 +25,7 @@ runEngineContract({
       sent: async (agentId) => fake.sent(agentId),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
+      connections: (agentId) => fake.sockets.get(agentId)?.length ?? 0,
       close: async () => {},
     };
   },
@@ -118,6 +119,22 @@ describe('baileys adapter', () => {
     });
     expect((await received)[0].chatName).toBe('Tim Gudang');
     await session.stop();
+  });
+
+  it('rejects start() when Baileys refuses the socket outright, and stays startable', async () => {
+    let attempts = 0;
+    const sut = createBaileysEngine({
+      database: test.database,
+      logger,
+      createSocket: () => {
+        attempts += 1;
+        throw new Error('Mobile API is not supported anymore');
+      },
+    });
+    const session = sut.createSession('b-refused', { logger });
+    await expect(session.start()).rejects.toThrow(/Mobile API/);
+    await expect(session.start()).rejects.toThrow(/Mobile API/);
+    expect(attempts).toBe(2);
   });
 
   it('emits the pairing code it requested', async () => {

@@ -1,9 +1,9 @@
 // The baileys engine: Baileys 7 sockets with their auth state in PostgreSQL (table baileys_auth).
-import makeWASocket from 'baileys';
 import type { Database } from '../../db/client.js';
 import type { Logger } from '../../observability/logger.js';
 import type { CreateSessionOptions, Engine, EngineSession } from '../engine.js';
 import { BaileysAuthStore, deleteStoredAuth, hasStoredCreds } from './auth-state.js';
+import { loadedBaileys } from './baileys.runtime.js';
 import { BaileysSession } from './baileys.session.js';
 import type { BaileysSocketFactory } from './baileys.types.js';
 
@@ -22,7 +22,8 @@ export interface BaileysEngineOptions {
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export function createBaileysEngine(options: BaileysEngineOptions): Engine {
-  const createSocket: BaileysSocketFactory = options.createSocket ?? ((config) => makeWASocket(config));
+  // Sockets are built after start() has loaded Baileys (the auth store loads it first).
+  const createSocket: BaileysSocketFactory = options.createSocket ?? ((config) => loadedBaileys().makeWASocket(config));
   return {
     name: 'baileys',
     createSession(agentId: string, sessionOptions: CreateSessionOptions): EngineSession {
@@ -41,7 +42,10 @@ export function createBaileysEngine(options: BaileysEngineOptions): Engine {
       });
     },
     hasStoredLogin: (agentId) => hasStoredCreds(options.database, agentId),
-    clearStoredLogin: (agentId) => deleteStoredAuth(options.database, agentId),
+    async clearStoredLogin(agentId) {
+      await deleteStoredAuth(options.database, agentId);
+      options.logger.info({ event: 'engine.auth.cleared', engine: 'baileys', agentId }, 'stored login deleted');
+    },
   };
 }
 

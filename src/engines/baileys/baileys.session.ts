@@ -1,16 +1,10 @@
 // One agent's Baileys socket behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import {
-  type AuthenticationState,
-  type ConnectionState,
-  makeCacheableSignalKeyStore,
-  type proto,
-  type WAMessage,
-  type WAMessageKey,
-} from 'baileys';
+import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
 import type { BaileysAuthStore } from './auth-state.js';
+import { loadedBaileys } from './baileys.runtime.js';
 import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
 import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
@@ -51,13 +45,18 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
 
   /** Rejects only when the stored auth cannot be read; connection failures arrive as `disconnected`. */
   async start(): Promise<void> {
-    if (this.socket) return;
+    if (this.socket || this.state === 'starting') return; // already running, or a start is on its way
     this.state = 'starting';
-    const state = await this.options.auth.load();
-    if (this.state !== 'starting') return; // stopped meanwhile
-    this.authState = state;
-    this.restarts = 0;
-    this.connect();
+    try {
+      const state = await this.options.auth.load();
+      if (this.state !== 'starting') return; // stopped meanwhile
+      this.authState = state;
+      this.restarts = 0;
+      this.connect(); // Baileys throws here only for a configuration it refuses outright
+    } catch (error) {
+      if (this.state === 'starting') this.state = 'idle';
+      throw error;
+    }
   }
 
   async stop(): Promise<void> {
@@ -126,7 +125,8 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     const { creds, keys } = this.authState;
     const socket = this.options.createSocket(
       {
-        auth: { creds, keys: makeCacheableSignalKeyStore(keys, this.options.libraryLogger) },
+        // start() loaded Baileys through the auth store before any socket is built.
+        auth: { creds, keys: loadedBaileys().makeCacheableSignalKeyStore(keys, this.options.libraryLogger) },
         logger: this.options.libraryLogger,
         // Keep the phone's notifications: this device is a bot, not a person reading.
         markOnlineOnConnect: false,
@@ -182,7 +182,12 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       this.socket = undefined;
       await socket.end(undefined);
       await this.options.auth.flush();
-      if (this.state !== 'stopped') this.connect();
+      if (this.state === 'stopped') return;
+      try {
+        this.connect();
+      } catch (error) {
+        await this.fail(`restart failed: ${String(error)}`, false);
+      }
       return;
     }
     await this.fail(reason, action === 'logged_out');

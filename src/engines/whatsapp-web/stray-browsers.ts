@@ -2,10 +2,11 @@
 import { readdir, readFile } from 'node:fs/promises';
 
 /**
- * The pids of processes whose command line mentions `needle` (Linux /proc). Elsewhere it finds nothing: the
- * adapter then relies on the library's destroy() alone.
+ * The pids of processes whose command line matches (Linux /proc). Elsewhere it finds nothing: the adapter then
+ * relies on the library's destroy() alone.
  */
-export async function findProcesses(needle: string): Promise<number[]> {
+export async function findProcesses(matches: string | ((args: string[]) => boolean)): Promise<number[]> {
+  const test = typeof matches === 'string' ? (args: string[]) => args.join(' ').includes(matches) : matches;
   let entries: string[];
   try {
     entries = await readdir('/proc');
@@ -19,7 +20,7 @@ export async function findProcesses(needle: string): Promise<number[]> {
       if (!Number.isInteger(pid) || pid === process.pid) return;
       try {
         const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
-        if (cmdline.replaceAll('\0', ' ').includes(needle)) found.push(pid);
+        if (cmdline !== '' && test(cmdline.split('\0'))) found.push(pid);
       } catch {
         // The process ended while we looked.
       }
@@ -29,11 +30,13 @@ export async function findProcesses(needle: string): Promise<number[]> {
 }
 
 /**
- * Kills every browser process started on this profile. Chromium's children inherit `--user-data-dir`, so this also
- * catches the renderers of a browser that puppeteer lost track of (a launch that finished after destroy()).
+ * Kills every process started on exactly this profile. Chromium's children all carry `--user-data-dir`, so this also
+ * catches the renderers of a browser that puppeteer lost track of (a launch that finished after destroy()). The
+ * flag is compared whole: `session-a` must not match the profile of an agent named `a-b`.
  */
 export async function killBrowsersOnProfile(userDataDir: string): Promise<number[]> {
-  const pids = await findProcesses(`--user-data-dir=${userDataDir}`);
+  const flag = `--user-data-dir=${userDataDir}`;
+  const pids = await findProcesses((args) => args.includes(flag));
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');

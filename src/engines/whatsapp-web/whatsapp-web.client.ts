@@ -1,10 +1,15 @@
 // Builds the real whatsapp-web.js Client: LocalAuth per agent, the system Chromium, flags that work as root in a container.
 import { access, constants } from 'node:fs/promises';
-import wwebjs from 'whatsapp-web.js';
+import type { MessageMedia } from 'whatsapp-web.js';
 import type { WwebClient, WwebClientSettings } from './whatsapp-web.types.js';
 
-// whatsapp-web.js is CommonJS: its named exports only exist on the default export when loaded from ESM.
-const { Client, LocalAuth } = wwebjs;
+/**
+ * whatsapp-web.js (and puppeteer with it) loads on first use, so a process that runs other engines does not pay
+ * for it. It is CommonJS: from ESM its classes are only on the default export.
+ */
+async function loadWweb() {
+  return (await import('whatsapp-web.js')).default;
+}
 
 export const CHROME_CANDIDATES = [
   '/usr/bin/chromium',
@@ -63,11 +68,22 @@ export const CHROME_ARGS = [
   '--mute-audio',
 ] as const;
 
-export function createRealWwebClient(settings: WwebClientSettings): WwebClient {
+export async function createRealWwebClient(settings: WwebClientSettings): Promise<WwebClient> {
+  const { Client, LocalAuth } = await loadWweb();
   return new Client({
     authStrategy: new LocalAuth({ dataPath: settings.dataPath, clientId: settings.clientId }),
     puppeteer: { headless: true, executablePath: settings.executablePath, args: settings.args },
     // The default caches WhatsApp Web's page in ./.wwebjs_cache of the working directory; load it live instead.
     webVersionCache: { type: 'none' },
   });
+}
+
+/** An image as whatsapp-web.js sends it: sendMessage recognises media by this class. */
+export async function createMessageMedia(
+  mimeType: string,
+  base64: string,
+  filename: string | null,
+): Promise<MessageMedia> {
+  const { MessageMedia } = await loadWweb();
+  return new MessageMedia(mimeType, base64, filename);
 }

@@ -24,6 +24,7 @@ runEngineContract({
       sent: async (agentId) => fake.sent(agentId),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
+      connections: (agentId) => fake.clients.get(agentId)?.length ?? 0,
       close: () => rm(authDir, { recursive: true, force: true }),
     };
   },
@@ -46,6 +47,8 @@ describe('whatsapp-web adapter', () => {
       chromeCandidates: [path.join(authDir, 'no-chromium-here')],
     });
     const session = sut.createSession('agent-1', { logger });
+    await expect(session.start()).rejects.toThrow(/CHROME_PATH/);
+    // A failed start leaves the session startable: the next attempt tries again rather than returning quietly.
     await expect(session.start()).rejects.toThrow(/CHROME_PATH/);
     expect(fake.clients.size).toBe(0);
   });
@@ -79,7 +82,9 @@ describe('whatsapp-web adapter', () => {
   it('reports the LID of the account when WhatsApp Web knows it', async () => {
     const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
     const session = sut.createSession('agent-1', { logger });
+    const qr = nextEvent(session, 'qr');
     await session.start();
+    await qr;
     const ready = nextEvent(session, 'ready');
     await fake.latest('agent-1').scan('6281200000000');
     expect((await ready)[0]).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
@@ -112,6 +117,23 @@ describe('whatsapp-web adapter', () => {
     client.pupBrowser?.close();
     await disconnected;
     expect(reports).toEqual([{ reason: 'page closed', destroyedFirst: true }]);
+  });
+
+  it('an auth failure is reported once, after the browser is gone, and not followed by a disconnect', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const client = fake.latest('agent-1');
+    const events: string[] = [];
+    session.on('disconnected', () => events.push('disconnected'));
+    session.on('auth_failure', (message) => events.push(`auth_failure:${message}:${client.destroyed}`));
+    const failed = nextEvent(session, 'auth_failure');
+    client.emit('auth_failure', 'session restore failed');
+    client.pupBrowser?.close();
+    await failed;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(events).toEqual(['auth_failure:session restore failed:true']);
   });
 
   it('stop() before any login removes the browser profile LocalAuth created', async () => {

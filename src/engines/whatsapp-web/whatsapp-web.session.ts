@@ -1,15 +1,14 @@
 // One agent's whatsapp-web.js Client behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import wwebjs from 'whatsapp-web.js';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
-import { toCanonicalJid, toIdentity, toInboundMessage } from './to-inbound-message.js';
+import { toIdentity, toInboundMessage } from './to-inbound-message.js';
+import { createMessageMedia } from './whatsapp-web.client.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
-
-const { MessageMedia } = wwebjs;
 
 export type WwebSessionState = 'idle' | 'starting' | 'qr' | 'authenticated' | 'connected' | 'disconnected' | 'stopped';
 
@@ -50,23 +49,33 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
    * initialize(), the page, the browser — is reported as `disconnected` after the browser is gone.
    */
   async start(): Promise<void> {
-    if (this.client) return;
-    const executablePath = await this.options.resolveChrome();
-    this.loginExistedAtStart = await exists(this.profileDir);
-    this.authenticatedThisRun = false;
-    const client = this.options.createClient({
-      dataPath: this.options.authDir,
-      clientId: this.agentId,
-      executablePath,
-      args: [...this.options.chromeArgs],
-    });
-    this.client = client;
+    if (this.client || this.state === 'starting') return; // already running, or a start is on its way
     this.state = 'starting';
+    let client: WwebClient;
+    try {
+      const executablePath = await this.options.resolveChrome();
+      this.loginExistedAtStart = await exists(this.profileDir);
+      client = await this.options.createClient({
+        dataPath: this.options.authDir,
+        clientId: this.agentId,
+        executablePath,
+        args: [...this.options.chromeArgs],
+      });
+    } catch (error) {
+      if (this.state === 'starting') this.state = 'idle';
+      throw error;
+    }
+    if (this.state !== 'starting') return; // stopped meanwhile; nothing was launched yet
+    this.authenticatedThisRun = false;
+    this.client = client;
     this.listen(client);
-    const outcome = client.initialize().then(
-      () => null,
-      (error: unknown) => ({ error }),
-    );
+    // Through a promise even if a client throws synchronously: every failure takes the same path.
+    const outcome = Promise.resolve()
+      .then(() => client.initialize())
+      .then(
+        () => null,
+        (error: unknown) => ({ error }),
+      );
     this.initialized.set(client, outcome);
     void outcome.then((failure) =>
       failure
@@ -105,7 +114,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
     const client = this.connectedClient();
-    const media = new MessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
+    const media = await createMessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
     const sent = await client.sendMessage(to, media, {
       ...sendOptions(options),
       ...(image.caption ? { caption: image.caption } : {}),
@@ -151,7 +160,9 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
       if (!current()) return;
       void this.onReady(client);
     });
-    client.on('auth_failure', (message) => current() && this.emit('auth_failure', String(message)));
+    client.on('auth_failure', (message) => {
+      if (current()) void this.failAuth(client, String(message));
+    });
     client.on('change_state', (state) => {
       if (current()) this.options.logger.debug({ event: 'engine.state', state }, 'whatsapp-web state changed');
     });
@@ -225,6 +236,16 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     this.emit('disconnected', { reason, loggedOut });
   }
 
+  /** A stored login WhatsApp refused: terminal, so it is reported once as auth_failure and not as a disconnect. */
+  private async failAuth(client: WwebClient, message: string): Promise<void> {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.state = 'disconnected';
+    this.options.logger.warn({ event: 'engine.auth_failure' }, 'whatsapp-web refused the stored login');
+    await this.release(client);
+    this.emit('auth_failure', message);
+  }
+
   /**
    * destroy(), then make sure: a launch still in flight finishes after destroy() and would leave Chromium running,
    * so wait for initialize() to settle, destroy again, and kill whatever still runs on the profile.
@@ -259,33 +280,4 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   private get closeTimeoutMs(): number {
     return this.options.closeTimeoutMs ?? 10_000;
   }
-}
-
-function sendOptions(options: SendOptions): { quotedMessageId?: string; mentions?: string[] } {
-  return {
-    ...(options.quotedMessageId ? { quotedMessageId: options.quotedMessageId } : {}),
-    ...(options.mentions?.length ? { mentions: options.mentions.map(toCanonicalJid) } : {}),
-  };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

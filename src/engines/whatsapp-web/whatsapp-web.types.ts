@@ -55,4 +55,4 @@ export interface WwebClientSettings {
   args: string[];
 }
 
-export type WwebClientFactory = (settings: WwebClientSettings) => WwebClient;
+export type WwebClientFactory = (settings: WwebClientSettings) => WwebClient | Promise<WwebClient>;
