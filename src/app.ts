@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { runRoutes } from './ai/run.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { sandboxRoutes } from './engines/sandbox/sandbox.routes.js';
@@ -12,7 +13,7 @@ import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
-import { registerMessaging } from './messaging/messaging.plugin.js';
+import { messagingRoutes } from './messaging/messaging.routes.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -64,7 +65,8 @@ export async function buildApp(container: Container): Promise<App> {
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
-  await registerMessaging(app, container);
+  await app.register(messagingRoutes, { messaging: container.messaging.service, auth: container.auth });
+  await app.register(runRoutes, { run: container.run, auth: container.auth });
   await app.register(eventsRoutes, {
     sessions: container.sessions,
     supervisor: container.supervisor,

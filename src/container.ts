@@ -1,5 +1,9 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
 import path from 'node:path';
+import { createAgentDirectory } from './ai/agent-directory.js';
+import type { ReplySender } from './ai/agent-ports.js';
+import { AiClient } from './ai/ai-client.js';
+import { RunService } from './ai/run.service.js';
 import { resolveAdminKey } from './auth/admin-key.js';
 import { AgentKeyStore } from './auth/agent-keys.js';
 import { createApiKeysRepository } from './auth/api-keys.repository.js';
@@ -11,8 +15,13 @@ import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
 import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
+import { InboundRepository } from './inbound/inbound.repository.js';
+import { InboundService } from './inbound/inbound.service.js';
+import { type InboundRetentionJob, startInboundRetention } from './inbound/inbound-retention.js';
+import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
 import { SessionsService } from './sessions/sessions.service.js';
@@ -37,6 +46,9 @@ export interface Container {
   supervisor: SessionSupervisor;
   sessions: SessionsService;
   sandbox: SandboxEngine | undefined;
+  messaging: Messaging;
+  inbound: InboundService;
+  run: RunService;
   startedAt: number;
   draining: boolean;
   /** Restores sessions and resumes pending work; called once the HTTP app is built. */
@@ -99,6 +111,35 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     defaultCountryCode: config.defaultCountryCode,
   });
 
+  const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
+  const directory = createAgentDirectory(sessionsRepo, supervisor);
+  const messaging = createMessaging({
+    config,
+    database,
+    logger,
+    metrics,
+    sessions: createSessionGateway(supervisor, sessions),
+  });
+  // AI replies take the same road as API sends: the outbox, rate-limited and FIFO per agent.
+  const replies: ReplySender = {
+    sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
+      messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
+  };
+  const inboundRepo = new InboundRepository(database.db);
+  const inbound = new InboundService({
+    directory,
+    ai,
+    replies,
+    repository: inboundRepo,
+    metrics,
+    logger,
+    developerNumber: config.developerNumber,
+    defaultCountryCode: config.defaultCountryCode,
+  });
+  supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
+  const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
+  let inboundRetention: InboundRetentionJob | undefined;
+
   let closing: Promise<void> | undefined;
   const container: Container = {
     config,
@@ -110,6 +151,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     supervisor,
     sessions,
     sandbox,
+    messaging,
+    inbound,
+    run,
     startedAt: Date.now(),
     draining: false,
     async start() {
@@ -119,11 +163,22 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           'SESSIONS_AUTH=none: the /sessions endpoints take no authentication. Anyone who reaches this port can create, read and delete sessions.',
         );
       }
+      inboundRetention = startInboundRetention({
+        purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
+        logger,
+      });
+      // Before sessions come back, so what a previous process left queued goes out as each one is ready.
+      await messaging.start();
       await sessions.restore();
     },
     close() {
       closing ??= (async () => {
         container.draining = true;
+        // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
+        await inbound.close(config.shutdownTimeoutMs / 2);
+        await inboundRetention?.stop();
+        // Sends in flight finish while sessions and the database are still up.
+        await messaging.close();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
         for (const engine of engines.values()) await engine.close?.();
         if (ownsDatabase) await database.close();

@@ -32,8 +32,16 @@ export interface SessionsServiceEvents {
 }
 
 export class SessionsService extends EventEmitter<SessionsServiceEvents> {
+  private readonly removalHooks = new Set<(agentId: string) => Promise<void>>();
+
   constructor(private readonly options: SessionsServiceOptions) {
     super();
+  }
+
+  /** Work a delete waits for before it answers (the outbox drops the agent's queue). Returns an unsubscribe. */
+  onRemoval(hook: (agentId: string) => Promise<void>): () => void {
+    this.removalHooks.add(hook);
+    return () => this.removalHooks.delete(hook);
   }
 
   private get supervisor(): SessionSupervisor {
@@ -88,6 +96,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     await this.supervisor.stop(agentId, { logout: false, forget: true });
     await this.options.repo.delete(agentId);
     this.options.keys.remove(agentId);
+    await Promise.all([...this.removalHooks].map((hook) => hook(agentId)));
     this.emit('removed', agentId);
     this.options.logger.info({ event: 'session.deleted', agentId }, 'session deleted');
     return { deleted: true };

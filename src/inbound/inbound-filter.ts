@@ -1,0 +1,31 @@
+// Decides which inbound messages deserve an AI answer. Pure: the message and the bot's identity in, a verdict out.
+import type { EngineIdentity, InboundMessage } from '../engines/engine.js';
+import { jidUser } from '../messaging/jid.js';
+
+export type IgnoreReason = 'status' | 'broadcast' | 'channel' | 'from_me' | 'not_text' | 'empty' | 'not_mentioned';
+
+export type FilterVerdict = { pass: true } | { pass: false; reason: IgnoreReason };
+
+const ignore = (reason: IgnoreReason): FilterVerdict => ({ pass: false, reason });
+
+export function filterInbound(message: InboundMessage, identity: EngineIdentity): FilterVerdict {
+  const chat = message.chatJid.toLowerCase();
+  if (chat === 'status@broadcast') return ignore('status');
+  if (chat.endsWith('@broadcast')) return ignore('broadcast');
+  if (chat.endsWith('@newsletter')) return ignore('channel');
+  if (message.fromMe) return ignore('from_me');
+  if (message.type !== 'text') return ignore('not_text');
+  if (message.text.trim() === '') return ignore('empty');
+  if (message.isGroup && !mentionsBot(message, identity)) return ignore('not_mentioned');
+  return { pass: true };
+}
+
+/** A group message is for the bot when it tags the bot's JID or LID, or writes out the bot's number. */
+export function mentionsBot(message: InboundMessage, identity: EngineIdentity): boolean {
+  // Compared by user part, so `@c.us`, `@s.whatsapp.net` and `:device` forms of the same account all match.
+  const ids = [identity.me, identity.lid].filter((jid): jid is string => Boolean(jid)).map(jidUser);
+  if (ids.length === 0) return false;
+  if (message.mentions.some((jid) => ids.includes(jidUser(jid)))) return true;
+  // Clients that do not attach mention metadata still put "@<number>" in the text.
+  return ids.some((digits) => digits.length >= 5 && message.text.includes(digits));
+}

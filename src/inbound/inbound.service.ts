@@ -1,0 +1,245 @@
+// The inbound pipeline: filter → dedup → typing → AI → reply through the outbox, in order within each chat.
+import { randomUUID } from 'node:crypto';
+import type { AgentDirectory, ReplySender } from '../ai/agent-ports.js';
+import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
+import type { InboundMessage } from '../engines/engine.js';
+import { type AppError, errorMessage, isAppError } from '../errors.js';
+import { jidUser, parseRecipient } from '../messaging/jid.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { ChatQueue } from './chat-queue.js';
+import { formatDeveloperReport } from './developer-report.js';
+import type { InboundOutcome, InboundRepository } from './inbound.repository.js';
+import { filterInbound } from './inbound-filter.js';
+
+export const INBOUND_DEFAULT_PARAMETERS = { max_steps: 5 };
+
+export interface InboundServiceOptions {
+  directory: AgentDirectory;
+  ai: AiCaller;
+  replies: ReplySender;
+  repository: Pick<InboundRepository, 'claim' | 'setOutcome'>;
+  metrics: Metrics;
+  logger: Logger;
+  /** `DEVELOPER_NUMBER`, as configured; AI failures are reported there when it is set. */
+  developerNumber?: string | undefined;
+  defaultCountryCode: string;
+  /** Messages handled at once across all chats of this process. */
+  concurrency?: number;
+  maxPendingPerChat?: number;
+  maxPending?: number;
+  now?: () => Date;
+  newTraceId?: () => string;
+}
+
+export class InboundService {
+  private readonly queue: ChatQueue;
+  private readonly developerJid: string | null;
+  private readonly now: () => Date;
+  private readonly newTraceId: () => string;
+  private closing = false;
+
+  constructor(private readonly options: InboundServiceOptions) {
+    this.queue = new ChatQueue({
+      concurrency: options.concurrency ?? 32,
+      maxPendingPerChat: options.maxPendingPerChat ?? 50,
+      maxPending: options.maxPending ?? 5_000,
+    });
+    this.now = options.now ?? (() => new Date());
+    this.newTraceId = options.newTraceId ?? randomUUID;
+    this.developerJid = options.developerNumber
+      ? parseRecipient(options.developerNumber, options.defaultCountryCode)
+      : null;
+    if (options.developerNumber && !this.developerJid) {
+      options.logger.warn({ event: 'inbound.developer_number_invalid' }, 'DEVELOPER_NUMBER is not a phone number');
+    }
+  }
+
+  /**
+   * Entry point for every engine `message` event. Returns at once: the work is queued behind the chat's earlier
+   * messages, so an engine's event loop is never held up by an AI call.
+   */
+  handle(agentId: string, message: InboundMessage): void {
+    const traceId = this.newTraceId();
+    const logger = this.options.logger.child({ agentId, traceId, messageId: message.id });
+    const connection = this.options.directory.connection(agentId);
+    let dropReason: string | null = null;
+    if (!connection) dropReason = 'not_connected';
+    else if (this.closing) dropReason = 'shutting_down';
+    else {
+      const verdict = filterInbound(message, connection.identity);
+      if (!verdict.pass) {
+        this.count(agentId, 'ignored', logger, { reason: verdict.reason });
+        return;
+      }
+      const key = `${agentId}\u0000${message.chatJid}`;
+      const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
+      if (!this.queue.push(key, task)) dropReason = 'overloaded';
+    }
+    if (dropReason) this.count(agentId, 'dropped', logger, { reason: dropReason });
+  }
+
+  /** Resolves when every accepted message has been handled. */
+  onIdle(): Promise<void> {
+    return this.queue.onIdle();
+  }
+
+  /** Takes no new messages and waits for those under way (each is bounded by the AI timeout), at most `graceMs`. */
+  async close(graceMs = Number.POSITIVE_INFINITY): Promise<void> {
+    this.closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = Number.isFinite(graceMs)
+      ? new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        })
+      : new Promise<void>(() => {});
+    await Promise.race([this.queue.onIdle(), grace]);
+    clearTimeout(timer);
+  }
+
+  private async process(
+    agentId: string,
+    message: InboundMessage,
+    traceId: string,
+    logger: Logger,
+    releaseSlot: () => void,
+  ): Promise<void> {
+    const { repository } = this.options;
+    if (this.closing) {
+      // Not claimed, so WhatsApp's redelivery after the restart is answered then.
+      this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
+      return;
+    }
+    let claimed: boolean;
+    try {
+      claimed = await repository.claim(agentId, message.id, message.chatJid, this.now());
+    } catch (err) {
+      // Without the dedup record a redelivery could be answered twice; not answering is the safer side.
+      this.count(agentId, 'dropped', logger, { reason: 'dedup_unavailable', err: errorMessage(err) });
+      return;
+    }
+    if (!claimed) {
+      this.count(agentId, 'duplicate', logger);
+      return;
+    }
+    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot);
+    await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
+      logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
+    });
+  }
+
+  private async answer(
+    agentId: string,
+    message: InboundMessage,
+    traceId: string,
+    logger: Logger,
+    releaseSlot: () => void,
+  ): Promise<InboundOutcome> {
+    const { directory, ai, replies } = this.options;
+    const settings = await directory.aiSettings(agentId).catch(() => null);
+    const connection = directory.connection(agentId);
+    // The agent may have been deleted or disconnected while the message waited in its chat's queue.
+    if (!settings) return this.count(agentId, 'dropped', logger, { reason: 'agent_not_found' });
+    if (!connection) return this.count(agentId, 'dropped', logger, { reason: 'not_connected' });
+
+    const setTyping = async (typing: boolean) => {
+      try {
+        await connection.setTyping?.(message.chatJid, typing);
+      } catch (err) {
+        logger.debug({ event: 'inbound.typing_failed', typing, err: errorMessage(err) });
+      }
+    };
+    let answer: AiAnswer | undefined;
+    let failure: unknown;
+    await setTyping(true);
+    try {
+      answer = await ai.execute({
+        agentId,
+        apiKey: settings.apiKey,
+        endpointUrlRun: settings.endpointUrlRun,
+        traceId,
+        input: message.text,
+        parameters: INBOUND_DEFAULT_PARAMETERS,
+        // The AI keeps its memory per chat: the person in a private chat, the whole group in a group.
+        sessionId: message.isGroup ? message.chatJid : jidUser(message.chatJid),
+        metadata: {
+          whatsapp_name: message.pushName,
+          chat_name: message.chatName,
+          chat_jid: message.chatJid,
+          sender_jid: message.senderJid,
+          message_id: message.id,
+          is_group: message.isGroup,
+          agent_id: agentId,
+        },
+      });
+    } catch (err) {
+      failure = err;
+    } finally {
+      await setTyping(false);
+    }
+    // What is left waits on the outbox's rate limit, not on this process: other chats may use the slot meanwhile,
+    // while this chat stays locked so its replies keep their order.
+    releaseSlot();
+    if (!answer) return this.aiFailed(agentId, message, traceId, logger, failure);
+
+    const { reply, latencyMs } = answer;
+    if (reply === null) return this.count(agentId, 'no_reply', logger, { latencyMs: Math.round(latencyMs) });
+    try {
+      const receipt = await replies.sendText(agentId, message.chatJid, reply, {
+        quotedMessageId: message.isGroup ? message.id : undefined,
+        traceId,
+      });
+      if (receipt.status === 'failed') return this.count(agentId, 'dropped', logger, { reason: 'reply_failed' });
+    } catch (err) {
+      return this.count(agentId, 'dropped', logger, { reason: 'reply_not_queued', err: errorMessage(err) });
+    }
+    return this.count(agentId, 'replied', logger, { latencyMs: Math.round(latencyMs), replyLength: reply.length });
+  }
+
+  private async aiFailed(
+    agentId: string,
+    message: InboundMessage,
+    traceId: string,
+    logger: Logger,
+    err: unknown,
+  ): Promise<InboundOutcome> {
+    const code: AppError['code'] = isAppError(err) ? err.code : 'INTERNAL_ERROR';
+    const reason = code === 'AI_TIMEOUT' ? 'TIMEOUT' : 'ERROR';
+    const { metrics } = this.options;
+    metrics.errors.inc({ code, ...metrics.agentLabel(agentId) });
+    logger.warn({
+      event: reason === 'TIMEOUT' ? 'inbound.ai.timeout' : 'inbound.ai.error',
+      code,
+      err: errorMessage(err),
+    });
+    if (this.developerJid) {
+      const report = formatDeveloperReport({
+        agentId,
+        senderJid: message.senderJid,
+        text: message.text,
+        reason,
+        traceId,
+        at: this.now(),
+      });
+      await this.options.replies.sendText(agentId, this.developerJid, report, { traceId }).then(
+        () => logger.info({ event: 'inbound.developer_notified' }),
+        (sendErr: unknown) => logger.warn({ event: 'inbound.developer_report_failed', err: errorMessage(sendErr) }),
+      );
+    }
+    return this.count(agentId, 'ai_error', logger);
+  }
+
+  private count(
+    agentId: string,
+    outcome: InboundOutcome,
+    logger: Logger,
+    fields: Record<string, unknown> = {},
+  ): InboundOutcome {
+    const { metrics } = this.options;
+    metrics.messagesReceived.inc({ outcome, ...metrics.agentLabel(agentId) });
+    // Ignored messages are the bulk of group traffic: info would drown the log.
+    const level = outcome === 'ignored' ? 'debug' : outcome === 'dropped' ? 'warn' : 'info';
+    if (outcome !== 'ai_error') logger[level]({ event: `inbound.${outcome}`, ...fields });
+    return outcome;
+  }
+}
