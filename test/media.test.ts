@@ -126,6 +126,9 @@ describe('POST /agents/{agentId}/media', () => {
     });
     expect(state.json().data).toMatchObject({ kind: 'image', status: 'sent' });
     expect(state.body).not.toContain(IMAGES.jpeg.toString('base64'));
+    // Once sent, the row no longer carries the image.
+    const [row] = await db.database.query('SELECT media FROM outbox_messages WHERE id = $1', [data.messageId]);
+    expect(row?.media).toBeNull();
   });
 
   it('replays the seed URL example against a local server: HEAD, then GET', async () => {

@@ -34,7 +34,7 @@ export interface SendImageInput {
 export interface MessagingServiceOptions {
   outbox: OutboxService;
   fetcher: Pick<MediaFetcher, 'fetch'>;
-  previews: Pick<PreviewStore, 'save'>;
+  previews: Pick<PreviewStore, 'save' | 'remove'>;
   defaultCountryCode: string;
   mediaMaxBytes: number;
 }
@@ -77,7 +77,7 @@ export class MessagingService {
     const image = await detectImage(bytes);
     const previewPath =
       input.save_to_temp === false ? undefined : await this.options.previews.save(bytes, image.extension);
-    return outbox.submit(
+    const submitted = outbox.submit(
       agentId,
       {
         kind: 'image',
@@ -95,10 +95,17 @@ export class MessagingService {
       },
       context,
     );
+    // A refused image (queue full, session gone meanwhile) leaves no preview behind.
+    return previewPath ? submitted.catch((err: unknown) => this.discard(previewPath, err)) : submitted;
   }
 
   getMessage(agentId: string, messageId: string): Promise<OutboxMessageView> {
     return this.options.outbox.get(agentId, messageId);
+  }
+
+  private async discard(previewPath: string, err: unknown): Promise<never> {
+    await this.options.previews.remove(previewPath).catch(() => {});
+    throw err;
   }
 
   private mentions(mentions: string[] | undefined): string[] | undefined {
