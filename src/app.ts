@@ -38,9 +38,11 @@ export async function buildApp(container: Container): Promise<App> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  app.addHook('preHandler', async (request) => {
+  app.addHook('preHandler', async (request, reply) => {
     const agentId = (request.params as Record<string, unknown> | undefined)?.agentId;
-    if (typeof agentId === 'string') request.log = request.log.child({ agentId });
+    if (typeof agentId !== 'string') return;
+    request.log = request.log.child({ agentId });
+    reply.log = request.log; // the "request completed" line is written through the reply's logger
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpDuration.observe(

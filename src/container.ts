@@ -7,8 +7,10 @@ import { type Auth, createAuth } from './auth/auth.hooks.js';
 import type { Config, EngineName } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
+import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
@@ -70,7 +72,10 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const auth = createAuth({ adminKey, sessionsAuth: config.sessionsAuth, keys });
 
   const sandbox = config.sandboxEnabled ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox') }) : undefined;
-  const engines = new Map<EngineName, Engine>();
+  const engines = new Map<EngineName, Engine>([
+    ['whatsapp-web', createWhatsappWebEngine({ authDir: config.wwebjsAuthDir, chromePath: config.chromePath, logger })],
+    ['baileys', createBaileysEngine({ database, logger })],
+  ]);
   if (sandbox) engines.set('sandbox', sandbox);
   for (const [name, engine] of Object.entries(overrides.engines ?? {})) engines.set(name as EngineName, engine);
 
@@ -91,6 +96,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     aiBackendUrl: config.aiBackendUrl,
     qrWaitTimeoutMs: config.qrWaitTimeoutMs,
     startConcurrency: config.sessionStartConcurrency,
+    defaultCountryCode: config.defaultCountryCode,
   });
 
   let closing: Promise<void> | undefined;

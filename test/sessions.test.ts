@@ -1,30 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, type TestApp, useTestApp } from './helpers/app.js';
 import { createTestDatabase, insertApiKey, type TestDatabase } from './helpers/database.js';
+import { createFakeEngine } from './helpers/fake-engine.js';
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 describe('/sessions', () => {
-  let db: TestDatabase;
-  let t: TestApp;
+  const f = useTestApp();
 
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp({ database: db.database });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
-
-  const create = (body: Record<string, unknown>, headers: Record<string, string> = t.admin, query = '') =>
-    t.app.inject({ method: 'POST', url: `/sessions${query}`, headers, payload: body });
+  const create = (body: Record<string, unknown>, headers: Record<string, string> = f.t.admin, query = '') =>
+    f.t.app.inject({ method: 'POST', url: `/sessions${query}`, headers, payload: body });
 
   const scan = (agentId: string, phone?: string) =>
-    t.app.inject({
+    f.t.app.inject({
       method: 'POST',
       url: `/sandbox/agents/${agentId}/scan`,
-      headers: t.admin,
+      headers: f.t.admin,
       payload: phone ? { phone } : {},
     });
 
@@ -49,7 +40,7 @@ describe('/sessions', () => {
     });
     expect(JSON.stringify(body)).not.toContain('api-key');
 
-    const qr = await t.app.inject({ method: 'POST', url: '/sessions/support-bot/qr', headers: t.admin });
+    const qr = await f.t.app.inject({ method: 'POST', url: '/sessions/support-bot/qr', headers: f.t.admin });
     expect(qr.statusCode).toBe(200);
     const qrData = qr.json().data;
     expect(qrData.agentId).toBe('support-bot');
@@ -57,31 +48,31 @@ describe('/sessions', () => {
     expect(Buffer.from(qrData.qr.base64, 'base64').subarray(0, 8)).toEqual(PNG_MAGIC);
     expect(Date.parse(qrData.qrUpdatedAt)).not.toBeNaN();
 
-    const status = await t.app.inject({ method: 'GET', url: '/sessions/support-bot', headers: t.admin });
+    const status = await f.t.app.inject({ method: 'GET', url: '/sessions/support-bot', headers: f.t.admin });
     expect(status.json().data.liveState.qr).toEqual({ contentType: 'image/png', base64: qrData.qr.base64 });
     expect(status.json().data.liveState.sessionState).toBe('qr');
 
-    const png = await t.app.inject({ method: 'GET', url: '/sessions/support-bot/qr.png', headers: t.admin });
+    const png = await f.t.app.inject({ method: 'GET', url: '/sessions/support-bot/qr.png', headers: f.t.admin });
     expect(png.statusCode).toBe(200);
     expect(png.headers['content-type']).toBe('image/png');
     expect(png.rawPayload.subarray(0, 8)).toEqual(PNG_MAGIC);
 
-    const deleted = await t.app.inject({ method: 'DELETE', url: '/sessions/support-bot', headers: t.admin });
+    const deleted = await f.t.app.inject({ method: 'DELETE', url: '/sessions/support-bot', headers: f.t.admin });
     expect(deleted.json().data).toEqual({ deleted: true });
-    const again = await t.app.inject({ method: 'DELETE', url: '/sessions/support-bot', headers: t.admin });
+    const again = await f.t.app.inject({ method: 'DELETE', url: '/sessions/support-bot', headers: f.t.admin });
     expect(again.statusCode).toBe(200);
     expect(again.json().data).toEqual({ deleted: false, alreadyRemoved: true });
-    const gone = await t.app.inject({ method: 'GET', url: '/sessions/support-bot', headers: t.admin });
+    const gone = await f.t.app.inject({ method: 'GET', url: '/sessions/support-bot', headers: f.t.admin });
     expect(gone.statusCode).toBe(404);
     expect(gone.json().error.code).toBe('SESSION_NOT_FOUND');
   });
 
   it('connects when the phone scans, records it, and refuses a QR code afterwards', async () => {
     await create({ userId: 'u-scan', agentId: 'scan-bot', agentName: 'Scan', apikey: 'k-scan' });
-    await t.app.inject({ method: 'POST', url: '/sessions/scan-bot/qr', headers: t.admin });
+    await f.t.app.inject({ method: 'POST', url: '/sessions/scan-bot/qr', headers: f.t.admin });
     const scanned = await scan('scan-bot', '+62 811-2222-3333');
     expect(scanned.statusCode).toBe(200);
-    const status = (await t.app.inject({ method: 'GET', url: '/sessions/scan-bot', headers: t.admin })).json().data;
+    const status = (await f.t.app.inject({ method: 'GET', url: '/sessions/scan-bot', headers: f.t.admin })).json().data;
     expect(status.status).toBe('connected');
     expect(Date.parse(status.lastConnectedAt)).not.toBeNaN();
     expect(status.liveState).toMatchObject({
@@ -91,7 +82,7 @@ describe('/sessions', () => {
       qr: null,
       lastError: null,
     });
-    const qr = await t.app.inject({ method: 'POST', url: '/sessions/scan-bot/qr', headers: t.admin });
+    const qr = await f.t.app.inject({ method: 'POST', url: '/sessions/scan-bot/qr', headers: f.t.admin });
     expect(qr.statusCode).toBe(409);
     expect(qr.json().error.code).toBe('SESSION_ALREADY_CONNECTED');
 
@@ -101,18 +92,18 @@ describe('/sessions', () => {
   });
 
   it('takes the key from api_keys, falls back to apikey, and refuses a request with neither', async () => {
-    await insertApiKey(db.database, 'u-keys', 'old-token');
+    await insertApiKey(f.db.database, 'u-keys', 'old-token');
     await new Promise((r) => setTimeout(r, 5));
-    await insertApiKey(db.database, 'u-keys', 'new-token');
-    await insertApiKey(db.database, 'u-keys', 'inactive-token', false);
+    await insertApiKey(f.db.database, 'u-keys', 'new-token');
+    await insertApiKey(f.db.database, 'u-keys', 'inactive-token', false);
     await create({ userId: 'u-keys', agentId: 'keys-bot', agentName: 'Keys', apikey: 'ignored' });
-    const own = await t.app.inject({
+    const own = await f.t.app.inject({
       method: 'GET',
       url: '/sessions/keys-bot',
       headers: { authorization: 'Bearer new-token' },
     });
     expect(own.statusCode).toBe(200);
-    const ignored = await t.app.inject({
+    const ignored = await f.t.app.inject({
       method: 'GET',
       url: '/sessions/keys-bot',
       headers: { authorization: 'Bearer ignored' },
@@ -127,7 +118,7 @@ describe('/sessions', () => {
 
   it('keeps an endpoint_url_run that is already set', async () => {
     await create({ userId: 'u-ep', agentId: 'ep-bot', agentName: 'Ep', apikey: 'k-ep' });
-    await db.database.query(
+    await f.db.database.query(
       `UPDATE whatsapp_user SET endpoint_url_run = 'http://ai.example/custom' WHERE agent_id = 'ep-bot'`,
     );
     const again = await create({ userId: 'u-ep', agentId: 'ep-bot', agentName: 'Ep', apikey: 'k-ep' });
@@ -154,7 +145,7 @@ describe('/sessions', () => {
     ['non-ASCII', encodeURIComponent('bót')],
     ['a space', 'a%20b'],
   ])('refuses the agentId %s with 400 INVALID_AGENT_ID', async (_name, encoded) => {
-    const res = await t.app.inject({ method: 'GET', url: `/sessions/${encoded}`, headers: t.admin });
+    const res = await f.t.app.inject({ method: 'GET', url: `/sessions/${encoded}`, headers: f.t.admin });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('INVALID_AGENT_ID');
     const created = await create({ userId: 'u', agentId: decodeURIComponent(encoded), agentName: 'x', apikey: 'k' });
@@ -181,55 +172,63 @@ describe('/sessions', () => {
   it('lists sessions with pagination', async () => {
     for (const n of [1, 2, 3])
       await create({ userId: 'u-list', agentId: `list-${n}`, agentName: `L${n}`, apikey: 'k-l' });
-    const page = await t.app.inject({ method: 'GET', url: '/sessions?limit=2&offset=0', headers: t.admin });
+    const page = await f.t.app.inject({ method: 'GET', url: '/sessions?limit=2&offset=0', headers: f.t.admin });
     expect(page.statusCode).toBe(200);
     const data = page.json().data;
     expect(data.items).toHaveLength(2);
     expect(data.limit).toBe(2);
     expect(data.total).toBeGreaterThanOrEqual(3);
-    const all = await t.app.inject({ method: 'GET', url: `/sessions?limit=200`, headers: t.admin });
+    const all = await f.t.app.inject({ method: 'GET', url: `/sessions?limit=200`, headers: f.t.admin });
     const ids = all.json().data.items.map((s: { agentId: string }) => s.agentId);
     expect(ids).toEqual(expect.arrayContaining(['list-1', 'list-2', 'list-3']));
-    const bad = await t.app.inject({ method: 'GET', url: '/sessions?limit=0', headers: t.admin });
+    const bad = await f.t.app.inject({ method: 'GET', url: '/sessions?limit=0', headers: f.t.admin });
     expect(bad.statusCode).toBe(400);
   });
 
   it('reconnect clears the login, keeps the row and shows a fresh QR code; 404 for an unknown agent', async () => {
     await create({ userId: 'u-rc', agentId: 'rc-bot', agentName: 'Rc', apikey: 'k-rc' });
-    await t.app.inject({ method: 'POST', url: '/sessions/rc-bot/qr', headers: t.admin });
+    await f.t.app.inject({ method: 'POST', url: '/sessions/rc-bot/qr', headers: f.t.admin });
     await scan('rc-bot');
-    expect(await t.container.sandbox?.hasStoredLogin('rc-bot')).toBe(true);
-    const res = await t.app.inject({ method: 'POST', url: '/sessions/rc-bot/reconnect', headers: t.admin });
+    expect(await f.t.container.sandbox?.hasStoredLogin('rc-bot')).toBe(true);
+    const res = await f.t.app.inject({ method: 'POST', url: '/sessions/rc-bot/reconnect', headers: f.t.admin });
     expect(res.statusCode).toBe(200);
     expect(res.json().data).toMatchObject({ agentId: 'rc-bot', status: 'awaiting_qr', liveState: { isReady: false } });
-    expect(await t.container.sandbox?.hasStoredLogin('rc-bot')).toBe(false);
-    const qr = await t.app.inject({ method: 'POST', url: '/sessions/rc-bot/qr', headers: t.admin });
+    expect(await f.t.container.sandbox?.hasStoredLogin('rc-bot')).toBe(false);
+    const qr = await f.t.app.inject({ method: 'POST', url: '/sessions/rc-bot/qr', headers: f.t.admin });
     expect(qr.statusCode).toBe(200);
-    const missing = await t.app.inject({ method: 'POST', url: '/sessions/nobody/reconnect', headers: t.admin });
+    const missing = await f.t.app.inject({ method: 'POST', url: '/sessions/nobody/reconnect', headers: f.t.admin });
     expect(missing.statusCode).toBe(404);
   });
 
   it('delete logs out and removes the stored login', async () => {
     await create({ userId: 'u-del', agentId: 'del-bot', agentName: 'Del', apikey: 'k-del' });
-    await t.app.inject({ method: 'POST', url: '/sessions/del-bot/qr', headers: t.admin });
+    await f.t.app.inject({ method: 'POST', url: '/sessions/del-bot/qr', headers: f.t.admin });
     await scan('del-bot');
-    const res = await t.app.inject({ method: 'DELETE', url: '/sessions/del-bot', headers: t.admin });
+    const res = await f.t.app.inject({ method: 'DELETE', url: '/sessions/del-bot', headers: f.t.admin });
     expect(res.json().data).toEqual({ deleted: true });
-    expect(await t.container.sandbox?.hasStoredLogin('del-bot')).toBe(false);
-    const rows = await db.database.query(`SELECT 1 FROM whatsapp_user WHERE agent_id = 'del-bot'`);
+    expect(await f.t.container.sandbox?.hasStoredLogin('del-bot')).toBe(false);
+    const rows = await f.db.database.query(`SELECT 1 FROM whatsapp_user WHERE agent_id = 'del-bot'`);
     expect(rows).toHaveLength(0);
   });
 
   it('gives a pairing code on engines that have one', async () => {
     await create({ userId: 'u-pair', agentId: 'pair-bot', agentName: 'Pair', apikey: 'k-pair' });
-    const res = await t.app.inject({
+    const res = await f.t.app.inject({
       method: 'POST',
       url: '/sessions/pair-bot/pairing-code',
-      headers: t.admin,
+      headers: f.t.admin,
       payload: { phone: '+62 811 000 111' },
     });
     expect(res.statusCode).toBe(200);
     expect(res.json().data.code).toMatch(/^[A-Z0-9]{8}$/);
+    const junk = await f.t.app.inject({
+      method: 'POST',
+      url: '/sessions/pair-bot/pairing-code',
+      headers: f.t.admin,
+      payload: { phone: 'call me' },
+    });
+    expect(junk.statusCode).toBe(400);
+    expect(junk.json().error.code).toBe('INVALID_RECIPIENT');
   });
 
   describe('authentication', () => {
@@ -239,14 +238,14 @@ describe('/sessions', () => {
     });
 
     it('needs a key', async () => {
-      const res = await t.app.inject({ method: 'GET', url: '/sessions/auth-a' });
+      const res = await f.t.app.inject({ method: 'GET', url: '/sessions/auth-a' });
       expect(res.statusCode).toBe(401);
       expect(res.json().error.code).toBe('UNAUTHORIZED');
       expect(res.json().error.traceId).toBe(res.headers['x-request-id']);
     });
 
     it('refuses a wrong key', async () => {
-      const res = await t.app.inject({
+      const res = await f.t.app.inject({
         method: 'GET',
         url: '/sessions/auth-a',
         headers: { authorization: 'Bearer nope' },
@@ -256,35 +255,94 @@ describe('/sessions', () => {
 
     it("lets an agent's key read, reconnect and delete its own session, and nothing else", async () => {
       const own = { authorization: 'Bearer key-of-a' };
-      expect((await t.app.inject({ method: 'GET', url: '/sessions/auth-a', headers: own })).statusCode).toBe(200);
-      const other = await t.app.inject({ method: 'GET', url: '/sessions/auth-b', headers: own });
+      expect((await f.t.app.inject({ method: 'GET', url: '/sessions/auth-a', headers: own })).statusCode).toBe(200);
+      const other = await f.t.app.inject({ method: 'GET', url: '/sessions/auth-b', headers: own });
       expect(other.statusCode).toBe(403);
       expect(other.json().error.code).toBe('FORBIDDEN');
-      const list = await t.app.inject({ method: 'GET', url: '/sessions', headers: own });
+      const list = await f.t.app.inject({ method: 'GET', url: '/sessions', headers: own });
       expect(list.statusCode).toBe(403);
       const createOther = await create({ userId: 'u-a', agentId: 'auth-c', agentName: 'C', apikey: 'x' }, own);
       expect(createOther.statusCode).toBe(403);
-      const pairing = await t.app.inject({
+      const pairing = await f.t.app.inject({
         method: 'POST',
         url: '/sessions/auth-a/pairing-code',
         headers: own,
         payload: { phone: '62811000111' },
       });
       expect(pairing.statusCode).toBe(403);
-      expect((await t.app.inject({ method: 'POST', url: '/sessions/auth-a/qr', headers: own })).statusCode).toBe(200);
-      expect((await t.app.inject({ method: 'POST', url: '/sessions/auth-a/reconnect', headers: own })).statusCode).toBe(
-        200,
-      );
-      expect((await t.app.inject({ method: 'DELETE', url: '/sessions/auth-a', headers: own })).statusCode).toBe(200);
+      expect((await f.t.app.inject({ method: 'POST', url: '/sessions/auth-a/qr', headers: own })).statusCode).toBe(200);
+      expect(
+        (await f.t.app.inject({ method: 'POST', url: '/sessions/auth-a/reconnect', headers: own })).statusCode,
+      ).toBe(200);
+      expect((await f.t.app.inject({ method: 'DELETE', url: '/sessions/auth-a', headers: own })).statusCode).toBe(200);
     });
 
     it('keeps the sandbox control surface for the admin', async () => {
-      const res = await t.app.inject({
+      const res = await f.t.app.inject({
         method: 'GET',
         url: '/sandbox/agents/auth-b/sent',
         headers: { authorization: 'Bearer key-of-b' },
       });
       expect(res.statusCode).toBe(403);
     });
+  });
+});
+
+describe('/sessions with engines that lack something', () => {
+  let db: TestDatabase;
+  let silent: TestApp;
+  let noPairing: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    silent = await createTestApp({
+      database: db.database,
+      env: { QR_WAIT_TIMEOUT_MS: '150' },
+      overrides: { engines: { baileys: createFakeEngine({ showsQr: false }) } },
+    });
+    noPairing = await createTestApp({
+      database: db.database,
+      overrides: { engines: { baileys: createFakeEngine({ showsQr: true }) } },
+    });
+  });
+  afterAll(async () => {
+    await silent?.close();
+    await noPairing?.close();
+    await db?.drop();
+  });
+
+  it('answers 504 QR_TIMEOUT when no QR code comes in time', async () => {
+    await silent.app.inject({
+      method: 'POST',
+      url: '/sessions',
+      headers: silent.admin,
+      payload: { userId: 'u', agentId: 'mute', agentName: 'Mute', apikey: 'k', engine: 'baileys' },
+    });
+    const started = Date.now();
+    const res = await silent.app.inject({ method: 'POST', url: '/sessions/mute/qr', headers: silent.admin });
+    expect(res.statusCode).toBe(504);
+    expect(res.json().error.code).toBe('QR_TIMEOUT');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    const png = await silent.app.inject({ method: 'GET', url: '/sessions/mute/qr.png', headers: silent.admin });
+    expect(png.statusCode).toBe(404);
+  });
+
+  it('answers 501 ENGINE_UNSUPPORTED for a pairing code the engine cannot give', async () => {
+    const created = await noPairing.app.inject({
+      method: 'POST',
+      url: '/sessions?waitForQr=true',
+      headers: noPairing.admin,
+      payload: { userId: 'u2', agentId: 'nopair', agentName: 'No pairing', apikey: 'k', engine: 'baileys' },
+    });
+    expect(created.statusCode).toBe(200);
+    expect(created.json().data.liveState.qr.contentType).toBe('image/png');
+    const res = await noPairing.app.inject({
+      method: 'POST',
+      url: '/sessions/nopair/pairing-code',
+      headers: noPairing.admin,
+      payload: { phone: '6281234567890' },
+    });
+    expect(res.statusCode).toBe(501);
+    expect(res.json().error.code).toBe('ENGINE_UNSUPPORTED');
   });
 });

@@ -67,7 +67,13 @@ export interface SentMessage {
  */
 export interface EngineSession extends EventEmitter<EngineSessionEvents> {
   readonly agentId: string;
-  /** Connects; resolves once the attempt is under way (the outcome arrives as events). Rejects when it cannot start. */
+  /**
+   * Connects; resolves once the attempt is under way (the outcome arrives as events). Rejects only when no attempt
+   * can begin (no browser binary, the auth store unreadable). Whatever fails after that (WhatsApp unreachable, the
+   * browser or socket gone) is reported as one `disconnected` event with `loggedOut: false` and a reason that names
+   * the error, emitted after the session has released its browser or socket, so a listener may start it again.
+   * A session can be started again after `disconnected` or `stop()`.
+   */
   start(): Promise<void>;
   /** Releases every resource (browser, socket, timers) and keeps the stored login. Safe to call twice. */
   stop(): Promise<void>;

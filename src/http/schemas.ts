@@ -15,3 +15,6 @@ export const envelope = <T extends z.ZodType>(data: T) => z.object({ data, trace
 /** The standard error responses, for the OpenAPI document. */
 export const errorResponses = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, errorEnvelope])) as Record<number, typeof errorEnvelope>;
+
+/** A JSON body that may be left out entirely: a missing body is read as `{}` (Fastify hands us null). */
+export const optionalBody = <T extends z.ZodType>(schema: T) => z.preprocess((value) => value ?? {}, schema);

@@ -50,8 +50,8 @@ interface Live {
   attempt: number;
   reconnectTimer: NodeJS.Timeout | undefined;
   counted: boolean;
-  /** Status writes of this agent, chained so they land in the order the events came. */
-  writes: Promise<void>;
+  /** Status writes and teardowns of this agent, chained so they happen in the order the events came. */
+  pending: Promise<void>;
 }
 
 export interface SupervisorEvents {
@@ -109,9 +109,9 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     return this.lives.get(agentId)?.session ?? null;
   }
 
-  /** Resolves once the status writes caused by events so far have landed. */
+  /** Resolves once the writes and teardowns caused by events so far are done. */
   async settled(agentId: string): Promise<void> {
-    await this.lives.get(agentId)?.writes;
+    await this.lives.get(agentId)?.pending;
   }
 
   qr(agentId: string): QrCode | null {
@@ -155,7 +155,7 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
       attempt: existing?.attempt ?? 0,
       reconnectTimer: undefined,
       counted: false,
-      writes: existing?.writes ?? Promise.resolve(),
+      pending: existing?.pending ?? Promise.resolve(),
     };
     this.lives.set(agentId, live);
     await this.connect(live);
@@ -257,30 +257,26 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     session.on('disconnected', ({ reason, loggedOut }) => {
       if (!current()) return;
       this.count(live, false);
+      live.state = loggedOut ? 'logged_out' : 'disconnected';
       live.lastError = loggedOut ? 'logged out from the phone' : `disconnected: ${reason}`;
       logger.warn({ event: loggedOut ? 'session.logged_out' : 'session.disconnected', reason }, 'session disconnected');
       void this.persist(agentId, { status: 'disconnected', lastDisconnectedAt: this.now(), lastError: live.lastError });
-      if (loggedOut) {
-        // The phone unlinked this device: the stored login is useless; a new QR code is needed (POST …/qr).
-        void this.teardown(live, true).then(() => {
-          live.state = 'logged_out';
-          this.emit('change', agentId);
-        });
-      } else {
-        void this.teardown(live).then(() => this.scheduleReconnect(live, logger));
-      }
+      // Logged out: the phone unlinked this device and the stored login is useless; a new QR code is needed.
+      void this.enqueue(live, async () => {
+        await this.teardown(live, loggedOut);
+        if (!loggedOut) this.scheduleReconnect(live, logger);
+      });
       this.emit('change', agentId);
     });
     session.on('auth_failure', (message) => {
       if (!current()) return;
       this.count(live, false);
+      live.state = 'auth_failed';
       live.lastError = `auth failure: ${message}`;
       logger.error({ event: 'session.auth_failure', reason: message }, 'session auth failure');
       void this.persist(agentId, { status: 'auth_failed', lastError: live.lastError });
-      void this.teardown(live).then(() => {
-        live.state = 'auth_failed';
-        this.emit('change', agentId);
-      });
+      void this.enqueue(live, () => this.teardown(live));
+      this.emit('change', agentId);
     });
     session.on('message', (message) => {
       if (current() && live.state === 'connected') this.emit('message', agentId, message);
@@ -335,9 +331,13 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
       }
     };
     const live = this.lives.get(agentId);
-    if (!live) return write();
-    live.writes = live.writes.then(write);
-    return live.writes;
+    return live ? this.enqueue(live, write) : write();
+  }
+
+  /** Runs a step after the agent's earlier ones (status writes, teardowns), so they land in event order. */
+  private enqueue(live: Live, step: () => Promise<void>): Promise<void> {
+    live.pending = live.pending.then(step, step);
+    return live.pending;
   }
 }
 

@@ -5,6 +5,7 @@ import type { ApiKeysRepository } from '../auth/api-keys.repository.js';
 import type { EngineName } from '../config.js';
 import type { Engine } from '../engines/engine.js';
 import { AppError } from '../errors.js';
+import { phoneDigits } from '../messaging/jid.js';
 import type { Logger } from '../observability/logger.js';
 import { runWithConcurrency, type SessionSupervisor } from './session-supervisor.js';
 import type { SessionRow, SessionsRepository } from './sessions.repository.js';
@@ -20,6 +21,7 @@ export interface SessionsServiceOptions {
   aiBackendUrl: string;
   qrWaitTimeoutMs: number;
   startConcurrency: number;
+  defaultCountryCode: string;
   /** Which sessions this process runs; today all of them, later a share when instances split the work. */
   placement?: (rows: SessionRow[]) => SessionRow[];
 }
@@ -130,6 +132,8 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
   }
 
   async requestPairingCode(agentId: string, phone: string): Promise<{ agentId: string; code: string }> {
+    const digits = phoneDigits(phone, this.options.defaultCountryCode);
+    if (digits === null) throw new AppError('INVALID_RECIPIENT', 'phone must be a phone number (8 to 15 digits)');
     const row = await this.requireRow(agentId);
     if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
     const engine = this.requireEngine(this.engineName(row));
@@ -141,7 +145,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     const session = this.supervisor.session(agentId);
     if (!session?.requestPairingCode)
       throw new AppError('ENGINE_UNSUPPORTED', `The ${engine.name} engine has no pairing codes.`);
-    const code = await session.requestPairingCode(phone.replace(/\D/g, ''));
+    const code = await session.requestPairingCode(digits);
     return { agentId, code };
   }
 

@@ -3,11 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { type App, buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { type Container, type ContainerOverrides, createContainer } from '../../src/container.js';
 import type { Database } from '../../src/db/client.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789';
 
@@ -73,6 +75,37 @@ export async function createTestApp({ database, env = {}, dataDir, overrides = {
     async close() {
       await app.close();
       if (!dataDir) await removeDir(dir);
+    },
+  };
+}
+
+export interface TestAppFixture {
+  /** The app, built in beforeAll. */
+  readonly t: TestApp;
+  /** Its database, created in beforeAll and dropped in afterAll. */
+  readonly db: TestDatabase;
+}
+
+/** Registers beforeAll/afterAll that build an app on a fresh database and tear both down. */
+export function useTestApp(options: Omit<TestAppOptions, 'database'> = {}): TestAppFixture {
+  let db: TestDatabase | undefined;
+  let t: TestApp | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    t = await createTestApp({ ...options, database: db.database });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+  return {
+    get t() {
+      if (!t) throw new Error('the test app is built in beforeAll');
+      return t;
+    },
+    get db() {
+      if (!db) throw new Error('the test database is created in beforeAll');
+      return db;
     },
   };
 }

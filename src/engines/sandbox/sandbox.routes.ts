@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../../auth/auth.hooks.js';
 import { AppError } from '../../errors.js';
-import { agentParams, envelope, errorResponses } from '../../http/schemas.js';
+import { agentParams, envelope, errorResponses, optionalBody } from '../../http/schemas.js';
 import { normalizeRecipient, phoneDigits } from '../../messaging/jid.js';
 import { type SandboxEngine, SandboxStateError } from './sandbox.engine.js';
 
@@ -73,7 +73,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
         security,
         summary: 'Act as a phone scanning the current QR code',
         params: agentParams,
-        body: z.object({ phone: z.string().optional() }).default({}),
+        body: optionalBody(z.object({ phone: z.string().optional() })),
         response: { 200: envelope(z.object({ me: z.string() })), ...errorResponses(400, 401, 409) },
       },
     },
@@ -148,7 +148,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
         security,
         summary: 'Drop the connection as the network (or, with loggedOut, the phone) would',
         params: agentParams,
-        body: z.object({ loggedOut: z.boolean().default(false) }).default({ loggedOut: false }),
+        body: optionalBody(z.object({ loggedOut: z.boolean().default(false) })),
         response: { 200: envelope(z.object({ disconnected: z.boolean() })), ...errorResponses(400, 401, 409) },
       },
     },

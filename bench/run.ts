@@ -1,0 +1,15 @@
+// `npm run bench`: runs every benchmark under bench/ in its own process, one after the other.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const BENCHES = ['memory', 'engine-memory', 'messages', 'inbound'];
+const only = process.argv.slice(2);
+let failed = 0;
+for (const name of only.length > 0 ? only : BENCHES) {
+  const file = `bench/${name}.ts`;
+  if (!existsSync(file)) continue;
+  process.stdout.write(`\n== bench/${name}.ts\n`);
+  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', file], { stdio: 'inherit' });
+  if (result.status !== 0) failed += 1;
+}
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+describe('loadConfig', () => {
+  it('gives the documented defaults for an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3000,
+      waEngine: 'whatsapp-web',
+      sessionsAuth: 'admin',
+      defaultCountryCode: '62',
+      aiTimeoutMs: 60_000,
+      qrWaitTimeoutMs: 60_000,
+      rateLimitPerMinute: 100,
+      rateLimitBurst: 100,
+      queueMaxPerAgent: 500,
+      mediaMaxBytes: 10 * 1024 * 1024,
+      metricsPerAgent: false,
+      sandboxEnabled: false,
+      mediaAllowPrivateNetworks: false,
+      dbUrl: undefined,
+      dataDir: path.resolve('.data'),
+      tempDir: path.resolve('.data/tmp'),
+      wwebjsAuthDir: path.resolve('.data/wwebjs_auth'),
+      enabledEngines: ['whatsapp-web', 'baileys'],
+    });
+  });
+
+  it('reads every kind of value', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      DB_URL: 'postgres://u@db:5432/app',
+      CORS_ORIGINS: 'https://a.example, https://b.example',
+      WA_ENGINE: 'sandbox',
+      METRICS_PER_AGENT: 'true',
+      TEMP_DIR: '/tmp/previews',
+      AI_BACKEND_URL: 'https://ai.example/',
+    });
+    expect(config).toMatchObject({
+      port: 8080,
+      dbUrl: 'postgres://u@db:5432/app',
+      corsOrigins: ['https://a.example', 'https://b.example'],
+      waEngine: 'sandbox',
+      sandboxEnabled: true,
+      enabledEngines: ['whatsapp-web', 'baileys', 'sandbox'],
+      metricsPerAgent: true,
+      tempDir: '/tmp/previews',
+      aiBackendUrl: 'https://ai.example',
+    });
+  });
+
+  it('reports every problem at once', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        PORT: 'eighty',
+        WA_ENGINE: 'telegram',
+        DB_URL: 'mysql://x',
+        RATE_LIMIT_PER_MINUTE: '0',
+        SANDBOX_ENABLED: 'maybe',
+        ADMIN_API_KEY: 'short',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    for (const name of ['PORT', 'WA_ENGINE', 'DB_URL', 'RATE_LIMIT_PER_MINUTE', 'SANDBOX_ENABLED', 'ADMIN_API_KEY']) {
+      expect(problems.some((p) => p.startsWith(`${name}:`))).toBe(true);
+    }
+    expect(problems).toHaveLength(6);
+    expect((error as ConfigError).message).toContain('Invalid configuration');
+  });
+
+  it('treats empty optional values as unset', () => {
+    const config = loadConfig({ DB_URL: '', ADMIN_API_KEY: '', APP_BASE_URL: '' });
+    expect(config.dbUrl).toBeUndefined();
+    expect(config.adminApiKey).toBeUndefined();
+  });
+});

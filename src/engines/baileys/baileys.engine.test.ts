@@ -1,0 +1,137 @@
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
+import { nextEvent, runEngineContract } from '../engine.contract.js';
+import { createBaileysEngine } from './baileys.engine.js';
+import { FakeBaileys } from './baileys.fake.js';
+
+const logger = pino({ level: 'silent' });
+let test: TestDatabase;
+beforeAll(async () => {
+  test = await createTestDatabase();
+});
+afterAll(() => test.drop());
+
+runEngineContract({
+  name: 'baileys (fake socket, auth in the database)',
+  async createHarness() {
+    const fake = new FakeBaileys();
+    await test.database.query('DELETE FROM baileys_auth');
+    return {
+      engine: createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket }),
+      scan: async (agentId, phone) => fake.latest(agentId).scan(phone),
+      deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
+      drop: async (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
+      sent: async (agentId) => fake.sent(agentId),
+      failNextStart: (agentId) => fake.failNextStart(agentId),
+      released: (agentId) => fake.released(agentId),
+      close: async () => {},
+    };
+  },
+});
+
+describe('baileys adapter', () => {
+  const linked = async (agentId: string, fake: FakeBaileys) => {
+    const sut = createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket });
+    const session = sut.createSession(agentId, { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const ready = nextEvent(session, 'ready');
+    fake.latest(agentId).scan('6281200000000');
+    return { sut, session, identity: (await ready)[0] };
+  };
+
+  it('restarts the socket at once when WhatsApp asks after pairing, without reporting a disconnect', async () => {
+    const fake = new FakeBaileys();
+    let disconnects = 0;
+    const { session, identity } = await linked('b-restart', fake);
+    session.on('disconnected', () => {
+      disconnects += 1;
+    });
+    expect(identity).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
+    expect(fake.sockets.get('b-restart')?.length).toBe(2);
+    expect(disconnects).toBe(0);
+    await session.stop();
+  });
+
+  it('stores the creds so that their Buffers survive the database and a restart', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-store', fake);
+    await session.stop();
+    const [row] = await test.database.query(
+      "SELECT value FROM baileys_auth WHERE agent_id = 'b-store' AND key = 'creds'",
+    );
+    expect(String(row?.value)).toContain('"type":"Buffer"');
+    const again = createBaileysEngine({
+      database: test.database,
+      logger,
+      createSocket: fake.createSocket,
+    }).createSession('b-store', { logger });
+    const ready = nextEvent(again, 'ready');
+    await again.start();
+    await ready;
+    const creds = fake.latest('b-store').config.auth.creds;
+    expect(Buffer.from(creds.noiseKey.private).length).toBe(32);
+    const signatureKey = creds.account?.accountSignatureKey;
+    expect(signatureKey).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(signatureKey ?? [])).toEqual(Buffer.alloc(32, 3));
+    await again.stop();
+  });
+
+  it('sends to @s.whatsapp.net JIDs and mentions, and types with composing and paused', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-jids', fake);
+    await session.sendText('6289900000001@c.us', 'hi', { mentions: ['6289900000003@c.us', '123456789012345@lid'] });
+    await session.setTyping?.('120363025555555555@g.us', true);
+    const calls = fake.latest('b-jids').calls;
+    expect(calls[0]).toMatchObject({
+      method: 'sendMessage',
+      jid: '6289900000001@s.whatsapp.net',
+      content: { text: 'hi', mentions: ['6289900000003@s.whatsapp.net', '123456789012345@lid'] },
+    });
+    expect(calls[1]).toEqual({ method: 'sendPresenceUpdate', type: 'composing', jid: '120363025555555555@g.us' });
+    await session.stop();
+  });
+
+  it('quotes the received message itself when it still has it', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-quote', fake);
+    const received = nextEvent(session, 'message');
+    fake.latest('b-quote').deliver({ id: 'IN1', from: '6289900000001@c.us', text: 'question', timestampSeconds: 1 });
+    await received;
+    await session.sendText('6289900000001@c.us', 'answer', { quotedMessageId: 'IN1' });
+    const call = fake.latest('b-quote').calls[0];
+    expect(call?.method === 'sendMessage' && call.options?.quoted?.message).toEqual({ conversation: 'question' });
+    await session.stop();
+  });
+
+  it('names group chats with the group subject', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-group', fake);
+    const received = nextEvent(session, 'message');
+    fake.latest('b-group').deliver({
+      id: 'G1',
+      from: '6289900000002@c.us',
+      group: '120363025555555555@g.us',
+      text: 'x',
+      timestampSeconds: 1,
+    });
+    expect((await received)[0].chatName).toBe('Tim Gudang');
+    await session.stop();
+  });
+
+  it('emits the pairing code it requested', async () => {
+    const fake = new FakeBaileys();
+    const session = createBaileysEngine({
+      database: test.database,
+      logger,
+      createSocket: fake.createSocket,
+    }).createSession('b-pair', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const event = nextEvent(session, 'pairing_code');
+    expect(await session.requestPairingCode?.('+62 812 0000 0000')).toBe('WXYZ5678');
+    expect((await event)[0]).toBe('WXYZ5678');
+    await session.stop();
+  });
+});

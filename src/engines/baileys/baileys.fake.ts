@@ -1,0 +1,209 @@
+// A stand-in for a Baileys 7 socket (its `ev` events, methods and payloads), and the phone and server behind it.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type {
+  AnyMessageContent,
+  AuthenticationCreds,
+  BaileysEventMap,
+  MiscMessageGenerationOptions,
+  UserFacingSocketConfig,
+  WAMessage,
+  WAPresence,
+} from 'baileys';
+import type { ContractInbound, ContractSent } from '../engine.contract.js';
+import type { BaileysEvents, BaileysSocket } from './baileys.types.js';
+import { toBaileysJid, toCanonicalJid } from './to-inbound-message.js';
+
+/** Baileys' errors are Booms: an Error with the HTTP-like status in `output.statusCode`. */
+export function boom(message: string, statusCode: number): Error {
+  return Object.assign(new Error(message), { isBoom: true, output: { statusCode } });
+}
+
+/** What Baileys reports when it cannot reach WhatsApp. */
+export const OFFLINE_ERROR = 'WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)';
+
+class FakeEvents implements BaileysEvents {
+  private readonly emitter = new EventEmitter();
+  on<T extends keyof BaileysEventMap>(event: T, listener: (arg: BaileysEventMap[T]) => void): void {
+    this.emitter.on(event, listener);
+  }
+  emit<T extends keyof BaileysEventMap>(event: T, arg: BaileysEventMap[T]): boolean {
+    return this.emitter.emit(event, arg);
+  }
+  removeAllListeners(event: keyof BaileysEventMap): void {
+    this.emitter.removeAllListeners(event);
+  }
+}
+
+export type FakeBaileysCall =
+  | {
+      method: 'sendMessage';
+      jid: string;
+      content: AnyMessageContent;
+      options?: MiscMessageGenerationOptions | undefined;
+    }
+  | { method: 'sendPresenceUpdate'; type: WAPresence; jid?: string | undefined };
+
+export class FakeBaileysSocket implements BaileysSocket {
+  readonly ev = new FakeEvents();
+  readonly calls: FakeBaileysCall[] = [];
+  ended = false;
+  private readonly creds: AuthenticationCreds;
+
+  constructor(
+    readonly config: UserFacingSocketConfig,
+    failWith: string | null,
+  ) {
+    this.creds = config.auth.creds;
+    // As the real socket does: every creds update is merged into the state it was given, then others hear of it.
+    this.ev.on('creds.update', (update) => Object.assign(this.creds, update));
+    setImmediate(() => {
+      if (this.ended) return;
+      if (failWith) {
+        void this.end(boom(failWith, 408));
+        return;
+      }
+      this.ev.emit('connection.update', { connection: 'connecting' });
+      if (this.creds.me && this.creds.account) this.ev.emit('connection.update', { connection: 'open' });
+      else this.ev.emit('connection.update', { qr: `2@${randomBytes(16).toString('base64')},noise,identity,adv` });
+    });
+  }
+
+  get user() {
+    return this.creds.me;
+  }
+
+  async sendMessage(jid: string, content: AnyMessageContent, options?: MiscMessageGenerationOptions) {
+    this.assertOpen();
+    this.calls.push({ method: 'sendMessage', jid, content, options });
+    const sent: WAMessage = {
+      key: { remoteJid: jid, fromMe: true, id: `3EB0${randomBytes(8).toString('hex').toUpperCase()}` },
+      messageTimestamp: Math.floor(Date.now() / 1000),
+    };
+    return sent;
+  }
+
+  async sendPresenceUpdate(type: WAPresence, jid?: string): Promise<void> {
+    this.assertOpen();
+    this.calls.push({ method: 'sendPresenceUpdate', type, jid });
+  }
+
+  async requestPairingCode(_phoneNumber: string): Promise<string> {
+    return 'WXYZ5678';
+  }
+
+  async logout(msg?: string): Promise<void> {
+    await this.end(boom(msg ?? 'Intentional Logout', 401));
+  }
+
+  async end(error: Error | undefined): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.ev.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } });
+    this.ev.removeAllListeners('connection.update');
+  }
+
+  async groupMetadata(jid: string) {
+    return { id: jid, subject: 'Tim Gudang' };
+  }
+
+  // ---- the phone and the server ------------------------------------------------------------------------------------
+
+  /** As WhatsApp pairs a device: new creds, then a request to restart the socket (515). */
+  scan(phone: string): void {
+    this.ev.emit('creds.update', {
+      me: { id: `${phone}:7@s.whatsapp.net`, lid: '99887766554433:7@lid', name: '~' },
+      account: {
+        details: new Uint8Array([8, 1, 16, 2]),
+        accountSignatureKey: new Uint8Array(32).fill(3),
+        accountSignature: new Uint8Array(64).fill(4),
+        deviceSignature: new Uint8Array(64).fill(5),
+      },
+      platform: 'android',
+    });
+    this.ev.emit('connection.update', { isNewLogin: true, qr: undefined });
+    void this.end(boom('Stream Errored (restart required)', 515));
+  }
+
+  deliver(message: ContractInbound): void {
+    const from = toBaileysJid(message.from);
+    const mentions = message.mentions?.map(toBaileysJid);
+    const waMessage: WAMessage = {
+      key: {
+        remoteJid: message.group ?? from,
+        fromMe: false,
+        id: message.id,
+        ...(message.group ? { participant: from } : {}),
+      },
+      message: mentions?.length
+        ? { extendedTextMessage: { text: message.text, contextInfo: { mentionedJid: mentions } } }
+        : { conversation: message.text },
+      messageTimestamp: message.timestampSeconds,
+      ...(message.pushName ? { pushName: message.pushName } : {}),
+    };
+    this.ev.emit('messages.upsert', { messages: [waMessage], type: 'notify' });
+  }
+
+  drop(loggedOut: boolean): void {
+    void this.end(loggedOut ? boom('Connection Failure', 401) : boom('Connection Closed', 428));
+  }
+
+  private assertOpen(): void {
+    if (this.ended) throw boom('Connection Closed', 428);
+  }
+}
+
+/** The fake library for one test: it builds sockets and remembers them by agent. */
+export class FakeBaileys {
+  readonly sockets = new Map<string, FakeBaileysSocket[]>();
+  private readonly failures = new Set<string>();
+
+  readonly createSocket = (config: UserFacingSocketConfig, agentId: string): FakeBaileysSocket => {
+    const socket = new FakeBaileysSocket(config, this.failures.delete(agentId) ? OFFLINE_ERROR : null);
+    this.sockets.set(agentId, [...(this.sockets.get(agentId) ?? []), socket]);
+    return socket;
+  };
+
+  failNextStart(agentId: string): string {
+    this.failures.add(agentId);
+    return OFFLINE_ERROR;
+  }
+
+  latest(agentId: string): FakeBaileysSocket {
+    const socket = this.sockets.get(agentId)?.at(-1);
+    if (!socket) throw new Error(`no socket for ${agentId}`);
+    return socket;
+  }
+
+  released(agentId: string): boolean {
+    return (this.sockets.get(agentId) ?? []).every((socket) => socket.ended);
+  }
+
+  sent(agentId: string): ContractSent[] {
+    return (this.sockets.get(agentId) ?? []).flatMap((socket) => socket.calls.map(toContractSent));
+  }
+}
+
+function toContractSent(call: FakeBaileysCall): ContractSent {
+  if (call.method === 'sendPresenceUpdate') {
+    return { to: toCanonicalJid(call.jid ?? ''), kind: 'typing', typing: call.type === 'composing' };
+  }
+  const { content, options } = call;
+  const mentions = 'mentions' in content && content.mentions?.length ? content.mentions.map(toCanonicalJid) : [];
+  const extras = {
+    ...(options?.quoted?.key.id ? { quotedMessageId: options.quoted.key.id } : {}),
+    ...(mentions.length ? { mentions } : {}),
+  };
+  if ('text' in content) return { to: toCanonicalJid(call.jid), kind: 'text', text: content.text, ...extras };
+  if ('image' in content) {
+    return {
+      to: toCanonicalJid(call.jid),
+      kind: 'image',
+      ...('caption' in content && content.caption ? { caption: content.caption } : {}),
+      mimeType: ('mimetype' in content && content.mimetype) || '',
+      bytes: Buffer.isBuffer(content.image) ? content.image.length : 0,
+      ...extras,
+    };
+  }
+  throw new Error('the adapter sent a kind of message the contract does not know');
+}

@@ -1,0 +1,260 @@
+// One agent's Baileys socket behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
+import { EventEmitter } from 'node:events';
+import {
+  type AuthenticationState,
+  type ConnectionState,
+  makeCacheableSignalKeyStore,
+  type proto,
+  type WAMessage,
+  type WAMessageKey,
+} from 'baileys';
+import type { Logger } from '../../observability/logger.js';
+import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import type { BaileysAuthStore } from './auth-state.js';
+import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
+import { RecentMessages } from './recent-messages.js';
+import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
+
+export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
+
+/** Restarts asked for by WhatsApp in a row (after pairing it asks once); more means something is wrong. */
+const MAX_RESTARTS = 3;
+const GROUP_NAME_TIMEOUT_MS = 3_000;
+
+export interface BaileysSessionOptions {
+  agentId: string;
+  logger: Logger;
+  /** Baileys' own log, already quieted. */
+  libraryLogger: Logger;
+  auth: BaileysAuthStore;
+  createSocket: BaileysSocketFactory;
+  /** Where the socket connects; WhatsApp's address when absent. */
+  webSocketUrl?: string | undefined;
+  connectTimeoutMs?: number | undefined;
+}
+
+export class BaileysSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
+  readonly agentId: string;
+  state: BaileysSessionState = 'idle';
+  private socket: BaileysSocket | undefined;
+  private authState: AuthenticationState | undefined;
+  private restarts = 0;
+  private readonly recent = new RecentMessages(500);
+  private readonly groupNames = new Map<string, string | null>();
+  /** Inbound messages are mapped one after another, so their order survives the group-name lookups. */
+  private inbound: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: BaileysSessionOptions) {
+    super();
+    this.agentId = options.agentId;
+  }
+
+  /** Rejects only when the stored auth cannot be read; connection failures arrive as `disconnected`. */
+  async start(): Promise<void> {
+    if (this.socket) return;
+    this.state = 'starting';
+    const state = await this.options.auth.load();
+    if (this.state !== 'starting') return; // stopped meanwhile
+    this.authState = state;
+    this.restarts = 0;
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.state = 'stopped';
+    await this.release();
+  }
+
+  async logout(): Promise<void> {
+    const socket = this.socket;
+    const wasConnected = this.state === 'connected';
+    this.state = 'stopped';
+    this.socket = undefined;
+    if (socket && wasConnected) {
+      // Best effort: tell WhatsApp to unlink this device. Without a connection there is nobody to tell.
+      await withTimeout(socket.logout(), 5_000).catch((error: unknown) =>
+        this.options.logger.warn({ event: 'engine.logout.failed', err: String(error) }, 'logout failed'),
+      );
+    }
+    if (socket) await Promise.resolve(socket.end(undefined)).catch(() => {});
+    await this.options.auth.clear();
+  }
+
+  async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
+    const socket = this.connectedSocket();
+    const jid = toBaileysJid(to);
+    const mentions = options.mentions?.map(toBaileysJid);
+    const sent = await socket.sendMessage(
+      jid,
+      { text, ...(mentions?.length ? { mentions } : {}) },
+      this.quote(jid, options),
+    );
+    return this.sentId(sent);
+  }
+
+  async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    const socket = this.connectedSocket();
+    const jid = toBaileysJid(to);
+    const mentions = options.mentions?.map(toBaileysJid);
+    const content = {
+      image: image.data,
+      mimetype: image.mimeType,
+      ...(image.caption ? { caption: image.caption } : {}),
+      ...(mentions?.length ? { mentions } : {}),
+    };
+    return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+  }
+
+  async setTyping(chatJid: string, typing: boolean): Promise<void> {
+    await this.connectedSocket().sendPresenceUpdate(typing ? 'composing' : 'paused', toBaileysJid(chatJid));
+  }
+
+  async requestPairingCode(phone: string): Promise<string> {
+    const socket = this.socket;
+    if (!socket || this.state !== 'qr') throw new Error(`baileys: cannot pair while ${this.state}`);
+    const code = await socket.requestPairingCode(phone.replace(/\D/g, ''));
+    this.emit('pairing_code', code);
+    return code;
+  }
+
+  async getState(): Promise<string> {
+    return this.state;
+  }
+
+  private connect(): void {
+    if (!this.authState) throw new Error('baileys: no auth state loaded');
+    const { creds, keys } = this.authState;
+    const socket = this.options.createSocket(
+      {
+        auth: { creds, keys: makeCacheableSignalKeyStore(keys, this.options.libraryLogger) },
+        logger: this.options.libraryLogger,
+        // Keep the phone's notifications: this device is a bot, not a person reading.
+        markOnlineOnConnect: false,
+        syncFullHistory: false,
+        getMessage: async (key: WAMessageKey) => this.recent.content(key.id),
+        ...(this.options.webSocketUrl ? { waWebSocketUrl: this.options.webSocketUrl } : {}),
+        ...(this.options.connectTimeoutMs ? { connectTimeoutMs: this.options.connectTimeoutMs } : {}),
+      },
+      this.agentId,
+    );
+    this.socket = socket;
+    const current = () => this.socket === socket;
+    socket.ev.on('connection.update', (update) => {
+      if (current()) void this.onConnectionUpdate(socket, update);
+    });
+    socket.ev.on('creds.update', () => {
+      // Saved even from a socket we left: pairing may finish while it closes, and the login must not be lost.
+      void this.options.auth
+        .saveCreds(creds)
+        .catch((error: unknown) =>
+          this.options.logger.error({ event: 'engine.auth.save_failed', err: String(error) }, 'could not save creds'),
+        );
+    });
+    socket.ev.on('messages.upsert', ({ messages, type }) => {
+      // 'append' is history and messages sent while we were away being synced, not something to answer now.
+      if (!current() || type !== 'notify') return;
+      for (const message of messages) this.enqueueInbound(socket, message);
+    });
+  }
+
+  private async onConnectionUpdate(socket: BaileysSocket, update: Partial<ConnectionState>): Promise<void> {
+    if (update.qr) {
+      this.state = 'qr';
+      this.emit('qr', update.qr);
+    }
+    if (update.connection === 'open') {
+      this.restarts = 0;
+      try {
+        const identity = toIdentity(socket.user);
+        this.state = 'connected';
+        this.emit('authenticated');
+        this.emit('ready', identity);
+      } catch (error) {
+        await this.fail(String(error), false);
+      }
+      return;
+    }
+    if (update.connection !== 'close') return;
+    const { action, reason } = toCloseAction(update.lastDisconnect?.error);
+    if (action === 'restart' && this.restarts < MAX_RESTARTS) {
+      // WhatsApp asks for a fresh socket right after pairing; that is part of connecting, not a disconnect.
+      this.restarts += 1;
+      this.socket = undefined;
+      await socket.end(undefined);
+      await this.options.auth.flush();
+      if (this.state !== 'stopped') this.connect();
+      return;
+    }
+    await this.fail(reason, action === 'logged_out');
+  }
+
+  /** The one exit for failures: release the socket (and, when unlinked, the login) before reporting. */
+  private async fail(reason: string, loggedOut: boolean): Promise<void> {
+    this.state = 'disconnected';
+    this.options.logger.warn({ event: 'engine.disconnected', reason, loggedOut }, 'baileys disconnected');
+    await this.release();
+    if (loggedOut) await this.options.auth.clear();
+    this.emit('disconnected', { reason, loggedOut });
+  }
+
+  private async release(): Promise<void> {
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) await Promise.resolve(socket.end(undefined)).catch(() => {});
+    await this.options.auth.flush();
+  }
+
+  private enqueueInbound(socket: BaileysSocket, message: WAMessage): void {
+    this.recent.remember(message);
+    this.inbound = this.inbound.then(async () => {
+      try {
+        const jid = message.key.remoteJid ?? '';
+        const groupName = jid.endsWith('@g.us') ? await this.groupName(socket, jid) : null;
+        const me = socket.user?.id ? toCanonicalJid(socket.user.id) : null;
+        this.emit('message', toInboundMessage(message, { me, groupName }));
+      } catch (error) {
+        this.options.logger.warn({ event: 'engine.message.unmapped', err: String(error) }, 'message dropped');
+      }
+    });
+  }
+
+  /** Baileys does not put a group's subject on its messages; ask once per group, and never hold a message long. */
+  private async groupName(socket: BaileysSocket, jid: string): Promise<string | null> {
+    const known = this.groupNames.get(jid);
+    if (known !== undefined) return known;
+    const subject = await withTimeout(socket.groupMetadata(jid), GROUP_NAME_TIMEOUT_MS)
+      .then((metadata) => metadata.subject || null)
+      .catch(() => null);
+    this.groupNames.set(jid, subject);
+    return subject;
+  }
+
+  /** Baileys quotes a whole message; the one we received is used when we still have it, else a bare reference. */
+  private quote(jid: string, options: SendOptions): { quoted?: WAMessage } {
+    if (!options.quotedMessageId) return {};
+    const quoted = this.recent.get(options.quotedMessageId) ?? {
+      key: { remoteJid: jid, id: options.quotedMessageId, fromMe: false },
+      message: { conversation: '' } satisfies proto.IMessage,
+    };
+    return { quoted };
+  }
+
+  private sentId(sent: WAMessage | undefined): SentMessage {
+    if (!sent?.key.id) throw new Error('baileys: the message was not sent');
+    this.recent.remember(sent);
+    return { id: sent.key.id };
+  }
+
+  private connectedSocket(): BaileysSocket {
+    if (!this.socket || this.state !== 'connected') throw new Error(`baileys: not connected (${this.state})`);
+    return this.socket;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

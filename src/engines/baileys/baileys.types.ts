@@ -1,0 +1,34 @@
+// The slice of a Baileys 7 socket this adapter uses, so a fake socket can stand in for the real one in tests.
+import type {
+  AnyMessageContent,
+  BaileysEventMap,
+  Contact,
+  GroupMetadata,
+  MiscMessageGenerationOptions,
+  UserFacingSocketConfig,
+  WAMessage,
+  WAPresence,
+} from 'baileys';
+
+export interface BaileysEvents {
+  on<T extends keyof BaileysEventMap>(event: T, listener: (arg: BaileysEventMap[T]) => void): void;
+}
+
+export interface BaileysSocket {
+  ev: BaileysEvents;
+  /** The linked account (`creds.me`), once there is one. */
+  readonly user: Contact | undefined;
+  sendMessage(
+    jid: string,
+    content: AnyMessageContent,
+    options?: MiscMessageGenerationOptions,
+  ): Promise<WAMessage | undefined>;
+  sendPresenceUpdate(type: WAPresence, toJid?: string): Promise<void>;
+  requestPairingCode(phoneNumber: string, customPairingCode?: string): Promise<string>;
+  logout(msg?: string): Promise<void>;
+  end(error: Error | undefined): Promise<void> | void;
+  groupMetadata(jid: string): Promise<Pick<GroupMetadata, 'subject'>>;
+}
+
+/** Builds a socket for an agent; the agent is named so that a fake can tell its sockets apart. */
+export type BaileysSocketFactory = (config: UserFacingSocketConfig, agentId: string) => BaileysSocket;

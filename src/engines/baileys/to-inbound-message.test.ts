@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import type { BaileysEventMap, WAMessage } from 'baileys';
+import { describe, expect, it } from 'vitest';
+import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
+
+/** The first message of a recorded `messages.upsert` payload. */
+function fixture(name: string): WAMessage {
+  const upsert = JSON.parse(
+    readFileSync(new URL(`./__fixtures__/${name}.json`, import.meta.url), 'utf8'),
+  ) as BaileysEventMap['messages.upsert'];
+  const [message] = upsert.messages;
+  if (!message) throw new Error(`${name} has no message`);
+  return message;
+}
+
+const context = { me: '6281234567890@c.us', groupName: null };
+
+describe('toInboundMessage (baileys)', () => {
+  it('maps a private text addressed by LID to the phone JID WhatsApp also gave', () => {
+    expect(toInboundMessage(fixture('upsert-private-lid'), context)).toEqual({
+      id: '3EB0C431C26A1916E07C',
+      chatJid: '6289900000001@c.us',
+      senderJid: '6289900000001@c.us',
+      text: 'Halo, apa kabar?',
+      type: 'text',
+      isGroup: false,
+      mentions: [],
+      fromMe: false,
+      timestamp: 1_764_000_000_000,
+      pushName: 'Budi Santoso',
+      chatName: 'Budi Santoso',
+    });
+  });
+
+  it('maps a group message: the participant as sender, mentions canonical with LIDs kept, a Long timestamp', () => {
+    const message = toInboundMessage(fixture('upsert-group-mentions'), { ...context, groupName: 'Tim Gudang' });
+    expect(message).toMatchObject({
+      chatJid: '120363025555555555@g.us',
+      senderJid: '6289900000002@c.us',
+      isGroup: true,
+      text: '@6281234567890 @123456789012345 tolong dibantu',
+      mentions: ['6281234567890@c.us', '123456789012345@lid'],
+      timestamp: 1_764_000_100_000,
+      chatName: 'Tim Gudang',
+    });
+  });
+
+  it('unwraps a disappearing image and takes its caption as the text', () => {
+    expect(toInboundMessage(fixture('upsert-ephemeral-image'), context)).toMatchObject({
+      chatJid: '6289900000005@c.us',
+      type: 'image',
+      text: 'foto struk',
+      pushName: 'Ani',
+    });
+  });
+
+  it('keeps our own protocol messages as they are, typed other: filtering is the inbound service’s job', () => {
+    expect(toInboundMessage(fixture('upsert-own-revoke'), context)).toMatchObject({
+      fromMe: true,
+      senderJid: '6281234567890@c.us',
+      type: 'other',
+      text: '',
+      pushName: null,
+    });
+  });
+});
+
+describe('JIDs, identity and close reasons (baileys)', () => {
+  it('maps user JIDs both ways and leaves groups and LIDs alone', () => {
+    expect(toCanonicalJid('6281234567890:12@s.whatsapp.net')).toBe('6281234567890@c.us');
+    expect(toBaileysJid('6281234567890@c.us')).toBe('6281234567890@s.whatsapp.net');
+    expect(toBaileysJid('120363025555555555@g.us')).toBe('120363025555555555@g.us');
+    expect(toBaileysJid('123456789012345@lid')).toBe('123456789012345@lid');
+  });
+
+  it('drops the device part of the account ids', () => {
+    expect(toIdentity({ id: '6281234567890:7@s.whatsapp.net', lid: '998877:7@lid' })).toEqual({
+      me: '6281234567890@c.us',
+      lid: '998877@lid',
+    });
+    expect(() => toIdentity(undefined)).toThrow(/account/);
+  });
+
+  it('reads the DisconnectReason from a Boom: 515 restarts, 401 is logged out, anything else reconnects', () => {
+    const boom = (statusCode: number) => Object.assign(new Error('x'), { output: { statusCode } });
+    expect(toCloseAction(boom(515)).action).toBe('restart');
+    expect(toCloseAction(boom(401)).action).toBe('logged_out');
+    expect(toCloseAction(boom(408))).toEqual({ action: 'reconnect', statusCode: 408, reason: 'x (408)' });
+    expect(toCloseAction(new Error('socket hang up'))).toEqual({
+      action: 'reconnect',
+      statusCode: null,
+      reason: 'socket hang up',
+    });
+    expect(toCloseAction(undefined).action).toBe('reconnect');
+  });
+});

@@ -1,0 +1,153 @@
+// Pure translation between Baileys 7 (messages, JIDs, close reasons) and the port's types.
+import type { proto, WAMessage } from 'baileys';
+import type { InboundMessage, InboundMessageType } from '../engine.js';
+
+/** Baileys addresses users as `<digits>@s.whatsapp.net` (with a `:device` part for own devices); the port uses `@c.us`. */
+export function toCanonicalJid(jid: string): string {
+  const at = jid.indexOf('@');
+  if (at < 0) return jid;
+  const user = jid.slice(0, at).split(':')[0] ?? '';
+  const server = jid.slice(at + 1);
+  return `${user}@${server === 's.whatsapp.net' ? 'c.us' : server}`;
+}
+
+/** The JID Baileys expects for a canonical one. */
+export function toBaileysJid(jid: string): string {
+  return jid.endsWith('@c.us') ? `${jid.slice(0, -'@c.us'.length)}@s.whatsapp.net` : jid;
+}
+
+/** Prefer the phone JID when WhatsApp addressed the message by LID and also told us the number. */
+function preferPhone(jid: string | null | undefined, alt: string | null | undefined): string | null {
+  if (!jid) return alt ? toCanonicalJid(alt) : null;
+  if (jid.endsWith('@lid') && alt?.endsWith('@s.whatsapp.net')) return toCanonicalJid(alt);
+  return toCanonicalJid(jid);
+}
+
+type Content = proto.IMessage;
+
+/** Wrappers that carry the real message inside them (disappearing, view-once, captioned documents). */
+function unwrap(message: Content | null | undefined): Content | null {
+  let current = message ?? null;
+  for (let depth = 0; current && depth < 5; depth += 1) {
+    const inner =
+      current.ephemeralMessage?.message ??
+      current.viewOnceMessage?.message ??
+      current.viewOnceMessageV2?.message ??
+      current.viewOnceMessageV2Extension?.message ??
+      current.documentWithCaptionMessage?.message ??
+      null;
+    if (!inner) return current;
+    current = inner;
+  }
+  return current;
+}
+
+function typeOf(content: Content | null): InboundMessageType {
+  if (!content) return 'other';
+  if (content.conversation != null || content.extendedTextMessage) return 'text';
+  if (content.imageMessage) return 'image';
+  if (content.videoMessage) return 'video';
+  if (content.audioMessage) return 'audio';
+  if (content.documentMessage) return 'document';
+  if (content.stickerMessage) return 'sticker';
+  if (content.locationMessage || content.liveLocationMessage) return 'location';
+  return 'other';
+}
+
+function textOf(content: Content | null): string {
+  if (!content) return '';
+  return (
+    content.conversation ??
+    content.extendedTextMessage?.text ??
+    content.imageMessage?.caption ??
+    content.videoMessage?.caption ??
+    content.documentMessage?.caption ??
+    ''
+  );
+}
+
+function contextInfoOf(content: Content | null): proto.IContextInfo | null {
+  if (!content) return null;
+  return (
+    content.extendedTextMessage?.contextInfo ??
+    content.imageMessage?.contextInfo ??
+    content.videoMessage?.contextInfo ??
+    content.audioMessage?.contextInfo ??
+    content.documentMessage?.contextInfo ??
+    content.stickerMessage?.contextInfo ??
+    content.locationMessage?.contextInfo ??
+    null
+  );
+}
+
+/** protobuf timestamps arrive as numbers, or as Long objects (`{ low, high }`) when decoded from the wire. */
+export function toSeconds(value: WAMessage['messageTimestamp']): number {
+  if (value == null) return 0;
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') return Number(value);
+  return value.high * 2 ** 32 + (value.low >>> 0);
+}
+
+export interface MessageContext {
+  /** Our own JID, canonical: the sender of our own messages in a private chat. */
+  me: string | null;
+  /** A group's subject, looked up by the adapter; null in private chats or when unknown. */
+  groupName: string | null;
+}
+
+export function toInboundMessage(message: WAMessage, context: MessageContext): InboundMessage {
+  const { key } = message;
+  const chatJid = preferPhone(key.remoteJid, key.remoteJidAlt) ?? '';
+  const isGroup = chatJid.endsWith('@g.us');
+  const fromMe = key.fromMe ?? false;
+  const participant = preferPhone(key.participant ?? message.participant, key.participantAlt);
+  const senderJid = isGroup ? (participant ?? chatJid) : fromMe ? (context.me ?? chatJid) : chatJid;
+  const content = unwrap(message.message);
+  const pushName = message.pushName || null;
+  return {
+    id: key.id ?? '',
+    chatJid,
+    senderJid,
+    text: textOf(content),
+    type: typeOf(content),
+    isGroup,
+    mentions: (contextInfoOf(content)?.mentionedJid ?? []).map(toCanonicalJid),
+    fromMe,
+    timestamp: toSeconds(message.messageTimestamp) * 1000,
+    pushName,
+    // A private chat is named after the person, as WhatsApp shows it; Baileys keeps no contact book for us.
+    chatName: isGroup ? context.groupName : pushName,
+  };
+}
+
+/** What to do about a closed connection, from the status code Baileys puts on its Boom error. */
+export type CloseAction = 'restart' | 'logged_out' | 'reconnect';
+
+export const STATUS_LOGGED_OUT = 401;
+export const STATUS_RESTART_REQUIRED = 515;
+
+export function toCloseAction(error: unknown): { action: CloseAction; statusCode: number | null; reason: string } {
+  const statusCode = statusCodeOf(error);
+  const message = error instanceof Error ? error.message : 'connection closed';
+  const reason = statusCode === null ? message : `${message} (${statusCode})`;
+  if (statusCode === STATUS_RESTART_REQUIRED) return { action: 'restart', statusCode, reason };
+  if (statusCode === STATUS_LOGGED_OUT) return { action: 'logged_out', statusCode, reason };
+  return { action: 'reconnect', statusCode, reason };
+}
+
+/** Boom errors keep the status in `output.statusCode`; plain errors have none. */
+function statusCodeOf(error: unknown): number | null {
+  if (!error || typeof error !== 'object' || !('output' in error)) return null;
+  const output = error.output;
+  if (!output || typeof output !== 'object' || !('statusCode' in output)) return null;
+  return typeof output.statusCode === 'number' ? output.statusCode : null;
+}
+
+/** The account's identity from Baileys' `user` (`creds.me`): ids carry a device part that the port drops. */
+export function toIdentity(user: { id: string; lid?: string | undefined } | undefined): {
+  me: string;
+  lid: string | null;
+} {
+  if (!user?.id) throw new Error('baileys: connection open without an account');
+  return { me: toCanonicalJid(user.id), lid: user.lid ? toCanonicalJid(user.lid) : null };
+}

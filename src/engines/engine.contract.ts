@@ -1,0 +1,303 @@
+// The behaviour every engine owes the services, as one suite that each adapter runs against its own harness.
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Engine, EngineSession, EngineSessionEvents, InboundMessage } from './engine.js';
+
+/** A message as the phone on the other side sends it; JIDs are canonical and the harness translates them. */
+export interface ContractInbound {
+  id: string;
+  from: string;
+  /** A group to send it in; absent for a private chat. */
+  group?: string;
+  text: string;
+  mentions?: string[];
+  pushName?: string;
+  /** Seconds since the epoch, as WhatsApp counts. */
+  timestampSeconds: number;
+}
+
+/** What the harness saw the engine hand to WhatsApp, translated back to canonical JIDs. */
+export interface ContractSent {
+  to: string;
+  kind: 'text' | 'image' | 'typing';
+  text?: string;
+  caption?: string;
+  mimeType?: string;
+  bytes?: number;
+  quotedMessageId?: string;
+  mentions?: string[];
+  typing?: boolean;
+}
+
+export interface EngineHarness {
+  engine: Engine;
+  /** The phone scans the QR code the agent's session shows (or accepts its pairing code). */
+  scan(agentId: string, phone: string): Promise<void>;
+  deliver(agentId: string, message: ContractInbound): Promise<void>;
+  /** The connection drops: the network (loggedOut false) or the phone unlinking the device (true). */
+  drop(agentId: string, loggedOut: boolean): Promise<void>;
+  sent(agentId: string): Promise<ContractSent[]>;
+  /**
+   * The next start of this agent fails the way the library fails when WhatsApp is unreachable; returns a part of
+   * the library's error that the reported reason must carry. Absent when the engine's connection cannot fail.
+   */
+  failNextStart?(agentId: string): string;
+  /** Whether everything the library held for this agent (browser, socket) has been released. */
+  released?(agentId: string): boolean;
+  close(): Promise<void>;
+}
+
+export interface EngineContractOptions {
+  name: string;
+  createHarness(): Promise<EngineHarness>;
+}
+
+const PHONE = '6281234567890';
+const logger = pino({ level: 'silent' });
+
+/** Waits for the next `event` of a session (or fails the test after a while). */
+export function nextEvent<K extends keyof EngineSessionEvents>(
+  session: EngineSession,
+  event: K,
+  timeoutMs = 5_000,
+): Promise<EngineSessionEvents[K]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} event within ${timeoutMs} ms`)), timeoutMs);
+    const emitter = session as unknown as NodeJS.EventEmitter;
+    emitter.once(event, (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args as EngineSessionEvents[K]);
+    });
+  });
+}
+
+export function runEngineContract({ name, createHarness }: EngineContractOptions): void {
+  describe(`engine contract: ${name}`, () => {
+    let harness: EngineHarness;
+    const sessions: EngineSession[] = [];
+    let counter = 0;
+    let agentId: string;
+
+    beforeEach(async () => {
+      harness = await createHarness();
+      counter += 1;
+      agentId = `contract-${counter}`;
+    });
+    afterEach(async () => {
+      for (const session of sessions.splice(0)) await session.stop();
+      await harness.close();
+    });
+
+    const open = () => {
+      const session = harness.engine.createSession(agentId, { logger });
+      sessions.push(session);
+      return session;
+    };
+
+    /** A started session that the phone has linked. */
+    const connected = async () => {
+      const session = open();
+      const qr = nextEvent(session, 'qr');
+      await session.start();
+      await qr;
+      const ready = nextEvent(session, 'ready');
+      await harness.scan(agentId, PHONE);
+      await ready;
+      return session;
+    };
+
+    it('shows a QR code when no login is stored, and stores none until the phone scans', async () => {
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
+      const session = open();
+      const qr = nextEvent(session, 'qr');
+      await session.start();
+      const [text] = await qr;
+      expect(typeof text).toBe('string');
+      expect(text.length).toBeGreaterThan(0);
+      await session.stop();
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
+    });
+
+    it('becomes ready as the scanning phone, with a canonical JID, and stores the login', async () => {
+      const session = open();
+      const events: string[] = [];
+      session.on('authenticated', () => events.push('authenticated'));
+      session.on('ready', () => events.push('ready'));
+      await session.start();
+      await nextEvent(session, 'qr');
+      const ready = nextEvent(session, 'ready');
+      await harness.scan(agentId, PHONE);
+      const [identity] = await ready;
+      expect(identity.me).toBe(`${PHONE}@c.us`);
+      expect(events).toEqual(['authenticated', 'ready']);
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(true);
+    });
+
+    it('resumes a stored login after stop() without a QR code', async () => {
+      const first = await connected();
+      await first.stop();
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(true);
+      const second = open();
+      let qrShown = false;
+      second.on('qr', () => {
+        qrShown = true;
+      });
+      const ready = nextEvent(second, 'ready');
+      await second.start();
+      const [identity] = await ready;
+      expect(identity.me).toBe(`${PHONE}@c.us`);
+      expect(qrShown).toBe(false);
+    });
+
+    it('delivers a private text message with canonical JIDs and the sender name', async () => {
+      const session = await connected();
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'MSG1',
+        from: '6289900000001@c.us',
+        text: 'halo',
+        pushName: 'Budi',
+        timestampSeconds: 1_764_000_000,
+      });
+      const [message] = await received;
+      expect(message).toMatchObject<Partial<InboundMessage>>({
+        chatJid: '6289900000001@c.us',
+        senderJid: '6289900000001@c.us',
+        text: 'halo',
+        type: 'text',
+        isGroup: false,
+        fromMe: false,
+        mentions: [],
+        pushName: 'Budi',
+        timestamp: 1_764_000_000_000,
+      });
+      expect(message.id).toContain('MSG1');
+    });
+
+    it('delivers a group message with its participant and mentions, LIDs included', async () => {
+      const session = await connected();
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'MSG2',
+        from: '6289900000002@c.us',
+        group: '120363025555555555@g.us',
+        text: '@bot @someone hi',
+        mentions: [`${PHONE}@c.us`, '123456789012345@lid'],
+        timestampSeconds: 1_764_000_100,
+      });
+      const [message] = await received;
+      expect(message).toMatchObject({
+        chatJid: '120363025555555555@g.us',
+        senderJid: '6289900000002@c.us',
+        isGroup: true,
+        mentions: [`${PHONE}@c.us`, '123456789012345@lid'],
+      });
+    });
+
+    it('sends text with a quote and mentions, and an image with a caption', async () => {
+      const session = await connected();
+      const text = await session.sendText('6289900000001@c.us', 'hello', {
+        quotedMessageId: 'QUOTED1',
+        mentions: ['6289900000003@c.us'],
+      });
+      const image = await session.sendImage('120363025555555555@g.us', {
+        data: Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]),
+        mimeType: 'image/png',
+        filename: 'a.png',
+        caption: 'look',
+      });
+      expect(text.id).not.toBe('');
+      expect(image.id).not.toBe(text.id);
+      expect(await harness.sent(agentId)).toEqual([
+        {
+          to: '6289900000001@c.us',
+          kind: 'text',
+          text: 'hello',
+          quotedMessageId: 'QUOTED1',
+          mentions: ['6289900000003@c.us'],
+        },
+        { to: '120363025555555555@g.us', kind: 'image', caption: 'look', mimeType: 'image/png', bytes: 7 },
+      ]);
+    });
+
+    it('shows and clears the typing indicator', async () => {
+      const session = await connected();
+      if (!session.setTyping) throw new Error(`${name} has no setTyping`);
+      await session.setTyping('6289900000001@c.us', true);
+      await session.setTyping('6289900000001@c.us', false);
+      const typing = (await harness.sent(agentId)).filter((entry) => entry.kind === 'typing');
+      expect(typing).toEqual([
+        { to: '6289900000001@c.us', kind: 'typing', typing: true },
+        { to: '6289900000001@c.us', kind: 'typing', typing: false },
+      ]);
+    });
+
+    it('refuses to send before it is connected', async () => {
+      const session = open();
+      await session.start();
+      await nextEvent(session, 'qr');
+      await expect(session.sendText('6289900000001@c.us', 'too early')).rejects.toThrow();
+      expect(await harness.sent(agentId)).toEqual([]);
+    });
+
+    it('reports a dropped connection and keeps the login for a reconnect', async () => {
+      const session = await connected();
+      const disconnected = nextEvent(session, 'disconnected');
+      await harness.drop(agentId, false);
+      const [info] = await disconnected;
+      expect(info.loggedOut).toBe(false);
+      expect(info.reason).not.toBe('');
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(true);
+      await expect(session.sendText('6289900000001@c.us', 'x')).rejects.toThrow();
+    });
+
+    it('reports an unlinked device as logged out and forgets the login', async () => {
+      const session = await connected();
+      const disconnected = nextEvent(session, 'disconnected');
+      await harness.drop(agentId, true);
+      const [info] = await disconnected;
+      expect(info.loggedOut).toBe(true);
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
+    });
+
+    it('logout() deletes the stored login; clearStoredLogin() does too for a stopped agent', async () => {
+      const session = await connected();
+      await session.logout();
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
+      const again = await connected();
+      await again.stop();
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(true);
+      await harness.engine.clearStoredLogin(agentId);
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
+    });
+
+    it('reports a start that fails once under way as disconnected, and releases the library', async (context) => {
+      if (!harness.failNextStart) {
+        context.skip(`${name} cannot fail a start: its connection never fails`);
+        return;
+      }
+      const cause = harness.failNextStart(agentId);
+      const session = open();
+      const disconnected = nextEvent(session, 'disconnected');
+      await session.start();
+      const [info] = await disconnected;
+      expect(info).toMatchObject({ loggedOut: false });
+      expect(info.reason).toContain(cause);
+      expect(harness.released?.(agentId)).toBe(true);
+      await expect(session.sendText('6289900000001@c.us', 'x')).rejects.toThrow();
+    });
+
+    it('can start again after a drop, and stop() twice is harmless', async () => {
+      const session = await connected();
+      const disconnected = nextEvent(session, 'disconnected');
+      await harness.drop(agentId, false);
+      await disconnected;
+      const ready = nextEvent(session, 'ready');
+      await session.start();
+      await ready;
+      await session.stop();
+      await session.stop();
+      if (harness.released) expect(harness.released(agentId)).toBe(true);
+    });
+  });
+}

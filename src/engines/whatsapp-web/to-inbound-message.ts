@@ -1,0 +1,75 @@
+// Pure translation of whatsapp-web.js messages and ids into the port's types.
+import type { InboundMessage, InboundMessageType } from '../engine.js';
+import type { WwebMessageData } from './whatsapp-web.types.js';
+
+/** whatsapp-web.js already uses `@c.us`; only a stray `@s.whatsapp.net` and a `:device` suffix need folding. */
+export function toCanonicalJid(jid: string): string {
+  const at = jid.indexOf('@');
+  if (at < 0) return jid;
+  const user = (jid.slice(0, at).split(':')[0] ?? '').trim();
+  const server = jid.slice(at + 1);
+  return `${user}@${server === 's.whatsapp.net' ? 'c.us' : server}`;
+}
+
+const TYPES: Record<string, InboundMessageType> = {
+  chat: 'text',
+  image: 'image',
+  video: 'video',
+  audio: 'audio',
+  ptt: 'audio',
+  document: 'document',
+  sticker: 'sticker',
+  location: 'location',
+};
+
+export interface MessageContext {
+  /** The chat's name (a group's subject, a contact's saved or public name), looked up by the adapter. */
+  chatName: string | null;
+  /** The sender's public name from their contact, used when the message does not carry one. */
+  contactPushName: string | null;
+}
+
+export function toInboundMessage(message: WwebMessageData, context: MessageContext): InboundMessage {
+  const chatJid = toCanonicalJid(message.id.remote || (message.fromMe ? message.to : message.from));
+  const isGroup = chatJid.endsWith('@g.us');
+  const sender = message.author || message.from;
+  return {
+    id: message.id._serialized,
+    chatJid,
+    senderJid: sender ? toCanonicalJid(sender) : chatJid,
+    text: message.body ?? '',
+    type: TYPES[message.type] ?? 'other',
+    isGroup,
+    mentions: (message.mentionedIds ?? []).map(mentionJid).filter((jid) => jid !== ''),
+    fromMe: message.fromMe,
+    timestamp: message.timestamp * 1000,
+    pushName: notifyName(message.rawData) ?? context.contactPushName,
+    chatName: context.chatName,
+  };
+}
+
+/** Mentions arrive as strings per the typings, but some WhatsApp Web builds serialize them as Wid objects. */
+function mentionJid(mention: unknown): string {
+  if (typeof mention === 'string') return toCanonicalJid(mention);
+  if (mention && typeof mention === 'object' && '_serialized' in mention && typeof mention._serialized === 'string') {
+    return toCanonicalJid(mention._serialized);
+  }
+  return '';
+}
+
+/** The sender's push name as the message carried it (WhatsApp Web's `notifyName`). */
+function notifyName(raw: object | undefined): string | null {
+  if (raw && 'notifyName' in raw && typeof raw.notifyName === 'string' && raw.notifyName !== '') return raw.notifyName;
+  return null;
+}
+
+/** The account's identity from `client.info.wid`, which is the phone JID, or the LID when WhatsApp hides the number. */
+export function toIdentity(
+  wid: { _serialized: string } | undefined,
+  lid: string | null,
+): { me: string; lid: string | null } {
+  if (!wid) throw new Error('whatsapp-web: ready without client.info.wid');
+  const own = toCanonicalJid(wid._serialized);
+  if (own.endsWith('@lid')) return { me: own, lid: own };
+  return { me: own, lid: lid ? toCanonicalJid(lid) : null };
+}

@@ -1,0 +1,126 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nextEvent, runEngineContract } from '../engine.contract.js';
+import { createWhatsappWebEngine } from './whatsapp-web.engine.js';
+import { FakeWweb } from './whatsapp-web.fake.js';
+
+const logger = pino({ level: 'silent' });
+// Any executable stands in for Chromium: the fake client never launches it.
+const chromePath = process.execPath;
+
+runEngineContract({
+  name: 'whatsapp-web (fake Client)',
+  async createHarness() {
+    const authDir = await mkdtemp(path.join(tmpdir(), 'wamt-wweb-'));
+    const fake = new FakeWweb();
+    return {
+      engine: createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient }),
+      scan: (agentId, phone) => fake.latest(agentId).scan(phone),
+      deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
+      drop: (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
+      sent: async (agentId) => fake.sent(agentId),
+      failNextStart: (agentId) => fake.failNextStart(agentId),
+      released: (agentId) => fake.released(agentId),
+      close: () => rm(authDir, { recursive: true, force: true }),
+    };
+  },
+});
+
+describe('whatsapp-web adapter', () => {
+  let authDir: string;
+  let fake: FakeWweb;
+  beforeEach(async () => {
+    authDir = await mkdtemp(path.join(tmpdir(), 'wamt-wweb-'));
+    fake = new FakeWweb();
+  });
+  afterEach(() => rm(authDir, { recursive: true, force: true }));
+
+  it('rejects start() naming CHROME_PATH when no browser is found, and builds no client', async () => {
+    const sut = createWhatsappWebEngine({
+      authDir,
+      logger,
+      createClient: fake.createClient,
+      chromeCandidates: [path.join(authDir, 'no-chromium-here')],
+    });
+    const session = sut.createSession('agent-1', { logger });
+    await expect(session.start()).rejects.toThrow(/CHROME_PATH/);
+    expect(fake.clients.size).toBe(0);
+  });
+
+  it('rejects start() when the configured CHROME_PATH is not executable', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath: path.join(authDir, 'nope'), logger });
+    await expect(sut.createSession('agent-1', { logger }).start()).rejects.toThrow(/CHROME_PATH=.*nope/);
+  });
+
+  it('gives the client LocalAuth settings for the agent and container-safe Chromium flags', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    const { settings } = fake.latest('agent-1');
+    expect(settings).toMatchObject({
+      dataPath: path.resolve(authDir),
+      clientId: 'agent-1',
+      executablePath: chromePath,
+    });
+    expect(settings.args).toEqual(
+      expect.arrayContaining([
+        '--no-sandbox',
+        '--disable-dev-shm-usage',
+        '--disable-gpu',
+        '--disable-background-networking',
+      ]),
+    );
+    await session.stop();
+  });
+
+  it('reports the LID of the account when WhatsApp Web knows it', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    const ready = nextEvent(session, 'ready');
+    await fake.latest('agent-1').scan('6281200000000');
+    expect((await ready)[0]).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
+    await session.stop();
+  });
+
+  it('passes the pairing code through as a pairing_code event', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const event = nextEvent(session, 'pairing_code');
+    const requestPairingCode = session.requestPairingCode;
+    if (!requestPairingCode) throw new Error('pairing is a capability of this engine');
+    expect(await requestPairingCode.call(session, '+62 812-0000-0000')).toBe('ABCD1234');
+    expect((await event)[0]).toBe('ABCD1234');
+    await session.stop();
+  });
+
+  it('a browser that goes away is reported once, after the client is destroyed', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    const client = fake.latest('agent-1');
+    const reports: { reason: string; destroyedFirst: boolean }[] = [];
+    session.on('disconnected', ({ reason }) => reports.push({ reason, destroyedFirst: client.destroyed }));
+    const disconnected = nextEvent(session, 'disconnected');
+    client.pupPage?.emit('close');
+    client.pupBrowser?.close();
+    await disconnected;
+    expect(reports).toEqual([{ reason: 'page closed', destroyedFirst: true }]);
+  });
+
+  it('stop() before any login removes the browser profile LocalAuth created', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    await session.start();
+    await nextEvent(session, 'qr');
+    await stat(path.join(authDir, 'session-agent-1'));
+    await session.stop();
+    await expect(stat(path.join(authDir, 'session-agent-1'))).rejects.toThrow(/ENOENT/);
+  });
+});

@@ -1,0 +1,226 @@
+// A stand-in for whatsapp-web.js's Client (same event names, method signatures and payloads), and the phone behind it.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+import type { ContractInbound, ContractSent } from '../engine.contract.js';
+import type { WwebClient, WwebClientSettings, WwebMessage } from './whatsapp-web.types.js';
+
+/** What the library answers when WhatsApp cannot be reached (recorded on a machine with no network). */
+export const OFFLINE_ERROR = 'net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/';
+
+class FakeBrowser extends EventEmitter {
+  connected = true;
+  isConnected(): boolean {
+    return this.connected;
+  }
+  close(): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.emit('disconnected');
+  }
+}
+
+/** Raw calls the adapter made, as whatsapp-web.js received them. */
+export interface FakeCall {
+  method: 'sendMessage' | 'sendStateTyping' | 'clearState';
+  chatId: string;
+  content?: string | MessageMedia;
+  options?: MessageSendOptions | undefined;
+}
+
+export class FakeWwebClient extends EventEmitter implements WwebClient {
+  info: WwebClient['info'] = undefined;
+  pupBrowser: FakeBrowser | null = null;
+  pupPage: EventEmitter | null = null;
+  destroyed = false;
+  readonly calls: FakeCall[] = [];
+
+  constructor(
+    readonly settings: WwebClientSettings,
+    private readonly failWith: string | null,
+  ) {
+    super();
+  }
+
+  get profileDir(): string {
+    return path.join(this.settings.dataPath, `session-${this.settings.clientId}`);
+  }
+
+  private get loginFile(): string {
+    return path.join(this.profileDir, 'fake-login.json');
+  }
+
+  async initialize(): Promise<void> {
+    // LocalAuth creates the profile before the browser starts, login or not.
+    await mkdir(this.profileDir, { recursive: true });
+    this.pupBrowser = new FakeBrowser();
+    this.pupPage = new EventEmitter();
+    if (this.failWith) throw new Error(this.failWith);
+    const phone = await readLogin(this.loginFile);
+    if (phone) {
+      setImmediate(() => this.link(phone));
+      return;
+    }
+    this.emit('qr', `2@${randomBytes(16).toString('base64')},fake-noise,fake-identity,fake-adv`);
+  }
+
+  async destroy(): Promise<void> {
+    this.destroyed = true;
+    this.pupBrowser?.close();
+  }
+
+  async logout(): Promise<void> {
+    this.pupBrowser?.close();
+    await rm(this.profileDir, { recursive: true, force: true });
+  }
+
+  async sendMessage(chatId: string, content: string | MessageMedia, options?: MessageSendOptions) {
+    this.assertOpen();
+    this.calls.push({ method: 'sendMessage', chatId, content, options });
+    const id = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`;
+    return { id: { fromMe: true, remote: chatId, id, _serialized: `true_${chatId}_${id}` } };
+  }
+
+  async getChatById(chatId: string) {
+    this.assertOpen();
+    return {
+      sendStateTyping: async () => {
+        this.calls.push({ method: 'sendStateTyping', chatId });
+      },
+      clearState: async () => {
+        this.calls.push({ method: 'clearState', chatId });
+        return true;
+      },
+    };
+  }
+
+  async getState(): Promise<string | null> {
+    return this.pupBrowser?.connected ? 'CONNECTED' : null;
+  }
+
+  async requestPairingCode(_phoneNumber: string): Promise<string> {
+    const code = 'ABCD1234';
+    this.emit('code', code);
+    return code;
+  }
+
+  async getContactLidAndPhone(userIds: string[]) {
+    return userIds.map((pn) => ({ pn, lid: '99887766554433@lid' }));
+  }
+
+  // ---- the phone and the network -----------------------------------------------------------------------------------
+
+  async scan(phone: string): Promise<void> {
+    await writeFile(this.loginFile, JSON.stringify({ phone }));
+    this.link(phone);
+  }
+
+  deliver(message: ContractInbound): void {
+    const chat = message.group ?? message.from;
+    const me = this.info?.wid?._serialized ?? '';
+    const serialized = `false_${chat}_${message.id}${message.group ? `_${message.from}` : ''}`;
+    const wwebMessage: WwebMessage = {
+      id: { fromMe: false, remote: chat, id: message.id, _serialized: serialized },
+      from: chat,
+      to: me,
+      author: message.group ? message.from : undefined,
+      body: message.text,
+      type: 'chat' as WwebMessage['type'],
+      timestamp: message.timestampSeconds,
+      fromMe: false,
+      hasMedia: false,
+      mentionedIds: message.mentions ?? [],
+      rawData: { notifyName: message.pushName ?? '' },
+      getChat: async () => ({ name: message.group ? 'Fake group' : (message.pushName ?? chat) }),
+      getContact: async () => ({ pushname: message.pushName ?? '' }),
+    };
+    this.emit('message', wwebMessage);
+  }
+
+  /** As whatsapp-web.js reacts to the phone unlinking (LOGOUT) or to a state it does not accept (CONFLICT). */
+  async drop(loggedOut: boolean): Promise<void> {
+    if (loggedOut) {
+      this.emit('disconnected', 'LOGOUT');
+      await rm(this.profileDir, { recursive: true, force: true });
+      return;
+    }
+    this.emit('change_state', 'CONFLICT');
+    this.emit('disconnected', 'CONFLICT');
+    void this.destroy();
+  }
+
+  private link(phone: string): void {
+    if (this.destroyed) return;
+    this.info = { wid: { server: 'c.us', user: phone, _serialized: `${phone}@c.us` } };
+    this.emit('authenticated');
+    this.emit('ready');
+  }
+
+  private assertOpen(): void {
+    if (!this.pupBrowser?.connected) throw new Error('Protocol error: Target closed');
+  }
+}
+
+/** The fake library for one test: it builds clients and remembers them by agent. */
+export class FakeWweb {
+  readonly clients = new Map<string, FakeWwebClient[]>();
+  private readonly failures = new Set<string>();
+
+  readonly createClient = (settings: WwebClientSettings): FakeWwebClient => {
+    const fail = this.failures.delete(settings.clientId);
+    const client = new FakeWwebClient(settings, fail ? OFFLINE_ERROR : null);
+    this.clients.set(settings.clientId, [...(this.clients.get(settings.clientId) ?? []), client]);
+    return client;
+  };
+
+  failNextStart(agentId: string): string {
+    this.failures.add(agentId);
+    return OFFLINE_ERROR;
+  }
+
+  latest(agentId: string): FakeWwebClient {
+    const client = this.clients.get(agentId)?.at(-1);
+    if (!client) throw new Error(`no client for ${agentId}`);
+    return client;
+  }
+
+  /** Every client ever built for the agent was destroyed and its browser is gone. */
+  released(agentId: string): boolean {
+    return (this.clients.get(agentId) ?? []).every((c) => c.destroyed && !c.pupBrowser?.connected);
+  }
+
+  /** What the adapter asked the library to send, translated back to the contract's words. */
+  sent(agentId: string): ContractSent[] {
+    return (this.clients.get(agentId) ?? []).flatMap((client) => client.calls.map(toContractSent));
+  }
+}
+
+function toContractSent(call: FakeCall): ContractSent {
+  if (call.method !== 'sendMessage') {
+    return { to: call.chatId, kind: 'typing', typing: call.method === 'sendStateTyping' };
+  }
+  const extras = {
+    ...(call.options?.quotedMessageId ? { quotedMessageId: call.options.quotedMessageId } : {}),
+    ...(call.options?.mentions?.length ? { mentions: call.options.mentions } : {}),
+  };
+  if (typeof call.content === 'string') return { to: call.chatId, kind: 'text', text: call.content, ...extras };
+  const media = call.content;
+  return {
+    to: call.chatId,
+    kind: 'image',
+    ...(call.options?.caption ? { caption: call.options.caption } : {}),
+    mimeType: media?.mimetype ?? '',
+    bytes: media ? Buffer.from(media.data, 'base64').length : 0,
+    ...extras,
+  };
+}
+
+async function readLogin(file: string): Promise<string | null> {
+  try {
+    return (JSON.parse(await readFile(file, 'utf8')) as { phone: string }).phone;
+  } catch {
+    return null;
+  }
+}

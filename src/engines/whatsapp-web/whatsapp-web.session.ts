@@ -1,0 +1,291 @@
+// One agent's whatsapp-web.js Client behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
+import { EventEmitter } from 'node:events';
+import { rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import wwebjs from 'whatsapp-web.js';
+import type { Logger } from '../../observability/logger.js';
+import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import { killBrowsersOnProfile } from './stray-browsers.js';
+import { toCanonicalJid, toIdentity, toInboundMessage } from './to-inbound-message.js';
+import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
+
+const { MessageMedia } = wwebjs;
+
+export type WwebSessionState = 'idle' | 'starting' | 'qr' | 'authenticated' | 'connected' | 'disconnected' | 'stopped';
+
+export interface WhatsappWebSessionOptions {
+  agentId: string;
+  authDir: string;
+  logger: Logger;
+  createClient: WwebClientFactory;
+  /** Resolves the browser binary; rejects when there is none. */
+  resolveChrome: () => Promise<string>;
+  chromeArgs: readonly string[];
+  /** How long destroy() and logout() may take before the adapter stops waiting and kills the browser. */
+  closeTimeoutMs?: number;
+}
+
+export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
+  readonly agentId: string;
+  state: WwebSessionState = 'idle';
+  private client: WwebClient | undefined;
+  /** Settles (never rejects) when a client's initialize() has finished, whichever way. */
+  private readonly initialized = new WeakMap<WwebClient, Promise<unknown>>();
+  private loginExistedAtStart = false;
+  private authenticatedThisRun = false;
+  private readonly watched = new WeakSet<object>();
+
+  constructor(private readonly options: WhatsappWebSessionOptions) {
+    super();
+    this.agentId = options.agentId;
+  }
+
+  /** Where LocalAuth keeps this agent's login (and Chromium its profile). */
+  get profileDir(): string {
+    return path.join(this.options.authDir, `session-${this.agentId}`);
+  }
+
+  /**
+   * Rejects only when no attempt can begin (no browser binary). Everything that fails once the client runs —
+   * initialize(), the page, the browser — is reported as `disconnected` after the browser is gone.
+   */
+  async start(): Promise<void> {
+    if (this.client) return;
+    const executablePath = await this.options.resolveChrome();
+    this.loginExistedAtStart = await exists(this.profileDir);
+    this.authenticatedThisRun = false;
+    const client = this.options.createClient({
+      dataPath: this.options.authDir,
+      clientId: this.agentId,
+      executablePath,
+      args: [...this.options.chromeArgs],
+    });
+    this.client = client;
+    this.state = 'starting';
+    this.listen(client);
+    const outcome = client.initialize().then(
+      () => null,
+      (error: unknown) => ({ error }),
+    );
+    this.initialized.set(client, outcome);
+    void outcome.then((failure) =>
+      failure
+        ? this.fail(client, `initialize failed: ${errorMessage(failure.error)}`, false)
+        : this.watchBrowser(client),
+    );
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.state = 'stopped';
+    if (client) await this.release(client);
+  }
+
+  async logout(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    const wasConnected = this.state === 'connected';
+    this.state = 'stopped';
+    if (client && wasConnected) {
+      // Best effort: tell WhatsApp to unlink this device. Without a connection there is nobody to tell.
+      await withTimeout(client.logout(), this.closeTimeoutMs).catch((error: unknown) =>
+        this.options.logger.warn({ event: 'engine.logout.failed', err: errorMessage(error) }, 'logout failed'),
+      );
+    }
+    if (client) await this.release(client);
+    await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 });
+  }
+
+  async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
+    const client = this.connectedClient();
+    const sent = await client.sendMessage(to, text, sendOptions(options));
+    return { id: sent.id._serialized };
+  }
+
+  async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    const client = this.connectedClient();
+    const media = new MessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
+    const sent = await client.sendMessage(to, media, {
+      ...sendOptions(options),
+      ...(image.caption ? { caption: image.caption } : {}),
+    });
+    return { id: sent.id._serialized };
+  }
+
+  async setTyping(chatJid: string, typing: boolean): Promise<void> {
+    const chat = await this.connectedClient().getChatById(chatJid);
+    if (typing) await chat.sendStateTyping();
+    else await chat.clearState();
+  }
+
+  async requestPairingCode(phone: string): Promise<string> {
+    const client = this.client;
+    if (!client || this.state !== 'qr') throw new Error(`whatsapp-web: cannot pair while ${this.state}`);
+    // The code also arrives as the client's `code` event, which becomes our `pairing_code`.
+    return client.requestPairingCode(phone.replace(/\D/g, ''), true);
+  }
+
+  async getState(): Promise<string> {
+    if (this.client && this.state === 'connected') return (await this.client.getState()) ?? this.state;
+    return this.state;
+  }
+
+  private listen(client: WwebClient): void {
+    const current = () => this.client === client;
+    client.on('qr', (qr) => {
+      if (!current()) return;
+      this.watchBrowser(client);
+      this.state = 'qr';
+      this.emit('qr', qr);
+    });
+    client.on('code', (code) => current() && this.emit('pairing_code', code));
+    client.on('authenticated', () => {
+      if (!current()) return;
+      this.watchBrowser(client);
+      this.authenticatedThisRun = true;
+      this.state = 'authenticated';
+      this.emit('authenticated');
+    });
+    client.on('ready', () => {
+      if (!current()) return;
+      void this.onReady(client);
+    });
+    client.on('auth_failure', (message) => current() && this.emit('auth_failure', String(message)));
+    client.on('change_state', (state) => {
+      if (current()) this.options.logger.debug({ event: 'engine.state', state }, 'whatsapp-web state changed');
+    });
+    client.on('disconnected', (reason) => {
+      if (current()) void this.fail(client, String(reason), reason === 'LOGOUT');
+    });
+    client.on('message', (message) => {
+      if (current()) void this.onMessage(message);
+    });
+  }
+
+  private async onReady(client: WwebClient): Promise<void> {
+    this.watchBrowser(client);
+    const wid = client.info?.wid;
+    let lid: string | null = null;
+    if (wid && !wid._serialized.endsWith('@lid')) {
+      // The LID is looked up in the page; an account without one, or an older WhatsApp Web, is not an error.
+      const found = await withTimeout(client.getContactLidAndPhone([wid._serialized]), 5_000).catch(() => []);
+      lid = found[0]?.lid ?? null;
+    }
+    if (this.client !== client) return;
+    try {
+      const identity = toIdentity(wid, lid);
+      this.state = 'connected';
+      this.emit('ready', identity);
+    } catch (error) {
+      await this.fail(client, errorMessage(error), false);
+    }
+  }
+
+  private async onMessage(message: WwebMessage): Promise<void> {
+    // Names need a round trip into the page; a failure there must not lose the message.
+    const [chat, contact] = await Promise.all([
+      message.getChat().catch(() => null),
+      message.getContact().catch(() => null),
+    ]);
+    try {
+      this.emit(
+        'message',
+        toInboundMessage(message, { chatName: chat?.name || null, contactPushName: contact?.pushname || null }),
+      );
+    } catch (error) {
+      this.options.logger.warn({ event: 'engine.message.unmapped', err: errorMessage(error) }, 'message dropped');
+    }
+  }
+
+  /** Puppeteer's browser and page exist only once initialize() has launched them; watch them from then on. */
+  private watchBrowser(client: WwebClient): void {
+    const browser = client.pupBrowser;
+    if (browser && !this.watched.has(browser)) {
+      this.watched.add(browser);
+      browser.once('disconnected', () => void this.fail(client, 'browser disconnected', false));
+      if (!browser.isConnected()) void this.fail(client, 'browser disconnected', false);
+    }
+    const page = client.pupPage;
+    if (page && !this.watched.has(page)) {
+      this.watched.add(page);
+      page.once('close', () => void this.fail(client, 'page closed', false));
+      page.once('error', (error) => void this.fail(client, `page crashed: ${errorMessage(error)}`, false));
+    }
+  }
+
+  /** The one exit for failures: release everything first, so a listener may start a new client at once. */
+  private async fail(client: WwebClient, reason: string, loggedOut: boolean): Promise<void> {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.state = 'disconnected';
+    this.options.logger.warn({ event: 'engine.disconnected', reason, loggedOut }, 'whatsapp-web disconnected');
+    await this.release(client);
+    if (loggedOut) await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 }).catch(() => {});
+    this.emit('disconnected', { reason, loggedOut });
+  }
+
+  /**
+   * destroy(), then make sure: a launch still in flight finishes after destroy() and would leave Chromium running,
+   * so wait for initialize() to settle, destroy again, and kill whatever still runs on the profile.
+   */
+  private async release(client: WwebClient): Promise<void> {
+    const initialized = this.initialized.get(client);
+    await this.destroyQuietly(client);
+    if (initialized) await withTimeout(initialized, this.closeTimeoutMs).catch(() => {});
+    await this.destroyQuietly(client);
+    client.removeAllListeners();
+    const killed = await killBrowsersOnProfile(this.profileDir);
+    if (killed.length > 0) {
+      this.options.logger.warn({ event: 'engine.browser.killed', pids: killed }, 'killed a browser left running');
+    }
+    if (!this.loginExistedAtStart && !this.authenticatedThisRun) {
+      // LocalAuth creates the profile at launch; without a login it is only a browser cache and would read as one.
+      await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 }).catch(() => {});
+    }
+  }
+
+  private async destroyQuietly(client: WwebClient): Promise<void> {
+    await withTimeout(client.destroy(), this.closeTimeoutMs).catch((error: unknown) =>
+      this.options.logger.debug({ event: 'engine.destroy.failed', err: errorMessage(error) }, 'destroy failed'),
+    );
+  }
+
+  private connectedClient(): WwebClient {
+    if (!this.client || this.state !== 'connected') throw new Error(`whatsapp-web: not connected (${this.state})`);
+    return this.client;
+  }
+
+  private get closeTimeoutMs(): number {
+    return this.options.closeTimeoutMs ?? 10_000;
+  }
+}
+
+function sendOptions(options: SendOptions): { quotedMessageId?: string; mentions?: string[] } {
+  return {
+    ...(options.quotedMessageId ? { quotedMessageId: options.quotedMessageId } : {}),
+    ...(options.mentions?.length ? { mentions: options.mentions.map(toCanonicalJid) } : {}),
+  };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,58 @@
+// The slice of whatsapp-web.js this adapter uses, so a fake Client can stand in for the real one in tests.
+import type { Chat, ContactId, Message, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+
+/** The fields of a whatsapp-web.js Message the translation reads; `rawData` is the library's `_data`. */
+export type WwebMessageData = Pick<
+  Message,
+  'id' | 'from' | 'to' | 'author' | 'body' | 'type' | 'timestamp' | 'fromMe' | 'mentionedIds' | 'hasMedia'
+> & { rawData?: object };
+
+export type WwebMessage = WwebMessageData & {
+  getChat(): Promise<Pick<Chat, 'name'>>;
+  getContact(): Promise<{ pushname?: string; name?: string }>;
+};
+
+/** What the adapter needs of puppeteer's Browser and Page: to learn that they went away. */
+export interface WwebBrowserHandle {
+  isConnected(): boolean;
+  once(event: 'disconnected', listener: () => void): unknown;
+}
+export interface WwebPageHandle {
+  once(event: 'close' | 'error', listener: (error?: Error) => void): unknown;
+}
+
+/** whatsapp-web.js's Client as this adapter uses it. Event names and payloads follow its index.d.ts. */
+export interface WwebClient {
+  info?: { wid?: ContactId } | undefined;
+  pupBrowser?: WwebBrowserHandle | null | undefined;
+  pupPage?: WwebPageHandle | null | undefined;
+  on(event: 'qr' | 'code', listener: (value: string) => void): unknown;
+  on(event: 'authenticated' | 'ready', listener: () => void): unknown;
+  on(event: 'auth_failure', listener: (message: string) => void): unknown;
+  on(event: 'change_state' | 'disconnected', listener: (state: string) => void): unknown;
+  on(event: 'message', listener: (message: WwebMessage) => void): unknown;
+  removeAllListeners(): unknown;
+  initialize(): Promise<void>;
+  destroy(): Promise<void>;
+  logout(): Promise<void>;
+  sendMessage(
+    chatId: string,
+    content: string | MessageMedia,
+    options?: MessageSendOptions,
+  ): Promise<{ id: { _serialized: string } }>;
+  getChatById(chatId: string): Promise<Pick<Chat, 'sendStateTyping' | 'clearState'>>;
+  getState(): Promise<string | null>;
+  requestPairingCode(phoneNumber: string, showNotification?: boolean): Promise<string>;
+  getContactLidAndPhone(userIds: string[]): Promise<{ lid: string; pn: string }[]>;
+}
+
+/** What the adapter hands to the client factory: exactly the options of whatsapp-web.js's Client it sets. */
+export interface WwebClientSettings {
+  /** LocalAuth's dataPath and clientId: the login lives in `<dataPath>/session-<clientId>`. */
+  dataPath: string;
+  clientId: string;
+  executablePath: string;
+  args: string[];
+}
+
+export type WwebClientFactory = (settings: WwebClientSettings) => WwebClient;

@@ -1,0 +1,156 @@
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Engine, EngineSession, EngineSessionEvents } from '../engines/engine.js';
+import { createLogger } from '../observability/logger.js';
+import { createMetrics } from '../observability/metrics.js';
+import { SessionSupervisor } from './session-supervisor.js';
+import type { SessionPatch, SessionsRepository } from './sessions.repository.js';
+
+class FakeSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
+  startError: Error | null = null;
+  readonly calls: string[] = [];
+  constructor(readonly agentId: string) {
+    super();
+  }
+  async start() {
+    this.calls.push('start');
+    if (this.startError) throw this.startError;
+  }
+  async stop() {
+    this.calls.push('stop');
+  }
+  async logout() {
+    this.calls.push('logout');
+  }
+  async sendText() {
+    return { id: 'x' };
+  }
+  async sendImage() {
+    return { id: 'x' };
+  }
+}
+
+function setup(options: { startErrors?: number } = {}) {
+  const sessions: FakeSession[] = [];
+  let failures = options.startErrors ?? 0;
+  const engine: Engine = {
+    name: 'sandbox',
+    createSession(agentId) {
+      const session = new FakeSession(agentId);
+      if (failures > 0) {
+        failures -= 1;
+        session.startError = new Error('net::ERR_NAME_NOT_RESOLVED');
+      }
+      sessions.push(session);
+      return session;
+    },
+    hasStoredLogin: async () => false,
+    clearStoredLogin: vi.fn(async () => {}),
+  };
+  const patches: SessionPatch[] = [];
+  const repo: SessionsRepository = {
+    find: async () => null,
+    insert: async () => {
+      throw new Error('unused');
+    },
+    update: async (_agentId, patch) => {
+      patches.push(patch);
+    },
+    delete: async () => true,
+    page: async () => ({ rows: [], total: 0 }),
+    all: async () => [],
+  };
+  const random = vi.fn(() => 0.5);
+  const supervisor = new SessionSupervisor({
+    engines: new Map([['sandbox', engine]]),
+    repo,
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics({ perAgent: false, collectProcessMetrics: false }),
+    backoff: { baseMs: 1_000, maxMs: 8_000, random },
+  });
+  return { supervisor, engine, sessions, patches, random };
+}
+
+describe('SessionSupervisor', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('records an auth failure, stops the session and does not reconnect', async () => {
+    const { supervisor, engine, sessions, patches } = setup();
+    await supervisor.start('a1', engine);
+    sessions[0]?.emit('auth_failure', 'restore failed');
+    expect(supervisor.snapshot('a1').sessionState).toBe('auth_failed');
+    await supervisor.settled('a1');
+    expect(patches).toContainEqual({ status: 'auth_failed', lastError: 'auth failure: restore failed' });
+    expect(sessions[0]?.calls).toEqual(['start', 'stop']);
+    expect(sessions).toHaveLength(1);
+    expect(supervisor.isRunning('a1')).toBe(false);
+  });
+
+  it('retries a start that fails with exponential backoff and jitter, then connects', async () => {
+    vi.useFakeTimers();
+    const { supervisor, engine, sessions, patches, random } = setup({ startErrors: 3 });
+    await supervisor.start('a1', engine);
+    expect(supervisor.snapshot('a1')).toMatchObject({
+      sessionState: 'reconnecting',
+      lastError: 'net::ERR_NAME_NOT_RESOLVED',
+    });
+    expect(patches).toContainEqual({ lastError: 'net::ERR_NAME_NOT_RESOLVED' });
+    // random() = 0.5 puts each delay at 3/4 of the ceiling: 750, 1500, 3000 ms.
+    await vi.advanceTimersByTimeAsync(749);
+    expect(sessions).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sessions).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(sessions).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(sessions).toHaveLength(4);
+    expect(random).toHaveBeenCalledTimes(3);
+    sessions[3]?.emit('ready', { me: '6281@c.us' });
+    expect(supervisor.snapshot('a1')).toMatchObject({ sessionState: 'connected', isReady: true, lastError: null });
+    // Every failed attempt released its session.
+    for (const failed of sessions.slice(0, 3)) expect(failed.calls).toEqual(['start', 'stop']);
+  });
+
+  it('caps the backoff at maxMs', async () => {
+    vi.useFakeTimers();
+    const { supervisor, engine, sessions } = setup({ startErrors: 100 });
+    await supervisor.start('a1', engine);
+    // Ceilings 1, 2, 4, 8, 8, 8 s → delays 0.75, 1.5, 3, 6, 6, 6 s with random() = 0.5.
+    await vi.advanceTimersByTimeAsync(750 + 1_500 + 3_000 + 6_000);
+    expect(sessions).toHaveLength(5);
+    await vi.advanceTimersByTimeAsync(5_999);
+    expect(sessions).toHaveLength(5);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sessions).toHaveLength(6);
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(sessions).toHaveLength(7);
+    await supervisor.stop('a1', { logout: false });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sessions).toHaveLength(7);
+  });
+
+  it('logs out when the phone unlinks the device, and stays stopped', async () => {
+    const { supervisor, engine, sessions, patches } = setup();
+    await supervisor.start('a1', engine);
+    sessions[0]?.emit('ready', { me: '6281@c.us' });
+    sessions[0]?.emit('disconnected', { reason: 'LOGOUT', loggedOut: true });
+    expect(supervisor.snapshot('a1')).toMatchObject({ sessionState: 'logged_out', isReady: false });
+    await supervisor.settled('a1');
+    expect(sessions[0]?.calls).toEqual(['start', 'logout']);
+    expect(patches.at(-1)).toMatchObject({ status: 'disconnected', lastError: 'logged out from the phone' });
+    expect(sessions).toHaveLength(1);
+  });
+
+  it('ignores events from a session it has replaced', async () => {
+    const { supervisor, engine, sessions } = setup();
+    await supervisor.start('a1', engine);
+    await supervisor.stop('a1', { logout: false });
+    await supervisor.start('a1', engine);
+    sessions[0]?.emit('ready', { me: 'old@c.us' });
+    expect(supervisor.snapshot('a1').isReady).toBe(false);
+    sessions[1]?.emit('ready', { me: 'new@c.us' });
+    expect(supervisor.snapshot('a1').me).toBe('new@c.us');
+  });
+});

@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+
+async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('session lifecycle across restarts and disconnects', () => {
+  let db: TestDatabase;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dataDir = await createTestDataDir();
+  });
+  afterAll(async () => {
+    await db?.drop();
+    await removeDir(dataDir);
+  });
+
+  const status = async (t: TestApp, agentId: string) =>
+    (await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin })).json().data;
+
+  async function connect(t: TestApp, agentId: string) {
+    await t.app.inject({
+      method: 'POST',
+      url: '/sessions',
+      headers: t.admin,
+      payload: { userId: 'u1', agentId, agentName: agentId, apikey: `key-${agentId}` },
+    });
+    await t.app.inject({ method: 'POST', url: `/sessions/${agentId}/qr`, headers: t.admin });
+    const res = await t.app.inject({ method: 'POST', url: `/sandbox/agents/${agentId}/scan`, headers: t.admin });
+    expect(res.statusCode).toBe(200);
+  }
+
+  it('restores a connected session after a restart, and not a logged-out or never-scanned one', async () => {
+    const first = await createTestApp({ database: db.database, dataDir });
+    await connect(first, 'keeps');
+    await connect(first, 'leaves');
+    await first.app.inject({
+      method: 'POST',
+      url: '/sessions',
+      headers: first.admin,
+      payload: { userId: 'u1', agentId: 'never', agentName: 'never', apikey: 'k' },
+    });
+    const unlinked = await first.app.inject({
+      method: 'POST',
+      url: '/sandbox/agents/leaves/disconnect',
+      headers: first.admin,
+      payload: { loggedOut: true },
+    });
+    expect(unlinked.statusCode).toBe(200);
+    expect(await status(first, 'leaves')).toMatchObject({
+      status: 'disconnected',
+      lastError: 'logged out from the phone',
+      liveState: { isReady: false, sessionState: 'logged_out' },
+    });
+    await first.close();
+
+    const second = await createTestApp({ database: db.database, dataDir });
+    try {
+      const kept = await until(
+        () => status(second, 'keeps'),
+        (s) => s.liveState.isReady,
+      );
+      expect(kept).toMatchObject({ status: 'connected', liveState: { me: '6281100000000@c.us' } });
+      expect((await status(second, 'leaves')).liveState).toMatchObject({ isReady: false, hasClient: false });
+      expect((await status(second, 'never')).liveState).toMatchObject({ isReady: false, hasClient: false });
+      const metrics = await second.app.inject({ method: 'GET', url: '/metrics' });
+      expect(metrics.body).toMatch(/^whatsapp_sessions_active 1$/m);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('reconnects by itself after a network drop, with backoff', async () => {
+    const t = await createTestApp({ database: db.database, dataDir });
+    try {
+      await connect(t, 'flaky');
+      const dropped = await t.app.inject({
+        method: 'POST',
+        url: '/sandbox/agents/flaky/disconnect',
+        headers: t.admin,
+        payload: {},
+      });
+      expect(dropped.statusCode).toBe(200);
+      const during = await status(t, 'flaky');
+      expect(during.status).toBe('disconnected');
+      expect(Date.parse(during.lastDisconnectedAt)).not.toBeNaN();
+      expect(['reconnecting', 'starting', 'connected']).toContain(during.liveState.sessionState);
+      const back = await until(
+        () => status(t, 'flaky'),
+        (s) => s.status === 'connected' && s.liveState.isReady,
+      );
+      expect(back.lastError).toBeNull();
+      expect(t.logs.some((l) => l.event === 'session.reconnect_scheduled' && l.agentId === 'flaky')).toBe(true);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('does not start sessions of an engine that is not enabled', async () => {
+    // The sandbox is off here: the sandbox sessions stored earlier are neither restored nor restartable.
+    const t = await createTestApp({ database: db.database, dataDir, env: { WA_ENGINE: 'baileys' } });
+    try {
+      expect(t.container.supervisor.isRunning('keeps')).toBe(false);
+      const res = await t.app.inject({ method: 'POST', url: '/sessions/keeps/reconnect', headers: t.admin });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error.message).toContain('sandbox is not enabled');
+    } finally {
+      await t.close();
+    }
+  });
+});
