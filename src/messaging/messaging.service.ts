@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { normalizeRecipient } from './jid.js';
 import { decodeBase64Image, detectImage } from './media.js';
-import type { MediaFetcher } from './media-fetch.js';
+import { checkScheme, type MediaFetcher } from './media-fetch.js';
 import type { OutboxMessageView, OutboxService, SubmitContext, SubmitResult } from './outbox.service.js';
 import type { PreviewStore } from './preview-store.js';
 
@@ -60,6 +60,7 @@ export class MessagingService {
       throw new AppError('INVALID_PAYLOAD', 'body: exactly one of data or url is required');
     }
     const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    if (input.url !== undefined) checkScheme(input.url); // a malformed request is 400 whatever the session's state
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
     const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
