@@ -126,6 +126,9 @@ describe('POST /agents/{agentId}/media', () => {
     });
     expect(state.json().data).toMatchObject({ kind: 'image', status: 'sent' });
     expect(state.body).not.toContain(IMAGES.jpeg.toString('base64'));
+    // Once sent, the row no longer carries the image.
+    const [row] = await db.database.query('SELECT media FROM outbox_messages WHERE id = $1', [data.messageId]);
+    expect(row?.media).toBeNull();
   });
 
   it('replays the seed URL example against a local server: HEAD, then GET', async () => {
@@ -220,6 +223,12 @@ describe('POST /agents/{agentId}/media', () => {
     expect(res.statusCode).toBe(409);
     expect(res.json().error.code).toBe('SESSION_NOT_READY');
     expect(hits.length).toBe(before);
+    // A malformed request is refused as such before the session's state matters.
+    const badScheme = await media({ to: '6281234567890', url: 'file:///etc/passwd' }, t, {
+      agentId: 'offline-bot',
+      auth: { authorization: 'Bearer key-offline-0123456789' },
+    });
+    expect(badScheme.json().error.code).toBe('MEDIA_URL_FORBIDDEN');
   });
 
   it('sends an image once for a repeated Idempotency-Key, without fetching it again', async () => {
@@ -248,14 +257,14 @@ describe('POST /agents/{agentId}/media', () => {
       const url = template.replace('{port}', base.split(':').at(-1) ?? '');
       const before = hits.length;
       const res = await media({ to: '6281234567890', url }, guarded, guardedAgent);
-      expect(res.statusCode).toBe(400);
+      expect(res.statusCode, res.body).toBe(400);
       expect(res.json().error.code).toBe('MEDIA_URL_FORBIDDEN');
       expect(hits.length).toBe(before);
     });
 
     it('keeps no preview of a refused image', async () => {
       const res = await media({ to: '6281234567890', url: `${base}/image.png` }, guarded, guardedAgent);
-      expect(res.statusCode).toBe(400);
+      expect(res.statusCode, res.body).toBe(400);
       await expect(stat(guarded.container.config.tempDir)).rejects.toMatchObject({ code: 'ENOENT' });
     });
   });

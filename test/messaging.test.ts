@@ -208,6 +208,9 @@ describe('POST /agents/{agentId}/messages', () => {
   });
 });
 
+/** Hundreds of requests: on PGlite with a busy CPU this takes longer than the default 20 s. */
+const HEAVY_TEST_MS = 60_000;
+
 describe('outbox limits over HTTP', () => {
   let db: TestDatabase;
   const apps: TestApp[] = [];
@@ -227,53 +230,61 @@ describe('outbox limits over HTTP', () => {
     await db?.drop();
   });
 
-  it('sends a burst of 100 at once, then queues the 101st (202) until the bucket refills', async () => {
-    // A slow refill (1/min) keeps this independent of the machine's speed; the 600 ms at 100/min is
-    // asserted with a fake clock in token-bucket.test.ts and outbox.service.test.ts.
-    const t = await build({ RATE_LIMIT_BURST: '100', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '1500' });
-    const agent = await connectAgent(t, 'burst-bot');
-    const statuses: number[] = [];
-    for (let i = 0; i < 101; i++) {
-      statuses.push((await sendText(t, agent, { to: '6281234567890', message: `m${i}` })).statusCode);
-    }
-    expect(statuses.slice(0, 100).every((s) => s === 200)).toBe(true);
-    expect(statuses[100]).toBe(202);
-    expect(sent(t, 'burst-bot')).toHaveLength(100);
-  });
+  it(
+    'sends a burst of 100 at once, then queues the 101st (202) until the bucket refills',
+    async () => {
+      // A slow refill (1/min) keeps this independent of the machine's speed; the 600 ms at 100/min is
+      // asserted with a fake clock in token-bucket.test.ts and outbox.service.test.ts.
+      const t = await build({ RATE_LIMIT_BURST: '100', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '1500' });
+      const agent = await connectAgent(t, 'burst-bot');
+      const statuses: number[] = [];
+      for (let i = 0; i < 101; i++) {
+        statuses.push((await sendText(t, agent, { to: '6281234567890', message: `m${i}` })).statusCode);
+      }
+      expect(statuses.slice(0, 100).every((s) => s === 200)).toBe(true);
+      expect(statuses[100]).toBe(202);
+      expect(sent(t, 'burst-bot')).toHaveLength(100);
+    },
+    HEAVY_TEST_MS,
+  );
 
-  it('accepts QUEUE_MAX_PER_AGENT (500) queued, then answers 429 with Retry-After; other agents are unaffected', async () => {
-    const t = await build({ RATE_LIMIT_BURST: '1', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '0' });
-    const agent = await connectAgent(t, 'busy-bot');
-    const calm = await connectAgent(t, 'calm-bot');
-    const first = await sendText(t, agent, { to: '6281234567890', message: 'first' });
-    expect(first.statusCode).toBe(202);
-    await until(() => sent(t, 'busy-bot').length === 1);
-    const accepted = await Promise.all(
-      Array.from({ length: 500 }, (_, i) => sendText(t, agent, { to: '6281234567890', message: `q${i}` })),
-    );
-    expect(accepted.map((r) => r.statusCode).filter((s) => s !== 202)).toEqual([]);
-    expect(accepted[0]?.json().data).toMatchObject({ delivered: false, status: 'queued' });
-    const refused = await sendText(t, agent, { to: '6281234567890', message: 'one too many' });
-    expect(refused.statusCode).toBe(429);
-    expect(refused.json().error.code).toBe('RATE_LIMITED');
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    const rows = await db.database.query(
-      `SELECT count(*)::int AS n FROM outbox_messages WHERE agent_id = 'busy-bot' AND status = 'queued'`,
-    );
-    expect(rows[0]?.n).toBe(500);
-    // The full queue of one agent does not hold up another.
-    const other = await sendText(t, calm, { to: '6281234567890', message: 'calm' });
-    expect(other.statusCode).toBe(202);
-    await until(() => sent(t, 'calm-bot').length === 1);
-    // Deleting the agent drops its queue.
-    await t.app.inject({ method: 'DELETE', url: '/sessions/busy-bot', headers: t.admin });
-    await until(async () => {
-      const left = await db.database.query(
+  it(
+    'accepts QUEUE_MAX_PER_AGENT (500) queued, then answers 429 with Retry-After; other agents are unaffected',
+    async () => {
+      const t = await build({ RATE_LIMIT_BURST: '1', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '0' });
+      const agent = await connectAgent(t, 'busy-bot');
+      const calm = await connectAgent(t, 'calm-bot');
+      const first = await sendText(t, agent, { to: '6281234567890', message: 'first' });
+      expect(first.statusCode).toBe(202);
+      await until(() => sent(t, 'busy-bot').length === 1);
+      const accepted = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => sendText(t, agent, { to: '6281234567890', message: `q${i}` })),
+      );
+      expect(accepted.map((r) => r.statusCode).filter((s) => s !== 202)).toEqual([]);
+      expect(accepted[0]?.json().data).toMatchObject({ delivered: false, status: 'queued' });
+      const refused = await sendText(t, agent, { to: '6281234567890', message: 'one too many' });
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json().error.code).toBe('RATE_LIMITED');
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      const rows = await db.database.query(
         `SELECT count(*)::int AS n FROM outbox_messages WHERE agent_id = 'busy-bot' AND status = 'queued'`,
       );
-      return left[0]?.n === 0;
-    });
-  });
+      expect(rows[0]?.n).toBe(500);
+      // The full queue of one agent does not hold up another.
+      const other = await sendText(t, calm, { to: '6281234567890', message: 'calm' });
+      expect(other.statusCode).toBe(202);
+      await until(() => sent(t, 'calm-bot').length === 1);
+      // Deleting the agent drops its queue.
+      await t.app.inject({ method: 'DELETE', url: '/sessions/busy-bot', headers: t.admin });
+      await until(async () => {
+        const left = await db.database.query(
+          `SELECT count(*)::int AS n FROM outbox_messages WHERE agent_id = 'busy-bot' AND status = 'queued'`,
+        );
+        return left[0]?.n === 0;
+      });
+    },
+    HEAVY_TEST_MS,
+  );
 
   it('keeps accepted messages across a restart and sends each exactly once, in order', async () => {
     const dataDir = await createTestDataDir();
@@ -290,11 +301,13 @@ describe('outbox limits over HTTP', () => {
 
       const fast = await build({ RATE_LIMIT_BURST: '100', RATE_LIMIT_PER_MINUTE: '100' }, dataDir);
       // The stored login brings the session back by itself; its queue resumes when it is ready.
-      await until(() => sent(fast, 'durable-bot').length === 3);
+      const rowsNow = () =>
+        db.database.query(
+          `SELECT id, status, attempts FROM outbox_messages WHERE agent_id = 'durable-bot' ORDER BY seq`,
+        );
+      await until(async () => (await rowsNow()).every((r) => r.status === 'sent'));
       expect(sent(fast, 'durable-bot').map((s) => s.text)).toEqual(['d1', 'd2', 'd3']);
-      const rows = await db.database.query(
-        `SELECT id, status, attempts FROM outbox_messages WHERE agent_id = 'durable-bot' ORDER BY seq`,
-      );
+      const rows = await rowsNow();
       expect(rows.map((r) => [r.id, r.status, r.attempts])).toEqual(ids.map((id) => [id, 'sent', 1]));
     } finally {
       await removeDir(dataDir);

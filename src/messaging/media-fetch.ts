@@ -127,7 +127,8 @@ export class MediaFetcher {
   }
 }
 
-function checkScheme(url: string): URL {
+/** Parses a media URL: 400 MEDIA_URL_FORBIDDEN unless it is http(s). Its addresses are checked at connect time. */
+export function checkScheme(url: string): URL {
   let parsed: URL;
   try {
     parsed = new URL(url);

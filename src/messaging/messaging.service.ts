@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { normalizeRecipient } from './jid.js';
 import { decodeBase64Image, detectImage } from './media.js';
-import type { MediaFetcher } from './media-fetch.js';
+import { checkScheme, type MediaFetcher } from './media-fetch.js';
 import type { OutboxMessageView, OutboxService, SubmitContext, SubmitResult } from './outbox.service.js';
 import type { PreviewStore } from './preview-store.js';
 
@@ -34,7 +34,7 @@ export interface SendImageInput {
 export interface MessagingServiceOptions {
   outbox: OutboxService;
   fetcher: Pick<MediaFetcher, 'fetch'>;
-  previews: Pick<PreviewStore, 'save'>;
+  previews: Pick<PreviewStore, 'save' | 'remove'>;
   defaultCountryCode: string;
   mediaMaxBytes: number;
 }
@@ -60,6 +60,7 @@ export class MessagingService {
       throw new AppError('INVALID_PAYLOAD', 'body: exactly one of data or url is required');
     }
     const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    if (input.url !== undefined) checkScheme(input.url); // a malformed request is 400 whatever the session's state
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
     const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
@@ -77,7 +78,7 @@ export class MessagingService {
     const image = await detectImage(bytes);
     const previewPath =
       input.save_to_temp === false ? undefined : await this.options.previews.save(bytes, image.extension);
-    return outbox.submit(
+    const submitted = outbox.submit(
       agentId,
       {
         kind: 'image',
@@ -95,10 +96,17 @@ export class MessagingService {
       },
       context,
     );
+    // A refused image (queue full, session gone meanwhile) leaves no preview behind.
+    return previewPath ? submitted.catch((err: unknown) => this.discard(previewPath, err)) : submitted;
   }
 
   getMessage(agentId: string, messageId: string): Promise<OutboxMessageView> {
     return this.options.outbox.get(agentId, messageId);
+  }
+
+  private async discard(previewPath: string, err: unknown): Promise<never> {
+    await this.options.previews.remove(previewPath).catch(() => {});
+    throw err;
   }
 
   private mentions(mentions: string[] | undefined): string[] | undefined {

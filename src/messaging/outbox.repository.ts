@@ -107,8 +107,10 @@ export class OutboxRepository {
   }
 
   async markSent(id: string, waMessageId: string): Promise<void> {
+    // The image bytes are only needed to send: a sent row keeps its state, not up to 10 MB of media.
     await this.database.query(
-      `UPDATE outbox_messages SET status = 'sent', wa_message_id = $2, error = NULL, sent_at = now(), updated_at = now()
+      `UPDATE outbox_messages
+       SET status = 'sent', wa_message_id = $2, error = NULL, media = NULL, sent_at = now(), updated_at = now()
        WHERE id = $1`,
       [id, waMessageId],
     );

@@ -154,7 +154,8 @@ describe('OutboxService', () => {
     const { sut, engine, connect, clock, timers } = await setup({ sendWaitMs: 0 });
     await connect('burst');
     for (let i = 0; i < 101; i++) await sut.submit('burst', text(`b${i}`));
-    await until(() => engine.sent('burst').length === 100);
+    await until(() => timers.pending.size === 1);
+    expect(engine.sent('burst')).toHaveLength(100);
     expect(timers.delays()).toEqual([600]);
     clock.advance(600);
     timers.fireAll();
@@ -169,9 +170,9 @@ describe('OutboxService', () => {
     await sut.submit('x1', text('x1-a'));
     await sut.submit('x1', text('x1-b'));
     await sut.submit('x2', text('x2-a'));
-    await until(() => engine.sent('x2').length === 1);
+    await until(() => sut.dispatcher.depth('x2') === 0 && sut.dispatcher.depth('x1') === 1);
+    expect(engine.sent('x2').map((s) => s.text)).toEqual(['x2-a']);
     expect(engine.sent('x1').map((s) => s.text)).toEqual(['x1-a']);
-    expect(sut.dispatcher.depth('x1')).toBe(1);
   });
 
   it('answers 429 RATE_LIMITED with Retry-After once an agent has QUEUE_MAX_PER_AGENT waiting', async () => {
@@ -310,7 +311,7 @@ describe('OutboxService', () => {
     const next = make();
     services.push(next);
     expect(await next.resumeAll()).toBe(3);
-    await until(() => engine.sent('boot').length === 3);
+    await until(() => next.dispatcher.depth('boot') === 0);
     expect(engine.sent('boot').map((s) => s.text)).toEqual(['r1', 'r2', 'r3']);
     expect((await rows('boot')).map((r) => r.status)).toEqual(['sent', 'sent', 'sent']);
     expect(await next.resumeAll()).toBe(0);
@@ -334,8 +335,8 @@ describe('OutboxService', () => {
     expect(next.dispatcher.depth('wait')).toBe(1);
     expect(engine.sent('wait')).toHaveLength(0);
     await connect('wait');
-    await until(() => engine.sent('wait').length === 1);
-    expect(next.dispatcher.depth('wait')).toBe(0);
+    await until(() => next.dispatcher.depth('wait') === 0);
+    expect(engine.sent('wait').map((m) => m.text)).toEqual(['held']);
   });
 
   it('close() clears the rate-limit timers and releases waiting requests', async () => {

@@ -36,6 +36,11 @@ export class PreviewStore {
     return file;
   }
 
+  /** Deletes a preview whose image was not accepted after all. */
+  async remove(file: string): Promise<void> {
+    await rm(file, { force: true });
+  }
+
   /** Starts the cleanup job: every 30 min, previews older than 24 h go. */
   start(): void {
     if (this.cancel) return;
