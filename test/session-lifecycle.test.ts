@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { connectAgent } from './helpers/messaging.js';
 
 async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -28,22 +29,10 @@ describe('session lifecycle across restarts and disconnects', () => {
   const status = async (t: TestApp, agentId: string) =>
     (await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin })).json().data;
 
-  async function connect(t: TestApp, agentId: string) {
-    await t.app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: t.admin,
-      payload: { userId: 'u1', agentId, agentName: agentId, apikey: `key-${agentId}` },
-    });
-    await t.app.inject({ method: 'POST', url: `/sessions/${agentId}/qr`, headers: t.admin });
-    const res = await t.app.inject({ method: 'POST', url: `/sandbox/agents/${agentId}/scan`, headers: t.admin });
-    expect(res.statusCode).toBe(200);
-  }
-
   it('restores a connected session after a restart, and not a logged-out or never-scanned one', async () => {
     const first = await createTestApp({ database: db.database, dataDir });
-    await connect(first, 'keeps');
-    await connect(first, 'leaves');
+    await connectAgent(first, 'keeps');
+    await connectAgent(first, 'leaves');
     await first.app.inject({
       method: 'POST',
       url: '/sessions',
@@ -83,7 +72,7 @@ describe('session lifecycle across restarts and disconnects', () => {
   it('reconnects by itself after a network drop, with backoff', async () => {
     const t = await createTestApp({ database: db.database, dataDir });
     try {
-      await connect(t, 'flaky');
+      await connectAgent(t, 'flaky');
       const dropped = await t.app.inject({
         method: 'POST',
         url: '/sandbox/agents/flaky/disconnect',
