@@ -1,6 +1,6 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
 import path from 'node:path';
-import { createAgentDirectory } from './ai/agent-directory.js';
+import { type CachedAgentDirectory, cachingSessionsRepository, createAgentDirectory } from './ai/agent-directory.js';
 import type { ReplySender } from './ai/agent-ports.js';
 import { AiClient } from './ai/ai-client.js';
 import { RunService } from './ai/run.service.js';
@@ -75,7 +75,10 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   }
   const adminKey = await resolveAdminKey(config.adminApiKey, config.dataDir, logger);
 
-  const sessionsRepo = createSessionsRepository(database.db);
+  // The directory (created below, once the supervisor exists) caches rows; every write through here drops its entry.
+  let directory: CachedAgentDirectory | undefined;
+  const rawSessionsRepo = createSessionsRepository(database.db);
+  const sessionsRepo = cachingSessionsRepository(rawSessionsRepo, (agentId) => directory?.invalidate(agentId));
   const apiKeys = createApiKeysRepository(database.db);
   const keys = new AgentKeyStore({
     apiKeys,
@@ -112,7 +115,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   });
 
   const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
-  const directory = createAgentDirectory(sessionsRepo, supervisor);
+  directory = createAgentDirectory(rawSessionsRepo, supervisor);
   const messaging = createMessaging({
     config,
     database,

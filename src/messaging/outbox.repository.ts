@@ -78,6 +78,39 @@ export class OutboxRepository {
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
+  /**
+   * Inserts the rows in one statement (one commit), in order, so their seq follows the array's order. The result
+   * is index for index: the record, or null for a row whose idempotency key the agent already used (also by an
+   * earlier row of the same batch, which then wins).
+   */
+  async insertMany(messages: readonly NewOutboxMessage[]): Promise<Array<OutboxRecord | null>> {
+    if (messages.length === 0) return [];
+    const params: unknown[] = [];
+    const tuples = messages.map((message) => {
+      const at = params.length;
+      params.push(
+        message.id,
+        message.agentId,
+        message.kind,
+        message.toJid,
+        JSON.stringify(message.payload),
+        message.media,
+        message.idempotencyKey,
+        message.traceId,
+      );
+      return `($${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5}::jsonb, $${at + 6}::bytea, $${at + 7}, $${at + 8})`;
+    });
+    const rows = await this.database.query(
+      `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING ${COLUMNS}`,
+      params,
+    );
+    const byId = new Map(rows.map((row) => [String(row.id), toRecord(row)]));
+    return messages.map((message) => byId.get(message.id) ?? null);
+  }
+
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {
     const rows = await this.database.query(`SELECT ${COLUMNS} FROM outbox_messages WHERE agent_id = $1 AND id = $2`, [
       agentId,
@@ -106,13 +139,17 @@ export class OutboxRepository {
     return { attempts: Number(row.attempts), media: toBuffer(row.media) };
   }
 
-  async markSent(id: string, waMessageId: string): Promise<void> {
+  /** Marks many rows sent in one statement (one commit): the dispatcher's group commit, see SentWriter. */
+  async markSentMany(marks: ReadonlyArray<{ id: string; waMessageId: string }>): Promise<void> {
+    if (marks.length === 0) return;
     // The image bytes are only needed to send: a sent row keeps its state, not up to 10 MB of media.
     await this.database.query(
-      `UPDATE outbox_messages
-       SET status = 'sent', wa_message_id = $2, error = NULL, media = NULL, sent_at = now(), updated_at = now()
-       WHERE id = $1`,
-      [id, waMessageId],
+      `UPDATE outbox_messages AS o
+       SET status = 'sent', wa_message_id = v.wa_message_id, error = NULL, media = NULL, sent_at = now(),
+           updated_at = now()
+       FROM unnest($1::text[], $2::text[]) AS v(id, wa_message_id)
+       WHERE o.id = v.id`,
+      [marks.map((mark) => mark.id), marks.map((mark) => mark.waMessageId)],
     );
   }
 
