@@ -1,6 +1,6 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
 import path from 'node:path';
-import { type CachedAgentDirectory, cachingSessionsRepository, createAgentDirectory } from './ai/agent-directory.js';
+import { createAgentDirectory } from './ai/agent-directory.js';
 import type { ReplySender } from './ai/agent-ports.js';
 import { AiClient } from './ai/ai-client.js';
 import { RunService } from './ai/run.service.js';
@@ -75,10 +75,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   }
   const adminKey = await resolveAdminKey(config.adminApiKey, config.dataDir, logger);
 
-  // The directory (created below, once the supervisor exists) caches rows; every write through here drops its entry.
-  let directory: CachedAgentDirectory | undefined;
-  const rawSessionsRepo = createSessionsRepository(database.db);
-  const sessionsRepo = cachingSessionsRepository(rawSessionsRepo, (agentId) => directory?.invalidate(agentId));
+  const sessionsRepo = createSessionsRepository(database.db);
   const apiKeys = createApiKeysRepository(database.db);
   const keys = new AgentKeyStore({
     apiKeys,
@@ -115,7 +112,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   });
 
   const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
-  directory = createAgentDirectory(rawSessionsRepo, supervisor);
+  const directory = createAgentDirectory(sessionsRepo, supervisor);
   const messaging = createMessaging({
     config,
     database,
