@@ -37,12 +37,12 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = async
     decorateReply: false,
     dotfiles: 'ignore',
     cacheControl: false,
-    setHeaders(reply) {
+    setHeaders(res) {
       // Revalidate every time (ETag), so a deploy shows at once; the files are small.
-      reply.header('cache-control', 'no-cache');
-      reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
-      reply.header('x-content-type-options', 'nosniff');
-      reply.header('referrer-policy', 'no-referrer');
+      res.setHeader('cache-control', 'no-cache');
+      res.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
+      res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('referrer-policy', 'no-referrer');
     },
   });
 };
