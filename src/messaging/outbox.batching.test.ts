@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
+import { until } from '../../test/helpers/messaging.js';
 import type { Database } from '../db/client.js';
 import { SandboxEngine, type SandboxSession } from '../engines/sandbox/sandbox.engine.js';
 import { createLogger } from '../observability/logger.js';
@@ -21,15 +22,6 @@ const text = (body: string): OutboxDraft => ({
   toJid: '6281234567890@c.us',
   payload: { text: body, fingerprint: `fp-${body}` },
 });
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  throw new Error('condition not met');
-}
 
 describe('outbox group commit', () => {
   let test: TestDatabase;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
+import { until } from '../../test/helpers/messaging.js';
 import { SandboxEngine, type SandboxSession } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
@@ -50,16 +51,6 @@ const text = (body: string, to = '6281234567890@c.us'): OutboxDraft => ({
   toJid: to,
   payload: { text: body, fingerprint: `fp-${body}` },
 });
-
-/** Resolves once `check` holds; the database answers asynchronously, so this polls briefly with a deadline. */
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  throw new Error('condition not met');
-}
 
 describe('OutboxService', () => {
   let test: TestDatabase;
