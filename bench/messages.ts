@@ -144,11 +144,10 @@ ${row('POST /agents/{agentId}/messages', serviceResult)}
 The service answers ${(ratio * 100).toFixed(1)} % of the bare route's throughput. Its answers: ${answered || 'n/a'}
 (200 means the send completed within \`SEND_WAIT_MS\`); ${sent} of the ${messages} messages accepted in the run were
 sent by its end, the rest were in flight. Database cost:
-${perMessage.toFixed(2)} SQL statements per message, counted at the raw-SQL entry point the outbox uses (the INSERT,
-shared by the requests that arrive together; the claim \`UPDATE … RETURNING\`, one per message; the \`sent\` UPDATE,
-shared by the sends that finish together, across agents); a lone commit takes ${commitMs.toFixed(2)} ms on this database.
-Each agent's messages go out one at a time (FIFO), so one agent's rate is bounded by its claim → send cycle; a request
-answers 200 only once its \`sent\` UPDATE is committed.`;
+${perMessage.toFixed(2)} SQL statements per message, counted at the raw-SQL entry point the outbox uses (one INSERT,
+the claim \`UPDATE … RETURNING\` and the \`sent\` UPDATE), each its own commit; a lone commit takes
+${commitMs.toFixed(2)} ms on this database. Each agent's messages go out one at a time (FIFO), so one agent's rate is
+bounded by its claim → send → update cycle, and a request answers 200 only after that cycle.`;
 
 process.stdout.write(`${report}\n`);
 writeSection('messages', 'Outbound messages', report);

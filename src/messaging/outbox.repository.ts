@@ -78,39 +78,6 @@ export class OutboxRepository {
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
-  /**
-   * Inserts the rows in one statement (one commit), in order, so their seq follows the array's order. The result
-   * is index for index: the record, or null for a row whose idempotency key the agent already used (also by an
-   * earlier row of the same batch, which then wins).
-   */
-  async insertMany(messages: readonly NewOutboxMessage[]): Promise<Array<OutboxRecord | null>> {
-    if (messages.length === 0) return [];
-    const params: unknown[] = [];
-    const tuples = messages.map((message) => {
-      const at = params.length;
-      params.push(
-        message.id,
-        message.agentId,
-        message.kind,
-        message.toJid,
-        JSON.stringify(message.payload),
-        message.media,
-        message.idempotencyKey,
-        message.traceId,
-      );
-      return `($${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5}::jsonb, $${at + 6}::bytea, $${at + 7}, $${at + 8})`;
-    });
-    const rows = await this.database.query(
-      `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
-       VALUES ${tuples.join(', ')}
-       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING ${COLUMNS}`,
-      params,
-    );
-    const byId = new Map(rows.map((row) => [String(row.id), toRecord(row)]));
-    return messages.map((message) => byId.get(message.id) ?? null);
-  }
-
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {
     const rows = await this.database.query(`SELECT ${COLUMNS} FROM outbox_messages WHERE agent_id = $1 AND id = $2`, [
       agentId,

@@ -1,11 +1,9 @@
-// The outbox: accepts a message (one INSERT, shared with concurrent requests), hands it to the dispatcher, and
-// waits a bounded time for the result.
+// The outbox: accepts a message (one INSERT), hands it to the dispatcher, and waits a bounded time for the result.
 import { randomUUID } from 'node:crypto';
 import type { OutboxStatus } from '../db/schema.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { InsertBatcher } from './insert-batcher.js';
 import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
 import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
 import type { SessionGateway } from './session-gateway.js';
@@ -66,11 +64,8 @@ export class OutboxService {
   /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
   private readonly reserved = new Map<string, number>();
   private readonly unsubscribe: Array<() => void>;
-  /** Concurrent submits share one INSERT (group commit); each still waits for its own row to be committed. */
-  private readonly inserts: InsertBatcher;
 
   constructor(private readonly options: OutboxServiceOptions) {
-    this.inserts = new InsertBatcher(options.repository);
     this.dispatcher = new OutboxDispatcher({
       repository: options.repository,
       sessions: options.sessions,
@@ -122,7 +117,7 @@ export class OutboxService {
     this.reserve(agentId);
     let record: OutboxRecord | null;
     try {
-      record = await this.inserts.insert({
+      record = await this.options.repository.insert({
         id: randomUUID(),
         agentId,
         kind: draft.kind,
