@@ -4,7 +4,6 @@ import { errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
-import { SentWriter } from './sent-writer.js';
 import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
@@ -52,8 +51,6 @@ interface AgentQueue {
   items: QueuedMessage[];
   timer: unknown;
   draining: Promise<void> | undefined;
-  /** Sent messages whose `sent` UPDATE is not committed yet: off `items`, still counted in the depth. */
-  finishing: number;
 }
 
 type Step = 'next' | 'retry' | 'wait-ready';
@@ -64,14 +61,12 @@ export class OutboxDispatcher {
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private readonly timers: DispatchTimers;
-  private readonly sentWriter: SentWriter;
   private closed = false;
 
   constructor(private readonly options: OutboxDispatcherOptions) {
     this.maxRetries = options.maxRetries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? ((retry) => 1_000 * 2 ** (retry - 1));
     this.timers = options.timers ?? realTimers;
-    this.sentWriter = new SentWriter((marks) => options.repository.markSentMany(marks));
   }
 
   static fromRecord(record: OutboxRecord): QueuedMessage {
@@ -92,8 +87,7 @@ export class OutboxDispatcher {
 
   /** Messages accepted for the agent and not yet sent or failed, including the one in flight. */
   depth(agentId: string): number {
-    const queue = this.queues.get(agentId);
-    return queue ? queue.items.length + queue.finishing : 0;
+    return this.queues.get(agentId)?.items.length ?? 0;
   }
 
   /** The agent's session became ready: resume its queue. */
@@ -149,14 +143,13 @@ export class OutboxDispatcher {
       queue.timer = undefined;
     }
     await Promise.all([...this.queues.values()].map((queue) => queue.draining));
-    await this.sentWriter.idle();
     for (const [id] of this.waiters) this.settle(id, null);
   }
 
   private queue(agentId: string): AgentQueue {
     let queue = this.queues.get(agentId);
     if (!queue) {
-      queue = { agentId, items: [], timer: undefined, draining: undefined, finishing: 0 };
+      queue = { agentId, items: [], timer: undefined, draining: undefined };
       this.queues.set(agentId, queue);
     }
     return queue;
@@ -189,7 +182,7 @@ export class OutboxDispatcher {
       }
       let step: Step;
       try {
-        step = await this.sendOne(session, message, queue);
+        step = await this.sendOne(session, message);
       } catch (err) {
         // The database failed around the send; try the same message again later rather than lose it.
         this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
@@ -209,7 +202,7 @@ export class OutboxDispatcher {
     }
   }
 
-  private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
+  private async sendOne(session: EngineSession, message: QueuedMessage): Promise<Step> {
     const { repository, metrics, logger } = this.options;
     const label = metrics.agentLabel(message.agentId);
     const claimed = await repository.claim(message.id);
@@ -242,26 +235,20 @@ export class OutboxDispatcher {
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
-    // The next message goes out while this one's `sent` UPDATE waits to be committed with others (group commit);
-    // its request is answered only once that UPDATE is done, as before. Engine sends keep their FIFO order.
-    queue.finishing += 1;
-    void this.sentWriter
-      .mark(message.id, sent.id)
-      .catch((err: unknown) => {
-        // WhatsApp has the message: it counts as sent here. The row stays `sending` and is resent after a restart.
-        logger.error({
-          event: 'outbox.mark_sent.error',
-          agentId: message.agentId,
-          messageId: message.id,
-          err: errorMessage(err),
-        });
-      })
-      .then(() => {
-        queue.finishing -= 1;
-        metrics.messagesSent.inc({ type: message.kind, ...label });
-        metrics.outboxTransitions.inc({ state: 'sent', ...label });
-        this.settle(message.id, { status: 'sent', waMessageId: sent.id });
+    try {
+      await repository.markSent(message.id, sent.id);
+    } catch (err) {
+      // WhatsApp has the message: it counts as sent here. The row stays `sending` and is resent after a restart.
+      logger.error({
+        event: 'outbox.mark_sent.error',
+        agentId: message.agentId,
+        messageId: message.id,
+        err: errorMessage(err),
       });
+    }
+    metrics.messagesSent.inc({ type: message.kind, ...label });
+    metrics.outboxTransitions.inc({ state: 'sent', ...label });
+    this.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
   }
 

@@ -106,17 +106,13 @@ export class OutboxRepository {
     return { attempts: Number(row.attempts), media: toBuffer(row.media) };
   }
 
-  /** Marks many rows sent in one statement (one commit): the dispatcher's group commit, see SentWriter. */
-  async markSentMany(marks: ReadonlyArray<{ id: string; waMessageId: string }>): Promise<void> {
-    if (marks.length === 0) return;
+  async markSent(id: string, waMessageId: string): Promise<void> {
     // The image bytes are only needed to send: a sent row keeps its state, not up to 10 MB of media.
     await this.database.query(
-      `UPDATE outbox_messages AS o
-       SET status = 'sent', wa_message_id = v.wa_message_id, error = NULL, media = NULL, sent_at = now(),
-           updated_at = now()
-       FROM unnest($1::text[], $2::text[]) AS v(id, wa_message_id)
-       WHERE o.id = v.id`,
-      [marks.map((mark) => mark.id), marks.map((mark) => mark.waMessageId)],
+      `UPDATE outbox_messages
+       SET status = 'sent', wa_message_id = $2, error = NULL, media = NULL, sent_at = now(), updated_at = now()
+       WHERE id = $1`,
+      [id, waMessageId],
     );
   }
 
