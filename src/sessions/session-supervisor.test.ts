@@ -143,6 +143,17 @@ describe('SessionSupervisor', () => {
     expect(sessions).toHaveLength(1);
   });
 
+  it('keeps a session connected when the phone scans while the QR code is still being rendered', async () => {
+    const { supervisor, engine, sessions, patches } = setup();
+    await supervisor.start('a1', engine);
+    sessions[0]?.emit('qr', 'qr-text');
+    sessions[0]?.emit('ready', { me: '6281@c.us' });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the PNG rendering finishes after the scan
+    await supervisor.settled('a1');
+    expect(supervisor.snapshot('a1')).toMatchObject({ sessionState: 'connected', isReady: true, qr: null });
+    expect(patches).not.toContainEqual({ status: 'awaiting_qr' });
+  });
+
   it('ignores events from a session it has replaced', async () => {
     const { supervisor, engine, sessions } = setup();
     await supervisor.start('a1', engine);

@@ -223,7 +223,8 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     session.on('qr', (text) => {
       if (!current()) return;
       void QRCode.toBuffer(text, { type: 'png', margin: 2, width: 320 }).then((png) => {
-        if (!current()) return;
+        // Rendering is asynchronous: the phone may have scanned meanwhile, and a late QR must not undo that.
+        if (!current() || live.state === 'connected' || live.state === 'authenticated') return;
         const firstQr = live.state !== 'qr'; // WhatsApp refreshes the QR code often; persist only the transition
         live.state = 'qr';
         live.qr = { text, png, updatedAt: this.now() };
