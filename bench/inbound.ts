@@ -10,6 +10,7 @@ import { createContainer } from '../src/container.js';
 import { createLogger } from '../src/observability/logger.js';
 import { replyWith, startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
+import { privateText } from '../test/helpers/inbound-message.js';
 import { percentile, writeSection } from './report.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
@@ -118,19 +119,7 @@ async function main() {
           const chat = `62812${String(((n / SESSIONS) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
           const id = `BENCH${n}`;
           traces.set(id, { deliveredAt: performance.now() });
-          sandbox.deliver(agentId, {
-            id,
-            chatJid: chat,
-            senderJid: chat,
-            text: 'hello',
-            type: 'text',
-            isGroup: false,
-            mentions: [],
-            fromMe: false,
-            timestamp: Date.now(),
-            pushName: null,
-            chatName: null,
-          });
+          sandbox.deliver(agentId, privateText(id, chat, 'hello'));
           delivered += 1;
         }
         if (delivered >= total) {

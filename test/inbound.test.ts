@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type AiBehaviour, type AiServer, refusedUrl, replyWith, startAiServer } from './helpers/ai-server.js';
 import { ADMIN_KEY, createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { privateText } from './helpers/inbound-message.js';
 
 /** Generous: a loaded CI machine must not turn a slow poll into a failure. */
 const POLL = { timeout: 10_000, interval: 20 };
@@ -309,32 +310,8 @@ describe('inbound messages', () => {
     });
     expect(del.statusCode).toBe(200);
     // A late event from the stopped session must not reach the AI.
-    session?.emit('message', {
-      id: 'LATE1',
-      chatJid: USER_JID,
-      senderJid: USER_JID,
-      text: 'still there?',
-      type: 'text',
-      isGroup: false,
-      mentions: [],
-      fromMe: false,
-      timestamp: Date.now(),
-      pushName: null,
-      chatName: null,
-    });
-    t.container.inbound.handle(agentId, {
-      id: 'LATE2',
-      chatJid: USER_JID,
-      senderJid: USER_JID,
-      text: 'still there?',
-      type: 'text',
-      isGroup: false,
-      mentions: [],
-      fromMe: false,
-      timestamp: Date.now(),
-      pushName: null,
-      chatName: null,
-    });
+    session?.emit('message', privateText('LATE1', USER_JID, 'still there?'));
+    t.container.inbound.handle(agentId, privateText('LATE2', USER_JID, 'still there?'));
     await settle();
     expect(ai.requests).toHaveLength(0);
     expect(await received('dropped')).toBeGreaterThanOrEqual(1);

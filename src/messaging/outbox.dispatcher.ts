@@ -3,21 +3,15 @@ import type { EngineSession, SendOptions, SentMessage } from '../engines/engine.
 import { errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import type { OutboxRecord, OutboxRepository } from './outbox.repository.js';
 import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
 /** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
-export interface QueuedMessage {
-  id: string;
-  seq: number;
-  agentId: string;
-  kind: OutboxKind;
-  toJid: string;
-  payload: OutboxPayload;
+export type QueuedMessage = Pick<OutboxRecord, 'id' | 'seq' | 'agentId' | 'kind' | 'toJid' | 'payload'> & {
   /** Failed attempts in this process, counted only while the session stayed ready. */
   failures: number;
-}
+};
 
 export type SendOutcome = { status: 'sent'; waMessageId: string } | { status: 'failed'; error: string };
 
