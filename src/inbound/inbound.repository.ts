@@ -1,8 +1,8 @@
 // The inbound_messages table: claims a WhatsApp message id once per agent, records the outcome, purges old rows.
 import { and, eq, lt, sql } from 'drizzle-orm';
+import { Batcher } from '../db/batcher.js';
 import type { Db } from '../db/client.js';
 import { inboundMessages } from '../db/schema.js';
-import { Batcher } from './batcher.js';
 
 export type InboundOutcome = 'replied' | 'no_reply' | 'ignored' | 'duplicate' | 'ai_error' | 'dropped';
 

@@ -1,14 +1,15 @@
 // Per-agent dispatch: each agent's queued messages go FIFO through its token bucket to its engine session.
 import type { EngineSession, SendOptions, SentMessage } from '../engines/engine.js';
-import { errorMessage, isAppError } from '../errors.js';
+import { AppError, errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
+import type { TransitionLog } from './outbox.transitions.js';
 import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
 /** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
-export type QueuedMessage = Pick<OutboxRecord, 'id' | 'seq' | 'agentId' | 'kind' | 'toJid' | 'payload'> & {
+export type QueuedMessage = Pick<OutboxRecord, 'id' | 'seq' | 'agentId' | 'kind' | 'toJid' | 'payload' | 'attempts'> & {
   /** Failed attempts in this process, counted only while the session stayed ready. */
   failures: number;
 };
@@ -27,7 +28,10 @@ const realTimers: DispatchTimers = {
 };
 
 export interface OutboxDispatcherOptions {
-  repository: OutboxRepository;
+  /** Reads an image's bytes just before it is sent. */
+  repository: Pick<OutboxRepository, 'media'>;
+  /** Where each attempt's outcome goes; the dispatcher never waits for it to be written. */
+  transitions: Pick<TransitionLog, 'record'>;
   sessions: Pick<SessionGateway, 'getReadySession'>;
   buckets: TokenBuckets;
   metrics: Metrics;
@@ -52,6 +56,8 @@ type Step = 'next' | 'retry' | 'wait-ready';
 export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
   private readonly waiters = new Map<string, Set<(outcome: SendOutcome | null) => void>>();
+  /** Messages WhatsApp has in hand right now (one per agent at most): their state is `sending`. */
+  private readonly sending = new Set<string>();
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private readonly timers: DispatchTimers;
@@ -64,8 +70,8 @@ export class OutboxDispatcher {
   }
 
   static fromRecord(record: OutboxRecord): QueuedMessage {
-    const { id, seq, agentId, kind, toJid, payload } = record;
-    return { id, seq, agentId, kind, toJid, payload, failures: 0 };
+    const { id, seq, agentId, kind, toJid, payload, attempts } = record;
+    return { id, seq, agentId, kind, toJid, payload, attempts, failures: 0 };
   }
 
   /** Adds a message to its agent's queue, in seq order, and starts dispatching if idle. */
@@ -84,32 +90,33 @@ export class OutboxDispatcher {
     return this.queues.get(agentId)?.items.length ?? 0;
   }
 
+  /** True while the message is being handed to WhatsApp. */
+  isSending(id: string): boolean {
+    return this.sending.has(id);
+  }
+
   /** The agent's session became ready: resume its queue. */
   wake(agentId: string): void {
     const queue = this.queues.get(agentId);
     if (queue) this.kick(queue);
   }
 
-  /** Forgets an agent's queue and deletes its queued rows; a send already in flight completes. */
-  async drop(agentId: string): Promise<number> {
+  /**
+   * Forgets an agent's queue (its agent was deleted). A send already in flight completes, and is not retried; its
+   * id is returned so that its row is kept.
+   */
+  forget(agentId: string): string[] {
     const queue = this.queues.get(agentId);
-    if (queue) {
-      if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
-      queue.timer = undefined;
-      const dropped = queue.items.splice(0);
-      this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(agentId), dropped.length);
-      for (const message of dropped) this.settle(message.id, null);
-      this.queues.delete(agentId);
-    }
-    const ids = await this.options.repository.deleteQueued(agentId);
-    if (ids.length > 0) {
-      this.options.metrics.outboxTransitions.inc(
-        { state: 'dropped', ...this.options.metrics.agentLabel(agentId) },
-        ids.length,
-      );
-    }
     this.options.buckets.delete(agentId);
-    return ids.length;
+    if (!queue) return [];
+    if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
+    queue.timer = undefined;
+    this.queues.delete(agentId);
+    const items = queue.items.splice(0);
+    this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(agentId), items.length);
+    const inFlight = items.filter((message) => this.sending.has(message.id)).map((message) => message.id);
+    for (const message of items) if (!inFlight.includes(message.id)) this.settle(message.id, null);
+    return inFlight;
   }
 
   /** Resolves with the outcome once the message is sent or failed, or with null after `ms` or at close. */
@@ -176,9 +183,10 @@ export class OutboxDispatcher {
       }
       let step: Step;
       try {
-        step = await this.sendOne(session, message);
+        step = await this.sendOne(session, message, queue);
       } catch (err) {
-        // The database failed around the send; try the same message again later rather than lose it.
+        // Nothing in sendOne should throw; if something does, the same message is tried again later, not lost.
+        this.sending.delete(message.id);
         this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
         step = 'retry';
         message.failures += 1;
@@ -196,61 +204,67 @@ export class OutboxDispatcher {
     }
   }
 
-  private async sendOne(session: EngineSession, message: QueuedMessage): Promise<Step> {
-    const { repository, metrics, logger } = this.options;
+  private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
+    const { metrics, logger } = this.options;
     const label = metrics.agentLabel(message.agentId);
-    const claimed = await repository.claim(message.id);
-    if (!claimed) {
-      this.settle(message.id, null);
-      return 'next'; // deleted meanwhile (its agent was removed)
-    }
+    this.sending.add(message.id);
     let sent: SentMessage;
     try {
-      sent = await this.send(session, message, claimed.media);
+      const media = message.kind === 'image' ? await this.options.repository.media(message.id) : null;
+      message.attempts += 1;
+      sent = await this.send(session, message, media);
     } catch (err) {
       const reason = errorMessage(err);
-      const permanent = isAppError(err) || (message.kind === 'image' && !claimed.media);
+      const forgotten = this.queues.get(message.agentId) !== queue;
+      const permanent = isAppError(err) || forgotten;
       if (!permanent && !this.options.sessions.getReadySession(message.agentId)) {
         // The session dropped under us: not the message's fault, so it waits for the next ready without a strike.
-        await repository.markRetry(message.id, reason);
+        this.transition(message, 'queued', { error: reason });
         return 'wait-ready';
       }
       message.failures += 1;
       if (permanent || message.failures > this.maxRetries) {
-        await repository.markFailed(message.id, reason);
+        this.transition(message, 'failed', { error: reason });
         metrics.outboxTransitions.inc({ state: 'failed', ...label });
         metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
         logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
         this.settle(message.id, { status: 'failed', error: reason });
         return 'next';
       }
-      await repository.markRetry(message.id, reason);
+      this.transition(message, 'queued', { error: reason });
       metrics.outboxTransitions.inc({ state: 'retried', ...label });
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
-    try {
-      await repository.markSent(message.id, sent.id);
-    } catch (err) {
-      // WhatsApp has the message: it counts as sent here. The row stays `sending` and is resent after a restart.
-      logger.error({
-        event: 'outbox.mark_sent.error',
-        agentId: message.agentId,
-        messageId: message.id,
-        err: errorMessage(err),
-      });
-    }
+    this.transition(message, 'sent', { waMessageId: sent.id });
     metrics.messagesSent.inc({ type: message.kind, ...label });
     metrics.outboxTransitions.inc({ state: 'sent', ...label });
     this.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
   }
 
+  /** Records the attempt's outcome; from here reads see it, and `sending` ends. */
+  private transition(
+    message: QueuedMessage,
+    status: OutboxTransition['status'],
+    outcome: { waMessageId?: string; error?: string },
+  ): void {
+    this.options.transitions.record({
+      id: message.id,
+      status,
+      attempts: message.attempts,
+      waMessageId: outcome.waMessageId ?? null,
+      error: outcome.error ?? null,
+      at: new Date(),
+    });
+    this.sending.delete(message.id);
+  }
+
   private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {
     const { payload } = message;
     const options: SendOptions = { quotedMessageId: payload.quotedMessageId, mentions: payload.mentions };
     if (message.kind === 'text') return session.sendText(message.toJid, payload.text ?? '', options);
-    if (!media) throw new Error('the image bytes are missing');
+    if (!media) throw new AppError('INTERNAL_ERROR', 'the image bytes are missing');
     return session.sendImage(
       message.toJid,
       { data: media, mimeType: payload.mimeType ?? 'image/jpeg', filename: payload.filename, caption: payload.caption },

@@ -1,4 +1,5 @@
-// The outbox table: every message an agent sends is a row, queued → sending → sent | failed.
+// The outbox table: every message an agent sends is a row, queued → sent | failed ("sending" is the dispatcher's
+// in-memory state while WhatsApp has the message in hand; the table only holds it for rows of older versions).
 import type { Database, Row } from '../db/client.js';
 import type { OutboxStatus } from '../db/schema.js';
 
@@ -28,7 +29,7 @@ export interface NewOutboxMessage {
   traceId: string | null;
 }
 
-/** A row without its media bytes, which only the dispatcher reads, once, when it claims the row. */
+/** A row without its media bytes, which only the dispatcher reads, once, just before it sends an image. */
 export interface OutboxRecord {
   id: string;
   seq: number;
@@ -46,9 +47,17 @@ export interface OutboxRecord {
   sentAt: Date | null;
 }
 
-export interface ClaimedRow {
+/**
+ * A row's new state after a send attempt: sent, failed, or back to queued for a retry. `attempts` is the row's
+ * total, not an increment, so writing the same transition twice, or only the latest of several, is harmless.
+ */
+export interface OutboxTransition {
+  id: string;
+  status: 'queued' | 'sent' | 'failed';
   attempts: number;
-  media: Buffer | null;
+  waMessageId: string | null;
+  error: string | null;
+  at: Date;
 }
 
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
@@ -57,14 +66,17 @@ const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_
 export class OutboxRepository {
   constructor(private readonly database: Database) {}
 
-  /** Inserts the row; returns null when the agent already used this idempotency key. */
-  async insert(message: NewOutboxMessage): Promise<OutboxRecord | null> {
-    const rows = await this.database.query(
-      `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
-       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
-       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING ${COLUMNS}`,
-      [
+  /**
+   * Inserts the rows in one statement (one commit), in order, so their seq follows the array's order. Returns the
+   * seq of each inserted row by id; a row missing from the map was not inserted because its agent already used its
+   * idempotency key (also when an earlier row of the same batch did).
+   */
+  async insertMany(messages: readonly NewOutboxMessage[]): Promise<Map<string, number>> {
+    if (messages.length === 0) return new Map();
+    const params: unknown[] = [];
+    const tuples = messages.map((message) => {
+      const at = params.length;
+      params.push(
         message.id,
         message.agentId,
         message.kind,
@@ -73,9 +85,17 @@ export class OutboxRepository {
         message.media,
         message.idempotencyKey,
         message.traceId,
-      ],
+      );
+      return `($${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5}::jsonb, $${at + 6}::bytea, $${at + 7}, $${at + 8})`;
+    });
+    const rows = await this.database.query(
+      `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING id, seq`,
+      params,
     );
-    return rows[0] ? toRecord(rows[0]) : null;
+    return new Map(rows.map((row) => [String(row.id), Number(row.seq)]));
   }
 
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {
@@ -94,54 +114,51 @@ export class OutboxRepository {
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
-  /** queued → sending. Returns null when the row is gone or no longer queued (deleted with its agent). */
-  async claim(id: string): Promise<ClaimedRow | null> {
+  /** An image's bytes, read just before it is sent; null once the row is sent, failed or gone. */
+  async media(id: string): Promise<Buffer | null> {
+    const rows = await this.database.query('SELECT media FROM outbox_messages WHERE id = $1', [id]);
+    return toBuffer(rows[0]?.media);
+  }
+
+  /**
+   * Writes many rows' transitions in one statement. A sent or failed row drops its image bytes: it is kept for its
+   * state only. At most one transition per id.
+   */
+  async applyTransitions(transitions: readonly OutboxTransition[]): Promise<void> {
+    if (transitions.length === 0) return;
+    const params: unknown[] = [];
+    const tuples = transitions.map((t) => {
+      const at = params.length;
+      params.push(t.id, t.status, t.attempts, t.waMessageId, t.error, t.at.toISOString());
+      return `($${at + 1}::text, $${at + 2}::text, $${at + 3}::int, $${at + 4}::text, $${at + 5}::text, $${at + 6}::timestamptz)`;
+    });
+    await this.database.query(
+      `UPDATE outbox_messages AS o
+       SET status = v.status, attempts = v.attempts, wa_message_id = v.wa_message_id, error = v.error,
+           media = CASE WHEN v.status = 'queued' THEN o.media END,
+           sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
+           updated_at = v.at
+       FROM (VALUES ${tuples.join(', ')}) AS v (id, status, attempts, wa_message_id, error, at)
+       WHERE o.id = v.id`,
+      params,
+    );
+  }
+
+  /**
+   * Deletes an agent's unsent rows (the agent was deleted), except `keep`: rows whose send is in flight or whose
+   * outcome is not written yet. Returns the deleted ids.
+   */
+  async deleteUnsent(agentId: string, keep: readonly string[]): Promise<string[]> {
     const rows = await this.database.query(
-      `UPDATE outbox_messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-       WHERE id = $1 AND status = 'queued' RETURNING attempts, media`,
-      [id],
-    );
-    const row = rows[0];
-    if (!row) return null;
-    return { attempts: Number(row.attempts), media: toBuffer(row.media) };
-  }
-
-  async markSent(id: string, waMessageId: string): Promise<void> {
-    // The image bytes are only needed to send: a sent row keeps its state, not up to 10 MB of media.
-    await this.database.query(
-      `UPDATE outbox_messages
-       SET status = 'sent', wa_message_id = $2, error = NULL, media = NULL, sent_at = now(), updated_at = now()
-       WHERE id = $1`,
-      [id, waMessageId],
-    );
-  }
-
-  /** sending → queued after a failed attempt that will be retried; the error stays visible meanwhile. */
-  async markRetry(id: string, error: string): Promise<void> {
-    await this.database.query(
-      `UPDATE outbox_messages SET status = 'queued', error = $2, updated_at = now() WHERE id = $1`,
-      [id, error],
-    );
-  }
-
-  async markFailed(id: string, error: string): Promise<void> {
-    // The image bytes are dropped with the message's last chance: a failed row is kept for its status only.
-    await this.database.query(
-      `UPDATE outbox_messages SET status = 'failed', error = $2, media = NULL, updated_at = now() WHERE id = $1`,
-      [id, error],
-    );
-  }
-
-  /** Deletes an agent's queued rows (the agent was deleted); returns their ids. */
-  async deleteQueued(agentId: string): Promise<string[]> {
-    const rows = await this.database.query(
-      `DELETE FROM outbox_messages WHERE agent_id = $1 AND status = 'queued' RETURNING id`,
-      [agentId],
+      `DELETE FROM outbox_messages
+       WHERE agent_id = $1 AND status IN ('queued', 'sending') AND NOT (id = ANY($2::text[]))
+       RETURNING id`,
+      [agentId, keep],
     );
     return rows.map((row) => String(row.id));
   }
 
-  /** Rows a previous process left in `sending` go back to `queued`; returns how many. */
+  /** Rows an earlier version left in `sending` go back to `queued`; returns how many. */
   async requeueInterrupted(): Promise<number> {
     const rows = await this.database.query(
       `UPDATE outbox_messages SET status = 'queued', updated_at = now() WHERE status = 'sending' RETURNING id`,

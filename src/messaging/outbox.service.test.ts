@@ -9,7 +9,7 @@ import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
 import type { DispatchTimers } from './outbox.dispatcher.js';
-import { OutboxRepository } from './outbox.repository.js';
+import { type NewOutboxMessage, OutboxRepository } from './outbox.repository.js';
 import { type OutboxDraft, OutboxService, type OutboxServiceOptions } from './outbox.service.js';
 import { InMemorySessionGateway } from './session-gateway.js';
 import { TokenBuckets } from './token-bucket.js';
@@ -50,6 +50,17 @@ const text = (body: string, to = '6281234567890@c.us'): OutboxDraft => ({
   kind: 'text',
   toJid: to,
   payload: { text: body, fingerprint: `fp-${body}` },
+});
+
+const queuedRow = (agentId: string, body: string): NewOutboxMessage => ({
+  id: crypto.randomUUID(),
+  agentId,
+  kind: 'text',
+  toJid: '6281234567890@c.us',
+  payload: { text: body, fingerprint: body },
+  media: null,
+  idempotencyKey: null,
+  traceId: null,
 });
 
 describe('OutboxService', () => {
@@ -283,43 +294,22 @@ describe('OutboxService', () => {
   it('resumes at boot what a previous process left queued or sending, each sent exactly once', async () => {
     const { sut, make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
     await connect('boot');
-    const ids = [];
-    for (const body of ['r1', 'r2', 'r3']) {
-      const record = await repository.insert({
-        id: crypto.randomUUID(),
-        agentId: 'boot',
-        kind: 'text',
-        toJid: '6281234567890@c.us',
-        payload: { text: body, fingerprint: body },
-        media: null,
-        idempotencyKey: null,
-        traceId: null,
-      });
-      ids.push(record?.id);
-    }
-    await repository.claim(ids[0] ?? ''); // left `sending` by a crash
+    await repository.insertMany(['r1', 'r2', 'r3'].map((body) => queuedRow('boot', body)));
+    // Left `sending` by an earlier version, which wrote that state to the table.
+    await test.database.query(`UPDATE outbox_messages SET status = 'sending' WHERE payload->>'text' = 'r1'`);
     await sut.close();
     const next = make();
     services.push(next);
     expect(await next.resumeAll()).toBe(3);
     await until(() => next.dispatcher.depth('boot') === 0);
     expect(engine.sent('boot').map((s) => s.text)).toEqual(['r1', 'r2', 'r3']);
-    expect((await rows('boot')).map((r) => r.status)).toEqual(['sent', 'sent', 'sent']);
+    await until(async () => (await rows('boot')).every((r) => r.status === 'sent'));
     expect(await next.resumeAll()).toBe(0);
   });
 
   it('holds resumed messages until their session becomes ready', async () => {
     const { make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
-    await repository.insert({
-      id: crypto.randomUUID(),
-      agentId: 'wait',
-      kind: 'text',
-      toJid: '6281234567890@c.us',
-      payload: { text: 'held', fingerprint: 'held' },
-      media: null,
-      idempotencyKey: null,
-      traceId: null,
-    });
+    await repository.insertMany([queuedRow('wait', 'held')]);
     const next = make();
     services.push(next);
     await next.resumeAll();

@@ -1,11 +1,20 @@
-// The outbox: accepts a message (one INSERT), hands it to the dispatcher, and waits a bounded time for the result.
+// The outbox: accepts a message (its row committed, in one INSERT with the other requests of the moment), hands it to
+// the dispatcher, and waits a bounded time for the result.
 import { randomUUID } from 'node:crypto';
+import { Batcher } from '../db/batcher.js';
 import type { OutboxStatus } from '../db/schema.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
-import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import type {
+  NewOutboxMessage,
+  OutboxKind,
+  OutboxPayload,
+  OutboxRecord,
+  OutboxRepository,
+} from './outbox.repository.js';
+import { TransitionLog } from './outbox.transitions.js';
 import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
@@ -59,28 +68,48 @@ export interface OutboxServiceOptions {
   timers?: DispatchTimers;
 }
 
+/** A committed row, handed to the dispatcher, with the wait for its send already started. */
+interface Accepted {
+  outcome: Promise<SendOutcome | null>;
+}
+
+const realTimers: DispatchTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 export class OutboxService {
   readonly dispatcher: OutboxDispatcher;
+  private readonly transitions: TransitionLog;
+  /**
+   * Group commit for the INSERT: the requests of one moment share a statement and a commit. Two statements may
+   * run at once; what arrives meanwhile waits for the next, so the batches grow with the load.
+   */
+  private readonly inserts: Batcher<NewOutboxMessage, Accepted | null | Error>;
   /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
   private readonly reserved = new Map<string, number>();
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: OutboxServiceOptions) {
+    const timers = options.timers ?? realTimers;
+    this.transitions = new TransitionLog({ repository: options.repository, logger: options.logger, timers });
     this.dispatcher = new OutboxDispatcher({
       repository: options.repository,
+      transitions: this.transitions,
       sessions: options.sessions,
       buckets: options.buckets,
       metrics: options.metrics,
       logger: options.logger,
       maxRetries: options.maxRetries,
       retryDelayMs: options.retryDelayMs,
-      timers: options.timers,
+      timers,
     });
+    this.inserts = new Batcher({ maxInFlight: 2, maxBatch: 256, run: (messages) => this.insertMany(messages) });
     this.unsubscribe = [
       options.sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
       options.sessions.onAgentDeleted(async (agentId) => {
         try {
-          await this.dispatcher.drop(agentId);
+          await this.drop(agentId);
         } catch (err) {
           // The in-memory queue is already gone; rows left behind are skipped when claimed after a restart.
           options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
@@ -94,6 +123,7 @@ export class OutboxService {
    * Throws IDEMPOTENCY_KEY_REUSED when the key came with a different request.
    */
   async findIdempotent(agentId: string, key: string, fingerprint: string): Promise<SubmitResult | null> {
+    await this.transitions.flush();
     const existing = await this.options.repository.findByIdempotencyKey(agentId, key);
     if (!existing) return null;
     if (existing.payload.fingerprint !== fingerprint) throw new AppError('IDEMPOTENCY_KEY_REUSED');
@@ -115,10 +145,11 @@ export class OutboxService {
       throw new AppError('SESSION_NOT_READY');
     }
     this.reserve(agentId);
-    let record: OutboxRecord | null;
+    const id = randomUUID();
+    let accepted: Accepted | null | Error;
     try {
-      record = await this.options.repository.insert({
-        id: randomUUID(),
+      accepted = await this.inserts.add({
+        id,
         agentId,
         kind: draft.kind,
         toJid: draft.toJid,
@@ -127,11 +158,11 @@ export class OutboxService {
         idempotencyKey: idempotencyKey ?? null,
         traceId: context.traceId ?? null,
       });
-      if (record) this.dispatcher.enqueue(OutboxDispatcher.fromRecord(record));
     } finally {
       this.release(agentId);
     }
-    if (!record) {
+    if (accepted instanceof Error) throw accepted;
+    if (!accepted) {
       // Another request holds this key: answer with its message (or 409 when it asked for something else).
       const earlier = await this.findIdempotent(agentId, idempotencyKey ?? '', draft.payload.fingerprint);
       if (!earlier) throw new AppError('INTERNAL_ERROR', 'the idempotency key vanished');
@@ -139,13 +170,14 @@ export class OutboxService {
     }
     const { metrics } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
-    return this.result(record.id, await this.dispatcher.waitFor(record.id, this.options.sendWaitMs), draft.payload);
+    return this.result(id, await accepted.outcome, draft.payload);
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
+    await this.transitions.flush();
     const record = await this.options.repository.find(agentId, messageId);
     if (!record) throw new AppError('MESSAGE_NOT_FOUND');
-    return toView(record);
+    return toView(this.current(record));
   }
 
   /**
@@ -165,7 +197,55 @@ export class OutboxService {
 
   async close(): Promise<void> {
     for (const unsubscribe of this.unsubscribe) unsubscribe();
+    await this.inserts.idle();
     await this.dispatcher.close();
+    await this.transitions.close();
+  }
+
+  /**
+   * Inserts a batch of accepted messages and hands the committed ones to the dispatcher, each with its wait
+   * started first, so that no outcome can be missed. Null for a message whose idempotency key was already used,
+   * the error for one that could not be inserted.
+   */
+  private async insertMany(messages: NewOutboxMessage[]): Promise<Array<Accepted | null | Error>> {
+    let seqs: Map<string, number>;
+    try {
+      seqs = await this.options.repository.insertMany(messages);
+    } catch (err) {
+      if (messages.length <= 1) return [err instanceof Error ? err : new Error(errorMessage(err))];
+      // One bad row must not fail the requests it happened to share a statement with: each is tried on its own.
+      return (await Promise.all(messages.map((message) => this.insertMany([message])))).flat();
+    }
+    return messages.map((message) => {
+      const seq = seqs.get(message.id);
+      if (seq === undefined) return null;
+      const outcome = this.dispatcher.waitFor(message.id, this.options.sendWaitMs);
+      const { id, agentId, kind, toJid, payload } = message;
+      this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
+      return { outcome };
+    });
+  }
+
+  /** An agent was deleted: its queued messages go, from memory and from the table. */
+  private async drop(agentId: string): Promise<void> {
+    await this.inserts.idle(); // a row still being inserted reaches the dispatcher first, and goes with the rest
+    const keep = [...this.dispatcher.forget(agentId), ...this.transitions.settledIds()];
+    const ids = await this.options.repository.deleteUnsent(agentId, keep);
+    if (ids.length > 0) {
+      const { metrics } = this.options;
+      metrics.outboxTransitions.inc({ state: 'dropped', ...metrics.agentLabel(agentId) }, ids.length);
+    }
+  }
+
+  /** The row as it stands now: a send in progress, or an outcome not yet written, is newer than the table. */
+  private current(record: OutboxRecord): OutboxRecord {
+    const pending = this.transitions.pending(record.id);
+    if (pending) {
+      const { status, attempts, waMessageId, error, at } = pending;
+      return { ...record, status, attempts, waMessageId, error, updatedAt: at, sentAt: status === 'sent' ? at : null };
+    }
+    if (record.status === 'queued' && this.dispatcher.isSending(record.id)) return { ...record, status: 'sending' };
+    return record;
   }
 
   private reserve(agentId: string): void {
@@ -186,7 +266,8 @@ export class OutboxService {
     else this.reserved.delete(agentId);
   }
 
-  private async settledResult(record: OutboxRecord): Promise<SubmitResult> {
+  private async settledResult(stored: OutboxRecord): Promise<SubmitResult> {
+    const record = this.current(stored);
     if (record.status === 'queued' || record.status === 'sending') {
       return this.result(record.id, await this.dispatcher.waitFor(record.id, this.options.sendWaitMs), record.payload);
     }

@@ -31,4 +31,36 @@ describe('Batcher', () => {
     expect(batches).toEqual([[1, 2], [3]]);
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
   });
+
+  it('with maxInFlight, holds what arrives while a batch runs and sends it as the next batch, in order', async () => {
+    const batches: number[][] = [];
+    const releases: Array<() => void> = [];
+    const batcher = new Batcher<number, number>({
+      maxInFlight: 1,
+      run: async (items) => {
+        batches.push(items);
+        await new Promise<void>((resolve) => releases.push(resolve));
+        return items;
+      },
+    });
+    const first = batcher.add(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(batches).toEqual([[1]]);
+    const later = [batcher.add(2), batcher.add(3)];
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(batches).toEqual([[1]]); // still running: 2 and 3 wait
+    let idle = false;
+    const idled = batcher.idle().then(() => {
+      idle = true;
+    });
+    releases.shift()?.();
+    expect(await first).toBe(1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(batches).toEqual([[1], [2, 3]]);
+    expect(idle).toBe(false);
+    releases.shift()?.();
+    expect(await Promise.all(later)).toEqual([2, 3]);
+    await idled;
+    expect(idle).toBe(true);
+  });
 });

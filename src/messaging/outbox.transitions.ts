@@ -1,0 +1,101 @@
+// The outcome of each send attempt, written behind the dispatcher: many rows' transitions share one UPDATE (group
+// commit), the next send does not wait for the write, and until a transition is written it is what reads see.
+import { Batcher } from '../db/batcher.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { DispatchTimers } from './outbox.dispatcher.js';
+import type { OutboxRepository, OutboxTransition } from './outbox.repository.js';
+
+export interface TransitionLogOptions {
+  repository: Pick<OutboxRepository, 'applyTransitions'>;
+  logger: Logger;
+  timers: DispatchTimers;
+  /** Wait before writing a failed batch's transitions again (attempt n, 1-based). */
+  retryDelayMs?: (attempt: number) => number;
+}
+
+export class TransitionLog {
+  /** Recorded and not yet committed, by row id: the latest transition of each row. */
+  private readonly unwritten = new Map<string, OutboxTransition>();
+  private readonly retries = new Set<unknown>();
+  /** Carries transitions, and null as a barrier: it resolves once everything added before it is written. */
+  private readonly batcher: Batcher<OutboxTransition | null, undefined>;
+  private readonly retryDelayMs: (attempt: number) => number;
+  private closed = false;
+
+  constructor(private readonly options: TransitionLogOptions) {
+    this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
+    // One UPDATE at a time, so that a row's transitions are written in the order they happened.
+    this.batcher = new Batcher({
+      maxInFlight: 1,
+      run: async (items) => {
+        await options.repository.applyTransitions(latestPerRow(items.filter((item) => item !== null)));
+        return items.map(() => undefined);
+      },
+    });
+  }
+
+  record(transition: OutboxTransition): void {
+    this.unwritten.set(transition.id, transition);
+    this.write(transition, 1);
+  }
+
+  /**
+   * Resolves once every transition recorded so far is committed, or known to have failed (it then stays pending).
+   * A read of the table that starts after this, overlaid with `pending`, sees every outcome reported before it.
+   */
+  async flush(): Promise<void> {
+    await this.batcher.add(null).catch(() => {});
+  }
+
+  /** The row's latest state while it is not committed yet; undefined once the table has it. */
+  pending(id: string): OutboxTransition | undefined {
+    return this.unwritten.get(id);
+  }
+
+  /** Rows whose sent or failed state is not committed yet: still `queued` in the table, but not to be dropped. */
+  settledIds(): string[] {
+    return [...this.unwritten.values()].filter((t) => t.status !== 'queued').map((t) => t.id);
+  }
+
+  /** Writes what is still unwritten one last time, then stops retrying. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const handle of this.retries) this.options.timers.clearTimeout(handle);
+    this.retries.clear();
+    await this.batcher.idle();
+    for (const transition of this.unwritten.values()) this.write(transition, 1);
+    await this.batcher.idle();
+  }
+
+  private write(transition: OutboxTransition, attempt: number): void {
+    const current = () => this.unwritten.get(transition.id) === transition;
+    this.batcher.add(transition).then(
+      () => {
+        if (current()) this.unwritten.delete(transition.id);
+      },
+      (err: unknown) => {
+        if (!current()) return; // a later transition of the row replaces this one
+        const { logger, timers } = this.options;
+        const context = { messageId: transition.id, status: transition.status, err: errorMessage(err) };
+        if (this.closed) {
+          // The send happened; the row stays `queued` and is sent again after a restart (at least once).
+          this.unwritten.delete(transition.id);
+          logger.error({ event: 'outbox.transition.lost', ...context });
+          return;
+        }
+        logger.error({ event: 'outbox.transition.error', attempt, ...context });
+        const handle = timers.setTimeout(() => {
+          this.retries.delete(handle);
+          if (current()) this.write(transition, attempt + 1);
+        }, this.retryDelayMs(attempt));
+        this.retries.add(handle);
+      },
+    );
+  }
+}
+
+/** A batch can hold several transitions of one row (a retry, then the send); only the last one counts. */
+function latestPerRow(transitions: OutboxTransition[]): OutboxTransition[] {
+  return [...new Map(transitions.map((t) => [t.id, t])).values()];
+}
