@@ -14,6 +14,7 @@ import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
 import { messagingRoutes } from './messaging/messaging.routes.js';
+import { lazyChildLogger } from './observability/lazy-logger.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -26,6 +27,7 @@ export async function buildApp(container: Container): Promise<App> {
   const app = Fastify({
     loggerInstance: baseLogger,
     logController: new LogController({ requestIdLogLabel: 'traceId' }),
+    childLoggerFactory: lazyChildLogger,
     genReqId: (req) => {
       const header = req.headers['x-request-id'];
       return typeof header === 'string' && VALID_REQUEST_ID.test(header) ? header : randomUUID();

@@ -13,7 +13,9 @@ export interface AgentKeyStoreOptions {
   now?: () => number;
 }
 
-const hash = (key: string): Buffer => createHash('sha256').update(key).digest();
+/** Keys are compared by their SHA-256: equal lengths for timingSafeEqual, and no key kept in memory. */
+export const hashKey = (key: string): Buffer => createHash('sha256').update(key).digest();
+const hash = hashKey;
 
 export class AgentKeyStore {
   private readonly agents = new Map<string, { userId: string; keyHash: Buffer | null }>();
@@ -46,14 +48,14 @@ export class AgentKeyStore {
   }
 
   /** The agent a key belongs to, if any (for telling 403 from 401). */
-  agentOf(presented: string): string | undefined {
-    return this.agentByKeyHash.get(hash(presented).toString('hex'));
+  agentOf(presented: string, presentedHash = hash(presented)): string | undefined {
+    return this.agentByKeyHash.get(presentedHash.toString('hex'));
   }
 
-  async check(agentId: string, presented: string): Promise<KeyCheck> {
+  /** `presentedHash` is `hashKey(presented)`, when the caller has it already. */
+  async check(agentId: string, presented: string, presentedHash = hash(presented)): Promise<KeyCheck> {
     const entry = this.agents.get(agentId);
     if (!entry) return 'unknown_agent';
-    const presentedHash = hash(presented);
     if (entry.keyHash && timingSafeEqual(entry.keyHash, presentedHash)) return 'ok';
     const rotated = await this.syncFromApiKeys(agentId, entry.userId);
     if (rotated !== null && timingSafeEqual(hash(rotated), presentedHash)) {
@@ -61,7 +63,7 @@ export class AgentKeyStore {
       this.set(agentId, entry.userId, rotated);
       return 'ok';
     }
-    return this.agentOf(presented) ? 'other_agent' : 'invalid';
+    return this.agentOf(presented, presentedHash) ? 'other_agent' : 'invalid';
   }
 
   /** The seed's lazy sync: the user's latest active key, looked up at most once per interval per agent. */

@@ -1,7 +1,9 @@
 // Fastify preHandlers for the two kinds of endpoint: sessions (admin key) and agents (agent key or admin key).
+
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { AppError } from '../errors.js';
-import { type AgentKeyStore, keysEqual } from './agent-keys.js';
+import { type AgentKeyStore, hashKey } from './agent-keys.js';
 
 export interface AuthOptions {
   adminKey: string;
@@ -33,16 +35,21 @@ function agentIdParam(request: FastifyRequest): string | undefined {
 }
 
 export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth {
-  const isAdminKey = (presented: string | undefined) => presented !== undefined && keysEqual(presented, adminKey);
+  const adminHash = hashKey(adminKey);
+  const isAdminHash = (presentedHash: Buffer) => timingSafeEqual(presentedHash, adminHash);
+  const isAdminKey = (presented: string | undefined) => presented !== undefined && isAdminHash(hashKey(presented));
 
   const requireAdminOr = async (request: FastifyRequest, agentId: string | undefined) => {
     const presented = bearerToken(request);
     if (presented === undefined) throw new AppError('UNAUTHORIZED');
-    if (isAdminKey(presented)) return;
+    const presentedHash = hashKey(presented); // once per request, for every comparison below
+    if (isAdminHash(presentedHash)) return;
     if (agentId === undefined) {
-      throw keys.agentOf(presented) ? new AppError('FORBIDDEN', 'This endpoint needs the admin key.') : unauthorized();
+      throw keys.agentOf(presented, presentedHash)
+        ? new AppError('FORBIDDEN', 'This endpoint needs the admin key.')
+        : unauthorized();
     }
-    const result = await keys.check(agentId, presented);
+    const result = await keys.check(agentId, presented, presentedHash);
     if (result === 'ok') return;
     throw result === 'other_agent' ? new AppError('FORBIDDEN') : unauthorized();
   };

@@ -46,7 +46,10 @@ export class MessagingService {
     const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
-    const fingerprint = hash({ kind: 'text', toJid, text: input.message, quotedMessageId, mentions });
+    // Only a request that may be repeated needs telling apart from another one with the same key.
+    const fingerprint = context.idempotencyKey
+      ? hash({ kind: 'text', toJid, text: input.message, quotedMessageId, mentions })
+      : undefined;
     return this.options.outbox.submit(
       agentId,
       { kind: 'text', toJid, payload: { text: input.message, quotedMessageId, mentions, fingerprint } },
@@ -63,10 +66,11 @@ export class MessagingService {
     if (input.url !== undefined) checkScheme(input.url); // a malformed request is 400 whatever the session's state
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
-    const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
-    const fingerprint = hash({ kind: 'image', toJid, ...source, caption: input.caption, quotedMessageId, mentions });
+    let fingerprint: string | undefined;
     // A retry is answered before the image is fetched or decoded again; a refused send costs no download.
     if (context.idempotencyKey) {
+      const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
+      fingerprint = hash({ kind: 'image', toJid, ...source, caption: input.caption, quotedMessageId, mentions });
       const earlier = await outbox.findIdempotent(agentId, context.idempotencyKey, fingerprint);
       if (earlier) return earlier;
     }

@@ -14,8 +14,8 @@ export interface OutboxPayload {
   quotedMessageId?: string;
   mentions?: string[];
   previewPath?: string;
-  /** A hash of the request, so that a retry can be told from a reused Idempotency-Key. */
-  fingerprint: string;
+  /** With an Idempotency-Key: a hash of the request, so that a retry can be told from a reused key. */
+  fingerprint?: string | undefined;
 }
 
 export interface NewOutboxMessage {

@@ -122,7 +122,7 @@ export class OutboxService {
    * The earlier message sent with this Idempotency-Key, or null when the key is new.
    * Throws IDEMPOTENCY_KEY_REUSED when the key came with a different request.
    */
-  async findIdempotent(agentId: string, key: string, fingerprint: string): Promise<SubmitResult | null> {
+  async findIdempotent(agentId: string, key: string, fingerprint: string | undefined): Promise<SubmitResult | null> {
     await this.transitions.flush();
     const existing = await this.options.repository.findByIdempotencyKey(agentId, key);
     if (!existing) return null;

@@ -15,6 +15,8 @@ import type {
 
 export const SANDBOX_DEFAULT_PHONE = '6281100000000';
 const MAX_SENT_PER_AGENT = 10_000;
+const MESSAGE_ID_PREFIX = randomBytes(4).toString('hex').toUpperCase();
+let messageCounter = 0;
 
 export interface SandboxSentEntry {
   messageId: string;
@@ -259,7 +261,9 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   private newMessageId(): string {
-    return `true_${this.phone}@c.us_SBX${randomBytes(8).toString('hex').toUpperCase()}`;
+    // Unique per process and cheap: a random prefix drawn once, then a counter.
+    messageCounter += 1;
+    return `true_${this.phone}@c.us_SBX${MESSAGE_ID_PREFIX}${messageCounter.toString(16).toUpperCase().padStart(8, '0')}`;
   }
 
   private clearQrTimer(): void {
