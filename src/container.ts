@@ -125,7 +125,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
       messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
   };
-  const inboundRepo = new InboundRepository(database.db);
+  const inboundRepo = new InboundRepository(database);
   const inbound = new InboundService({
     directory,
     ai,
@@ -177,6 +177,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
         await inbound.close(config.shutdownTimeoutMs / 2);
         await inboundRetention?.stop();
+        await ai.close();
         // Sends in flight finish while sessions and the database are still up.
         await messaging.close();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));

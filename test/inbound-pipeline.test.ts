@@ -90,7 +90,7 @@ describe('inbound pipeline', () => {
       directory,
       ai: new AiClient({ aiBackendUrl: ai.url, timeoutMs: aiTimeoutMs, metrics, logger }),
       replies,
-      repository: new InboundRepository(db.database.db),
+      repository: new InboundRepository(db.database),
       metrics,
       logger,
       developerNumber: DEVELOPER,
@@ -381,7 +381,7 @@ describe('inbound pipeline', () => {
   });
 
   it('claims an id once when two claims land in the same batch, and batches outcome writes', async () => {
-    const repository = new InboundRepository(db.database.db);
+    const repository = new InboundRepository(db.database);
     const claims = await Promise.all([
       repository.claim(AGENT, 'SAME1', USER, NOW),
       repository.claim(AGENT, 'SAME1', USER, NOW),
@@ -397,7 +397,7 @@ describe('inbound pipeline', () => {
   });
 
   it('purges dedup records past the retention period, and its job stops cleanly', async () => {
-    const repository = new InboundRepository(db.database.db);
+    const repository = new InboundRepository(db.database);
     const day = 24 * 60 * 60 * 1000;
     await repository.claim(AGENT, 'OLD1', USER, new Date(NOW.getTime() - 8 * day));
     await repository.claim(AGENT, 'NEW1', USER, new Date(NOW.getTime() - day));

@@ -10,8 +10,11 @@ import { schema } from './schema.js';
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export type Row = Record<string, unknown>;
 
-/** Runs SQL on one connection; without params, several statements may be sent at once. */
-export type QueryFn = (sql: string, params?: unknown[]) => Promise<Row[]>;
+/**
+ * Runs SQL on one connection; without params, several statements may be sent at once. A `name` makes it a prepared
+ * statement on PostgreSQL, parsed and planned once per connection: for hot statements whose text never changes.
+ */
+export type QueryFn = (sql: string, params?: unknown[], name?: string) => Promise<Row[]>;
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite';
@@ -36,16 +39,16 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   pool.on('error', () => {});
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
-  const run = async (q: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]) =>
-    (await q.query<Row>(sql, params)).rows;
+  const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>
+    (await q.query<Row>(name === undefined ? { text, values } : { text, values, name })).rows;
   return {
     kind: 'postgres',
     db: drizzlePg(pool, { schema }),
-    query: (sql, params) => run(pool, sql, params),
+    query: (sql, params, name) => run(pool, sql, params, name),
     async withConnection(fn) {
       const conn = await pool.connect();
       try {
-        return await fn((sql, params) => run(conn, sql, params));
+        return await fn((sql, params, name) => run(conn, sql, params, name));
       } finally {
         conn.release();
       }

@@ -1,7 +1,7 @@
 // The inbound_messages table: claims a WhatsApp message id once per agent, records the outcome, purges old rows.
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { and, eq, lt } from 'drizzle-orm';
 import { Batcher } from '../db/batcher.js';
-import type { Db } from '../db/client.js';
+import type { Database, Db } from '../db/client.js';
 import { inboundMessages } from '../db/schema.js';
 
 export type InboundOutcome = 'replied' | 'no_reply' | 'ignored' | 'duplicate' | 'ai_error' | 'dropped';
@@ -31,7 +31,12 @@ export class InboundRepository {
     },
   });
 
-  constructor(private readonly db: Db) {}
+  private readonly db: Db;
+
+  /** The claim and outcome writes, on every message, are raw prepared SQL; the rest goes through Drizzle. */
+  constructor(private readonly database: Database) {
+    this.db = database.db;
+  }
 
   /**
    * Records that this message is being handled. False when it was already claimed, by this process or by an
@@ -47,24 +52,31 @@ export class InboundRepository {
 
   /** One INSERT … ON CONFLICT DO NOTHING for many claims; within the batch the first claim of an id wins. */
   async claimMany(items: InboundClaim[]): Promise<boolean[]> {
-    const rows = await this.db
-      .insert(inboundMessages)
-      .values(items.map(({ agentId, waMessageId, chatJid, at }) => ({ agentId, waMessageId, chatJid, receivedAt: at })))
-      .onConflictDoNothing()
-      .returning({ agentId: inboundMessages.agentId, waMessageId: inboundMessages.waMessageId });
-    const inserted = new Set(rows.map((row) => keyOf(row.agentId, row.waMessageId)));
+    const rows = await this.database.query(
+      `INSERT INTO inbound_messages (agent_id, wa_message_id, chat_jid, received_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+       ON CONFLICT DO NOTHING
+       RETURNING agent_id, wa_message_id`,
+      [
+        items.map((item) => item.agentId),
+        items.map((item) => item.waMessageId),
+        items.map((item) => item.chatJid),
+        items.map((item) => item.at.toISOString()),
+      ],
+      'inbound_claim',
+    );
+    const inserted = new Set(rows.map((row) => keyOf(String(row.agent_id), String(row.wa_message_id))));
     return items.map((item) => inserted.delete(keyOf(item.agentId, item.waMessageId)));
   }
 
   async setOutcomes(items: OutcomeUpdate[]): Promise<void> {
-    const values = sql.join(
-      items.map((item) => sql`(${item.agentId}, ${item.waMessageId}, ${item.outcome})`),
-      sql`, `,
+    await this.database.query(
+      `UPDATE inbound_messages AS m SET outcome = v.outcome
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS v (agent_id, wa_message_id, outcome)
+       WHERE m.agent_id = v.agent_id AND m.wa_message_id = v.wa_message_id`,
+      [items.map((item) => item.agentId), items.map((item) => item.waMessageId), items.map((item) => item.outcome)],
+      'inbound_outcome',
     );
-    await this.db.execute(sql`
-      UPDATE inbound_messages AS m SET outcome = v.outcome
-      FROM (VALUES ${values}) AS v (agent_id, wa_message_id, outcome)
-      WHERE m.agent_id = v.agent_id AND m.wa_message_id = v.wa_message_id`);
   }
 
   async outcome(agentId: string, waMessageId: string): Promise<InboundOutcome | null | undefined> {

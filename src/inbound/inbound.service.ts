@@ -1,10 +1,11 @@
 // The inbound pipeline: filter → dedup → typing → AI → reply through the outbox, in order within each chat.
 import { randomUUID } from 'node:crypto';
-import type { AgentDirectory, ReplySender } from '../ai/agent-ports.js';
+import type { AgentAiSettings, AgentDirectory, ReplySender } from '../ai/agent-ports.js';
 import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
 import type { InboundMessage } from '../engines/engine.js';
 import { type AppError, errorMessage, isAppError } from '../errors.js';
 import { jidUser, parseRecipient } from '../messaging/jid.js';
+import { LazyLogger } from '../observability/lazy-logger.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ChatQueue } from './chat-queue.js';
@@ -13,6 +14,9 @@ import type { InboundOutcome, InboundRepository } from './inbound.repository.js'
 import { filterInbound } from './inbound-filter.js';
 
 export const INBOUND_DEFAULT_PARAMETERS = { max_steps: 5 };
+
+/** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
+type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
 
 export interface InboundServiceOptions {
   directory: AgentDirectory;
@@ -61,7 +65,7 @@ export class InboundService {
    */
   handle(agentId: string, message: InboundMessage): void {
     const traceId = this.newTraceId();
-    const logger = this.options.logger.child({ agentId, traceId, messageId: message.id });
+    const logger: MessageLogger = new LazyLogger(this.options.logger, { agentId, traceId, messageId: message.id });
     const connection = this.options.directory.connection(agentId);
     let dropReason: string | null = null;
     if (!connection) dropReason = 'not_connected';
@@ -101,7 +105,7 @@ export class InboundService {
     agentId: string,
     message: InboundMessage,
     traceId: string,
-    logger: Logger,
+    logger: MessageLogger,
     releaseSlot: () => void,
   ): Promise<void> {
     const { repository } = this.options;
@@ -110,6 +114,8 @@ export class InboundService {
       this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
       return;
     }
+    // The agent's settings are read while the claim is written: one database round trip before the AI call, not two.
+    const settings = this.options.directory.aiSettings(agentId).catch(() => null);
     let claimed: boolean;
     try {
       claimed = await repository.claim(agentId, message.id, message.chatJid, this.now());
@@ -122,7 +128,7 @@ export class InboundService {
       this.count(agentId, 'duplicate', logger);
       return;
     }
-    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot);
+    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot, await settings);
     await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
     });
@@ -132,11 +138,11 @@ export class InboundService {
     agentId: string,
     message: InboundMessage,
     traceId: string,
-    logger: Logger,
+    logger: MessageLogger,
     releaseSlot: () => void,
+    settings: AgentAiSettings | null,
   ): Promise<InboundOutcome> {
     const { directory, ai, replies } = this.options;
-    const settings = await directory.aiSettings(agentId).catch(() => null);
     const connection = directory.connection(agentId);
     // The agent may have been deleted or disconnected while the message waited in its chat's queue.
     if (!settings) return this.count(agentId, 'dropped', logger, { reason: 'agent_not_found' });
@@ -200,7 +206,7 @@ export class InboundService {
     agentId: string,
     message: InboundMessage,
     traceId: string,
-    logger: Logger,
+    logger: MessageLogger,
     err: unknown,
   ): Promise<InboundOutcome> {
     const code: AppError['code'] = isAppError(err) ? err.code : 'INTERNAL_ERROR';
@@ -232,7 +238,7 @@ export class InboundService {
   private count(
     agentId: string,
     outcome: InboundOutcome,
-    logger: Logger,
+    logger: MessageLogger,
     fields: Record<string, unknown> = {},
   ): InboundOutcome {
     const { metrics } = this.options;

@@ -1,5 +1,5 @@
 // whatsapp_user rows: the persisted side of a session.
-import { asc, count, eq } from 'drizzle-orm';
+import { asc, count, eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { type SessionStatusValue, whatsappUser } from '../db/schema.js';
 
@@ -29,9 +29,16 @@ export interface SessionsRepository {
 }
 
 export function createSessionsRepository(db: Db): SessionsRepository {
+  // Read for every inbound message (the agent's key and endpoint): built once, a prepared statement on PostgreSQL.
+  const findByAgent = db
+    .select()
+    .from(whatsappUser)
+    .where(eq(whatsappUser.agentId, sql.placeholder('agentId')))
+    .limit(1)
+    .prepare('sessions_find');
   return {
     async find(agentId) {
-      const rows = await db.select().from(whatsappUser).where(eq(whatsappUser.agentId, agentId)).limit(1);
+      const rows = await findByAgent.execute({ agentId });
       return rows[0] ?? null;
     },
     async insert(row) {
