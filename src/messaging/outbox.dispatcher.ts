@@ -136,6 +136,11 @@ export class OutboxDispatcher {
     });
   }
 
+  /** Releases the waiters on a message that will not be sent (its INSERT failed or lost to an idempotency key). */
+  stopWaiting(id: string): void {
+    this.settle(id, null);
+  }
+
   /** Stops taking new steps, clears timers, waits for sends in flight, and releases every waiter. */
   async close(): Promise<void> {
     this.closed = true;

@@ -67,33 +67,50 @@ export class OutboxRepository {
   constructor(private readonly database: Database) {}
 
   /**
-   * Inserts the rows in one statement (one commit), in order, so their seq follows the array's order. Returns the
-   * seq of each inserted row by id; a row missing from the map was not inserted because its agent already used its
-   * idempotency key (also when an earlier row of the same batch did).
+   * Inserts new rows and applies transitions to earlier ones, in one statement (one commit) whose text never
+   * changes, prepared once per connection. Rows are inserted in order, so their seq follows the array's order.
+   * Returns the seq of each inserted row by id; a row missing from the map was not inserted because its agent
+   * already used its idempotency key (also when an earlier row of the same batch did). A sent or failed row drops
+   * its image bytes: it is kept for its state only. At most one transition per id.
    */
-  async insertMany(messages: readonly NewOutboxMessage[]): Promise<Map<string, number>> {
-    if (messages.length === 0) return new Map();
-    const params: unknown[] = [];
-    const tuples = messages.map((message) => {
-      const at = params.length;
-      params.push(
-        message.id,
-        message.agentId,
-        message.kind,
-        message.toJid,
-        JSON.stringify(message.payload),
-        message.media,
-        message.idempotencyKey,
-        message.traceId,
-      );
-      return `($${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5}::jsonb, $${at + 6}::bytea, $${at + 7}, $${at + 8})`;
-    });
+  async write(
+    inserts: readonly NewOutboxMessage[],
+    transitions: readonly OutboxTransition[],
+  ): Promise<Map<string, number>> {
+    if (inserts.length === 0 && transitions.length === 0) return new Map();
     const rows = await this.database.query(
-      `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
-       VALUES ${tuples.join(', ')}
+      `WITH moved AS (
+         UPDATE outbox_messages AS o
+         SET status = v.status, attempts = v.attempts, wa_message_id = v.wa_message_id, error = v.error,
+             media = CASE WHEN v.status = 'queued' THEN o.media END,
+             sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
+             updated_at = v.at
+         FROM unnest($9::text[], $10::text[], $11::int[], $12::text[], $13::text[], $14::timestamptz[])
+           AS v (id, status, attempts, wa_message_id, error, at)
+         WHERE o.id = v.id
+       )
+       INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::text[],
+         $8::text[])
        ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id, seq`,
-      params,
+      [
+        inserts.map((m) => m.id),
+        inserts.map((m) => m.agentId),
+        inserts.map((m) => m.kind),
+        inserts.map((m) => m.toJid),
+        inserts.map((m) => JSON.stringify(m.payload)),
+        inserts.map((m) => m.media),
+        inserts.map((m) => m.idempotencyKey),
+        inserts.map((m) => m.traceId),
+        transitions.map((t) => t.id),
+        transitions.map((t) => t.status),
+        transitions.map((t) => t.attempts),
+        transitions.map((t) => t.waMessageId),
+        transitions.map((t) => t.error),
+        transitions.map((t) => t.at.toISOString()),
+      ],
+      'outbox_write',
     );
     return new Map(rows.map((row) => [String(row.id), Number(row.seq)]));
   }
@@ -118,30 +135,6 @@ export class OutboxRepository {
   async media(id: string): Promise<Buffer | null> {
     const rows = await this.database.query('SELECT media FROM outbox_messages WHERE id = $1', [id]);
     return toBuffer(rows[0]?.media);
-  }
-
-  /**
-   * Writes many rows' transitions in one statement. A sent or failed row drops its image bytes: it is kept for its
-   * state only. At most one transition per id.
-   */
-  async applyTransitions(transitions: readonly OutboxTransition[]): Promise<void> {
-    if (transitions.length === 0) return;
-    const params: unknown[] = [];
-    const tuples = transitions.map((t) => {
-      const at = params.length;
-      params.push(t.id, t.status, t.attempts, t.waMessageId, t.error, t.at.toISOString());
-      return `($${at + 1}::text, $${at + 2}::text, $${at + 3}::int, $${at + 4}::text, $${at + 5}::text, $${at + 6}::timestamptz)`;
-    });
-    await this.database.query(
-      `UPDATE outbox_messages AS o
-       SET status = v.status, attempts = v.attempts, wa_message_id = v.wa_message_id, error = v.error,
-           media = CASE WHEN v.status = 'queued' THEN o.media END,
-           sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
-           updated_at = v.at
-       FROM (VALUES ${tuples.join(', ')}) AS v (id, status, attempts, wa_message_id, error, at)
-       WHERE o.id = v.id`,
-      params,
-    );
   }
 
   /**

@@ -294,7 +294,10 @@ describe('OutboxService', () => {
   it('resumes at boot what a previous process left queued or sending, each sent exactly once', async () => {
     const { sut, make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
     await connect('boot');
-    await repository.insertMany(['r1', 'r2', 'r3'].map((body) => queuedRow('boot', body)));
+    await repository.write(
+      ['r1', 'r2', 'r3'].map((body) => queuedRow('boot', body)),
+      [],
+    );
     // Left `sending` by an earlier version, which wrote that state to the table.
     await test.database.query(`UPDATE outbox_messages SET status = 'sending' WHERE payload->>'text' = 'r1'`);
     await sut.close();
@@ -309,7 +312,7 @@ describe('OutboxService', () => {
 
   it('holds resumed messages until their session becomes ready', async () => {
     const { make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
-    await repository.insertMany([queuedRow('wait', 'held')]);
+    await repository.write([queuedRow('wait', 'held')], []);
     const next = make();
     services.push(next);
     await next.resumeAll();

@@ -1,20 +1,14 @@
-// The outbox: accepts a message (its row committed, in one INSERT with the other requests of the moment), hands it to
-// the dispatcher, and waits a bounded time for the result.
+// The outbox: accepts a message (its row committed, in one statement with the other writes of the moment), hands it
+// to the dispatcher, and waits a bounded time for the result.
 import { randomUUID } from 'node:crypto';
-import { Batcher } from '../db/batcher.js';
 import type { OutboxStatus } from '../db/schema.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
-import type {
-  NewOutboxMessage,
-  OutboxKind,
-  OutboxPayload,
-  OutboxRecord,
-  OutboxRepository,
-} from './outbox.repository.js';
+import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
 import { TransitionLog } from './outbox.transitions.js';
+import { OutboxWriter } from './outbox.writer.js';
 import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
@@ -68,11 +62,6 @@ export interface OutboxServiceOptions {
   timers?: DispatchTimers;
 }
 
-/** A committed row, handed to the dispatcher, with the wait for its send already started. */
-interface Accepted {
-  outcome: Promise<SendOutcome | null>;
-}
-
 const realTimers: DispatchTimers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
@@ -81,18 +70,20 @@ const realTimers: DispatchTimers = {
 export class OutboxService {
   readonly dispatcher: OutboxDispatcher;
   private readonly transitions: TransitionLog;
-  /**
-   * Group commit for the INSERT: the requests of one moment share a statement and a commit. Two statements may
-   * run at once; what arrives meanwhile waits for the next, so the batches grow with the load.
-   */
-  private readonly inserts: Batcher<NewOutboxMessage, Accepted | null | Error>;
+  private readonly writer: OutboxWriter;
   /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
   private readonly reserved = new Map<string, number>();
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: OutboxServiceOptions) {
     const timers = options.timers ?? realTimers;
-    this.transitions = new TransitionLog({ repository: options.repository, logger: options.logger, timers });
+    // A committed row goes to its agent's queue at once, before its request hears of it.
+    this.writer = new OutboxWriter({
+      repository: options.repository,
+      onInserted: ({ id, agentId, kind, toJid, payload }, seq) =>
+        this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 }),
+    });
+    this.transitions = new TransitionLog({ writer: this.writer, logger: options.logger, timers });
     this.dispatcher = new OutboxDispatcher({
       repository: options.repository,
       transitions: this.transitions,
@@ -104,7 +95,6 @@ export class OutboxService {
       retryDelayMs: options.retryDelayMs,
       timers,
     });
-    this.inserts = new Batcher({ maxInFlight: 2, maxBatch: 256, run: (messages) => this.insertMany(messages) });
     this.unsubscribe = [
       options.sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
       options.sessions.onAgentDeleted(async (agentId) => {
@@ -146,9 +136,11 @@ export class OutboxService {
     }
     this.reserve(agentId);
     const id = randomUUID();
-    let accepted: Accepted | null | Error;
+    // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
+    const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
+    let seq: number | null;
     try {
-      accepted = await this.inserts.add({
+      seq = await this.writer.insert({
         id,
         agentId,
         kind: draft.kind,
@@ -158,11 +150,14 @@ export class OutboxService {
         idempotencyKey: idempotencyKey ?? null,
         traceId: context.traceId ?? null,
       });
+    } catch (err) {
+      this.dispatcher.stopWaiting(id);
+      throw err;
     } finally {
       this.release(agentId);
     }
-    if (accepted instanceof Error) throw accepted;
-    if (!accepted) {
+    if (seq === null) {
+      this.dispatcher.stopWaiting(id);
       // Another request holds this key: answer with its message (or 409 when it asked for something else).
       const earlier = await this.findIdempotent(agentId, idempotencyKey ?? '', draft.payload.fingerprint);
       if (!earlier) throw new AppError('INTERNAL_ERROR', 'the idempotency key vanished');
@@ -170,7 +165,7 @@ export class OutboxService {
     }
     const { metrics } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
-    return this.result(id, await accepted.outcome, draft.payload);
+    return this.result(id, await outcome, draft.payload);
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
@@ -197,38 +192,14 @@ export class OutboxService {
 
   async close(): Promise<void> {
     for (const unsubscribe of this.unsubscribe) unsubscribe();
-    await this.inserts.idle();
+    await this.writer.idle();
     await this.dispatcher.close();
     await this.transitions.close();
   }
 
-  /**
-   * Inserts a batch of accepted messages and hands the committed ones to the dispatcher, each with its wait
-   * started first, so that no outcome can be missed. Null for a message whose idempotency key was already used,
-   * the error for one that could not be inserted.
-   */
-  private async insertMany(messages: NewOutboxMessage[]): Promise<Array<Accepted | null | Error>> {
-    let seqs: Map<string, number>;
-    try {
-      seqs = await this.options.repository.insertMany(messages);
-    } catch (err) {
-      if (messages.length <= 1) return [err instanceof Error ? err : new Error(errorMessage(err))];
-      // One bad row must not fail the requests it happened to share a statement with: each is tried on its own.
-      return (await Promise.all(messages.map((message) => this.insertMany([message])))).flat();
-    }
-    return messages.map((message) => {
-      const seq = seqs.get(message.id);
-      if (seq === undefined) return null;
-      const outcome = this.dispatcher.waitFor(message.id, this.options.sendWaitMs);
-      const { id, agentId, kind, toJid, payload } = message;
-      this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
-      return { outcome };
-    });
-  }
-
   /** An agent was deleted: its queued messages go, from memory and from the table. */
   private async drop(agentId: string): Promise<void> {
-    await this.inserts.idle(); // a row still being inserted reaches the dispatcher first, and goes with the rest
+    await this.writer.idle(); // a row still being inserted reaches the dispatcher first, and goes with the rest
     const keep = [...this.dispatcher.forget(agentId), ...this.transitions.settledIds()];
     const ids = await this.options.repository.deleteUnsent(agentId, keep);
     if (ids.length > 0) {

@@ -1,13 +1,14 @@
-// The outcome of each send attempt, written behind the dispatcher: many rows' transitions share one UPDATE (group
-// commit), the next send does not wait for the write, and until a transition is written it is what reads see.
-import { Batcher } from '../db/batcher.js';
+// The outcome of each send attempt, written behind the dispatcher: the next send does not wait for the write, a
+// failed write is retried, and until a transition is written it is what reads see.
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { DispatchTimers } from './outbox.dispatcher.js';
-import type { OutboxRepository, OutboxTransition } from './outbox.repository.js';
+import type { OutboxTransition } from './outbox.repository.js';
+import type { OutboxWriter } from './outbox.writer.js';
 
 export interface TransitionLogOptions {
-  repository: Pick<OutboxRepository, 'applyTransitions'>;
+  /** Writes in order, one batch at a time, so that a row's transitions land in the order they happened. */
+  writer: Pick<OutboxWriter, 'transition' | 'barrier' | 'idle'>;
   logger: Logger;
   timers: DispatchTimers;
   /** Wait before writing a failed batch's transitions again (attempt n, 1-based). */
@@ -18,21 +19,11 @@ export class TransitionLog {
   /** Recorded and not yet committed, by row id: the latest transition of each row. */
   private readonly unwritten = new Map<string, OutboxTransition>();
   private readonly retries = new Set<unknown>();
-  /** Carries transitions, and null as a barrier: it resolves once everything added before it is written. */
-  private readonly batcher: Batcher<OutboxTransition | null, undefined>;
   private readonly retryDelayMs: (attempt: number) => number;
   private closed = false;
 
   constructor(private readonly options: TransitionLogOptions) {
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
-    // One UPDATE at a time, so that a row's transitions are written in the order they happened.
-    this.batcher = new Batcher({
-      maxInFlight: 1,
-      run: async (items) => {
-        await options.repository.applyTransitions(latestPerRow(items.filter((item) => item !== null)));
-        return items.map(() => undefined);
-      },
-    });
   }
 
   record(transition: OutboxTransition): void {
@@ -44,8 +35,8 @@ export class TransitionLog {
    * Resolves once every transition recorded so far is committed, or known to have failed (it then stays pending).
    * A read of the table that starts after this, overlaid with `pending`, sees every outcome reported before it.
    */
-  async flush(): Promise<void> {
-    await this.batcher.add(null).catch(() => {});
+  flush(): Promise<void> {
+    return this.options.writer.barrier();
   }
 
   /** The row's latest state while it is not committed yet; undefined once the table has it. */
@@ -63,14 +54,14 @@ export class TransitionLog {
     this.closed = true;
     for (const handle of this.retries) this.options.timers.clearTimeout(handle);
     this.retries.clear();
-    await this.batcher.idle();
+    await this.options.writer.idle();
     for (const transition of this.unwritten.values()) this.write(transition, 1);
-    await this.batcher.idle();
+    await this.options.writer.idle();
   }
 
   private write(transition: OutboxTransition, attempt: number): void {
     const current = () => this.unwritten.get(transition.id) === transition;
-    this.batcher.add(transition).then(
+    this.options.writer.transition(transition).then(
       () => {
         if (current()) this.unwritten.delete(transition.id);
       },
@@ -93,9 +84,4 @@ export class TransitionLog {
       },
     );
   }
-}
-
-/** A batch can hold several transitions of one row (a retry, then the send); only the last one counts. */
-function latestPerRow(transitions: OutboxTransition[]): OutboxTransition[] {
-  return [...new Map(transitions.map((t) => [t.id, t])).values()];
 }

@@ -1,0 +1,104 @@
+// Every write the outbox makes goes through here: new rows and the outcomes of sends share one prepared statement
+// and one commit per batch (group commit), one batch at a time, so that a row's writes land in the order they were
+// made. Under load a batch carries the requests and outcomes of a whole database round trip.
+import { Batcher } from '../db/batcher.js';
+import type { NewOutboxMessage, OutboxRepository, OutboxTransition } from './outbox.repository.js';
+
+type Item =
+  | { kind: 'insert'; message: NewOutboxMessage }
+  | { kind: 'transition'; transition: OutboxTransition }
+  | { kind: 'barrier' };
+
+/** An insert's result: the row's seq, null when its idempotency key was already used, or the error. */
+type Result = number | null | Error | undefined;
+
+export interface OutboxWriterOptions {
+  repository: Pick<OutboxRepository, 'write'>;
+  /** Called at commit, before any caller hears of it, with each row that was inserted. */
+  onInserted(message: NewOutboxMessage, seq: number): void;
+  maxBatch?: number;
+}
+
+export class OutboxWriter {
+  private readonly batcher: Batcher<Item, Result>;
+
+  constructor(private readonly options: OutboxWriterOptions) {
+    this.batcher = new Batcher({ maxInFlight: 1, maxBatch: options.maxBatch ?? 500, run: (items) => this.run(items) });
+  }
+
+  /** Resolves once the row is committed: its seq, or null when its agent already used its idempotency key. */
+  async insert(message: NewOutboxMessage): Promise<number | null> {
+    const result = await this.batcher.add({ kind: 'insert', message });
+    if (result instanceof Error) throw result;
+    return result ?? null;
+  }
+
+  /** Resolves once the transition is committed; rejects when its batch could not be written. */
+  async transition(transition: OutboxTransition): Promise<void> {
+    const result = await this.batcher.add({ kind: 'transition', transition });
+    if (result instanceof Error) throw result;
+  }
+
+  /** Resolves once everything handed in before it is written or has failed. */
+  async barrier(): Promise<void> {
+    await this.batcher.add({ kind: 'barrier' }).catch(() => {});
+  }
+
+  idle(): Promise<void> {
+    return this.batcher.idle();
+  }
+
+  private async run(items: Item[]): Promise<Result[]> {
+    const inserts = items.flatMap((item) => (item.kind === 'insert' ? [item.message] : []));
+    // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
+    const latest = new Map<string, OutboxTransition>();
+    for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
+    const transitions = [...latest.values()];
+    let seqs: Map<string, number>;
+    try {
+      seqs = await this.options.repository.write(inserts, transitions);
+    } catch (err) {
+      if (inserts.length + transitions.length <= 1) throw err;
+      return this.runApart(items, inserts, transitions);
+    }
+    return items.map((item) => (item.kind === 'insert' ? this.inserted(item.message, seqs) : undefined));
+  }
+
+  /**
+   * The shared statement failed: one bad row must not fail the requests it happened to be batched with, so each
+   * insert is written on its own, and the transitions together; a transition's failure is its caller's to retry.
+   */
+  private async runApart(
+    items: Item[],
+    inserts: NewOutboxMessage[],
+    transitions: OutboxTransition[],
+  ): Promise<Result[]> {
+    const { repository } = this.options;
+    const moved: Error | undefined = await repository.write([], transitions).then(
+      () => undefined,
+      (err: unknown) => asError(err),
+    );
+    const byId = new Map<string, Result>();
+    for (const message of inserts) {
+      byId.set(
+        message.id,
+        await repository.write([message], []).then(
+          (seqs) => this.inserted(message, seqs),
+          (err: unknown) => asError(err),
+        ),
+      );
+    }
+    return items.map((item) => (item.kind === 'insert' ? byId.get(item.message.id) : moved));
+  }
+
+  private inserted(message: NewOutboxMessage, seqs: Map<string, number>): number | null {
+    const seq = seqs.get(message.id);
+    if (seq === undefined) return null;
+    this.options.onInserted(message, seq);
+    return seq;
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
