@@ -9,7 +9,7 @@ import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
 import type { DispatchTimers } from './outbox.dispatcher.js';
-import { type NewOutboxMessage, OutboxRepository } from './outbox.repository.js';
+import { type NewOutboxMessage, OutboxRepository, type OutboxTransition } from './outbox.repository.js';
 import { type OutboxDraft, OutboxService, type OutboxServiceOptions } from './outbox.service.js';
 import { InMemorySessionGateway } from './session-gateway.js';
 import { TokenBuckets } from './token-bucket.js';
@@ -62,6 +62,34 @@ const queuedRow = (agentId: string, body: string): NewOutboxMessage => ({
   idempotencyKey: null,
   traceId: null,
 });
+
+/** Makes the session's next text send wait until `release()`; `holding()` tells when one is waiting. */
+function holdSends(session: SandboxSession) {
+  let waiting: (() => void) | undefined;
+  const realSend = session.sendText.bind(session);
+  session.sendText = async (to, body, options) => {
+    await new Promise<void>((resolve) => {
+      waiting = resolve;
+    });
+    return realSend(to, body, options);
+  };
+  return { holding: () => waiting !== undefined, release: () => waiting?.() };
+}
+
+/** The real repository, counting its writes; it can fail the next writes that carry outcomes. */
+class CountingRepository extends OutboxRepository {
+  writes = 0;
+  failOutcomes = 0;
+
+  override async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]) {
+    this.writes += 1;
+    if (transitions.length > 0 && this.failOutcomes > 0) {
+      this.failOutcomes -= 1;
+      throw new Error('database unavailable');
+    }
+    return super.write(inserts, transitions);
+  }
+}
 
 describe('OutboxService', () => {
   let test: TestDatabase;
@@ -321,6 +349,67 @@ describe('OutboxService', () => {
     await connect('wait');
     await until(() => next.dispatcher.depth('wait') === 0);
     expect(engine.sent('wait').map((m) => m.text)).toEqual(['held']);
+  });
+
+  it('writes the messages of one moment, and the outcomes recorded meanwhile, in a few shared statements', async () => {
+    const counting = new CountingRepository(test.database);
+    const { sut, engine, connect } = await setup({ repository: counting });
+    await connect('group');
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => sut.submit('group', text(`g${i}`))));
+    expect(results.every((r) => r.status === 'sent')).toBe(true);
+    expect(new Set(results.map((r) => r.messageId)).size).toBe(40);
+    expect(engine.sent('group')).toHaveLength(40);
+    await until(async () => (await rows('group')).every((r) => r.status === 'sent'));
+    // 40 inserts and 40 outcomes; one statement each would be 80.
+    expect(counting.writes).toBeLessThan(10);
+  });
+
+  it('shows a message as sending while WhatsApp has it', async () => {
+    const { sut, connect } = await setup();
+    const session = await connect('overlay');
+    const { release, holding } = holdSends(session);
+    const submitted = sut.submit('overlay', text('slow'), { traceId: 't-overlay' });
+    await until(holding);
+    const [row] = await rows('overlay');
+    const id = String(row?.id);
+    expect(row?.status).toBe('queued');
+    expect(await sut.get('overlay', id)).toMatchObject({ status: 'sending', attempts: 0 });
+    release();
+    const result = await submitted;
+    expect(result).toMatchObject({ delivered: true, status: 'sent', messageId: id });
+    expect(await sut.get('overlay', id)).toMatchObject({
+      status: 'sent',
+      attempts: 1,
+      waMessageId: result.waMessageId,
+    });
+  });
+
+  it('keeps the row of a send in flight when its agent is deleted, and records how it ended', async () => {
+    const { sut, connect, gateway } = await setup({ sendWaitMs: 0 });
+    const session = await connect('leaving');
+    const { release, holding } = holdSends(session);
+    await sut.submit('leaving', text('in flight'));
+    await sut.submit('leaving', text('still queued'));
+    await until(holding);
+    await gateway.delete('leaving');
+    expect((await rows('leaving')).map((r) => (r.payload as { text: string }).text)).toEqual(['in flight']);
+    release();
+    await until(async () => (await rows('leaving'))[0]?.status === 'sent');
+    expect(sut.dispatcher.depth('leaving')).toBe(0);
+  });
+
+  it('shows an outcome it could not write yet, and retries the write until the row says sent', async () => {
+    const failing = new CountingRepository(test.database);
+    const { sut, connect, timers } = await setup({ repository: failing });
+    await connect('retry-write');
+    failing.failOutcomes = 1;
+    const result = await sut.submit('retry-write', text('once'));
+    expect(result.status).toBe('sent');
+    await until(() => timers.pending.size === 1);
+    expect((await rows('retry-write'))[0]?.status).toBe('queued');
+    expect(await sut.get('retry-write', result.messageId)).toMatchObject({ status: 'sent' });
+    timers.fireAll();
+    await until(async () => (await rows('retry-write'))[0]?.status === 'sent');
   });
 
   it('close() clears the rate-limit timers and releases waiting requests', async () => {
