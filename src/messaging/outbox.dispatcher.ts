@@ -259,7 +259,8 @@ export class OutboxDispatcher {
       status,
       attempts: message.attempts,
       waMessageId: outcome.waMessageId ?? null,
-      error: outcome.error ?? null,
+      // PostgreSQL text cannot hold NUL, and an engine's error message could: that would make the row unwritable.
+      error: outcome.error?.replaceAll('\u0000', '') ?? null,
       at: new Date(),
     });
     this.sending.delete(message.id);

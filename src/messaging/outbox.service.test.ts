@@ -412,6 +412,18 @@ describe('OutboxService', () => {
     await until(async () => (await rows('retry-write'))[0]?.status === 'sent');
   });
 
+  it('records a failure whose message holds a NUL byte, which PostgreSQL text cannot store', async () => {
+    const { sut, connect } = await setup({ sendWaitMs: 2_000, maxRetries: 0 });
+    const session = await connect('nul');
+    session.sendText = async () => {
+      throw new Error('bad\u0000byte');
+    };
+    const result = await sut.submit('nul', text('x'));
+    expect(result.status).toBe('failed');
+    await until(async () => (await rows('nul'))[0]?.status === 'failed');
+    expect((await rows('nul'))[0]?.error).toBe('badbyte');
+  });
+
   it('close() clears the rate-limit timers and releases waiting requests', async () => {
     const { sut, connect, timers } = await setup({ capacity: 1, sendWaitMs: 60_000 });
     await connect('closing');

@@ -20,6 +20,9 @@ export class TransitionLog {
   private readonly unwritten = new Map<string, OutboxTransition>();
   private readonly retries = new Set<unknown>();
   private readonly retryDelayMs: (attempt: number) => number;
+  /** No more retry timers: what fails waits for close's last write. */
+  private closing = false;
+  /** That last write is under way: what fails now is lost. */
   private closed = false;
 
   constructor(private readonly options: TransitionLogOptions) {
@@ -49,12 +52,16 @@ export class TransitionLog {
     return [...this.unwritten.values()].filter((t) => t.status !== 'queued').map((t) => t.id);
   }
 
-  /** Writes what is still unwritten one last time, then stops retrying. */
+  /**
+   * Stops retrying and writes what is still unwritten one last time, including what fails while close waits for
+   * the writes under way.
+   */
   async close(): Promise<void> {
-    this.closed = true;
+    this.closing = true;
     for (const handle of this.retries) this.options.timers.clearTimeout(handle);
     this.retries.clear();
     await this.options.writer.idle();
+    this.closed = true;
     for (const transition of this.unwritten.values()) this.write(transition, 1);
     await this.options.writer.idle();
   }
@@ -76,6 +83,7 @@ export class TransitionLog {
           return;
         }
         logger.error({ event: 'outbox.transition.error', attempt, ...context });
+        if (this.closing) return;
         const handle = timers.setTimeout(() => {
           this.retries.delete(handle);
           if (current()) this.write(transition, attempt + 1);

@@ -65,8 +65,8 @@ export class OutboxWriter {
   }
 
   /**
-   * The shared statement failed: one bad row must not fail the requests it happened to be batched with, so each
-   * insert is written on its own, and the transitions together; a transition's failure is its caller's to retry.
+   * The shared statement failed: one bad row must not fail the writes it happened to be batched with, so each row
+   * is written on its own, and each caller gets its own result or error (a transition's caller retries it).
    */
   private async runApart(
     items: Item[],
@@ -74,13 +74,18 @@ export class OutboxWriter {
     transitions: OutboxTransition[],
   ): Promise<Result[]> {
     const { repository } = this.options;
-    const moved: Error | undefined = await repository.write([], transitions).then(
-      () => undefined,
-      (err: unknown) => asError(err),
-    );
-    const byId = new Map<string, Result>();
+    const results = new Map<string, Result>();
+    for (const transition of transitions) {
+      results.set(
+        transition.id,
+        await repository.write([], [transition]).then(
+          () => undefined,
+          (err: unknown) => asError(err),
+        ),
+      );
+    }
     for (const message of inserts) {
-      byId.set(
+      results.set(
         message.id,
         await repository.write([message], []).then(
           (seqs) => this.inserted(message, seqs),
@@ -88,7 +93,10 @@ export class OutboxWriter {
         ),
       );
     }
-    return items.map((item) => (item.kind === 'insert' ? byId.get(item.message.id) : moved));
+    return items.map((item) => {
+      if (item.kind === 'insert') return results.get(item.message.id);
+      return item.kind === 'transition' ? results.get(item.transition.id) : undefined;
+    });
   }
 
   private inserted(message: NewOutboxMessage, seqs: Map<string, number>): number | null {

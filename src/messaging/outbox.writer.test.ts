@@ -1,0 +1,261 @@
+import { describe, expect, it, vi } from 'vitest';
+import type { NewOutboxMessage, OutboxTransition } from './outbox.repository.js';
+import { OutboxWriter } from './outbox.writer.js';
+
+interface WriteCall {
+  inserts: string[];
+  transitions: OutboxTransition[];
+}
+
+/** A repository that records each write, can hold writes until released, and fails writes that carry given ids. */
+class FakeRepository {
+  readonly calls: WriteCall[] = [];
+  readonly events: string[] = [];
+  /** A write carrying one of these ids (insert or transition) fails. */
+  readonly failIds = new Set<string>();
+  /** Inserts left out of the returned map, as when their idempotency key was already used. */
+  readonly duplicates = new Set<string>();
+  /** Every write fails. */
+  down = false;
+  running = 0;
+  maxRunning = 0;
+  private gate: Promise<void> | null = null;
+  private open: (() => void) | null = null;
+  private seq = 0;
+
+  hold(): void {
+    this.gate = new Promise((resolve) => {
+      this.open = resolve;
+    });
+  }
+
+  release(): void {
+    this.open?.();
+    this.gate = null;
+    this.open = null;
+  }
+
+  async write(
+    inserts: readonly NewOutboxMessage[],
+    transitions: readonly OutboxTransition[],
+  ): Promise<Map<string, number>> {
+    this.calls.push({ inserts: inserts.map((m) => m.id), transitions: [...transitions] });
+    const call = this.calls.length;
+    this.running += 1;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    this.events.push(`start:${call}`);
+    try {
+      if (this.gate) await this.gate;
+      if (this.down) throw new Error(`database down (call ${call})`);
+      const ids = [...inserts.map((m) => m.id), ...transitions.map((t) => t.id)];
+      const bad = ids.find((id) => this.failIds.has(id));
+      if (bad !== undefined) throw new Error(`write failed: ${bad} (call ${call})`);
+      const seqs = new Map<string, number>();
+      for (const m of inserts) {
+        if (this.duplicates.has(m.id)) continue;
+        this.seq += 1;
+        seqs.set(m.id, this.seq);
+      }
+      return seqs;
+    } finally {
+      this.running -= 1;
+      this.events.push(`end:${call}`);
+    }
+  }
+}
+
+const message = (id: string): NewOutboxMessage => ({
+  id,
+  agentId: 'bot',
+  kind: 'text',
+  toJid: '6281234567890@c.us',
+  payload: { text: `body ${id}` },
+  media: null,
+  idempotencyKey: null,
+  traceId: null,
+});
+
+const transition = (id: string, status: OutboxTransition['status'] = 'sent', attempts = 1): OutboxTransition => ({
+  id,
+  status,
+  attempts,
+  waMessageId: status === 'sent' ? `wa-${id}-${attempts}` : null,
+  error: status === 'failed' ? 'boom' : null,
+  at: new Date(1_000 * attempts),
+});
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function setup() {
+  const repository = new FakeRepository();
+  const onInserted = vi.fn<(message: NewOutboxMessage, seq: number) => void>();
+  const writer = new OutboxWriter({ repository, onInserted });
+  return { repository, onInserted, writer };
+}
+
+describe('OutboxWriter', () => {
+  it('writes the inserts and transitions of one turn in one call, and hands each insert its seq', async () => {
+    const { repository, writer } = setup();
+    const results = await Promise.all([
+      writer.insert(message('a')),
+      writer.transition(transition('x')),
+      writer.insert(message('b')),
+      writer.transition(transition('y', 'failed')),
+    ]);
+    expect(results).toEqual([1, undefined, 2, undefined]);
+    expect(repository.calls).toEqual([
+      { inserts: ['a', 'b'], transitions: [transition('x'), transition('y', 'failed')] },
+    ]);
+  });
+
+  it('holds what arrives while a write runs and writes it as the next single call, after it', async () => {
+    const { repository, writer } = setup();
+    repository.hold();
+    const order: string[] = [];
+    const first = writer.insert(message('a')).then((seq) => order.push(`a:${seq}`));
+    await tick();
+    expect(repository.calls).toHaveLength(1);
+
+    const later = [
+      writer.insert(message('b')).then((seq) => order.push(`b:${seq}`)),
+      writer.transition(transition('x')).then(() => order.push('x')),
+      writer.insert(message('c')).then((seq) => order.push(`c:${seq}`)),
+    ];
+    await tick();
+    await tick();
+    expect(repository.calls).toHaveLength(1); // the first write still runs: the others wait
+    expect(order).toEqual([]);
+
+    repository.release();
+    await Promise.all([first, ...later]);
+    expect(repository.calls).toEqual([
+      { inserts: ['a'], transitions: [] },
+      { inserts: ['b', 'c'], transitions: [transition('x')] },
+    ]);
+    expect(repository.events).toEqual(['start:1', 'end:1', 'start:2', 'end:2']);
+    expect(repository.maxRunning).toBe(1);
+    expect(order).toEqual(['a:1', 'b:2', 'x', 'c:3']);
+  });
+
+  it('writes only the latest transition of each row in a batch', async () => {
+    const { repository, writer } = setup();
+    const settled = await Promise.allSettled([
+      writer.transition(transition('a', 'queued', 1)),
+      writer.transition(transition('b', 'sent', 1)),
+      writer.transition(transition('a', 'sent', 2)),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(repository.calls).toHaveLength(1);
+    const written = repository.calls[0]?.transitions ?? [];
+    expect(written).toHaveLength(2);
+    expect(written).toContainEqual(transition('a', 'sent', 2));
+    expect(written).toContainEqual(transition('b', 'sent', 1));
+    expect(written).not.toContainEqual(transition('a', 'queued', 1));
+  });
+
+  it('calls onInserted at commit, before the insert resolves; a row left out resolves null without it', async () => {
+    const { repository, writer, onInserted } = setup();
+    repository.duplicates.add('b');
+    const order: string[] = [];
+    onInserted.mockImplementation((m, seq) => order.push(`inserted:${m.id}:${seq}`));
+    const a = writer.insert(message('a')).then((seq) => order.push(`resolved:a:${seq}`));
+    const b = writer.insert(message('b')).then((seq) => order.push(`resolved:b:${seq}`));
+    await Promise.all([a, b]);
+    expect(order).toEqual(['inserted:a:1', 'resolved:a:1', 'resolved:b:null']);
+    expect(onInserted).toHaveBeenCalledTimes(1);
+    expect(onInserted).toHaveBeenCalledWith(message('a'), 1);
+  });
+
+  it('when the shared write fails, writes each row on its own, so only the bad one fails', async () => {
+    const { repository, writer, onInserted } = setup();
+    repository.failIds.add('bad');
+    const [good, bad, x, y, barrier] = await Promise.allSettled([
+      writer.insert(message('good')),
+      writer.insert(message('bad')),
+      writer.transition(transition('x')),
+      writer.transition(transition('y', 'failed')),
+      writer.barrier(),
+    ]);
+    expect(good).toEqual({ status: 'fulfilled', value: 1 });
+    expect(bad).toEqual({ status: 'rejected', reason: new Error('write failed: bad (call 5)') });
+    expect(x).toEqual({ status: 'fulfilled', value: undefined });
+    expect(y).toEqual({ status: 'fulfilled', value: undefined });
+    expect(barrier).toEqual({ status: 'fulfilled', value: undefined });
+    expect(repository.calls).toEqual([
+      { inserts: ['good', 'bad'], transitions: [transition('x'), transition('y', 'failed')] },
+      { inserts: [], transitions: [transition('x')] },
+      { inserts: [], transitions: [transition('y', 'failed')] },
+      { inserts: ['good'], transitions: [] },
+      { inserts: ['bad'], transitions: [] },
+    ]);
+    expect(repository.maxRunning).toBe(1);
+    expect(onInserted).toHaveBeenCalledTimes(1);
+    expect(onInserted).toHaveBeenCalledWith(message('good'), 1);
+  });
+
+  it('rejects only the caller of a transition that cannot be written, and still writes the others', async () => {
+    const { repository, writer } = setup();
+    repository.failIds.add('y');
+    const [good, x, y] = await Promise.allSettled([
+      writer.insert(message('good')),
+      writer.transition(transition('x')),
+      writer.transition(transition('y')),
+    ]);
+    expect(good).toEqual({ status: 'fulfilled', value: 1 });
+    expect(x).toEqual({ status: 'fulfilled', value: undefined });
+    expect(y).toEqual({ status: 'rejected', reason: new Error('write failed: y (call 3)') });
+    expect(repository.calls.slice(1)).toEqual([
+      { inserts: [], transitions: [transition('x')] },
+      { inserts: [], transitions: [transition('y')] },
+      { inserts: ['good'], transitions: [] },
+    ]);
+  });
+
+  it('rejects a lone insert with its error and does not write it twice', async () => {
+    const { repository, writer, onInserted } = setup();
+    repository.failIds.add('a');
+    await expect(writer.insert(message('a'))).rejects.toThrow('write failed: a (call 1)');
+    expect(repository.calls).toHaveLength(1);
+    expect(onInserted).not.toHaveBeenCalled();
+  });
+
+  it('resolves barrier only once what was handed in before it is written', async () => {
+    const { repository, writer } = setup();
+    repository.hold();
+    const order: string[] = [];
+    const inserted = writer.insert(message('a')).then(() => order.push('insert'));
+    const transitioned = writer.transition(transition('x')).then(() => order.push('transition'));
+    await tick();
+    const barrier = writer.barrier().then(() => order.push('barrier'));
+    await tick();
+    await tick();
+    expect(order).toEqual([]);
+    repository.release();
+    await barrier;
+    await Promise.all([inserted, transitioned]);
+    expect(order).toEqual(['insert', 'transition', 'barrier']);
+    expect(repository.calls[0]).toEqual({ inserts: ['a'], transitions: [transition('x')] });
+  });
+
+  it('resolves barrier, without rejecting, when the writes before it fail', async () => {
+    const { repository, writer } = setup();
+    repository.down = true;
+    // A batch of one insert and the barrier: the failed write is not split.
+    const [lone, loneBarrier] = await Promise.allSettled([writer.insert(message('a')), writer.barrier()]);
+    expect(lone.status).toBe('rejected');
+    expect(loneBarrier).toEqual({ status: 'fulfilled', value: undefined });
+
+    // A batch that is split after the shared write fails, and every split write fails too.
+    const [insert, moved, barrier] = await Promise.allSettled([
+      writer.insert(message('b')),
+      writer.transition(transition('x')),
+      writer.barrier(),
+    ]);
+    expect(insert.status).toBe('rejected');
+    expect(moved.status).toBe('rejected');
+    expect(barrier).toEqual({ status: 'fulfilled', value: undefined });
+
+    // A barrier alone, while the database is down.
+    await expect(writer.barrier()).resolves.toBeUndefined();
+  });
+});
