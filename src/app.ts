@@ -40,20 +40,25 @@ export async function buildApp(container: Container): Promise<App> {
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandlers(app, metrics);
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks rather than async ones: nothing here waits, and every request runs them.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
-  app.addHook('preHandler', async (request, reply) => {
+  app.addHook('preHandler', (request, reply, done) => {
     const agentId = (request.params as Record<string, unknown> | undefined)?.agentId;
-    if (typeof agentId !== 'string') return;
-    request.log = request.log.child({ agentId });
-    reply.log = request.log; // the "request completed" line is written through the reply's logger
+    if (typeof agentId === 'string') {
+      request.log = request.log.child({ agentId });
+      reply.log = request.log; // the "request completed" line is written through the reply's logger
+    }
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     metrics.httpDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
   app.addHook('onClose', () => container.close());
 

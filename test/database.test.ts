@@ -47,3 +47,27 @@ describe('migrations', () => {
     }
   }, 60_000); // on PGlite each boot opens a WebAssembly Postgres: slow on a loaded 2-core machine
 });
+
+describe.runIf(process.env.TEST_DATABASE_URL)('PostgreSQL connections', () => {
+  it('plan every run of a named statement for its own parameters, on every pooled connection', async () => {
+    const test = await createEmptyDatabase();
+    const database = await openDatabase({ url: test.url ?? '', poolSize: 3 });
+    try {
+      // Three at once, so that more than one pooled connection answers.
+      const modes = await Promise.all(
+        [1, 2, 3].map(() =>
+          database.query(
+            'SELECT current_setting($1) AS mode, pg_backend_pid() AS pid, pg_sleep(0.05)',
+            ['plan_cache_mode'],
+            'plan_mode',
+          ),
+        ),
+      );
+      expect(new Set(modes.map((rows) => rows[0]?.pid)).size).toBeGreaterThan(1);
+      expect(modes.map((rows) => rows[0]?.mode)).toEqual(Array(3).fill('force_custom_plan'));
+    } finally {
+      await database.close();
+      await test.drop();
+    }
+  });
+});

@@ -37,6 +37,12 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5_000 });
   // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
   pool.on('error', () => {});
+  // Named statements are parsed once per connection, but each run gets a plan for its own parameters. A generic plan,
+  // cached while a table is still small, would keep scanning the whole table as it grows: for a join on an
+  // array of ids, for instance, a sequential scan per batch instead of one index lookup per row.
+  pool.on('connect', (client) => {
+    client.query('SET plan_cache_mode = force_custom_plan').catch(() => {});
+  });
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>

@@ -78,6 +78,7 @@ export class OutboxRepository {
     transitions: readonly OutboxTransition[],
   ): Promise<Map<string, number>> {
     if (inserts.length === 0 && transitions.length === 0) return new Map();
+    // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows.
     const rows = await this.database.query(
       `WITH moved AS (
          UPDATE outbox_messages AS o
@@ -85,24 +86,30 @@ export class OutboxRepository {
              media = CASE WHEN v.status = 'queued' THEN o.media END,
              sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
              updated_at = v.at
-         FROM unnest($9::text[], $10::text[], $11::int[], $12::text[], $13::text[], $14::timestamptz[])
+         FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[])
            AS v (id, status, attempts, wa_message_id, error, at)
          WHERE o.id = v.id
        )
        INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::text[],
-         $8::text[])
+       SELECT id, agent_id, kind, to_jid, payload, decode(media, 'base64'), idempotency_key, trace_id
+       FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb,
+         media text, idempotency_key text, trace_id text)
        ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id, seq`,
       [
-        inserts.map((m) => m.id),
-        inserts.map((m) => m.agentId),
-        inserts.map((m) => m.kind),
-        inserts.map((m) => m.toJid),
-        inserts.map((m) => JSON.stringify(m.payload)),
-        inserts.map((m) => m.media),
-        inserts.map((m) => m.idempotencyKey),
-        inserts.map((m) => m.traceId),
+        JSON.stringify(
+          inserts.map((m) => ({
+            id: m.id,
+            agent_id: m.agentId,
+            kind: m.kind,
+            to_jid: m.toJid,
+            payload: m.payload,
+            media: m.media?.toString('base64') ?? null,
+            idempotency_key: m.idempotencyKey,
+            trace_id: m.traceId,
+          })),
+        ),
+        // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe each).
         transitions.map((t) => t.id),
         transitions.map((t) => t.status),
         transitions.map((t) => t.attempts),
