@@ -11,13 +11,13 @@ import { type Auth, createAuth } from './auth/auth.hooks.js';
 import type { Config, EngineName } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import { INBOUND_RETENTION_MS, OUTBOX_RETENTION_MS, type RetentionJob, startRetention } from './db/retention.js';
 import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
 import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
 import { InboundRepository } from './inbound/inbound.repository.js';
 import { InboundService } from './inbound/inbound.service.js';
-import { type InboundRetentionJob, startInboundRetention } from './inbound/inbound-retention.js';
 import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -138,7 +138,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   });
   supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
   const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
-  let inboundRetention: InboundRetentionJob | undefined;
+  const retention: RetentionJob[] = [];
 
   let closing: Promise<void> | undefined;
   const container: Container = {
@@ -163,10 +163,20 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           'SESSIONS_AUTH=none: the /sessions endpoints take no authentication. Anyone who reaches this port can create, read and delete sessions.',
         );
       }
-      inboundRetention = startInboundRetention({
-        purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
-        logger,
-      });
+      retention.push(
+        startRetention({
+          name: 'inbound',
+          purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
+          retentionMs: INBOUND_RETENTION_MS,
+          logger,
+        }),
+        startRetention({
+          name: 'outbox',
+          purgeBefore: (cutoff) => messaging.outbox.purgeSettledBefore(cutoff),
+          retentionMs: OUTBOX_RETENTION_MS,
+          logger,
+        }),
+      );
       // Before sessions come back, so what a previous process left queued goes out as each one is ready.
       await messaging.start();
       await sessions.restore();
@@ -176,7 +186,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         container.draining = true;
         // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
         await inbound.close(config.shutdownTimeoutMs / 2);
-        await inboundRetention?.stop();
+        await Promise.all(retention.splice(0).map((job) => job.stop()));
         await ai.close();
         // Sends in flight finish while sessions and the database are still up.
         await messaging.close();

@@ -6,11 +6,11 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../src/ai/agent-ports.js';
 import { AiClient } from '../src/ai/ai-client.js';
+import { startRetention } from '../src/db/retention.js';
 import type { InboundMessage } from '../src/engines/engine.js';
 import { SandboxEngine } from '../src/engines/sandbox/sandbox.engine.js';
 import { InboundRepository } from '../src/inbound/inbound.repository.js';
 import { InboundService } from '../src/inbound/inbound.service.js';
-import { startInboundRetention } from '../src/inbound/inbound-retention.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../src/observability/metrics.js';
 import { type AiBehaviour, type AiServer, refusedUrl, replyWith, startAiServer } from './helpers/ai-server.js';
@@ -401,7 +401,8 @@ describe('inbound pipeline', () => {
     const day = 24 * 60 * 60 * 1000;
     await repository.claim(AGENT, 'OLD1', USER, new Date(NOW.getTime() - 8 * day));
     await repository.claim(AGENT, 'NEW1', USER, new Date(NOW.getTime() - day));
-    const job = startInboundRetention({
+    const job = startRetention({
+      name: 'inbound',
       purgeBefore: (cutoff) => repository.purgeBefore(cutoff),
       logger: createLogger({ level: 'silent' }),
       retentionMs: 7 * day,

@@ -158,6 +158,18 @@ export class OutboxRepository {
     return rows.map((row) => String(row.id));
   }
 
+  /** Deletes sent and failed rows last changed before `cutoff` (retention); returns how many. */
+  async purgeSettledBefore(cutoff: Date): Promise<number> {
+    const rows = await this.database.query(
+      `WITH gone AS (
+         DELETE FROM outbox_messages WHERE status IN ('sent', 'failed') AND updated_at < $1 RETURNING 1
+       )
+       SELECT count(*)::int AS n FROM gone`,
+      [cutoff.toISOString()],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
   /** Rows an earlier version left in `sending` go back to `queued`; returns how many. */
   async requeueInterrupted(): Promise<number> {
     const rows = await this.database.query(

@@ -424,6 +424,33 @@ describe('OutboxService', () => {
     expect((await rows('nul'))[0]?.error).toBe('badbyte');
   });
 
+  it('forgets sent and failed messages past the retention period, never queued ones', async () => {
+    const { sut, repository } = await setup();
+    const old = ['old-sent', 'old-failed', 'old-queued'].map((body) => queuedRow('purge', body));
+    const recent = queuedRow('purge', 'recent-sent');
+    await repository.write([...old, recent], []);
+    const day = 24 * 60 * 60 * 1000;
+    const longAgo = new Date(Date.now() - 40 * day);
+    const [oldSent, oldFailed, oldQueued] = old;
+    await repository.write(
+      [],
+      [
+        { id: oldSent?.id ?? '', status: 'sent', attempts: 1, waMessageId: 'wa-1', error: null, at: longAgo },
+        { id: oldFailed?.id ?? '', status: 'failed', attempts: 3, waMessageId: null, error: 'gone', at: longAgo },
+        { id: recent.id, status: 'sent', attempts: 1, waMessageId: 'wa-2', error: null, at: new Date() },
+      ],
+    );
+    await test.database.query('UPDATE outbox_messages SET updated_at = $1 WHERE id = $2', [
+      longAgo.toISOString(),
+      oldQueued?.id,
+    ]);
+    expect(await sut.purgeSettledBefore(new Date(Date.now() - 30 * day))).toBe(2);
+    expect((await rows('purge')).map((r) => (r.payload as { text: string }).text)).toEqual([
+      'old-queued',
+      'recent-sent',
+    ]);
+  });
+
   it('close() clears the rate-limit timers and releases waiting requests', async () => {
     const { sut, connect, timers } = await setup({ capacity: 1, sendWaitMs: 60_000 });
     await connect('closing');

@@ -190,6 +190,14 @@ export class OutboxService {
     return rows.length;
   }
 
+  /**
+   * Retention: forgets sent and failed messages last changed before `cutoff`. A row whose outcome is not written
+   * yet is still `queued` in the table, so it is never among them.
+   */
+  purgeSettledBefore(cutoff: Date): Promise<number> {
+    return this.options.repository.purgeSettledBefore(cutoff);
+  }
+
   async close(): Promise<void> {
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.writer.idle();

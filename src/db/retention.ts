@@ -1,0 +1,63 @@
+// A periodic purge of rows past their retention period: handled inbound message ids, settled outbox messages.
+import type { Logger } from '../observability/logger.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** WhatsApp does not redeliver anything this old, so its dedup record can go. */
+export const INBOUND_RETENTION_MS = 7 * DAY_MS;
+/** A sent or failed message's state stays readable (GET /agents/{agentId}/messages/{id}) this long. */
+export const OUTBOX_RETENTION_MS = 30 * DAY_MS;
+export const PURGE_INTERVAL_MS = 60 * 60 * 1000;
+
+export interface RetentionOptions {
+  /** Names the job's log events: `<name>.purged`, `<name>.purge_failed`. */
+  name: string;
+  /** Deletes what is older than `cutoff`; returns how many rows. */
+  purgeBefore(cutoff: Date): Promise<number>;
+  logger: Logger;
+  retentionMs: number;
+  intervalMs?: number;
+  now?: () => Date;
+}
+
+export interface RetentionJob {
+  /** One purge now; what the timer calls. */
+  runOnce(): Promise<number>;
+  /** Stops the timer and waits for a purge under way, so shutdown does not close the database under it. */
+  stop(): Promise<void>;
+}
+
+export function startRetention(options: RetentionOptions): RetentionJob {
+  const now = options.now ?? (() => new Date());
+  let running: Promise<number> | null = null;
+  let stopped = false;
+
+  const runOnce = (): Promise<number> => {
+    running ??= (async () => {
+      try {
+        const deleted = await options.purgeBefore(new Date(now().getTime() - options.retentionMs));
+        if (deleted > 0) options.logger.info({ event: `${options.name}.purged`, deleted });
+        return deleted;
+      } catch (err) {
+        options.logger.warn({ event: `${options.name}.purge_failed`, err });
+        return 0;
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  };
+
+  const timer = setInterval(() => {
+    if (!stopped) void runOnce();
+  }, options.intervalMs ?? PURGE_INTERVAL_MS);
+  timer.unref(); // never the reason the process stays up
+
+  return {
+    runOnce,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
