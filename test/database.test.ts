@@ -49,7 +49,7 @@ describe('migrations', () => {
 });
 
 describe.runIf(process.env.TEST_DATABASE_URL)('PostgreSQL connections', () => {
-  it('plan every run of a named statement for its own parameters, on every pooled connection', async () => {
+  it('plans every run of a named statement for its own parameters, on every pooled connection', async () => {
     const test = await createEmptyDatabase();
     const database = await openDatabase({ url: test.url ?? '', poolSize: 3 });
     try {
@@ -65,6 +65,11 @@ describe.runIf(process.env.TEST_DATABASE_URL)('PostgreSQL connections', () => {
       );
       expect(new Set(modes.map((rows) => rows[0]?.pid)).size).toBeGreaterThan(1);
       expect(modes.map((rows) => rows[0]?.mode)).toEqual(Array(3).fill('force_custom_plan'));
+      // Durable commits by default; the relaxed connections (inbound dedup markers) do not wait for the disk.
+      const setting = 'SELECT current_setting($1) AS value';
+      expect((await database.query(setting, ['synchronous_commit']))[0]?.value).toBe('on');
+      expect((await database.queryRelaxed(setting, ['synchronous_commit']))[0]?.value).toBe('off');
+      expect((await database.queryRelaxed(setting, ['plan_cache_mode']))[0]?.value).toBe('force_custom_plan');
     } finally {
       await database.close();
       await test.drop();

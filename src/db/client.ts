@@ -21,6 +21,12 @@ export interface Database {
   readonly db: Db;
   /** Raw SQL on any connection. */
   query: QueryFn;
+  /**
+   * Raw SQL whose commits do not wait for the write-ahead log to reach the disk (synchronous_commit off), for
+   * writes that are safe to lose in a crash of the database server itself (never in a restart of this service):
+   * inbound dedup markers and outcomes, on every message's path. Plain `query` on PGlite.
+   */
+  queryRelaxed: QueryFn;
   /** Runs fn on a single dedicated connection (for advisory locks and multi-statement migrations). */
   withConnection<T>(fn: (query: QueryFn) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
@@ -34,15 +40,8 @@ export async function openDatabase(location: DatabaseLocation): Promise<Database
 }
 
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5_000 });
-  // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
-  pool.on('error', () => {});
-  // Named statements are parsed once per connection, but each run gets a plan for its own parameters. A generic plan,
-  // cached while a table is still small, would keep scanning the whole table as it grows: for a join on an
-  // array of ids, for instance, a sequential scan per batch instead of one index lookup per row.
-  pool.on('connect', (client) => {
-    client.query('SET plan_cache_mode = force_custom_plan').catch(() => {});
-  });
+  const pool = createPool(url, poolSize);
+  const relaxed = createPool(url, 2, 'SET synchronous_commit = off');
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>
@@ -51,6 +50,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     kind: 'postgres',
     db: drizzlePg(pool, { schema }),
     query: (sql, params, name) => run(pool, sql, params, name),
+    queryRelaxed: (sql, params, name) => run(relaxed, sql, params, name),
     async withConnection(fn) {
       const conn = await pool.connect();
       try {
@@ -62,8 +62,23 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     async ping() {
       await pool.query('SELECT 1');
     },
-    close: () => pool.end(),
+    async close() {
+      await Promise.all([pool.end(), relaxed.end()]);
+    },
   };
+}
+
+function createPool(url: string, max: number, setup?: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000 });
+  // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
+  pool.on('error', () => {});
+  // Named statements are parsed once per connection, but each run gets a plan for its own parameters. A generic plan,
+  // cached while a table is still small, would keep scanning the whole table as it grows: for a join on an
+  // array of ids, for instance, a sequential scan per batch instead of one index lookup per row.
+  pool.on('connect', (client) => {
+    client.query(`SET plan_cache_mode = force_custom_plan; ${setup ?? ''}`).catch(() => {});
+  });
+  return pool;
 }
 
 async function openPglite(location: { dataDir: string } | { memory: true }): Promise<Database> {
@@ -84,6 +99,7 @@ async function openPglite(location: { dataDir: string } | { memory: true }): Pro
     kind: 'pglite',
     db: drizzlePglite(pglite, { schema }),
     query,
+    queryRelaxed: query,
     withConnection(fn) {
       const result = turn.then(() => fn(query));
       turn = result.catch(() => {});

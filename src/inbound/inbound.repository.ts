@@ -52,7 +52,7 @@ export class InboundRepository {
 
   /** One INSERT … ON CONFLICT DO NOTHING for many claims; within the batch the first claim of an id wins. */
   async claimMany(items: InboundClaim[]): Promise<boolean[]> {
-    const rows = await this.database.query(
+    const rows = await this.database.queryRelaxed(
       `INSERT INTO inbound_messages (agent_id, wa_message_id, chat_jid, received_at)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
        ON CONFLICT DO NOTHING
@@ -70,7 +70,7 @@ export class InboundRepository {
   }
 
   async setOutcomes(items: OutcomeUpdate[]): Promise<void> {
-    await this.database.query(
+    await this.database.queryRelaxed(
       `UPDATE inbound_messages AS m SET outcome = v.outcome
        FROM unnest($1::text[], $2::text[], $3::text[]) AS v (agent_id, wa_message_id, outcome)
        WHERE m.agent_id = v.agent_id AND m.wa_message_id = v.wa_message_id`,
