@@ -74,8 +74,12 @@ describe('POST /agents/{agentId}/run', () => {
       rag_enable: false,
       metadata: { source: 'crm', tags: ['a'] },
     });
-    const outbox = await db.database.query('SELECT to_jid, trace_id FROM outbox_messages WHERE agent_id = $1', [AGENT]);
-    expect(outbox).toEqual([{ to_jid: '6281234567890@c.us', trace_id: response.json().traceId }]);
+    // The reply went out at once; its row, already sent, is written behind it.
+    const outbox = () =>
+      db.database.query('SELECT to_jid, trace_id, status FROM outbox_messages WHERE agent_id = $1', [AGENT]);
+    await expect
+      .poll(outbox, POLL)
+      .toEqual([{ to_jid: '6281234567890@c.us', trace_id: response.json().traceId, status: 'sent' }]);
     await expect
       .poll(sent, POLL)
       .toEqual([expect.objectContaining({ to: '6281234567890@c.us', kind: 'text', text: 'Hi! How can I help?' })]);

@@ -136,6 +136,47 @@ export class OutboxDispatcher {
     });
   }
 
+  /**
+   * Sends the message now, outside the queue, when nothing of its agent is queued or being sent, its session is
+   * ready and a token is free; null (and nothing taken) otherwise. Meanwhile the message holds its agent's queue, so
+   * later messages still go after it. Its row does not exist yet: the caller writes it, sent, afterwards.
+   */
+  sendAtOnce(message: QueuedMessage): Promise<SendOutcome> | null {
+    if (this.closed) return null;
+    const queue = this.queue(message.agentId);
+    if (queue.items.length > 0 || queue.draining || queue.timer !== undefined) return null;
+    const session = this.options.sessions.getReadySession(message.agentId);
+    if (!session || this.options.buckets.take(message.agentId) > 0) return null;
+    const { metrics } = this.options;
+    const label = metrics.agentLabel(message.agentId);
+    queue.items.push(message);
+    metrics.outboxQueued.inc(label);
+    this.sending.add(message.id);
+    const outcome = (async (): Promise<SendOutcome> => {
+      try {
+        message.attempts += 1;
+        const sent = await this.send(session, message, null);
+        metrics.messagesSent.inc({ type: message.kind, ...label });
+        metrics.outboxTransitions.inc({ state: 'sent', ...label });
+        return { status: 'sent', waMessageId: sent.id };
+      } catch (err) {
+        return { status: 'failed', error: errorMessage(err) };
+      } finally {
+        this.sending.delete(message.id);
+        const index = queue.items.indexOf(message);
+        if (index >= 0) {
+          queue.items.splice(index, 1);
+          metrics.outboxQueued.dec(label);
+        }
+      }
+    })();
+    queue.draining = outcome.then(() => {
+      queue.draining = undefined;
+      this.kick(queue); // what was queued behind it meanwhile
+    });
+    return outcome;
+  }
+
   /** Releases the waiters on a message that will not be sent (its INSERT failed or lost to an idempotency key). */
   stopWaiting(id: string): void {
     this.settle(id, null);

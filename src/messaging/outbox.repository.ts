@@ -27,6 +27,8 @@ export interface NewOutboxMessage {
   media: Buffer | null;
   idempotencyKey: string | null;
   traceId: string | null;
+  /** A message already sent when its row is written (a reply sent at once, written behind). */
+  sent?: { waMessageId: string; at: Date };
 }
 
 /** A row without its media bytes, which only the dispatcher reads, once, just before it sends an image. */
@@ -90,10 +92,13 @@ export class OutboxRepository {
            AS v (id, status, attempts, wa_message_id, error, at)
          WHERE o.id = v.id
        )
-       INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
-       SELECT id, agent_id, kind, to_jid, payload, decode(media, 'base64'), idempotency_key, trace_id
+       INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id, status,
+         attempts, wa_message_id, sent_at, updated_at)
+       SELECT id, agent_id, kind, to_jid, payload, decode(media, 'base64'), idempotency_key, trace_id,
+         CASE WHEN sent_at IS NULL THEN 'queued' ELSE 'sent' END, CASE WHEN sent_at IS NULL THEN 0 ELSE 1 END,
+         wa_message_id, sent_at, coalesce(sent_at, now())
        FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb,
-         media text, idempotency_key text, trace_id text)
+         media text, idempotency_key text, trace_id text, wa_message_id text, sent_at timestamptz)
        ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id, seq`,
       [
@@ -107,6 +112,8 @@ export class OutboxRepository {
             media: m.media?.toString('base64') ?? null,
             idempotency_key: m.idempotencyKey,
             trace_id: m.traceId,
+            wa_message_id: m.sent?.waMessageId ?? null,
+            sent_at: m.sent?.at ?? null,
           })),
         ),
         // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe each).

@@ -80,9 +80,18 @@ function holdSends(session: SandboxSession) {
 class CountingRepository extends OutboxRepository {
   writes = 0;
   failOutcomes = 0;
+  /** Holds every write that carries new rows until `release()`. */
+  holdInserts = false;
+  private held: Array<() => void> = [];
+
+  release(): void {
+    this.holdInserts = false;
+    for (const resolve of this.held.splice(0)) resolve();
+  }
 
   override async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]) {
     this.writes += 1;
+    if (inserts.length > 0 && this.holdInserts) await new Promise<void>((resolve) => this.held.push(resolve));
     if (transitions.length > 0 && this.failOutcomes > 0) {
       this.failOutcomes -= 1;
       throw new Error('database unavailable');
@@ -449,6 +458,54 @@ describe('OutboxService', () => {
       'old-queued',
       'recent-sent',
     ]);
+  });
+
+  it('sends a write-behind reply at once when nothing is ahead, and writes its row, sent, afterwards', async () => {
+    const held = new CountingRepository(test.database);
+    const { sut, engine, connect } = await setup({ repository: held });
+    await connect('behind');
+    held.holdInserts = true;
+    const result = await sut.submit('behind', text('at once'), { traceId: 't-wb', writeBehind: true });
+    expect(result).toMatchObject({ delivered: true, status: 'sent' });
+    expect(engine.sent('behind').map((s) => s.text)).toEqual(['at once']);
+    expect(await rows('behind')).toEqual([]); // its row is still on its way
+    held.release();
+    await until(async () => (await rows('behind')).length === 1);
+    expect((await rows('behind'))[0]).toMatchObject({
+      id: result.messageId,
+      status: 'sent',
+      attempts: 1,
+      wa_message_id: result.waMessageId,
+    });
+    expect(sut.dispatcher.depth('behind')).toBe(0);
+  });
+
+  it('queues a write-behind reply behind what is ahead of it, so the agent keeps its order', async () => {
+    const { sut, engine, connect, clock, timers } = await setup({ capacity: 1, sendWaitMs: 0 });
+    await connect('order');
+    await sut.submit('order', text('first'));
+    await sut.submit('order', text('second')); // no token left: queued
+    const reply = await sut.submit('order', text('reply'), { writeBehind: true });
+    expect(reply).toMatchObject({ delivered: false, status: 'queued' });
+    for (let i = 0; i < 2; i++) {
+      await until(() => timers.pending.size === 1);
+      clock.advance(600);
+      timers.fireAll();
+    }
+    await until(() => engine.sent('order').length === 3);
+    expect(engine.sent('order').map((s) => s.text)).toEqual(['first', 'second', 'reply']);
+  });
+
+  it('sends a write-behind reply the durable way when its first attempt fails', async () => {
+    const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
+    await connect('fallback');
+    engine.failSends('fallback', 1);
+    const reply = await sut.submit('fallback', text('again'), { writeBehind: true });
+    expect(reply.status).toBe('queued');
+    await until(async () => (await rows('fallback'))[0]?.status === 'sent');
+    expect(engine.sent('fallback').map((s) => s.text)).toEqual(['again']);
+    expect(await rows('fallback')).toHaveLength(1);
+    expect(timers.pending.size).toBe(0);
   });
 
   it('close() clears the rate-limit timers and releases waiting requests', async () => {

@@ -22,6 +22,11 @@ export interface OutboxDraft {
 export interface SubmitContext {
   idempotencyKey?: string | undefined;
   traceId?: string | undefined;
+  /**
+   * The caller reads nothing back (an AI reply): when nothing of the agent is ahead and a token is free, the text is
+   * sent at once and its row written behind, already sent. A crash in between loses only the row, never the send.
+   */
+  writeBehind?: boolean | undefined;
 }
 
 export interface SubmitResult {
@@ -80,8 +85,9 @@ export class OutboxService {
     // A committed row goes to its agent's queue at once, before its request hears of it.
     this.writer = new OutboxWriter({
       repository: options.repository,
-      onInserted: ({ id, agentId, kind, toJid, payload }, seq) =>
-        this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 }),
+      onInserted: ({ id, agentId, kind, toJid, payload, sent }, seq) => {
+        if (!sent) this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
+      },
     });
     this.transitions = new TransitionLog({ writer: this.writer, logger: options.logger, timers });
     this.dispatcher = new OutboxDispatcher({
@@ -134,6 +140,10 @@ export class OutboxService {
       if (earlier) return earlier;
       throw new AppError('SESSION_NOT_READY');
     }
+    if (context.writeBehind && !idempotencyKey && draft.kind === 'text' && !this.reserved.has(agentId)) {
+      const sent = await this.sendAtOnce(agentId, draft, context);
+      if (sent) return sent;
+    }
     this.reserve(agentId);
     const id = randomUUID();
     // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
@@ -166,6 +176,34 @@ export class OutboxService {
     const { metrics } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
     return this.result(id, await outcome, draft.payload);
+  }
+
+  /** The write-behind path; null when the message must take the queue (busy, no token, or the send failed). */
+  private async sendAtOnce(agentId: string, draft: OutboxDraft, context: SubmitContext): Promise<SubmitResult | null> {
+    const id = randomUUID();
+    const { kind, toJid, payload } = draft;
+    const sending = this.dispatcher.sendAtOnce({ id, seq: 0, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
+    if (!sending) return null;
+    const outcome = await sending;
+    // A failed attempt goes the durable way, with the queue's retries.
+    if (outcome.status !== 'sent') return null;
+    const { metrics, logger } = this.options;
+    metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
+    const row = {
+      id,
+      agentId,
+      kind,
+      toJid,
+      payload,
+      media: null,
+      idempotencyKey: null,
+      traceId: context.traceId ?? null,
+    };
+    this.writer.insert({ ...row, sent: { waMessageId: outcome.waMessageId, at: new Date() } }).catch((err: unknown) => {
+      // WhatsApp has the message; only its record is missing.
+      logger.error({ event: 'outbox.write_behind.error', agentId, messageId: id, err: errorMessage(err) });
+    });
+    return { delivered: true, messageId: id, status: 'sent', waMessageId: outcome.waMessageId };
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
