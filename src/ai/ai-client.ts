@@ -87,8 +87,10 @@ export class AiClient implements AiCaller {
     };
     // One timer for the whole exchange: a backend that sends headers and then trickles the body is still cut off.
     const timer = setTimeout(() => fail('timeout'), this.options.timeoutMs);
+    let read = false;
     try {
       const text = await this.post(request, controller.signal, () => fail('oversize'));
+      read = true;
       const body = parseJson(text);
       const reply = extractReply(body);
       observe(reply === null ? 'no_reply' : 'ok');
@@ -101,7 +103,9 @@ export class AiClient implements AiCaller {
       throw error;
     } finally {
       clearTimeout(timer);
-      controller.abort(); // releases the connection when we stopped reading early
+      // Releases the connection when we stopped reading early. After a complete answer there is nothing to release,
+      // and an abort would only build an AbortError (with its stack) on every call.
+      if (!read) controller.abort();
     }
   }
 
