@@ -15,7 +15,6 @@ export interface AgentKeyStoreOptions {
 
 /** Keys are compared by their SHA-256: equal lengths for timingSafeEqual, and no key kept in memory. */
 export const hashKey = (key: string): Buffer => createHash('sha256').update(key).digest();
-const hash = hashKey;
 
 export class AgentKeyStore {
   private readonly agents = new Map<string, { userId: string; keyHash: Buffer | null }>();
@@ -32,7 +31,7 @@ export class AgentKeyStore {
 
   set(agentId: string, userId: string, apiKey: string | null): void {
     this.remove(agentId);
-    const keyHash = apiKey ? hash(apiKey) : null;
+    const keyHash = apiKey ? hashKey(apiKey) : null;
     this.agents.set(agentId, { userId, keyHash });
     if (keyHash) this.agentByKeyHash.set(keyHash.toString('hex'), agentId);
   }
@@ -48,17 +47,17 @@ export class AgentKeyStore {
   }
 
   /** The agent a key belongs to, if any (for telling 403 from 401). */
-  agentOf(presented: string, presentedHash = hash(presented)): string | undefined {
+  agentOf(presented: string, presentedHash = hashKey(presented)): string | undefined {
     return this.agentByKeyHash.get(presentedHash.toString('hex'));
   }
 
   /** `presentedHash` is `hashKey(presented)`, when the caller has it already. */
-  async check(agentId: string, presented: string, presentedHash = hash(presented)): Promise<KeyCheck> {
+  async check(agentId: string, presented: string, presentedHash = hashKey(presented)): Promise<KeyCheck> {
     const entry = this.agents.get(agentId);
     if (!entry) return 'unknown_agent';
     if (entry.keyHash && timingSafeEqual(entry.keyHash, presentedHash)) return 'ok';
     const rotated = await this.syncFromApiKeys(agentId, entry.userId);
-    if (rotated !== null && timingSafeEqual(hash(rotated), presentedHash)) {
+    if (rotated !== null && timingSafeEqual(hashKey(rotated), presentedHash)) {
       await this.options.saveApiKey(agentId, rotated);
       this.set(agentId, entry.userId, rotated);
       return 'ok';
@@ -80,5 +79,5 @@ export class AgentKeyStore {
 }
 
 export function keysEqual(a: string, b: string): boolean {
-  return timingSafeEqual(hash(a), hash(b));
+  return timingSafeEqual(hashKey(a), hashKey(b));
 }

@@ -22,7 +22,7 @@ export interface DispatchTimers {
   clearTimeout(handle: unknown): void;
 }
 
-const realTimers: DispatchTimers = {
+export const realTimers: DispatchTimers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
@@ -156,8 +156,7 @@ export class OutboxDispatcher {
       try {
         message.attempts += 1;
         const sent = await this.send(session, message, null);
-        metrics.messagesSent.inc({ type: message.kind, ...label });
-        metrics.outboxTransitions.inc({ state: 'sent', ...label });
+        this.countSent(message);
         return { status: 'sent', waMessageId: sent.id };
       } catch (err) {
         return { status: 'failed', error: errorMessage(err) };
@@ -283,10 +282,16 @@ export class OutboxDispatcher {
       return 'retry';
     }
     this.transition(message, 'sent', { waMessageId: sent.id });
-    metrics.messagesSent.inc({ type: message.kind, ...label });
-    metrics.outboxTransitions.inc({ state: 'sent', ...label });
+    this.countSent(message);
     this.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
+  }
+
+  private countSent(message: QueuedMessage): void {
+    const { metrics } = this.options;
+    const label = metrics.agentLabel(message.agentId);
+    metrics.messagesSent.inc({ type: message.kind, ...label });
+    metrics.outboxTransitions.inc({ state: 'sent', ...label });
   }
 
   /** Records the attempt's outcome; from here reads see it, and `sending` ends. */

@@ -5,8 +5,14 @@ import type { OutboxStatus } from '../db/schema.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { type DispatchTimers, OutboxDispatcher, type SendOutcome } from './outbox.dispatcher.js';
-import type { OutboxKind, OutboxPayload, OutboxRecord, OutboxRepository } from './outbox.repository.js';
+import { type DispatchTimers, OutboxDispatcher, realTimers, type SendOutcome } from './outbox.dispatcher.js';
+import type {
+  NewOutboxMessage,
+  OutboxKind,
+  OutboxPayload,
+  OutboxRecord,
+  OutboxRepository,
+} from './outbox.repository.js';
 import { TransitionLog } from './outbox.transitions.js';
 import { OutboxWriter } from './outbox.writer.js';
 import type { SessionGateway } from './session-gateway.js';
@@ -67,11 +73,6 @@ export interface OutboxServiceOptions {
   timers?: DispatchTimers;
 }
 
-const realTimers: DispatchTimers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
-
 export class OutboxService {
   readonly dispatcher: OutboxDispatcher;
   private readonly transitions: TransitionLog;
@@ -107,7 +108,7 @@ export class OutboxService {
         try {
           await this.drop(agentId);
         } catch (err) {
-          // The in-memory queue is already gone; rows left behind are skipped when claimed after a restart.
+          // The in-memory queue is already gone; rows left behind stay queued, and are loaded again at the next boot.
           options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
         }
       }),
@@ -150,16 +151,7 @@ export class OutboxService {
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
     let seq: number | null;
     try {
-      seq = await this.writer.insert({
-        id,
-        agentId,
-        kind: draft.kind,
-        toJid: draft.toJid,
-        payload: draft.payload,
-        media: draft.media ?? null,
-        idempotencyKey: idempotencyKey ?? null,
-        traceId: context.traceId ?? null,
-      });
+      seq = await this.writer.insert(newRow(id, agentId, draft, context));
     } catch (err) {
       this.dispatcher.stopWaiting(id);
       throw err;
@@ -189,16 +181,7 @@ export class OutboxService {
     if (outcome.status !== 'sent') return null;
     const { metrics, logger } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
-    const row = {
-      id,
-      agentId,
-      kind,
-      toJid,
-      payload,
-      media: null,
-      idempotencyKey: null,
-      traceId: context.traceId ?? null,
-    };
+    const row = newRow(id, agentId, draft, context);
     this.writer.insert({ ...row, sent: { waMessageId: outcome.waMessageId, at: new Date() } }).catch((err: unknown) => {
       // WhatsApp has the message; only its record is missing.
       logger.error({ event: 'outbox.write_behind.error', agentId, messageId: id, err: errorMessage(err) });
@@ -304,6 +287,20 @@ export class OutboxService {
     }
     return { delivered: false, messageId, status: outcome?.status ?? 'queued', waMessageId: null, previewPath };
   }
+}
+
+/** The row a submitted message is written as. */
+function newRow(id: string, agentId: string, draft: OutboxDraft, context: SubmitContext): NewOutboxMessage {
+  return {
+    id,
+    agentId,
+    kind: draft.kind,
+    toJid: draft.toJid,
+    payload: draft.payload,
+    media: draft.media ?? null,
+    idempotencyKey: context.idempotencyKey ?? null,
+    traceId: context.traceId ?? null,
+  };
 }
 
 function toView(record: OutboxRecord): OutboxMessageView {
