@@ -8,33 +8,11 @@ import { SandboxEngine, type SandboxSession } from '../engines/sandbox/sandbox.e
 import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
-import type { DispatchTimers } from './outbox.dispatcher.js';
+import { FakeTimers } from './__fixtures__/outbox-fakes.js';
 import { type NewOutboxMessage, OutboxRepository, type OutboxTransition } from './outbox.repository.js';
 import { type OutboxDraft, OutboxService, type OutboxServiceOptions } from './outbox.service.js';
 import { InMemorySessionGateway } from './session-gateway.js';
 import { TokenBuckets } from './token-bucket.js';
-
-/** Timers that fire only when the test says so. */
-class FakeTimers implements DispatchTimers {
-  pending = new Map<number, { fn: () => void; ms: number }>();
-  private next = 1;
-  setTimeout(fn: () => void, ms: number): number {
-    const id = this.next++;
-    this.pending.set(id, { fn, ms });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending.delete(handle as number);
-  }
-  delays(): number[] {
-    return [...this.pending.values()].map((t) => t.ms);
-  }
-  fireAll(): void {
-    const due = [...this.pending.values()];
-    this.pending.clear();
-    for (const t of due) t.fn();
-  }
-}
 
 function fakeClock() {
   let now = 0;

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../observability/logger.js';
-import type { DispatchTimers } from './outbox.dispatcher.js';
+import { FakeTimers, Gate, transition } from './__fixtures__/outbox-fakes.js';
 import type { NewOutboxMessage, OutboxTransition } from './outbox.repository.js';
 import { TransitionLog } from './outbox.transitions.js';
 import { OutboxWriter } from './outbox.writer.js';
@@ -13,19 +13,14 @@ class FakeRepository {
   readonly failIds = new Set<string>();
   /** The next write carrying one of these row ids fails; the ones after it do not. */
   readonly failOnceIds = new Set<string>();
-  private gate: Promise<void> | null = null;
-  private open: (() => void) | null = null;
+  readonly gate = new Gate();
 
   hold(): void {
-    this.gate = new Promise((resolve) => {
-      this.open = resolve;
-    });
+    this.gate.hold();
   }
 
   release(): void {
-    this.open?.();
-    this.gate = null;
-    this.open = null;
+    this.gate.release();
   }
 
   async write(
@@ -33,7 +28,7 @@ class FakeRepository {
     transitions: readonly OutboxTransition[],
   ): Promise<Map<string, number>> {
     this.calls.push([...transitions]);
-    if (this.gate) await this.gate;
+    await this.gate.pass();
     const bad = transitions.find((t) => this.failIds.has(t.id) || this.failOnceIds.has(t.id));
     for (const t of transitions) this.failOnceIds.delete(t.id);
     if (bad) throw new Error(`write failed: ${bad.id}`);
@@ -45,43 +40,6 @@ class FakeRepository {
     return this.calls.flatMap((call) => call.filter((t) => t.id === id));
   }
 }
-
-/** Timers that fire only when the test says so. */
-class FakeTimers implements DispatchTimers {
-  readonly pending = new Map<number, { fn: () => void; ms: number }>();
-  private next = 1;
-  setTimeout(fn: () => void, ms: number): number {
-    const id = this.next++;
-    this.pending.set(id, { fn, ms });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending.delete(handle as number);
-  }
-  delays(): number[] {
-    return [...this.pending.values()].map((t) => t.ms);
-  }
-  fire(handle: number): void {
-    const timer = this.pending.get(handle);
-    if (!timer) throw new Error(`no timer ${handle}`);
-    this.pending.delete(handle);
-    timer.fn();
-  }
-  fireAll(): void {
-    const due = [...this.pending.values()];
-    this.pending.clear();
-    for (const t of due) t.fn();
-  }
-}
-
-const transition = (id: string, status: OutboxTransition['status'] = 'sent', attempts = 1): OutboxTransition => ({
-  id,
-  status,
-  attempts,
-  waMessageId: status === 'sent' ? `wa-${id}-${attempts}` : null,
-  error: status === 'failed' ? 'boom' : null,
-  at: new Date(1_000 * attempts),
-});
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 

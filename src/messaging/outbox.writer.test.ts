@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { Gate, transition } from './__fixtures__/outbox-fakes.js';
 import type { NewOutboxMessage, OutboxTransition } from './outbox.repository.js';
 import { OutboxWriter } from './outbox.writer.js';
 
@@ -19,20 +20,15 @@ class FakeRepository {
   down = false;
   running = 0;
   maxRunning = 0;
-  private gate: Promise<void> | null = null;
-  private open: (() => void) | null = null;
+  readonly gate = new Gate();
   private seq = 0;
 
   hold(): void {
-    this.gate = new Promise((resolve) => {
-      this.open = resolve;
-    });
+    this.gate.hold();
   }
 
   release(): void {
-    this.open?.();
-    this.gate = null;
-    this.open = null;
+    this.gate.release();
   }
 
   async write(
@@ -45,7 +41,7 @@ class FakeRepository {
     this.maxRunning = Math.max(this.maxRunning, this.running);
     this.events.push(`start:${call}`);
     try {
-      if (this.gate) await this.gate;
+      await this.gate.pass();
       if (this.down) throw new Error(`database down (call ${call})`);
       const ids = [...inserts.map((m) => m.id), ...transitions.map((t) => t.id)];
       const bad = ids.find((id) => this.failIds.has(id));
@@ -73,15 +69,6 @@ const message = (id: string): NewOutboxMessage => ({
   media: null,
   idempotencyKey: null,
   traceId: null,
-});
-
-const transition = (id: string, status: OutboxTransition['status'] = 'sent', attempts = 1): OutboxTransition => ({
-  id,
-  status,
-  attempts,
-  waMessageId: status === 'sent' ? `wa-${id}-${attempts}` : null,
-  error: status === 'failed' ? 'boom' : null,
-  at: new Date(1_000 * attempts),
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
