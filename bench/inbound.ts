@@ -4,14 +4,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { createContainer } from '../src/container.js';
-import { createLogger } from '../src/observability/logger.js';
 import { replyWith, startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
 import { privateText } from '../test/helpers/inbound-message.js';
+import { fromBuild } from './build.js';
 import { percentile, writeSection } from './report.js';
+
+const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
+const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
+const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
+const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);

@@ -4,12 +4,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { createContainer } from '../src/container.js';
-import { createLogger } from '../src/observability/logger.js';
 import { createTestDatabase } from '../test/helpers/database.js';
+import { fromBuild } from './build.js';
 import { kib, mib, pssBytes, writeSection } from './report.js';
+
+const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
+const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
+const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
+const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 1_000);
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -7,14 +7,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { createContainer } from '../src/container.js';
-import { type Database, openDatabase } from '../src/db/client.js';
-import { createLogger } from '../src/observability/logger.js';
+import type { Database } from '../src/db/client.js';
 import { createTestDatabase } from '../test/helpers/database.js';
 import { until } from '../test/helpers/messaging.js';
+import { fromBuild } from './build.js';
 import { writeSection } from './report.js';
+
+const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
+const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
+const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
+const { openDatabase } = await fromBuild<typeof import('../src/db/client.js')>('db/client.js');
+const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 /** Rounds of (bare, service), alternated so that a slow spell of the machine weighs on both; medians reported. */

@@ -4,6 +4,9 @@ import { existsSync } from 'node:fs';
 
 const BENCHES = ['memory', 'engine-memory', 'messages', 'inbound'];
 const only = process.argv.slice(2);
+// The benchmarks load the service from dist/, as `npm start` runs it (bench/build.ts).
+const build = spawnSync('npm', ['run', 'build'], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(1);
 let failed = 0;
 for (const name of only.length > 0 ? only : BENCHES) {
   const file = `bench/${name}.ts`;
