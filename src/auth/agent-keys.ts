@@ -1,5 +1,5 @@
 // Which key opens which agent. Held in memory (hashes only) so a valid request costs no database query.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { ApiKeysRepository } from './api-keys.repository.js';
 
 export type KeyCheck = 'ok' | 'unknown_agent' | 'other_agent' | 'invalid';
@@ -14,7 +14,7 @@ export interface AgentKeyStoreOptions {
 }
 
 /** Keys are compared by their SHA-256: equal lengths for timingSafeEqual, and no key kept in memory. */
-export const hashKey = (key: string): Buffer => createHash('sha256').update(key).digest();
+export const hashKey = (key: string): Buffer => hash('sha256', key, 'buffer');
 
 export class AgentKeyStore {
   private readonly agents = new Map<string, { userId: string; keyHash: Buffer | null }>();

@@ -50,7 +50,8 @@ interface StoredLogin {
 export class SandboxEngine implements Engine {
   readonly name = 'sandbox' as const;
   private readonly sessions = new Map<string, SandboxSession>();
-  private readonly sentLog = new Map<string, SandboxSentEntry[]>();
+  /** Kept with the time as a Date: formatted only when a test reads the log, not on every send. */
+  private readonly sentLog = new Map<string, Array<{ entry: Omit<SandboxSentEntry, 'at'>; at: Date }>>();
 
   constructor(private readonly options: SandboxEngineOptions) {}
 
@@ -110,16 +111,22 @@ export class SandboxEngine implements Engine {
   }
 
   sent(agentId: string): SandboxSentEntry[] {
-    return [...(this.sentLog.get(agentId) ?? [])];
+    return (this.sentLog.get(agentId) ?? [])
+      .slice(-MAX_SENT_PER_AGENT)
+      .map(({ entry, at }) => ({ ...entry, at: at.toISOString() }));
   }
 
   // ---- used by SandboxSession ------------------------------------------------------------------------------------
 
   record(agentId: string, entry: Omit<SandboxSentEntry, 'at'>): void {
-    const log = this.sentLog.get(agentId) ?? [];
-    if (log.length >= MAX_SENT_PER_AGENT) log.shift();
-    log.push({ ...entry, at: (this.options.now?.() ?? new Date()).toISOString() });
-    this.sentLog.set(agentId, log);
+    let log = this.sentLog.get(agentId);
+    if (!log) {
+      log = [];
+      this.sentLog.set(agentId, log);
+    }
+    log.push({ entry, at: this.options.now?.() ?? new Date() });
+    // The oldest go a batch at a time: shift() on a full log would move all of it on every send.
+    if (log.length >= 2 * MAX_SENT_PER_AGENT) log.splice(0, log.length - MAX_SENT_PER_AGENT);
   }
 
   get qrRefreshMs(): number {
