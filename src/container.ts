@@ -120,11 +120,11 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     metrics,
     sessions: createSessionGateway(supervisor, sessions),
   });
-  // AI replies take the same road as API sends: the outbox, rate-limited and FIFO per agent. Nobody reads a reply's
-  // row back, so one that can go at once is sent first and written behind.
+  // AI replies take the same road as API sends: the outbox, rate-limited and FIFO per agent, sent while their row is
+  // being written.
   const replies: ReplySender = {
     sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
-      messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId, writeBehind: true }),
+      messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
   };
   const inboundRepo = new InboundRepository(database);
   const inbound = new InboundService({

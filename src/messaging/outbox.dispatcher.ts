@@ -9,7 +9,7 @@ import type { SessionGateway } from './session-gateway.js';
 import type { TokenBuckets } from './token-bucket.js';
 
 /** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
-export type QueuedMessage = Pick<OutboxRecord, 'id' | 'seq' | 'agentId' | 'kind' | 'toJid' | 'payload' | 'attempts'> & {
+export type QueuedMessage = Pick<OutboxRecord, 'id' | 'agentId' | 'kind' | 'toJid' | 'payload' | 'attempts'> & {
   /** Failed attempts in this process, counted only while the session stayed ready. */
   failures: number;
 };
@@ -45,7 +45,7 @@ export interface OutboxDispatcherOptions {
 
 interface AgentQueue {
   agentId: string;
-  /** Ordered by seq; the head is the one being sent or waited on. */
+  /** In the order they were accepted; the head is the one being sent or waited on. */
   items: QueuedMessage[];
   timer: unknown;
   draining: Promise<void> | undefined;
@@ -70,19 +70,30 @@ export class OutboxDispatcher {
   }
 
   static fromRecord(record: OutboxRecord): QueuedMessage {
-    const { id, seq, agentId, kind, toJid, payload, attempts } = record;
-    return { id, seq, agentId, kind, toJid, payload, attempts, failures: 0 };
+    const { id, agentId, kind, toJid, payload, attempts } = record;
+    return { id, agentId, kind, toJid, payload, attempts, failures: 0 };
   }
 
-  /** Adds a message to its agent's queue, in seq order, and starts dispatching if idle. */
+  /** Adds a message at the end of its agent's queue, and starts dispatching if idle. */
   enqueue(message: QueuedMessage): void {
     const queue = this.queue(message.agentId);
-    // Concurrent INSERTs can finish out of order; seq is the order they were accepted in.
-    let index = queue.items.length;
-    while (index > 0 && (queue.items[index - 1]?.seq ?? 0) > message.seq) index -= 1;
-    queue.items.splice(index, 0, message);
+    queue.items.push(message);
     this.options.metrics.outboxQueued.inc(this.options.metrics.agentLabel(message.agentId));
     this.kick(queue);
+  }
+
+  /**
+   * Takes a message back out of its queue, unsent (its row could not be written); false when it is being sent or
+   * is no longer queued.
+   */
+  withdraw(message: QueuedMessage): boolean {
+    const queue = this.queues.get(message.agentId);
+    const index = queue?.items.indexOf(message) ?? -1;
+    if (!queue || index < 0 || this.sending.has(message.id)) return false;
+    queue.items.splice(index, 1);
+    this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(message.agentId));
+    this.settle(message.id, null);
+    return true;
   }
 
   /** Messages accepted for the agent and not yet sent or failed, including the one in flight. */
@@ -134,46 +145,6 @@ export class OutboxDispatcher {
       set.add(done);
       this.waiters.set(id, set);
     });
-  }
-
-  /**
-   * Sends the message now, outside the queue, when nothing of its agent is queued or being sent, its session is
-   * ready and a token is free; null (and nothing taken) otherwise. Meanwhile the message holds its agent's queue, so
-   * later messages still go after it. Its row does not exist yet: the caller writes it, sent, afterwards.
-   */
-  sendAtOnce(message: QueuedMessage): Promise<SendOutcome> | null {
-    if (this.closed) return null;
-    const queue = this.queue(message.agentId);
-    if (queue.items.length > 0 || queue.draining || queue.timer !== undefined) return null;
-    const session = this.options.sessions.getReadySession(message.agentId);
-    if (!session || this.options.buckets.take(message.agentId) > 0) return null;
-    const { metrics } = this.options;
-    const label = metrics.agentLabel(message.agentId);
-    queue.items.push(message);
-    metrics.outboxQueued.inc(label);
-    this.sending.add(message.id);
-    const outcome = (async (): Promise<SendOutcome> => {
-      try {
-        message.attempts += 1;
-        const sent = await this.send(session, message, null);
-        this.countSent(message);
-        return { status: 'sent', waMessageId: sent.id };
-      } catch (err) {
-        return { status: 'failed', error: errorMessage(err) };
-      } finally {
-        this.sending.delete(message.id);
-        const index = queue.items.indexOf(message);
-        if (index >= 0) {
-          queue.items.splice(index, 1);
-          metrics.outboxQueued.dec(label);
-        }
-      }
-    })();
-    queue.draining = outcome.then(() => {
-      queue.draining = undefined;
-      this.kick(queue); // what was queued behind it meanwhile
-    });
-    return outcome;
   }
 
   /** Releases the waiters on a message that will not be sent (its INSERT failed or lost to an idempotency key). */

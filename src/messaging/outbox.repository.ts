@@ -27,8 +27,11 @@ export interface NewOutboxMessage {
   media: Buffer | null;
   idempotencyKey: string | null;
   traceId: string | null;
-  /** A message already sent when its row is written (a reply sent at once, written behind). */
-  sent?: { waMessageId: string; at: Date };
+  /**
+   * The outcome of a send that finished before the row was written: the row is inserted with it, in one write
+   * instead of an insert and an update.
+   */
+  outcome?: OutboxTransition | undefined;
 }
 
 /** A row without its media bytes, which only the dispatcher reads, once, just before it sends an image. */
@@ -72,8 +75,9 @@ export class OutboxRepository {
    * Inserts new rows and applies transitions to earlier ones, in one statement (one commit) whose text never
    * changes, prepared once per connection. Rows are inserted in order, so their seq follows the array's order.
    * Returns the seq of each inserted row by id; a row missing from the map was not inserted because its agent
-   * already used its idempotency key (also when an earlier row of the same batch did). A sent or failed row drops
-   * its image bytes: it is kept for its state only. At most one transition per id.
+   * already used its idempotency key (also when an earlier row of the same batch did). A new row carrying an
+   * outcome is inserted in that state. A sent or failed row drops its image bytes: it is kept for its state only.
+   * At most one transition per id, and none for a row inserted by the same call.
    */
   async write(
     inserts: readonly NewOutboxMessage[],
@@ -93,12 +97,13 @@ export class OutboxRepository {
          WHERE o.id = v.id
        )
        INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id, status,
-         attempts, wa_message_id, sent_at, updated_at)
-       SELECT id, agent_id, kind, to_jid, payload, decode(media, 'base64'), idempotency_key, trace_id,
-         CASE WHEN sent_at IS NULL THEN 'queued' ELSE 'sent' END, CASE WHEN sent_at IS NULL THEN 0 ELSE 1 END,
-         wa_message_id, sent_at, coalesce(sent_at, now())
+         attempts, wa_message_id, error, sent_at, updated_at)
+       SELECT id, agent_id, kind, to_jid, payload, CASE WHEN status = 'queued' THEN decode(media, 'base64') END,
+         idempotency_key, trace_id, status, attempts, wa_message_id, error,
+         CASE WHEN status = 'sent' THEN at END, coalesce(at, now())
        FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb,
-         media text, idempotency_key text, trace_id text, wa_message_id text, sent_at timestamptz)
+         media text, idempotency_key text, trace_id text, status text, attempts int, wa_message_id text, error text,
+         at timestamptz)
        ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id, seq`,
       [
@@ -112,8 +117,11 @@ export class OutboxRepository {
             media: m.media?.toString('base64') ?? null,
             idempotency_key: m.idempotencyKey,
             trace_id: m.traceId,
-            wa_message_id: m.sent?.waMessageId ?? null,
-            sent_at: m.sent?.at ?? null,
+            status: m.outcome?.status ?? 'queued',
+            attempts: m.outcome?.attempts ?? 0,
+            wa_message_id: m.outcome?.waMessageId ?? null,
+            error: m.outcome?.error ?? null,
+            at: m.outcome?.at ?? null,
           })),
         ),
         // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe each).

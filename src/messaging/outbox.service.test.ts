@@ -54,10 +54,11 @@ function holdSends(session: SandboxSession) {
   return { holding: () => waiting !== undefined, release: () => waiting?.() };
 }
 
-/** The real repository, counting its writes; it can fail the next writes that carry outcomes. */
+/** The real repository, counting its writes; it can fail the next writes that carry outcomes, or new rows. */
 class CountingRepository extends OutboxRepository {
   writes = 0;
   failOutcomes = 0;
+  failInserts = 0;
   /** Holds every write that carries new rows until `release()`. */
   holdInserts = false;
   private held: Array<() => void> = [];
@@ -70,6 +71,10 @@ class CountingRepository extends OutboxRepository {
   override async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]) {
     this.writes += 1;
     if (inserts.length > 0 && this.holdInserts) await new Promise<void>((resolve) => this.held.push(resolve));
+    if (inserts.length > 0 && this.failInserts > 0) {
+      this.failInserts -= 1;
+      throw new Error('database unavailable');
+    }
     if (transitions.length > 0 && this.failOutcomes > 0) {
       this.failOutcomes -= 1;
       throw new Error('database unavailable');
@@ -163,6 +168,7 @@ describe('OutboxService', () => {
     const bodies = Array.from({ length: 30 }, (_, i) => `m${i}`);
     const results = await Promise.all(bodies.map((b) => sut.submit('fifo', text(b))));
     expect(results.every((r) => r.status === 'sent')).toBe(true);
+    await until(async () => (await rows('fifo')).length === 30);
     const acceptedOrder = (await rows('fifo')).map((r) => (r.payload as { text: string }).text);
     expect(engine.sent('fifo').map((s) => s.text)).toEqual(acceptedOrder);
   });
@@ -357,6 +363,7 @@ describe('OutboxService', () => {
     const { release, holding } = holdSends(session);
     const submitted = sut.submit('overlay', text('slow'), { traceId: 't-overlay' });
     await until(holding);
+    await until(async () => (await rows('overlay')).length === 1); // the row is written while WhatsApp has it
     const [row] = await rows('overlay');
     const id = String(row?.id);
     expect(row?.status).toBe('queued');
@@ -388,9 +395,14 @@ describe('OutboxService', () => {
   it('shows an outcome it could not write yet, and retries the write until the row says sent', async () => {
     const failing = new CountingRepository(test.database);
     const { sut, connect, timers } = await setup({ repository: failing });
-    await connect('retry-write');
+    const session = await connect('retry-write');
+    const { release, holding } = holdSends(session);
+    const submitted = sut.submit('retry-write', text('once'));
+    await until(holding);
+    await until(async () => (await rows('retry-write')).length === 1); // the outcome comes after the row
     failing.failOutcomes = 1;
-    const result = await sut.submit('retry-write', text('once'));
+    release();
+    const result = await submitted;
     expect(result.status).toBe('sent');
     await until(() => timers.pending.size === 1);
     expect((await rows('retry-write'))[0]?.status).toBe('queued');
@@ -438,52 +450,93 @@ describe('OutboxService', () => {
     ]);
   });
 
-  it('sends a write-behind reply at once when nothing is ahead, and writes its row, sent, afterwards', async () => {
+  it('answers sent without waiting for the row, and inserts the row already sent: one write, not two', async () => {
     const held = new CountingRepository(test.database);
     const { sut, engine, connect } = await setup({ repository: held });
+    await connect('early');
+    held.holdInserts = true;
+    const result = await sut.submit('early', text('at once'), { traceId: 't-early' });
+    expect(result).toMatchObject({ delivered: true, status: 'sent' });
+    expect(engine.sent('early').map((s) => s.text)).toEqual(['at once']);
+    expect(await rows('early')).toEqual([]); // its row is still on its way
+    // A read of the message waits for its row rather than answering 404.
+    const view = sut.get('early', result.messageId);
+    held.release();
+    expect(await view).toMatchObject({ status: 'sent', attempts: 1, waMessageId: result.waMessageId });
+    expect(await rows('early')).toEqual([
+      expect.objectContaining({ id: result.messageId, status: 'sent', attempts: 1, wa_message_id: result.waMessageId }),
+    ]);
+    expect(held.writes).toBe(1);
+    expect(sut.dispatcher.depth('early')).toBe(0);
+  });
+
+  it('answers sent only once its row is written while the database is behind', async () => {
+    const held = new CountingRepository(test.database);
+    const { sut, engine, connect } = await setup({ repository: held, maxUnwritten: 0 });
     await connect('behind');
     held.holdInserts = true;
-    const result = await sut.submit('behind', text('at once'), { traceId: 't-wb', writeBehind: true });
-    expect(result).toMatchObject({ delivered: true, status: 'sent' });
-    expect(engine.sent('behind').map((s) => s.text)).toEqual(['at once']);
-    expect(await rows('behind')).toEqual([]); // its row is still on its way
-    held.release();
-    await until(async () => (await rows('behind')).length === 1);
-    expect((await rows('behind'))[0]).toMatchObject({
-      id: result.messageId,
-      status: 'sent',
-      attempts: 1,
-      wa_message_id: result.waMessageId,
+    let answered = false;
+    const submitted = sut.submit('behind', text('waits')).then((result) => {
+      answered = true;
+      return result;
     });
-    expect(sut.dispatcher.depth('behind')).toBe(0);
+    await until(() => engine.sent('behind').length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answered).toBe(false);
+    held.release();
+    expect(await submitted).toMatchObject({ delivered: true, status: 'sent' });
+    expect(await rows('behind')).toEqual([expect.objectContaining({ status: 'sent', attempts: 1 })]);
   });
 
-  it('queues a write-behind reply behind what is ahead of it, so the agent keeps its order', async () => {
-    const { sut, engine, connect, clock, timers } = await setup({ capacity: 1, sendWaitMs: 0 });
-    await connect('order');
-    await sut.submit('order', text('first'));
-    await sut.submit('order', text('second')); // no token left: queued
-    const reply = await sut.submit('order', text('reply'), { writeBehind: true });
-    expect(reply).toMatchObject({ delivered: false, status: 'queued' });
-    for (let i = 0; i < 2; i++) {
-      await until(() => timers.pending.size === 1);
-      clock.advance(600);
-      timers.fireAll();
-    }
-    await until(() => engine.sent('order').length === 3);
-    expect(engine.sent('order').map((s) => s.text)).toEqual(['first', 'second', 'reply']);
+  it('answers queued only once the row of a message that cannot go yet is committed', async () => {
+    const held = new CountingRepository(test.database);
+    const { sut, connect } = await setup({ repository: held, capacity: 1, sendWaitMs: 50 });
+    await connect('later');
+    await sut.submit('later', text('first'));
+    held.holdInserts = true;
+    let answered = false;
+    const second = sut.submit('later', text('second')).then((result) => {
+      answered = true;
+      return result;
+    });
+    await until(() => sut.dispatcher.depth('later') === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // past SEND_WAIT_MS
+    expect(answered).toBe(false);
+    held.release();
+    expect(await second).toMatchObject({ delivered: false, status: 'queued' });
+    expect((await rows('later')).map((r) => r.status)).toEqual(['sent', 'queued']);
   });
 
-  it('sends a write-behind reply the durable way when its first attempt fails', async () => {
+  it('takes a message back, unsent, when its row cannot be written, and answers with the error', async () => {
+    const failing = new CountingRepository(test.database);
+    const { sut, engine, connect, clock, timers } = await setup({ repository: failing, capacity: 1, sendWaitMs: 0 });
+    await connect('unwritable');
+    await sut.submit('unwritable', text('first'));
+    await until(async () => (await rows('unwritable'))[0]?.status === 'sent');
+    failing.failInserts = 1;
+    await expect(sut.submit('unwritable', text('lost'))).rejects.toThrow('database unavailable');
+    expect(sut.dispatcher.depth('unwritable')).toBe(0);
+    clock.advance(60_000);
+    timers.fireAll();
+    await sut.submit('unwritable', text('next'));
+    await until(() => engine.sent('unwritable').length === 2);
+    expect(engine.sent('unwritable').map((s) => s.text)).toEqual(['first', 'next']);
+  });
+
+  it('writes a failed first attempt with the row, and the success of the retry after it', async () => {
     const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
     await connect('fallback');
     engine.failSends('fallback', 1);
-    const reply = await sut.submit('fallback', text('again'), { writeBehind: true });
+    const reply = await sut.submit('fallback', text('again'));
     expect(reply.status).toBe('queued');
+    await until(() => timers.pending.size === 1);
+    expect(await rows('fallback')).toEqual([
+      expect.objectContaining({ status: 'queued', attempts: 1, error: expect.stringContaining('injected') }),
+    ]);
+    timers.fireAll();
     await until(async () => (await rows('fallback'))[0]?.status === 'sent');
     expect(engine.sent('fallback').map((s) => s.text)).toEqual(['again']);
     expect(await rows('fallback')).toHaveLength(1);
-    expect(timers.pending.size).toBe(0);
   });
 
   it('close() clears the rate-limit timers and releases waiting requests', async () => {

@@ -1,11 +1,19 @@
-// The outbox: accepts a message (its row committed, in one statement with the other writes of the moment), hands it
-// to the dispatcher, and waits a bounded time for the result.
+// The outbox: accepts a message, hands it to the dispatcher, writes its row (in one statement with the other writes
+// of the moment), and waits a bounded time for the result. A text without an Idempotency-Key goes to the dispatcher
+// at once, while its row is being written: an answer that says "sent" does not wait for the row, any other answer
+// does. A message with a key, or an image, is handed over only once its row is committed.
 import { randomUUID } from 'node:crypto';
 import type { OutboxStatus } from '../db/schema.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { type DispatchTimers, OutboxDispatcher, realTimers, type SendOutcome } from './outbox.dispatcher.js';
+import {
+  type DispatchTimers,
+  OutboxDispatcher,
+  type QueuedMessage,
+  realTimers,
+  type SendOutcome,
+} from './outbox.dispatcher.js';
 import type {
   NewOutboxMessage,
   OutboxKind,
@@ -28,11 +36,6 @@ export interface OutboxDraft {
 export interface SubmitContext {
   idempotencyKey?: string | undefined;
   traceId?: string | undefined;
-  /**
-   * The caller reads nothing back (an AI reply): when nothing of the agent is ahead and a token is free, the text is
-   * sent at once and its row written behind, already sent. A crash in between loses only the row, never the send.
-   */
-  writeBehind?: boolean | undefined;
 }
 
 export interface SubmitResult {
@@ -71,6 +74,11 @@ export interface OutboxServiceOptions {
   maxRetries?: number;
   retryDelayMs?: (retry: number) => number;
   timers?: DispatchTimers;
+  /**
+   * Rows waiting for their batch past which a "sent" answer waits for its row like any other (1,000): the writes
+   * keep up with the sends, and memory stays bounded, when the database is slower than WhatsApp.
+   */
+  maxUnwritten?: number;
 }
 
 export class OutboxService {
@@ -79,6 +87,8 @@ export class OutboxService {
   private readonly writer: OutboxWriter;
   /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
   private readonly reserved = new Map<string, number>();
+  /** Messages handed to the dispatcher before their row is committed. */
+  private readonly unwritten = new Set<string>();
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: OutboxServiceOptions) {
@@ -86,8 +96,8 @@ export class OutboxService {
     // A committed row goes to its agent's queue at once, before its request hears of it.
     this.writer = new OutboxWriter({
       repository: options.repository,
-      onInserted: ({ id, agentId, kind, toJid, payload, sent }, seq) => {
-        if (!sent) this.dispatcher.enqueue({ id, seq, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
+      onInserted: ({ id, agentId, kind, toJid, payload }) => {
+        if (!this.unwritten.delete(id)) this.dispatcher.enqueue(queued(id, agentId, { kind, toJid, payload }));
       },
     });
     this.transitions = new TransitionLog({ writer: this.writer, logger: options.logger, timers });
@@ -141,10 +151,7 @@ export class OutboxService {
       if (earlier) return earlier;
       throw new AppError('SESSION_NOT_READY');
     }
-    if (context.writeBehind && !idempotencyKey && draft.kind === 'text' && !this.reserved.has(agentId)) {
-      const sent = await this.sendAtOnce(agentId, draft, context);
-      if (sent) return sent;
-    }
+    if (!idempotencyKey && draft.kind === 'text') return this.submitEarly(agentId, draft, context);
     this.reserve(agentId);
     const id = randomUUID();
     // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
@@ -170,26 +177,40 @@ export class OutboxService {
     return this.result(id, await outcome, draft.payload);
   }
 
-  /** The write-behind path; null when the message must take the queue (busy, no token, or the send failed). */
-  private async sendAtOnce(agentId: string, draft: OutboxDraft, context: SubmitContext): Promise<SubmitResult | null> {
+  /** A text handed to the dispatcher while its row is written. */
+  private async submitEarly(agentId: string, draft: OutboxDraft, context: SubmitContext): Promise<SubmitResult> {
+    this.assertRoom(agentId); // the queue holds the message from here on
     const id = randomUUID();
-    const { kind, toJid, payload } = draft;
-    const sending = this.dispatcher.sendAtOnce({ id, seq: 0, agentId, kind, toJid, payload, attempts: 0, failures: 0 });
-    if (!sending) return null;
-    const outcome = await sending;
-    // A failed attempt goes the durable way, with the queue's retries.
-    if (outcome.status !== 'sent') return null;
+    const message = queued(id, agentId, draft);
+    const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
+    this.unwritten.add(id);
+    const written = this.writer.insert(newRow(id, agentId, draft, context)).finally(() => this.unwritten.delete(id));
+    this.dispatcher.enqueue(message);
     const { metrics, logger } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
-    const row = newRow(id, agentId, draft, context);
-    this.writer.insert({ ...row, sent: { waMessageId: outcome.waMessageId, at: new Date() } }).catch((err: unknown) => {
-      // WhatsApp has the message; only its record is missing.
-      logger.error({ event: 'outbox.write_behind.error', agentId, messageId: id, err: errorMessage(err) });
-    });
-    return { delivered: true, messageId: id, status: 'sent', waMessageId: outcome.waMessageId };
+    const result = await outcome;
+    if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
+      written.catch((err: unknown) => {
+        // WhatsApp has the message; only its record is missing.
+        logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
+      });
+      return this.result(id, result, draft.payload);
+    }
+    try {
+      await written;
+    } catch (err) {
+      // Not written, so not durable: a message still waiting is taken back, and the caller hears of the error.
+      if (this.dispatcher.withdraw(message)) throw err;
+      logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
+      if (result) return this.result(id, result, draft.payload);
+      // WhatsApp has it in hand right now: its outcome is the answer.
+      return this.result(id, await this.dispatcher.waitFor(id, this.options.sendWaitMs), draft.payload);
+    }
+    return this.result(id, result, draft.payload);
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
+    // A message answered before its row was written is still found: the flush waits for that write too.
     await this.transitions.flush();
     const record = await this.options.repository.find(agentId, messageId);
     if (!record) throw new AppError('MESSAGE_NOT_FOUND');
@@ -249,15 +270,18 @@ export class OutboxService {
   }
 
   private reserve(agentId: string): void {
-    const reserved = this.reserved.get(agentId) ?? 0;
-    if (this.dispatcher.depth(agentId) + reserved >= this.options.queueMaxPerAgent) {
+    this.assertRoom(agentId);
+    this.reserved.set(agentId, (this.reserved.get(agentId) ?? 0) + 1);
+  }
+
+  private assertRoom(agentId: string): void {
+    if (this.dispatcher.depth(agentId) + (this.reserved.get(agentId) ?? 0) >= this.options.queueMaxPerAgent) {
       const { metrics } = this.options;
       metrics.outboxTransitions.inc({ state: 'rejected', ...metrics.agentLabel(agentId) });
       // A slot frees when the head is sent, which is when the next token arrives.
       const seconds = Math.max(1, Math.ceil(this.options.buckets.msUntilToken(agentId) / 1_000));
       throw new AppError('RATE_LIMITED', undefined, { headers: { 'retry-after': String(seconds) } });
     }
-    this.reserved.set(agentId, reserved + 1);
   }
 
   private release(agentId: string): void {
@@ -287,6 +311,11 @@ export class OutboxService {
     }
     return { delivered: false, messageId, status: outcome?.status ?? 'queued', waMessageId: null, previewPath };
   }
+}
+
+/** A message as its agent's queue holds it. */
+function queued(id: string, agentId: string, { kind, toJid, payload }: OutboxDraft): QueuedMessage {
+  return { id, agentId, kind, toJid, payload, attempts: 0, failures: 0 };
 }
 
 /** The row a submitted message is written as. */

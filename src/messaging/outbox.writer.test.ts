@@ -35,7 +35,9 @@ class FakeRepository {
     inserts: readonly NewOutboxMessage[],
     transitions: readonly OutboxTransition[],
   ): Promise<Map<string, number>> {
-    this.calls.push({ inserts: inserts.map((m) => m.id), transitions: [...transitions] });
+    // A row inserted with an outcome shows as id:status.
+    const insertIds = inserts.map((m) => (m.outcome ? `${m.id}:${m.outcome.status}` : m.id));
+    this.calls.push({ inserts: insertIds, transitions: [...transitions] });
     const call = this.calls.length;
     this.running += 1;
     this.maxRunning = Math.max(this.maxRunning, this.running);
@@ -244,5 +246,41 @@ describe('OutboxWriter', () => {
 
     // A barrier alone, while the database is down.
     await expect(writer.barrier()).resolves.toBeUndefined();
+  });
+
+  it('inserts a row whose send ended before its batch was written in that state: one write, no update', async () => {
+    const { repository, writer } = setup();
+    repository.hold();
+    const busy = writer.insert(message('a'));
+    await tick(); // a's batch is being written; what follows waits for the next one
+    const inserted = writer.insert(message('b'));
+    const retried = writer.transition(transition('b', 'queued'));
+    const sent = writer.transition(transition('b'));
+    const earlier = writer.transition(transition('a'));
+    repository.release();
+    await Promise.all([busy, inserted, retried, sent, earlier]);
+    expect(repository.calls).toEqual([
+      { inserts: ['a'], transitions: [] },
+      { inserts: ['b:sent'], transitions: [transition('a')] },
+    ]);
+  });
+
+  it('fails the outcome folded into an insert with the insert, and writes the rest of the batch', async () => {
+    const { repository, writer } = setup();
+    repository.failIds.add('bad');
+    const [insert, outcome, other] = await Promise.allSettled([
+      writer.insert(message('bad')),
+      writer.transition(transition('bad')),
+      writer.insert(message('good')),
+    ]);
+    expect(insert.status).toBe('rejected');
+    expect(outcome.status).toBe('rejected');
+    expect(other).toEqual({ status: 'fulfilled', value: 1 });
+  });
+
+  it('does not call the database for a batch of barriers only', async () => {
+    const { repository, writer } = setup();
+    await writer.barrier();
+    expect(repository.calls).toEqual([]);
   });
 });

@@ -48,12 +48,25 @@ export class OutboxWriter {
     return this.batcher.idle();
   }
 
+  /** Writes handed in and not yet given to a batch. */
+  get backlog(): number {
+    return this.batcher.waiting;
+  }
+
   private async run(items: Item[]): Promise<Result[]> {
-    const inserts = items.flatMap((item) => (item.kind === 'insert' ? [item.message] : []));
     // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
     const latest = new Map<string, OutboxTransition>();
     for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
+    // A row sent before its insert got its turn is inserted as it stands: one write instead of two.
+    const inserts = items.flatMap((item) => {
+      if (item.kind !== 'insert') return [];
+      const outcome = latest.get(item.message.id);
+      if (!outcome) return [item.message];
+      latest.delete(item.message.id);
+      return [{ ...item.message, outcome }];
+    });
     const transitions = [...latest.values()];
+    if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined); // barriers only
     let seqs: Map<string, number>;
     try {
       seqs = await this.options.repository.write(inserts, transitions);
@@ -93,6 +106,7 @@ export class OutboxWriter {
         ),
       );
     }
+    // A transition folded into its row's insert shares the insert's fate.
     return items.map((item) => {
       if (item.kind === 'insert') return results.get(item.message.id);
       return item.kind === 'transition' ? results.get(item.transition.id) : undefined;
