@@ -65,6 +65,16 @@ export interface OutboxTransition {
   at: Date;
 }
 
+/** Inserts the rows of a JSON array parameter ($1), each in the state it comes with. */
+const INSERT_ROWS = `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id,
+    status, attempts, wa_message_id, error, sent_at, updated_at)
+  SELECT id, agent_id, kind, to_jid, payload, CASE WHEN status = 'queued' THEN decode(media, 'base64') END,
+    idempotency_key, trace_id, status, attempts, wa_message_id, error, CASE WHEN status = 'sent' THEN at END,
+    coalesce(at, now())
+  FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb, media text,
+    idempotency_key text, trace_id text, status text, attempts int, wa_message_id text, error text, at timestamptz)
+  ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
+
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
   created_at, updated_at, sent_at`;
 
@@ -85,56 +95,54 @@ export class OutboxRepository {
   ): Promise<Map<string, number>> {
     if (inserts.length === 0 && transitions.length === 0) return new Map();
     // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows.
-    const rows = await this.database.query(
-      `WITH moved AS (
-         UPDATE outbox_messages AS o
-         SET status = v.status, attempts = v.attempts, wa_message_id = v.wa_message_id, error = v.error,
-             media = CASE WHEN v.status = 'queued' THEN o.media END,
-             sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
-             updated_at = v.at
-         FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[])
-           AS v (id, status, attempts, wa_message_id, error, at)
-         WHERE o.id = v.id
-       )
-       INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id, status,
-         attempts, wa_message_id, error, sent_at, updated_at)
-       SELECT id, agent_id, kind, to_jid, payload, CASE WHEN status = 'queued' THEN decode(media, 'base64') END,
-         idempotency_key, trace_id, status, attempts, wa_message_id, error,
-         CASE WHEN status = 'sent' THEN at END, coalesce(at, now())
-       FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb,
-         media text, idempotency_key text, trace_id text, status text, attempts int, wa_message_id text, error text,
-         at timestamptz)
-       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING id, seq`,
-      [
-        JSON.stringify(
-          inserts.map((m) => ({
-            id: m.id,
-            agent_id: m.agentId,
-            kind: m.kind,
-            to_jid: m.toJid,
-            payload: m.payload,
-            media: m.media?.toString('base64') ?? null,
-            idempotency_key: m.idempotencyKey,
-            trace_id: m.traceId,
-            status: m.outcome?.status ?? 'queued',
-            attempts: m.outcome?.attempts ?? 0,
-            wa_message_id: m.outcome?.waMessageId ?? null,
-            error: m.outcome?.error ?? null,
-            at: m.outcome?.at ?? null,
-          })),
-        ),
-        // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe each).
-        transitions.map((t) => t.id),
-        transitions.map((t) => t.status),
-        transitions.map((t) => t.attempts),
-        transitions.map((t) => t.waMessageId),
-        transitions.map((t) => t.error),
-        transitions.map((t) => t.at.toISOString()),
-      ],
-      'outbox_write',
+    const rows = JSON.stringify(
+      inserts.map((m) => ({
+        id: m.id,
+        agent_id: m.agentId,
+        kind: m.kind,
+        to_jid: m.toJid,
+        payload: m.payload,
+        media: m.media?.toString('base64') ?? null,
+        idempotency_key: m.idempotencyKey,
+        trace_id: m.traceId,
+        status: m.outcome?.status ?? 'queued',
+        attempts: m.outcome?.attempts ?? 0,
+        wa_message_id: m.outcome?.waMessageId ?? null,
+        error: m.outcome?.error ?? null,
+        at: m.outcome?.at ?? null,
+      })),
     );
-    return new Map(rows.map((row) => [String(row.id), Number(row.seq)]));
+    // Most batches carry new rows only (a send that ends before its row's batch is folded into the row): they skip
+    // the UPDATE, and the planning of it.
+    const inserted =
+      transitions.length === 0
+        ? await this.database.query(`${INSERT_ROWS} RETURNING id, seq`, [rows], 'outbox_insert')
+        : await this.database.query(
+            `WITH moved AS (
+               UPDATE outbox_messages AS o
+               SET status = v.status, attempts = v.attempts, wa_message_id = v.wa_message_id, error = v.error,
+                   media = CASE WHEN v.status = 'queued' THEN o.media END,
+                   sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
+                   updated_at = v.at
+               FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[])
+                 AS v (id, status, attempts, wa_message_id, error, at)
+               WHERE o.id = v.id
+             )
+             ${INSERT_ROWS} RETURNING id, seq`,
+            [
+              rows,
+              // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe
+              // each).
+              transitions.map((t) => t.id),
+              transitions.map((t) => t.status),
+              transitions.map((t) => t.attempts),
+              transitions.map((t) => t.waMessageId),
+              transitions.map((t) => t.error),
+              transitions.map((t) => t.at.toISOString()),
+            ],
+            'outbox_write',
+          );
+    return new Map(inserted.map((row) => [String(row.id), Number(row.seq)]));
   }
 
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {
