@@ -41,7 +41,7 @@ export async function openDatabase(location: DatabaseLocation): Promise<Database
 
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
   const pool = createPool(url, poolSize);
-  const relaxed = createPool(url, 2, 'SET synchronous_commit = off');
+  const relaxed = createPool(url, 2, '-c synchronous_commit=off');
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>
@@ -68,16 +68,19 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   };
 }
 
-function createPool(url: string, max: number, setup?: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000 });
-  // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
-  pool.on('error', () => {});
+function createPool(url: string, max: number, settings = ''): pg.Pool {
   // Named statements are parsed once per connection, but each run gets a plan for its own parameters. A generic plan,
   // cached while a table is still small, would keep scanning the whole table as it grows: for a join on an
-  // array of ids, for instance, a sequential scan per batch instead of one index lookup per row.
-  pool.on('connect', (client) => {
-    client.query(`SET plan_cache_mode = force_custom_plan; ${setup ?? ''}`).catch(() => {});
+  // array of ids, for instance, a sequential scan per batch instead of one index lookup per row. The settings go in
+  // the startup packet: no extra statement racing the first query of a new connection.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: 5_000,
+    options: `-c plan_cache_mode=force_custom_plan ${settings}`.trim(),
   });
+  // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.
+  pool.on('error', () => {});
   return pool;
 }
 
