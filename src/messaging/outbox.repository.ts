@@ -71,8 +71,13 @@ const INSERT_ROWS = `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, pa
   SELECT id, agent_id, kind, to_jid, payload, CASE WHEN status = 'queued' THEN decode(media, 'base64') END,
     idempotency_key, trace_id, status, attempts, wa_message_id, error, CASE WHEN status = 'sent' THEN at END,
     coalesce(at, now())
-  FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb, media text,
-    idempotency_key text, trace_id text, status text, attempts int, wa_message_id text, error text, at timestamptz)
+  FROM (
+    SELECT id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id, status, attempts, wa_message_id,
+      error, to_timestamp(at_ms / 1000) AS at
+    FROM jsonb_to_recordset($1::jsonb) AS r (id text, agent_id text, kind text, to_jid text, payload jsonb,
+      media text, idempotency_key text, trace_id text, status text, attempts int, wa_message_id text, error text,
+      at_ms double precision)
+  ) AS r
   ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
@@ -94,7 +99,8 @@ export class OutboxRepository {
     transitions: readonly OutboxTransition[],
   ): Promise<Map<string, number>> {
     if (inserts.length === 0 && transitions.length === 0) return new Map();
-    // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows.
+    // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows. Times go
+    // as epoch milliseconds: formatting dates costs more than the rest of the row.
     const rows = JSON.stringify(
       inserts.map((m) => ({
         id: m.id,
@@ -109,7 +115,7 @@ export class OutboxRepository {
         attempts: m.outcome?.attempts ?? 0,
         wa_message_id: m.outcome?.waMessageId ?? null,
         error: m.outcome?.error ?? null,
-        at: m.outcome?.at ?? null,
+        at_ms: m.outcome ? m.outcome.at.getTime() : null,
       })),
     );
     // Most batches carry new rows only (a send that ends before its row's batch is folded into the row): they skip

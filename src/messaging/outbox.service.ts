@@ -184,7 +184,9 @@ export class OutboxService {
     const message = queued(id, agentId, draft);
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
     this.unwritten.add(id);
-    const written = this.writer.insert(newRow(id, agentId, draft, context)).finally(() => this.unwritten.delete(id));
+    const written = this.writer
+      .insert(newRow(id, agentId, draft, context), false)
+      .finally(() => this.unwritten.delete(id));
     this.dispatcher.enqueue(message);
     const { metrics, logger } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
@@ -196,6 +198,7 @@ export class OutboxService {
       });
       return this.result(id, result, draft.payload);
     }
+    this.writer.hurry(); // the answer waits for the row now
     try {
       await written;
     } catch (err) {

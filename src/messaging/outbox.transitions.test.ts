@@ -45,7 +45,8 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function setup() {
   const repository = new FakeRepository();
-  const writer = new OutboxWriter({ repository, onInserted: () => {} });
+  // Writes go as soon as the one before ends: the order of writes is under test here, not the linger.
+  const writer = new OutboxWriter({ repository, onInserted: () => {}, lingerMs: 0 });
   const timers = new FakeTimers();
   const lines: Array<Record<string, unknown>> = [];
   const destination = new PassThrough();

@@ -17,25 +17,38 @@ export interface OutboxWriterOptions {
   /** Called at commit, before any caller hears of it, with each row that was inserted. */
   onInserted(message: NewOutboxMessage, seq: number): void;
   maxBatch?: number;
+  /**
+   * Least time between two statements while nobody waits for what is pending (5 ms): the rows of answered
+   * requests and the outcomes of sends then share fewer, larger statements.
+   */
+  lingerMs?: number;
 }
 
 export class OutboxWriter {
   private readonly batcher: Batcher<Item, Result>;
 
   constructor(private readonly options: OutboxWriterOptions) {
-    this.batcher = new Batcher({ maxInFlight: 1, maxBatch: options.maxBatch ?? 500, run: (items) => this.run(items) });
+    this.batcher = new Batcher({
+      maxInFlight: 1,
+      maxBatch: options.maxBatch ?? 500,
+      lingerMs: options.lingerMs ?? 5,
+      run: (items) => this.run(items),
+    });
   }
 
-  /** Resolves once the row is committed: its seq, or null when its agent already used its idempotency key. */
-  async insert(message: NewOutboxMessage): Promise<number | null> {
-    const result = await this.batcher.add({ kind: 'insert', message });
+  /**
+   * Resolves once the row is committed: its seq, or null when its agent already used its idempotency key. A row
+   * nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
+   */
+  async insert(message: NewOutboxMessage, urgent = true): Promise<number | null> {
+    const result = await this.batcher.add({ kind: 'insert', message }, urgent);
     if (result instanceof Error) throw result;
     return result ?? null;
   }
 
-  /** Resolves once the transition is committed; rejects when its batch could not be written. */
+  /** Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. */
   async transition(transition: OutboxTransition): Promise<void> {
-    const result = await this.batcher.add({ kind: 'transition', transition });
+    const result = await this.batcher.add({ kind: 'transition', transition }, false);
     if (result instanceof Error) throw result;
   }
 
@@ -48,6 +61,11 @@ export class OutboxWriter {
     return this.batcher.idle();
   }
 
+  /** Someone waits for what is pending: no linger for it. */
+  hurry(): void {
+    this.batcher.hurry();
+  }
+
   /** Writes handed in and not yet given to a batch. */
   get backlog(): number {
     return this.batcher.waiting;
@@ -58,13 +76,13 @@ export class OutboxWriter {
     const latest = new Map<string, OutboxTransition>();
     for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
     // A row sent before its insert got its turn is inserted as it stands: one write instead of two.
-    const inserts = items.flatMap((item) => {
-      if (item.kind !== 'insert') return [];
+    const inserts: NewOutboxMessage[] = [];
+    for (const item of items) {
+      if (item.kind !== 'insert') continue;
       const outcome = latest.get(item.message.id);
-      if (!outcome) return [item.message];
-      latest.delete(item.message.id);
-      return [{ ...item.message, outcome }];
-    });
+      if (outcome) latest.delete(item.message.id);
+      inserts.push(outcome ? { ...item.message, outcome } : item.message);
+    }
     const transitions = [...latest.values()];
     if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined); // barriers only
     let seqs: Map<string, number>;
