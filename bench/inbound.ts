@@ -160,8 +160,8 @@ steady rate for ${STEP_SECONDS} s per step (after ${WARMUP_SECONDS} s of warm-up
 straight into the engine's \`message\` event. The AI stub (same process,
 127.0.0.1) answers at once. "event → AI request" is filter, dedup claim (the agent lookup runs alongside), typing on and the HTTP call up to
 the stub reading the body; "AI answer → engine send" is the answer read and parsed, typing off, the outbox and its
-dispatcher up to the engine's \`sendText\` (a reply with nothing of its agent ahead goes at once, its row written
-behind). Per-agent rate limits are raised so the pipeline, not the send budget, is measured. The dedup mark is
+dispatcher up to the engine's \`sendText\` (a reply goes to its agent's queue at once, while its row is
+written). Per-agent rate limits are raised so the pipeline, not the send budget, is measured. The dedup mark is
 committed without waiting for the disk flush (see README); the outbox's rows are committed durably.
 
 ${rows.join('\n')}
