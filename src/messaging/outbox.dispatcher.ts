@@ -55,7 +55,10 @@ type Step = 'next' | 'retry' | 'wait-ready';
 
 export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
-  private readonly waiters = new Map<string, Set<(outcome: SendOutcome | null) => void>>();
+  /** Requests waiting for a message's outcome, each until its deadline (performance.now() ms). */
+  private readonly waiters = new Map<string, Waiter[]>();
+  /** One timer for every waiter's deadline: the earliest one it was armed for. */
+  private expiry: { handle: NodeJS.Timeout; at: number } | undefined;
   /** Messages WhatsApp has in hand right now (one per agent at most): their state is `sending`. */
   private readonly sending = new Set<string>();
   private readonly maxRetries: number;
@@ -134,16 +137,11 @@ export class OutboxDispatcher {
   waitFor(id: string, ms: number): Promise<SendOutcome | null> {
     if (ms <= 0 || this.closed) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const set = this.waiters.get(id) ?? new Set();
-      const done = (outcome: SendOutcome | null) => {
-        clearTimeout(timer);
-        set.delete(done);
-        if (set.size === 0) this.waiters.delete(id);
-        resolve(outcome);
-      };
-      const timer = setTimeout(() => done(null), ms);
-      set.add(done);
-      this.waiters.set(id, set);
+      const waiter = { resolve, deadline: performance.now() + ms };
+      const list = this.waiters.get(id);
+      if (list) list.push(waiter);
+      else this.waiters.set(id, [waiter]);
+      this.armExpiry(waiter.deadline);
     });
   }
 
@@ -155,6 +153,8 @@ export class OutboxDispatcher {
   /** Stops taking new steps, clears timers, waits for sends in flight, and releases every waiter. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.expiry) clearTimeout(this.expiry.handle);
+    this.expiry = undefined;
     for (const queue of this.queues.values()) {
       if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
       queue.timer = undefined;
@@ -296,8 +296,41 @@ export class OutboxDispatcher {
   }
 
   private settle(id: string, outcome: SendOutcome | null): void {
-    const set = this.waiters.get(id);
-    if (!set) return;
-    for (const done of [...set]) done(outcome);
+    const list = this.waiters.get(id);
+    if (!list) return;
+    this.waiters.delete(id);
+    for (const waiter of list) waiter.resolve(outcome);
   }
+
+  /**
+   * A timer per request would be set and cleared thousands of times a second; one timer, armed for the earliest
+   * deadline, is enough. When it fires, it releases every waiter whose time is up and re-arms for the next.
+   */
+  private armExpiry(deadline: number): void {
+    if (this.expiry && this.expiry.at <= deadline) return;
+    if (this.expiry) clearTimeout(this.expiry.handle);
+    const handle = setTimeout(() => this.expire(), Math.max(0, Math.ceil(deadline - performance.now())));
+    this.expiry = { handle, at: deadline };
+  }
+
+  private expire(): void {
+    this.expiry = undefined;
+    const now = performance.now() + 1; // timers keep whole milliseconds
+    let next = Number.POSITIVE_INFINITY;
+    for (const [id, list] of this.waiters) {
+      const waiting = list.filter((waiter) => waiter.deadline > now);
+      for (const waiter of waiting) next = Math.min(next, waiter.deadline);
+      if (waiting.length === list.length) continue;
+      if (waiting.length === 0) this.waiters.delete(id);
+      else this.waiters.set(id, waiting);
+      for (const waiter of list) if (!waiting.includes(waiter)) waiter.resolve(null);
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.armExpiry(next);
+  }
+}
+
+interface Waiter {
+  resolve: (outcome: SendOutcome | null) => void;
+  /** performance.now() at which the wait ends with null. */
+  deadline: number;
 }

@@ -539,6 +539,21 @@ describe('OutboxService', () => {
     expect(await rows('fallback')).toHaveLength(1);
   });
 
+  it('ends each wait at its own deadline, a shorter one begun after a longer one included', async () => {
+    const { sut } = await setup();
+    const started = performance.now();
+    let longEnded = false;
+    const long = sut.dispatcher.waitFor('long', 300).then((outcome) => {
+      longEnded = true;
+      return outcome;
+    });
+    expect(await sut.dispatcher.waitFor('short', 20)).toBeNull();
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(longEnded).toBe(false);
+    expect(await long).toBeNull();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(298);
+  });
+
   it('close() clears the rate-limit timers and releases waiting requests', async () => {
     const { sut, connect, timers } = await setup({ capacity: 1, sendWaitMs: 60_000 });
     await connect('closing');
