@@ -26,6 +26,8 @@ export interface OutboxWriterOptions {
 
 export class OutboxWriter {
   private readonly batcher: Batcher<Item, Result>;
+  /** Rows handed in and not yet in a batch, by id: an outcome recorded meanwhile is folded into the row. */
+  private readonly unbatched = new Map<string, NewOutboxMessage>();
 
   constructor(private readonly options: OutboxWriterOptions) {
     this.batcher = new Batcher({
@@ -41,9 +43,21 @@ export class OutboxWriter {
    * nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
    */
   async insert(message: NewOutboxMessage, urgent = true): Promise<number | null> {
+    this.unbatched.set(message.id, message);
     const result = await this.batcher.add({ kind: 'insert', message }, urgent);
     if (result instanceof Error) throw result;
     return result ?? null;
+  }
+
+  /**
+   * Gives a row whose insert still waits for its batch this outcome: the row is inserted in that state, with no
+   * write of its own. False when the row is already being written, or was never handed in.
+   */
+  fold(transition: OutboxTransition): boolean {
+    const message = this.unbatched.get(transition.id);
+    if (!message) return false;
+    message.outcome = transition;
+    return true;
   }
 
   /** Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. */
@@ -72,6 +86,7 @@ export class OutboxWriter {
   }
 
   private async run(items: Item[]): Promise<Result[]> {
+    for (const item of items) if (item.kind === 'insert') this.unbatched.delete(item.message.id);
     // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
     const latest = new Map<string, OutboxTransition>();
     for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
