@@ -51,6 +51,12 @@ export class AgentKeyStore {
     return this.agentByKeyHash.get(presentedHash.toString('hex'));
   }
 
+  /** True when `presentedHash` is the agent's cached key: the common case, decided without waiting. */
+  matches(agentId: string, presentedHash: Buffer): boolean {
+    const keyHash = this.agents.get(agentId)?.keyHash;
+    return keyHash != null && timingSafeEqual(keyHash, presentedHash);
+  }
+
   /** `presentedHash` is `hashKey(presented)`, when the caller has it already. */
   async check(agentId: string, presented: string, presentedHash = hashKey(presented)): Promise<KeyCheck> {
     const entry = this.agents.get(agentId);

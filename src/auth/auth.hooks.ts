@@ -1,7 +1,7 @@
 // Fastify preHandlers for the two kinds of endpoint: sessions (admin key) and agents (agent key or admin key).
 
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify';
 import { AppError } from '../errors.js';
 import { type AgentKeyStore, hashKey } from './agent-keys.js';
 
@@ -15,8 +15,11 @@ export interface AuthOptions {
 export interface Auth {
   /** Session endpoints. With `agentKey`, the agent's own key also opens its own session. */
   sessions(options?: { agentKey?: boolean }): preHandlerAsyncHookHandler;
-  /** Agent endpoints: the agent's key (with lazy sync from api_keys) or the admin key. */
-  agent(): preHandlerAsyncHookHandler;
+  /**
+   * Agent endpoints: the agent's key (with lazy sync from api_keys) or the admin key. A callback hook: the common
+   * case, a key already known, is decided without a promise.
+   */
+  agent(): preHandlerHookHandler;
   /** Admin-only endpoints outside /sessions (sandbox control, dashboard events). */
   admin(): preHandlerAsyncHookHandler;
   isAdminKey(presented: string | undefined): boolean;
@@ -62,8 +65,17 @@ export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth 
         await requireAdminOr(request, agentKey ? agentIdParam(request) : undefined);
       },
     agent: () =>
-      async function agentAuthHook(request) {
-        await requireAdminOr(request, agentIdParam(request) ?? '');
+      function agentAuthHook(request, _reply, done) {
+        const agentId = agentIdParam(request) ?? '';
+        const presented = bearerToken(request);
+        if (presented !== undefined) {
+          const presentedHash = hashKey(presented);
+          if (isAdminHash(presentedHash) || keys.matches(agentId, presentedHash)) return done();
+        }
+        requireAdminOr(request, agentId).then(
+          () => done(),
+          (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+        );
       },
     admin: () =>
       async function adminAuthHook(request) {
