@@ -168,7 +168,7 @@ const byStatus = (serviceResult as autocannon.Result & { statusCodeStats?: Recor
 const answered = Object.entries(byStatus ?? {})
   .map(([code, { count }]) => `${count} × ${code}`)
   .join(', ');
-const report = `\`POST /agents/{agentId}/messages\` on the sandbox engine, ${AGENTS} connected agents taking turns,
+const report = `\`POST /agents/{agentId}/messages\` on the sandbox engine (the tsc build that \`npm start\` runs), ${AGENTS} connected agents taking turns,
 rate limit raised out of the way, against a bare Fastify route answering the same JSON; ${CONNECTIONS} connections,
 autocannon in the same process; database: ${test.url ? 'PostgreSQL' : 'PGlite in this process'}. After a warm-up of
 each, ${ROUNDS} rounds of ${DURATION_S} s alternate between the two; the table shows the round with the median ratio.
