@@ -50,7 +50,8 @@ export class MessagingService {
     const fingerprint = context.idempotencyKey
       ? hash({ kind: 'text', toJid, text: input.message, quotedMessageId, mentions })
       : undefined;
-    return this.options.outbox.submit(
+    // `return await`: an async function returning a promise as is costs two more turns of the microtask queue.
+    return await this.options.outbox.submit(
       agentId,
       { kind: 'text', toJid, payload: { text: input.message, quotedMessageId, mentions, fingerprint } },
       context,

@@ -151,7 +151,7 @@ export class OutboxService {
       if (earlier) return earlier;
       throw new AppError('SESSION_NOT_READY');
     }
-    if (!idempotencyKey && draft.kind === 'text') return this.submitEarly(agentId, draft, context);
+    if (!idempotencyKey && draft.kind === 'text') return await this.submitEarly(agentId, draft, context);
     this.reserve(agentId);
     const id = randomUUID();
     // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
@@ -184,15 +184,14 @@ export class OutboxService {
     const message = queued(id, agentId, draft);
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
     this.unwritten.add(id);
-    const written = this.writer
-      .insert(newRow(id, agentId, draft, context), false)
-      .finally(() => this.unwritten.delete(id));
+    const written = this.writer.insert(newRow(id, agentId, draft, context), false); // onInserted ends `unwritten`
     this.dispatcher.enqueue(message);
     const { metrics, logger } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
     const result = await outcome;
     if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
       written.catch((err: unknown) => {
+        this.unwritten.delete(id);
         // WhatsApp has the message; only its record is missing.
         logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
       });
@@ -202,6 +201,7 @@ export class OutboxService {
     try {
       await written;
     } catch (err) {
+      this.unwritten.delete(id);
       // Not written, so not durable: a message still waiting is taken back, and the caller hears of the error.
       if (this.dispatcher.withdraw(message)) throw err;
       logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
