@@ -70,6 +70,11 @@ export class OutboxDispatcher {
     this.maxRetries = options.maxRetries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? ((retry) => 1_000 * 2 ** (retry - 1));
     this.timers = options.timers ?? realTimers;
+    options.metrics.setQueueDepthSource(() => this.depths());
+  }
+
+  private *depths(): Iterable<readonly [string, number]> {
+    for (const [agentId, queue] of this.queues) if (queue.items.length > 0) yield [agentId, queue.items.length];
   }
 
   static fromRecord(record: OutboxRecord): QueuedMessage {
@@ -81,7 +86,6 @@ export class OutboxDispatcher {
   enqueue(message: QueuedMessage): void {
     const queue = this.queue(message.agentId);
     queue.items.push(message);
-    this.options.metrics.outboxQueued.inc(this.options.metrics.agentLabel(message.agentId));
     this.kick(queue);
   }
 
@@ -94,7 +98,6 @@ export class OutboxDispatcher {
     const index = queue?.items.indexOf(message) ?? -1;
     if (!queue || index < 0 || this.sending.has(message.id)) return false;
     queue.items.splice(index, 1);
-    this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(message.agentId));
     this.settle(message.id, null);
     return true;
   }
@@ -127,7 +130,6 @@ export class OutboxDispatcher {
     queue.timer = undefined;
     this.queues.delete(agentId);
     const items = queue.items.splice(0);
-    this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(agentId), items.length);
     const inFlight = items.filter((message) => this.sending.has(message.id)).map((message) => message.id);
     for (const message of items) if (!inFlight.includes(message.id)) this.settle(message.id, null);
     return inFlight;
@@ -213,10 +215,7 @@ export class OutboxDispatcher {
         return;
       }
       const index = queue.items.indexOf(message);
-      if (index >= 0) {
-        queue.items.splice(index, 1);
-        this.options.metrics.outboxQueued.dec(this.options.metrics.agentLabel(queue.agentId));
-      }
+      if (index >= 0) queue.items.splice(index, 1);
     }
   }
 

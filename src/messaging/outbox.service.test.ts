@@ -211,6 +211,21 @@ describe('OutboxService', () => {
     expect(await rows('full')).toHaveLength(6);
   });
 
+  it('reports the queue depth when scraped', async () => {
+    const { sut, connect, metrics, clock, timers } = await setup({ capacity: 1, sendWaitMs: 0 });
+    await connect('depth');
+    for (const body of ['one', 'two', 'three']) await sut.submit('depth', text(body));
+    const depth = async () => (await metrics.registry.getSingleMetric('whatsapp_outbox_queue_depth')?.get())?.values;
+    expect(await depth()).toEqual([expect.objectContaining({ value: 2 })]);
+    for (let i = 0; i < 2; i++) {
+      await until(() => timers.pending.size === 1);
+      clock.advance(600);
+      timers.fireAll();
+    }
+    await until(() => sut.dispatcher.depth('depth') === 0);
+    expect(await depth()).toEqual([expect.objectContaining({ value: 0 })]);
+  });
+
   it('does not overfill the queue when requests race', async () => {
     const { sut, connect } = await setup({ capacity: 1, queueMaxPerAgent: 3, sendWaitMs: 0 });
     await connect('race');

@@ -13,6 +13,7 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
   if (collectProcessMetrics) collectDefaultMetrics({ register: registry });
   const agent = perAgent ? (['agent_id'] as const) : ([] as const);
   const registers = [registry];
+  let queueDepths: () => Iterable<readonly [string, number]> = () => [];
 
   const metrics = {
     registry,
@@ -53,7 +54,21 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       help: 'Messages waiting in the outbox (queued or sending)',
       labelNames: [...agent],
       registers,
+      // Read from the dispatcher at scrape time, rather than counted up and down on every send.
+      collect() {
+        this.reset();
+        let total = 0;
+        for (const [agentId, depth] of queueDepths()) {
+          if (perAgent) this.set({ agent_id: agentId }, depth);
+          total += depth;
+        }
+        if (!perAgent) this.set(total);
+      },
     }),
+    /** Where the queue-depth gauge reads each agent's depth when scraped. */
+    setQueueDepthSource(source: () => Iterable<readonly [string, number]>): void {
+      queueDepths = source;
+    },
     outboxTransitions: new Counter({
       name: 'whatsapp_outbox_messages_total',
       help: 'Outbox messages that reached a state (queued, sent, failed, retried, dropped)',
