@@ -183,7 +183,7 @@ The service answers **${(ratio * 100).toFixed(1)} %** of the bare route's throug
 ${answered || 'n/a'} (200 means the send completed within \`SEND_WAIT_MS\`); ${sent} of the ${messages} messages accepted over the
 rounds were sent. Database cost: ${perMessage.toFixed(3)} SQL statements per message (${names}), counted at
 the raw-SQL entry point the outbox uses. A text goes to its agent's queue at once while its row waits for the next
-statement; its 200 does not wait for the row. Each statement inserts the rows of up to 5 ms (group commit), most of
+statement; its 200 does not wait for the row. Each statement inserts the rows of up to 10 ms (group commit), most of
 them already \`sent\` (one write per message); \`outbox_write\` also updates rows whose outcome came after their
 insert. A lone commit takes ${commitMs.toFixed(2)} ms on this database.`;
 

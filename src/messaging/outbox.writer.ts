@@ -18,7 +18,7 @@ export interface OutboxWriterOptions {
   onInserted(message: NewOutboxMessage, seq: number): void;
   maxBatch?: number;
   /**
-   * Least time between two statements while nobody waits for what is pending (5 ms): the rows of answered
+   * Least time between two statements while nobody waits for what is pending (10 ms): the rows of answered
    * requests and the outcomes of sends then share fewer, larger statements.
    */
   lingerMs?: number;
@@ -33,7 +33,7 @@ export class OutboxWriter {
     this.batcher = new Batcher({
       maxInFlight: 1,
       maxBatch: options.maxBatch ?? 500,
-      lingerMs: options.lingerMs ?? 5,
+      lingerMs: options.lingerMs ?? 10,
       run: (items) => this.run(items),
     });
   }
