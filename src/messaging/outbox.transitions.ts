@@ -8,7 +8,7 @@ import type { OutboxWriter } from './outbox.writer.js';
 
 export interface TransitionLogOptions {
   /** Writes in order, one batch at a time, so that a row's transitions land in the order they happened. */
-  writer: Pick<OutboxWriter, 'transition' | 'fold' | 'barrier' | 'idle'>;
+  writer: Pick<OutboxWriter, 'transition' | 'barrier' | 'idle'>;
   logger: Logger;
   timers: DispatchTimers;
   /** Wait before writing a failed batch's transitions again (attempt n, 1-based). */
@@ -30,12 +30,6 @@ export class TransitionLog {
   }
 
   record(transition: OutboxTransition): void {
-    // A row still waiting to be inserted takes the outcome with it: nothing to write, nothing for reads to overlay
-    // (a read waits for the row's insert).
-    if (this.options.writer.fold(transition)) {
-      this.unwritten.delete(transition.id);
-      return;
-    }
     this.unwritten.set(transition.id, transition);
     this.write(transition, 1);
   }

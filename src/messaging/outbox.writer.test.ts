@@ -283,21 +283,4 @@ describe('OutboxWriter', () => {
     await writer.barrier();
     expect(repository.calls).toEqual([]);
   });
-
-  it('folds an outcome into a row still waiting for its batch, and not into one already being written', async () => {
-    const { repository, writer } = setup();
-    repository.hold();
-    const busy = writer.insert(message('a'));
-    await tick(); // a is being written
-    const waiting = writer.insert(message('b'), false);
-    expect(writer.fold(transition('b'))).toBe(true);
-    expect(writer.fold(transition('a'))).toBe(false);
-    expect(writer.fold(transition('unknown'))).toBe(false);
-    repository.release();
-    await Promise.all([busy, waiting]);
-    expect(repository.calls).toEqual([
-      { inserts: ['a'], transitions: [] },
-      { inserts: ['b:sent'], transitions: [] },
-    ]);
-  });
 });

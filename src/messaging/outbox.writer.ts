@@ -27,7 +27,7 @@ export interface OutboxWriterOptions {
 export class OutboxWriter {
   private readonly batcher: Batcher<Item, Result>;
   /** Rows handed in and not yet in a batch, by id: an outcome recorded meanwhile is folded into the row. */
-  private readonly unbatched = new Map<string, NewOutboxMessage>();
+  private readonly unbatched = new Map<string, { message: NewOutboxMessage; written: Promise<Result> }>();
 
   constructor(private readonly options: OutboxWriterOptions) {
     this.batcher = new Batcher({
@@ -43,26 +43,22 @@ export class OutboxWriter {
    * nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
    */
   async insert(message: NewOutboxMessage, urgent = true): Promise<number | null> {
-    this.unbatched.set(message.id, message);
-    const result = await this.batcher.add({ kind: 'insert', message }, urgent);
+    const written = this.batcher.add({ kind: 'insert', message }, urgent);
+    this.unbatched.set(message.id, { message, written });
+    const result = await written;
     if (result instanceof Error) throw result;
     return result ?? null;
   }
 
   /**
-   * Gives a row whose insert still waits for its batch this outcome: the row is inserted in that state, with no
-   * write of its own. False when the row is already being written, or was never handed in.
+   * Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. A row
+   * whose insert still waits for its batch takes the outcome with it: it is inserted in that state, with no write of
+   * its own, and the transition shares the insert's fate.
    */
-  fold(transition: OutboxTransition): boolean {
-    const message = this.unbatched.get(transition.id);
-    if (!message) return false;
-    message.outcome = transition;
-    return true;
-  }
-
-  /** Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. */
   async transition(transition: OutboxTransition): Promise<void> {
-    const result = await this.batcher.add({ kind: 'transition', transition }, false);
+    const row = this.unbatched.get(transition.id);
+    if (row) row.message.outcome = transition;
+    const result = await (row ? row.written : this.batcher.add({ kind: 'transition', transition }, false));
     if (result instanceof Error) throw result;
   }
 
@@ -86,18 +82,15 @@ export class OutboxWriter {
   }
 
   private async run(items: Item[]): Promise<Result[]> {
-    for (const item of items) if (item.kind === 'insert') this.unbatched.delete(item.message.id);
-    // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
-    const latest = new Map<string, OutboxTransition>();
-    for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
-    // A row sent before its insert got its turn is inserted as it stands: one write instead of two.
     const inserts: NewOutboxMessage[] = [];
     for (const item of items) {
       if (item.kind !== 'insert') continue;
-      const outcome = latest.get(item.message.id);
-      if (outcome) latest.delete(item.message.id);
-      inserts.push(outcome ? { ...item.message, outcome } : item.message);
+      this.unbatched.delete(item.message.id); // from here, an outcome is a transition of its own
+      inserts.push(item.message);
     }
+    // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
+    const latest = new Map<string, OutboxTransition>();
+    for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
     const transitions = [...latest.values()];
     if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined); // barriers only
     let seqs: Map<string, number>;
@@ -139,7 +132,6 @@ export class OutboxWriter {
         ),
       );
     }
-    // A transition folded into its row's insert shares the insert's fate.
     return items.map((item) => {
       if (item.kind === 'insert') return results.get(item.message.id);
       return item.kind === 'transition' ? results.get(item.transition.id) : undefined;
