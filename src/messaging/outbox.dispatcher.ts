@@ -317,12 +317,15 @@ export class OutboxDispatcher {
     const now = performance.now() + 1; // timers keep whole milliseconds
     let next = Number.POSITIVE_INFINITY;
     for (const [id, list] of this.waiters) {
-      const waiting = list.filter((waiter) => waiter.deadline > now);
-      for (const waiter of waiting) next = Math.min(next, waiter.deadline);
-      if (waiting.length === list.length) continue;
+      const waiting: Waiter[] = [];
+      for (const waiter of list) {
+        if (waiter.deadline > now) {
+          waiting.push(waiter);
+          next = Math.min(next, waiter.deadline);
+        } else waiter.resolve(null);
+      }
       if (waiting.length === 0) this.waiters.delete(id);
-      else this.waiters.set(id, waiting);
-      for (const waiter of list) if (!waiting.includes(waiter)) waiter.resolve(null);
+      else if (waiting.length !== list.length) this.waiters.set(id, waiting);
     }
     if (next !== Number.POSITIVE_INFINITY) this.armExpiry(next);
   }
