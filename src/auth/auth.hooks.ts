@@ -44,8 +44,12 @@ export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth 
 
   const requireAdminOr = async (request: FastifyRequest, agentId: string | undefined) => {
     const presented = bearerToken(request);
-    if (presented === undefined) throw new AppError('UNAUTHORIZED');
-    const presentedHash = hashKey(presented); // once per request, for every comparison below
+    if (presented === undefined) throw unauthorized();
+    await authorize(presented, hashKey(presented), agentId);
+  };
+
+  /** `presentedHash` is computed once per request, for every comparison. */
+  const authorize = async (presented: string, presentedHash: Buffer, agentId: string | undefined) => {
     if (isAdminHash(presentedHash)) return;
     if (agentId === undefined) {
       throw keys.agentOf(presented, presentedHash)
@@ -68,11 +72,11 @@ export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth 
       function agentAuthHook(request, _reply, done) {
         const agentId = agentIdParam(request) ?? '';
         const presented = bearerToken(request);
-        if (presented !== undefined) {
-          const presentedHash = hashKey(presented);
-          if (isAdminHash(presentedHash) || keys.matches(agentId, presentedHash)) return done();
-        }
-        requireAdminOr(request, agentId).then(
+        if (presented === undefined) return done(unauthorized());
+        const presentedHash = hashKey(presented);
+        // A key already known is decided here, without a promise; any other goes the asynchronous way.
+        if (isAdminHash(presentedHash) || keys.matches(agentId, presentedHash)) return done();
+        authorize(presented, presentedHash, agentId).then(
           () => done(),
           (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
         );
