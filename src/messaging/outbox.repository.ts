@@ -80,6 +80,10 @@ const INSERT_ROWS = `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, pa
   ) AS r
   ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 
+/** INSERT_ROWS as a CTE, and the ids of its inserted rows that carry an idempotency key: the others return nothing. */
+const INSERTED = `inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key)`;
+const KEYED_IDS = 'SELECT id FROM inserted WHERE idempotency_key IS NOT NULL';
+
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
   created_at, updated_at, sent_at`;
 
@@ -89,16 +93,15 @@ export class OutboxRepository {
   /**
    * Inserts new rows and applies transitions to earlier ones, in one statement (one commit) whose text never
    * changes, prepared once per connection. Rows are inserted in order, so their seq follows the array's order.
-   * Returns the seq of each inserted row by id; a row missing from the map was not inserted because its agent
-   * already used its idempotency key (also when an earlier row of the same batch did). A new row carrying an
-   * outcome is inserted in that state. A sent or failed row drops its image bytes: it is kept for its state only.
-   * At most one transition per id, and none for a row inserted by the same call.
+   * A row without an idempotency key is always inserted when the statement succeeds. Of the rows with one, returns
+   * the ids of those inserted: a keyed row missing from the set was not inserted because its agent already used its
+   * key (also when an earlier row of the same batch did). Nothing comes back for the other rows, which are most of
+   * them, so the driver has no result rows to read. A new row carrying an outcome is inserted in that state. A sent
+   * or failed row drops its image bytes: it is kept for its state only. At most one transition per id, and none for
+   * a row inserted by the same call.
    */
-  async write(
-    inserts: readonly NewOutboxMessage[],
-    transitions: readonly OutboxTransition[],
-  ): Promise<Map<string, number>> {
-    if (inserts.length === 0 && transitions.length === 0) return new Map();
+  async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
+    if (inserts.length === 0 && transitions.length === 0) return new Set();
     // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows. Times go
     // as epoch milliseconds: formatting dates costs more than the rest of the row.
     const rows = JSON.stringify(
@@ -123,7 +126,7 @@ export class OutboxRepository {
     // the UPDATE, and the planning of it.
     const inserted =
       transitions.length === 0
-        ? await this.database.query(`${INSERT_ROWS} RETURNING id, seq`, [rows], 'outbox_insert')
+        ? await this.database.query(`WITH ${INSERTED} ${KEYED_IDS}`, [rows], 'outbox_insert')
         : await this.database.query(
             `WITH moved AS (
                UPDATE outbox_messages AS o
@@ -134,8 +137,8 @@ export class OutboxRepository {
                FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[])
                  AS v (id, status, attempts, wa_message_id, error, at)
                WHERE o.id = v.id
-             )
-             ${INSERT_ROWS} RETURNING id, seq`,
+             ), ${INSERTED}
+             ${KEYED_IDS}`,
             [
               rows,
               // Arrays, not JSON, for the join: the planner then knows how many rows it looks up (one index probe
@@ -149,7 +152,7 @@ export class OutboxRepository {
             ],
             'outbox_write',
           );
-    return new Map(inserted.map((row) => [String(row.id), Number(row.seq)]));
+    return new Set(inserted.map((row) => String(row.id)));
   }
 
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {

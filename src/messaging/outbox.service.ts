@@ -156,16 +156,16 @@ export class OutboxService {
     const id = randomUUID();
     // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
-    let seq: number | null;
+    let inserted: boolean;
     try {
-      seq = await this.writer.insert(newRow(id, agentId, draft, context));
+      inserted = await this.writer.insert(newRow(id, agentId, draft, context));
     } catch (err) {
       this.dispatcher.stopWaiting(id);
       throw err;
     } finally {
       this.release(agentId);
     }
-    if (seq === null) {
+    if (!inserted) {
       this.dispatcher.stopWaiting(id);
       // Another request holds this key: answer with its message (or 409 when it asked for something else).
       const earlier = await this.findIdempotent(agentId, idempotencyKey ?? '', draft.payload.fingerprint);

@@ -23,16 +23,13 @@ class FakeRepository {
     this.gate.release();
   }
 
-  async write(
-    _inserts: readonly NewOutboxMessage[],
-    transitions: readonly OutboxTransition[],
-  ): Promise<Map<string, number>> {
+  async write(_inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
     this.calls.push([...transitions]);
     await this.gate.pass();
     const bad = transitions.find((t) => this.failIds.has(t.id) || this.failOnceIds.has(t.id));
     for (const t of transitions) this.failOnceIds.delete(t.id);
     if (bad) throw new Error(`write failed: ${bad.id}`);
-    return new Map();
+    return new Set();
   }
 
   /** The writes that carried a transition of this row. */

@@ -14,14 +14,13 @@ class FakeRepository {
   readonly events: string[] = [];
   /** A write carrying one of these ids (insert or transition) fails. */
   readonly failIds = new Set<string>();
-  /** Inserts left out of the returned map, as when their idempotency key was already used. */
+  /** Keyed inserts left out of the returned set, as when their idempotency key was already used. */
   readonly duplicates = new Set<string>();
   /** Every write fails. */
   down = false;
   running = 0;
   maxRunning = 0;
   readonly gate = new Gate();
-  private seq = 0;
 
   hold(): void {
     this.gate.hold();
@@ -31,10 +30,7 @@ class FakeRepository {
     this.gate.release();
   }
 
-  async write(
-    inserts: readonly NewOutboxMessage[],
-    transitions: readonly OutboxTransition[],
-  ): Promise<Map<string, number>> {
+  async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
     // A row inserted with an outcome shows as id:status.
     const insertIds = inserts.map((m) => (m.outcome ? `${m.id}:${m.outcome.status}` : m.id));
     this.calls.push({ inserts: insertIds, transitions: [...transitions] });
@@ -48,13 +44,8 @@ class FakeRepository {
       const ids = [...inserts.map((m) => m.id), ...transitions.map((t) => t.id)];
       const bad = ids.find((id) => this.failIds.has(id));
       if (bad !== undefined) throw new Error(`write failed: ${bad} (call ${call})`);
-      const seqs = new Map<string, number>();
-      for (const m of inserts) {
-        if (this.duplicates.has(m.id)) continue;
-        this.seq += 1;
-        seqs.set(m.id, this.seq);
-      }
-      return seqs;
+      // As the repository does: only the inserted rows that carry an idempotency key come back.
+      return new Set(inserts.filter((m) => m.idempotencyKey !== null && !this.duplicates.has(m.id)).map((m) => m.id));
     } finally {
       this.running -= 1;
       this.events.push(`end:${call}`);
@@ -77,13 +68,13 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function setup() {
   const repository = new FakeRepository();
-  const onInserted = vi.fn<(message: NewOutboxMessage, seq: number) => void>();
+  const onInserted = vi.fn<(message: NewOutboxMessage) => void>();
   const writer = new OutboxWriter({ repository, onInserted });
   return { repository, onInserted, writer };
 }
 
 describe('OutboxWriter', () => {
-  it('writes the inserts and transitions of one turn in one call, and hands each insert its seq', async () => {
+  it('writes the inserts and transitions of one turn in one call, and tells each insert it was written', async () => {
     const { repository, writer } = setup();
     const results = await Promise.all([
       writer.insert(message('a')),
@@ -91,7 +82,7 @@ describe('OutboxWriter', () => {
       writer.insert(message('b')),
       writer.transition(transition('y', 'failed')),
     ]);
-    expect(results).toEqual([1, undefined, 2, undefined]);
+    expect(results).toEqual([true, undefined, true, undefined]);
     expect(repository.calls).toEqual([
       { inserts: ['a', 'b'], transitions: [transition('x'), transition('y', 'failed')] },
     ]);
@@ -101,14 +92,14 @@ describe('OutboxWriter', () => {
     const { repository, writer } = setup();
     repository.hold();
     const order: string[] = [];
-    const first = writer.insert(message('a')).then((seq) => order.push(`a:${seq}`));
+    const first = writer.insert(message('a')).then((written) => order.push(`a:${written}`));
     await tick();
     expect(repository.calls).toHaveLength(1);
 
     const later = [
-      writer.insert(message('b')).then((seq) => order.push(`b:${seq}`)),
+      writer.insert(message('b')).then((written) => order.push(`b:${written}`)),
       writer.transition(transition('x')).then(() => order.push('x')),
-      writer.insert(message('c')).then((seq) => order.push(`c:${seq}`)),
+      writer.insert(message('c')).then((written) => order.push(`c:${written}`)),
     ];
     await tick();
     await tick();
@@ -123,7 +114,7 @@ describe('OutboxWriter', () => {
     ]);
     expect(repository.events).toEqual(['start:1', 'end:1', 'start:2', 'end:2']);
     expect(repository.maxRunning).toBe(1);
-    expect(order).toEqual(['a:1', 'b:2', 'x', 'c:3']);
+    expect(order).toEqual(['a:true', 'b:true', 'x', 'c:true']);
   });
 
   it('writes only the latest transition of each row in a batch', async () => {
@@ -142,17 +133,19 @@ describe('OutboxWriter', () => {
     expect(written).not.toContainEqual(transition('a', 'queued', 1));
   });
 
-  it('calls onInserted at commit, before the insert resolves; a row left out resolves null without it', async () => {
+  it('calls onInserted at commit, before the insert resolves; a keyed row left out resolves false without it', async () => {
     const { repository, writer, onInserted } = setup();
     repository.duplicates.add('b');
     const order: string[] = [];
-    onInserted.mockImplementation((m, seq) => order.push(`inserted:${m.id}:${seq}`));
-    const a = writer.insert(message('a')).then((seq) => order.push(`resolved:a:${seq}`));
-    const b = writer.insert(message('b')).then((seq) => order.push(`resolved:b:${seq}`));
-    await Promise.all([a, b]);
-    expect(order).toEqual(['inserted:a:1', 'resolved:a:1', 'resolved:b:null']);
-    expect(onInserted).toHaveBeenCalledTimes(1);
-    expect(onInserted).toHaveBeenCalledWith(message('a'), 1);
+    onInserted.mockImplementation((m) => order.push(`inserted:${m.id}`));
+    const keyed = (id: string) => ({ ...message(id), idempotencyKey: `key-${id}` });
+    const a = writer.insert(keyed('a')).then((written) => order.push(`resolved:a:${written}`));
+    const b = writer.insert(keyed('b')).then((written) => order.push(`resolved:b:${written}`));
+    const c = writer.insert(message('c')).then((written) => order.push(`resolved:c:${written}`));
+    await Promise.all([a, b, c]);
+    expect(order).toEqual(['inserted:a', 'inserted:c', 'resolved:a:true', 'resolved:b:false', 'resolved:c:true']);
+    expect(onInserted).toHaveBeenCalledTimes(2);
+    expect(onInserted).toHaveBeenCalledWith(keyed('a'));
   });
 
   it('when the shared write fails, writes each row on its own, so only the bad one fails', async () => {
@@ -165,7 +158,7 @@ describe('OutboxWriter', () => {
       writer.transition(transition('y', 'failed')),
       writer.barrier(),
     ]);
-    expect(good).toEqual({ status: 'fulfilled', value: 1 });
+    expect(good).toEqual({ status: 'fulfilled', value: true });
     expect(bad).toEqual({ status: 'rejected', reason: new Error('write failed: bad (call 5)') });
     expect(x).toEqual({ status: 'fulfilled', value: undefined });
     expect(y).toEqual({ status: 'fulfilled', value: undefined });
@@ -179,7 +172,7 @@ describe('OutboxWriter', () => {
     ]);
     expect(repository.maxRunning).toBe(1);
     expect(onInserted).toHaveBeenCalledTimes(1);
-    expect(onInserted).toHaveBeenCalledWith(message('good'), 1);
+    expect(onInserted).toHaveBeenCalledWith(message('good'));
   });
 
   it('rejects only the caller of a transition that cannot be written, and still writes the others', async () => {
@@ -190,7 +183,7 @@ describe('OutboxWriter', () => {
       writer.transition(transition('x')),
       writer.transition(transition('y')),
     ]);
-    expect(good).toEqual({ status: 'fulfilled', value: 1 });
+    expect(good).toEqual({ status: 'fulfilled', value: true });
     expect(x).toEqual({ status: 'fulfilled', value: undefined });
     expect(y).toEqual({ status: 'rejected', reason: new Error('write failed: y (call 3)') });
     expect(repository.calls.slice(1)).toEqual([
@@ -275,7 +268,7 @@ describe('OutboxWriter', () => {
     ]);
     expect(insert.status).toBe('rejected');
     expect(outcome.status).toBe('rejected');
-    expect(other).toEqual({ status: 'fulfilled', value: 1 });
+    expect(other).toEqual({ status: 'fulfilled', value: true });
   });
 
   it('does not call the database for a batch of barriers only', async () => {

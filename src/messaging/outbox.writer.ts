@@ -9,13 +9,13 @@ type Item =
   | { kind: 'transition'; transition: OutboxTransition }
   | { kind: 'barrier' };
 
-/** An insert's result: the row's seq, null when its idempotency key was already used, or the error. */
-type Result = number | null | Error | undefined;
+/** An insert's result: true once written, false when its idempotency key was already used, or the error. */
+type Result = boolean | Error | undefined;
 
 export interface OutboxWriterOptions {
   repository: Pick<OutboxRepository, 'write'>;
   /** Called at commit, before any caller hears of it, with each row that was inserted. */
-  onInserted(message: NewOutboxMessage, seq: number): void;
+  onInserted(message: NewOutboxMessage): void;
   maxBatch?: number;
   /**
    * Least time between two statements while nobody waits for what is pending (10 ms): the rows of answered
@@ -39,15 +39,15 @@ export class OutboxWriter {
   }
 
   /**
-   * Resolves once the row is committed: its seq, or null when its agent already used its idempotency key. A row
-   * nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
+   * Resolves once the row is committed with true, or with false when its agent already used its idempotency key. A
+   * row nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
    */
-  async insert(message: NewOutboxMessage, urgent = true): Promise<number | null> {
+  async insert(message: NewOutboxMessage, urgent = true): Promise<boolean> {
     const written = this.batcher.add({ kind: 'insert', message }, urgent);
     this.unbatched.set(message.id, { message, written });
     const result = await written;
     if (result instanceof Error) throw result;
-    return result ?? null;
+    return result === true;
   }
 
   /**
@@ -93,14 +93,14 @@ export class OutboxWriter {
     for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
     const transitions = [...latest.values()];
     if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined); // barriers only
-    let seqs: Map<string, number>;
+    let keyed: Set<string>;
     try {
-      seqs = await this.options.repository.write(inserts, transitions);
+      keyed = await this.options.repository.write(inserts, transitions);
     } catch (err) {
       if (inserts.length + transitions.length <= 1) throw err;
       return this.runApart(items, inserts, transitions);
     }
-    return items.map((item) => (item.kind === 'insert' ? this.inserted(item.message, seqs) : undefined));
+    return items.map((item) => (item.kind === 'insert' ? this.inserted(item.message, keyed) : undefined));
   }
 
   /**
@@ -127,7 +127,7 @@ export class OutboxWriter {
       results.set(
         message.id,
         await repository.write([message], []).then(
-          (seqs) => this.inserted(message, seqs),
+          (keyed) => this.inserted(message, keyed),
           (err: unknown) => asError(err),
         ),
       );
@@ -138,11 +138,11 @@ export class OutboxWriter {
     });
   }
 
-  private inserted(message: NewOutboxMessage, seqs: Map<string, number>): number | null {
-    const seq = seqs.get(message.id);
-    if (seq === undefined) return null;
-    this.options.onInserted(message, seq);
-    return seq;
+  /** `keyed`: the rows with an idempotency key that were inserted; a row without one was, once the write succeeded. */
+  private inserted(message: NewOutboxMessage, keyed: Set<string>): boolean {
+    if (message.idempotencyKey !== null && !keyed.has(message.id)) return false;
+    this.options.onInserted(message);
+    return true;
   }
 }
 
