@@ -62,6 +62,31 @@ function setup() {
 }
 
 describe('TransitionLog', () => {
+  it('hands the outcome of a row not written yet to its insert, and tracks nothing for it', async () => {
+    const { repository, writer, log, settle } = setup();
+    repository.hold();
+    const row: NewOutboxMessage = {
+      id: 'a',
+      agentId: 'bot',
+      kind: 'text',
+      toJid: '6281234567890@c.us',
+      payload: { text: 'hi' },
+      media: null,
+      idempotencyKey: null,
+      traceId: null,
+    };
+    const inserted = writer.insert(row, false);
+    const sent = transition('a', 'sent', 1);
+    log.record(sent);
+    expect(row.outcome).toBe(sent);
+    expect(log.pending('a')).toBeUndefined();
+    expect(log.settledIds()).toEqual([]);
+    repository.release();
+    await inserted;
+    await settle();
+    expect(repository.calls).toEqual([[]]); // one write, the insert's, and no transition of its own
+  });
+
   it('shows a transition as pending until its write completes', async () => {
     const { repository, log, settle } = setup();
     repository.hold();

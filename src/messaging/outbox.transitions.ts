@@ -8,7 +8,7 @@ import type { OutboxWriter } from './outbox.writer.js';
 
 export interface TransitionLogOptions {
   /** Writes in order, one batch at a time, so that a row's transitions land in the order they happened. */
-  writer: Pick<OutboxWriter, 'transition' | 'barrier' | 'idle'>;
+  writer: Pick<OutboxWriter, 'fold' | 'transition' | 'barrier' | 'idle'>;
   logger: Logger;
   timers: DispatchTimers;
   /** Wait before writing a failed batch's transitions again (attempt n, 1-based). */
@@ -30,6 +30,9 @@ export class TransitionLog {
   }
 
   record(transition: OutboxTransition): void {
+    // A row not written yet takes its outcome along (a send that ended before the row's batch): nothing to track
+    // here, since no read can see the row before it is written, in that state.
+    if (this.options.writer.fold(transition)) return;
     this.unwritten.set(transition.id, transition);
     this.write(transition, 1);
   }

@@ -247,11 +247,12 @@ describe('OutboxWriter', () => {
     const busy = writer.insert(message('a'));
     await tick(); // a's batch is being written; what follows waits for the next one
     const inserted = writer.insert(message('b'));
-    const retried = writer.transition(transition('b', 'queued'));
-    const sent = writer.transition(transition('b'));
+    expect(writer.fold(transition('b', 'queued'))).toBe(true);
+    expect(writer.fold(transition('b'))).toBe(true); // the latest outcome is the one written
+    expect(writer.fold(transition('a'))).toBe(false); // a's batch is under way: a's outcome needs a write of its own
     const earlier = writer.transition(transition('a'));
     repository.release();
-    await Promise.all([busy, inserted, retried, sent, earlier]);
+    await Promise.all([busy, inserted, earlier]);
     expect(repository.calls).toEqual([
       { inserts: ['a'], transitions: [] },
       { inserts: ['b:sent'], transitions: [transition('a')] },
@@ -261,14 +262,28 @@ describe('OutboxWriter', () => {
   it('fails the outcome folded into an insert with the insert, and writes the rest of the batch', async () => {
     const { repository, writer } = setup();
     repository.failIds.add('bad');
-    const [insert, outcome, other] = await Promise.allSettled([
-      writer.insert(message('bad')),
-      writer.transition(transition('bad')),
-      writer.insert(message('good')),
-    ]);
-    expect(insert.status).toBe('rejected');
-    expect(outcome.status).toBe('rejected');
+    const insert = writer.insert(message('bad'));
+    expect(writer.fold(transition('bad'))).toBe(true);
+    const [failed, other] = await Promise.allSettled([insert, writer.insert(message('good'))]);
+    expect(failed.status).toBe('rejected');
     expect(other).toEqual({ status: 'fulfilled', value: true });
+    // The shared write, then each row on its own: the folded outcome only ever went with its row.
+    expect(repository.calls).toEqual([
+      { inserts: ['bad:sent', 'good'], transitions: [] },
+      { inserts: ['bad:sent'], transitions: [] },
+      { inserts: ['good'], transitions: [] },
+    ]);
+  });
+
+  it('folds nothing once the row is written: an outcome after that is a transition of its own', async () => {
+    const { repository, writer } = setup();
+    await writer.insert(message('a'));
+    expect(writer.fold(transition('a'))).toBe(false);
+    await writer.transition(transition('a'));
+    expect(repository.calls).toEqual([
+      { inserts: ['a'], transitions: [] },
+      { inserts: [], transitions: [transition('a')] },
+    ]);
   });
 
   it('does not call the database for a batch of barriers only', async () => {

@@ -27,7 +27,7 @@ export interface OutboxWriterOptions {
 export class OutboxWriter {
   private readonly batcher: Batcher<Item, Result>;
   /** Rows handed in and not yet in a batch, by id: an outcome recorded meanwhile is folded into the row. */
-  private readonly unbatched = new Map<string, { message: NewOutboxMessage; written: Promise<Result> }>();
+  private readonly unbatched = new Map<string, NewOutboxMessage>();
 
   constructor(private readonly options: OutboxWriterOptions) {
     this.batcher = new Batcher({
@@ -44,21 +44,27 @@ export class OutboxWriter {
    */
   async insert(message: NewOutboxMessage, urgent = true): Promise<boolean> {
     const written = this.batcher.add({ kind: 'insert', message }, urgent);
-    this.unbatched.set(message.id, { message, written });
+    this.unbatched.set(message.id, message);
     const result = await written;
     if (result instanceof Error) throw result;
     return result === true;
   }
 
   /**
-   * Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. A row
-   * whose insert still waits for its batch takes the outcome with it: it is inserted in that state, with no write of
-   * its own, and the transition shares the insert's fate.
+   * Hands an outcome to a row whose insert still waits for its batch: the row is inserted in that state, with no
+   * write of its own, and the outcome shares the insert's fate. False when no such row waits: the outcome then needs
+   * a `transition()` of its own.
    */
-  async transition(transition: OutboxTransition): Promise<void> {
+  fold(transition: OutboxTransition): boolean {
     const row = this.unbatched.get(transition.id);
-    if (row) row.message.outcome = transition;
-    const result = await (row ? row.written : this.batcher.add({ kind: 'transition', transition }, false));
+    if (!row) return false;
+    row.outcome = transition;
+    return true;
+  }
+
+  /** Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. */
+  async transition(transition: OutboxTransition): Promise<void> {
+    const result = await this.batcher.add({ kind: 'transition', transition }, false);
     if (result instanceof Error) throw result;
   }
 
