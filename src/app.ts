@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { runRoutes } from './ai/run.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
@@ -13,6 +13,7 @@ import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
+import { serializerCompiler } from './http/serializer.js';
 import { messagingRoutes } from './messaging/messaging.routes.js';
 import { lazyChildLogger } from './observability/lazy-logger.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
