@@ -49,6 +49,8 @@ interface AgentQueue {
   items: QueuedMessage[];
   timer: unknown;
   draining: Promise<void> | undefined;
+  /** The message WhatsApp has in hand right now (its head, while it is sent): its state is `sending`. */
+  inFlight: QueuedMessage | undefined;
 }
 
 type Step = 'next' | 'retry' | 'wait-ready';
@@ -59,8 +61,6 @@ export class OutboxDispatcher {
   private readonly waiters = new Map<string, Waiter[]>();
   /** One timer for every waiter's deadline: the earliest one it was armed for. */
   private expiry: { handle: NodeJS.Timeout; at: number } | undefined;
-  /** Messages WhatsApp has in hand right now (one per agent at most): their state is `sending`. */
-  private readonly sending = new Set<string>();
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private readonly timers: DispatchTimers;
@@ -96,7 +96,7 @@ export class OutboxDispatcher {
   withdraw(message: QueuedMessage): boolean {
     const queue = this.queues.get(message.agentId);
     const index = queue?.items.indexOf(message) ?? -1;
-    if (!queue || index < 0 || this.sending.has(message.id)) return false;
+    if (!queue || index < 0 || queue.inFlight === message) return false;
     queue.items.splice(index, 1);
     this.settle(message.id, null);
     return true;
@@ -108,8 +108,8 @@ export class OutboxDispatcher {
   }
 
   /** True while the message is being handed to WhatsApp. */
-  isSending(id: string): boolean {
-    return this.sending.has(id);
+  isSending(agentId: string, id: string): boolean {
+    return this.queues.get(agentId)?.inFlight?.id === id;
   }
 
   /** The agent's session became ready: resume its queue. */
@@ -130,9 +130,8 @@ export class OutboxDispatcher {
     queue.timer = undefined;
     this.queues.delete(agentId);
     const items = queue.items.splice(0);
-    const inFlight = items.filter((message) => this.sending.has(message.id)).map((message) => message.id);
-    for (const message of items) if (!inFlight.includes(message.id)) this.settle(message.id, null);
-    return inFlight;
+    for (const message of items) if (message !== queue.inFlight) this.settle(message.id, null);
+    return queue.inFlight ? [queue.inFlight.id] : [];
   }
 
   /** Resolves with the outcome once the message is sent or failed, or with null after `ms` or at close. */
@@ -168,7 +167,7 @@ export class OutboxDispatcher {
   private queue(agentId: string): AgentQueue {
     let queue = this.queues.get(agentId);
     if (!queue) {
-      queue = { agentId, items: [], timer: undefined, draining: undefined };
+      queue = { agentId, items: [], timer: undefined, draining: undefined, inFlight: undefined };
       this.queues.set(agentId, queue);
     }
     return queue;
@@ -204,7 +203,7 @@ export class OutboxDispatcher {
         step = await this.sendOne(session, message, queue);
       } catch (err) {
         // Nothing in sendOne should throw; if something does, the same message is tried again later, not lost.
-        this.sending.delete(message.id);
+        queue.inFlight = undefined;
         this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
         step = 'retry';
         message.failures += 1;
@@ -222,7 +221,7 @@ export class OutboxDispatcher {
   private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
     const { metrics, logger } = this.options;
     const label = metrics.agentLabel(message.agentId);
-    this.sending.add(message.id);
+    queue.inFlight = message;
     let sent: SentMessage;
     try {
       const media = message.kind === 'image' ? await this.options.repository.media(message.id) : null;
@@ -234,24 +233,24 @@ export class OutboxDispatcher {
       const permanent = isAppError(err) || forgotten;
       if (!permanent && !this.options.sessions.getReadySession(message.agentId)) {
         // The session dropped under us: not the message's fault, so it waits for the next ready without a strike.
-        this.transition(message, 'queued', { error: reason });
+        this.transition(queue, message, 'queued', { error: reason });
         return 'wait-ready';
       }
       message.failures += 1;
       if (permanent || message.failures > this.maxRetries) {
-        this.transition(message, 'failed', { error: reason });
+        this.transition(queue, message, 'failed', { error: reason });
         metrics.outboxTransitions.inc({ state: 'failed', ...label });
         metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
         logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
         this.settle(message.id, { status: 'failed', error: reason });
         return 'next';
       }
-      this.transition(message, 'queued', { error: reason });
+      this.transition(queue, message, 'queued', { error: reason });
       metrics.outboxTransitions.inc({ state: 'retried', ...label });
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
-    this.transition(message, 'sent', { waMessageId: sent.id });
+    this.transition(queue, message, 'sent', { waMessageId: sent.id });
     this.countSent(message);
     this.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
@@ -266,6 +265,7 @@ export class OutboxDispatcher {
 
   /** Records the attempt's outcome; from here reads see it, and `sending` ends. */
   private transition(
+    queue: AgentQueue,
     message: QueuedMessage,
     status: OutboxTransition['status'],
     outcome: { waMessageId?: string; error?: string },
@@ -279,7 +279,7 @@ export class OutboxDispatcher {
       error: outcome.error?.replaceAll('\u0000', '') ?? null,
       at: new Date(),
     });
-    this.sending.delete(message.id);
+    if (queue.inFlight === message) queue.inFlight = undefined;
   }
 
   private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {

@@ -87,8 +87,6 @@ export class OutboxService {
   private readonly writer: OutboxWriter;
   /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
   private readonly reserved = new Map<string, number>();
-  /** Messages handed to the dispatcher before their row is committed. */
-  private readonly unwritten = new Set<string>();
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: OutboxServiceOptions) {
@@ -96,8 +94,8 @@ export class OutboxService {
     // A committed row goes to its agent's queue at once, before its request hears of it.
     this.writer = new OutboxWriter({
       repository: options.repository,
-      onInserted: ({ id, agentId, kind, toJid, payload }) => {
-        if (!this.unwritten.delete(id)) this.dispatcher.enqueue(queued(id, agentId, { kind, toJid, payload }));
+      onInserted: ({ id, agentId, kind, toJid, payload, queuedEarly }) => {
+        if (!queuedEarly) this.dispatcher.enqueue(queued(id, agentId, { kind, toJid, payload }));
       },
     });
     this.transitions = new TransitionLog({ writer: this.writer, logger: options.logger, timers });
@@ -183,15 +181,14 @@ export class OutboxService {
     const id = randomUUID();
     const message = queued(id, agentId, draft);
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
-    this.unwritten.add(id);
-    const written = this.writer.insert(newRow(id, agentId, draft, context), false); // onInserted ends `unwritten`
+    // Queued already: once written, the row is not queued a second time.
+    const written = this.writer.insert(newRow(id, agentId, draft, context, true), false);
     this.dispatcher.enqueue(message);
     const { metrics, logger } = this.options;
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
     const result = await outcome;
     if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
       written.catch((err: unknown) => {
-        this.unwritten.delete(id);
         // WhatsApp has the message; only its record is missing.
         logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
       });
@@ -201,7 +198,6 @@ export class OutboxService {
     try {
       await written;
     } catch (err) {
-      this.unwritten.delete(id);
       // Not written, so not durable: a message still waiting is taken back, and the caller hears of the error.
       if (this.dispatcher.withdraw(message)) throw err;
       logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
@@ -268,7 +264,8 @@ export class OutboxService {
       const { status, attempts, waMessageId, error, at } = pending;
       return { ...record, status, attempts, waMessageId, error, updatedAt: at, sentAt: status === 'sent' ? at : null };
     }
-    if (record.status === 'queued' && this.dispatcher.isSending(record.id)) return { ...record, status: 'sending' };
+    if (record.status === 'queued' && this.dispatcher.isSending(record.agentId, record.id))
+      return { ...record, status: 'sending' };
     return record;
   }
 
@@ -322,7 +319,13 @@ function queued(id: string, agentId: string, { kind, toJid, payload }: OutboxDra
 }
 
 /** The row a submitted message is written as. */
-function newRow(id: string, agentId: string, draft: OutboxDraft, context: SubmitContext): NewOutboxMessage {
+function newRow(
+  id: string,
+  agentId: string,
+  draft: OutboxDraft,
+  context: SubmitContext,
+  queuedEarly = false,
+): NewOutboxMessage {
   return {
     id,
     agentId,
@@ -332,6 +335,7 @@ function newRow(id: string, agentId: string, draft: OutboxDraft, context: Submit
     media: draft.media ?? null,
     idempotencyKey: context.idempotencyKey ?? null,
     traceId: context.traceId ?? null,
+    queuedEarly,
   };
 }
 
