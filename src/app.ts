@@ -55,10 +55,8 @@ export async function buildApp(container: Container): Promise<App> {
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.httpDuration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpDuration.record(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
   app.addHook('onClose', () => container.close());

@@ -1,5 +1,6 @@
 // Prometheus metrics on a registry owned by the app, so tests and several apps in one process stay apart.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { RequestDurations } from './request-durations.js';
 
 export interface MetricsOptions {
   /** Adds an agent_id label where it applies; off by default because agent ids are unbounded. */
@@ -75,10 +76,9 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       labelNames: ['state', ...agent],
       registers,
     }),
-    httpDuration: new Histogram({
+    httpDuration: new RequestDurations({
       name: 'http_request_duration_seconds',
       help: 'HTTP request duration, by method, route and status code',
-      labelNames: ['method', 'route', 'status_code'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
       registers,
     }),
