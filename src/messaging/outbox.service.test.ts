@@ -538,6 +538,21 @@ describe('OutboxService', () => {
     expect(engine.sent('unwritable').map((s) => s.text)).toEqual(['first', 'next']);
   });
 
+  it('answers with the error, and never sends, when the row of a message waiting for its turn cannot be written', async () => {
+    const failing = new CountingRepository(test.database);
+    const { sut, engine, connect, timers } = await setup({ repository: failing, capacity: 1, sendWaitMs: 150 });
+    await connect('slow-turn');
+    await sut.submit('slow-turn', text('first')); // takes the only token: the next message waits for the refill
+    await until(async () => (await rows('slow-turn'))[0]?.status === 'sent');
+    failing.failInserts = 1;
+    // The row fails while the request still waits for the send, long before SEND_WAIT_MS is over.
+    await expect(sut.submit('slow-turn', text('lost'))).rejects.toThrow('database unavailable');
+    expect(sut.dispatcher.depth('slow-turn')).toBe(0);
+    timers.fireAll();
+    await until(async () => (await rows('slow-turn')).length === 1);
+    expect(engine.sent('slow-turn').map((s) => s.text)).toEqual(['first']);
+  });
+
   it('writes a failed first attempt with the row, and the success of the retry after it', async () => {
     const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
     await connect('fallback');

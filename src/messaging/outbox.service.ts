@@ -181,31 +181,30 @@ export class OutboxService {
     const id = randomUUID();
     const message = queued(id, agentId, draft);
     const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
-    // Queued already: once written, the row is not queued a second time.
-    const written = this.writer.insert(newRow(id, agentId, draft, context, true), false);
-    this.dispatcher.enqueue(message);
     const { metrics, logger } = this.options;
+    // Settles when the row is written or has failed; never rejects, whoever waits for it or not. Not written means
+    // not durable: a message still waiting is taken back at once, and its request fails with the error. One that
+    // WhatsApp has, or had, is only logged: the message went, its record is missing.
+    const lost = this.writer.insert(newRow(id, agentId, draft, context, true), false).then(
+      () => undefined,
+      (err: unknown) => {
+        const withdrawn = this.dispatcher.withdraw(message);
+        if (!withdrawn) logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
+        return { err, withdrawn };
+      },
+    );
+    this.dispatcher.enqueue(message);
     metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
     const result = await outcome;
     if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
-      written.catch((err: unknown) => {
-        // WhatsApp has the message; only its record is missing.
-        logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
-      });
       return this.result(id, result, draft.payload);
     }
     this.writer.hurry(); // the answer waits for the row now
-    try {
-      await written;
-    } catch (err) {
-      // Not written, so not durable: a message still waiting is taken back, and the caller hears of the error.
-      if (this.dispatcher.withdraw(message)) throw err;
-      logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
-      if (result) return this.result(id, result, draft.payload);
-      // WhatsApp has it in hand right now: its outcome is the answer.
-      return this.result(id, await this.dispatcher.waitFor(id, this.options.sendWaitMs), draft.payload);
-    }
-    return this.result(id, result, draft.payload);
+    const failure = await lost;
+    if (failure?.withdrawn) throw failure.err;
+    if (!failure || result) return this.result(id, result, draft.payload);
+    // WhatsApp has it in hand right now: its outcome is the answer.
+    return this.result(id, await this.dispatcher.waitFor(id, this.options.sendWaitMs), draft.payload);
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
