@@ -42,12 +42,10 @@ export class OutboxWriter {
    * Resolves once the row is committed with true, or with false when its agent already used its idempotency key. A
    * row nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
    */
-  async insert(message: NewOutboxMessage, urgent = true): Promise<boolean> {
+  insert(message: NewOutboxMessage, urgent = true): Promise<boolean> {
     const written = this.batcher.add({ kind: 'insert', message }, urgent);
     this.unbatched.set(message.id, message);
-    const result = await written;
-    if (result instanceof Error) throw result;
-    return result === true;
+    return written.then(insertResult);
   }
 
   /**
@@ -150,6 +148,11 @@ export class OutboxWriter {
     this.options.onInserted(message);
     return true;
   }
+}
+
+function insertResult(result: Result): boolean {
+  if (result instanceof Error) throw result;
+  return result === true;
 }
 
 function asError(err: unknown): Error {
