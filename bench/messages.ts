@@ -21,7 +21,7 @@ const { createLogger } = await fromBuild<typeof import('../src/observability/log
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 /** Rounds of (bare, service), alternated so that a slow spell of the machine weighs on both; medians reported. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 8);
 const ADMIN = 'bench-admin-key-0123456789';

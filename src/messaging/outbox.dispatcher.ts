@@ -220,7 +220,6 @@ export class OutboxDispatcher {
 
   private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
     const { metrics, logger } = this.options;
-    const label = metrics.agentLabel(message.agentId);
     queue.inFlight = message;
     let sent: SentMessage;
     try {
@@ -237,6 +236,7 @@ export class OutboxDispatcher {
         return 'wait-ready';
       }
       message.failures += 1;
+      const label = metrics.agentLabel(message.agentId);
       if (permanent || message.failures > this.maxRetries) {
         this.transition(queue, message, 'failed', { error: reason });
         metrics.outboxTransitions.inc({ state: 'failed', ...label });
@@ -251,16 +251,9 @@ export class OutboxDispatcher {
       return 'retry';
     }
     this.transition(queue, message, 'sent', { waMessageId: sent.id });
-    this.countSent(message);
+    metrics.countSent(message.kind, message.agentId);
     this.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
-  }
-
-  private countSent(message: QueuedMessage): void {
-    const { metrics } = this.options;
-    const label = metrics.agentLabel(message.agentId);
-    metrics.messagesSent.inc({ type: message.kind, ...label });
-    metrics.outboxTransitions.inc({ state: 'sent', ...label });
   }
 
   /** Records the attempt's outcome; from here reads see it, and `sending` ends. */

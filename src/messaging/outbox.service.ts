@@ -170,8 +170,7 @@ export class OutboxService {
       if (!earlier) throw new AppError('INTERNAL_ERROR', 'the idempotency key vanished');
       return earlier;
     }
-    const { metrics } = this.options;
-    metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
+    this.options.metrics.countQueued(agentId);
     return this.result(id, await outcome, draft.payload);
   }
 
@@ -194,7 +193,7 @@ export class OutboxService {
       },
     );
     this.dispatcher.enqueue(message);
-    metrics.outboxTransitions.inc({ state: 'queued', ...metrics.agentLabel(agentId) });
+    metrics.countQueued(agentId);
     const result = await outcome;
     if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
       return this.result(id, result, draft.payload);

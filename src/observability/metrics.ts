@@ -1,5 +1,5 @@
 // Prometheus metrics on a registry owned by the app, so tests and several apps in one process stay apart.
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type LabelValues, Registry } from 'prom-client';
 import { RequestDurations } from './request-durations.js';
 
 export interface MetricsOptions {
@@ -15,11 +15,14 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
   const agent = perAgent ? (['agent_id'] as const) : ([] as const);
   const registers = [registry];
   let queueDepths: () => Iterable<readonly [string, number]> = () => [];
+  const agentLabel = (agentId: string): { agent_id?: string } => (perAgent ? { agent_id: agentId } : {});
+  const sentTally = new Tally<'type' | 'agent_id'>('type', agentLabel, perAgent);
+  const outboxTally = new Tally<'state' | 'agent_id'>('state', agentLabel, perAgent);
 
   const metrics = {
     registry,
     /** `{ agent_id }` when per-agent labels are on, otherwise nothing. */
-    agentLabel: (agentId: string): { agent_id?: string } => (perAgent ? { agent_id: agentId } : {}),
+    agentLabel,
     sessionsActive: new Gauge({
       name: 'whatsapp_sessions_active',
       help: 'WhatsApp sessions that are connected now',
@@ -30,6 +33,9 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       help: 'Messages sent to WhatsApp, by type (text, image)',
       labelNames: ['type', ...agent],
       registers,
+      collect() {
+        sentTally.flushInto(this);
+      },
     }),
     messagesReceived: new Counter({
       name: 'whatsapp_messages_received_total',
@@ -75,7 +81,19 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       help: 'Outbox messages that reached a state (queued, sent, failed, retried, dropped)',
       labelNames: ['state', ...agent],
       registers,
+      collect() {
+        outboxTally.flushInto(this);
+      },
     }),
+    /** A message accepted by the outbox (its `queued` state): counted on every send, so through a tally. */
+    countQueued(agentId: string): void {
+      outboxTally.add('queued', agentId);
+    },
+    /** A message sent: `whatsapp_messages_sent_total` by type, and its `sent` state. */
+    countSent(type: 'text' | 'image', agentId: string): void {
+      sentTally.add(type, agentId);
+      outboxTally.add('sent', agentId);
+    },
     httpDuration: new RequestDurations({
       name: 'http_request_duration_seconds',
       help: 'HTTP request duration, by method, route and status code',
@@ -87,3 +105,36 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * The counts every message adds to (queued, sent). prom-client's inc() checks the labels and builds a hash string of
+ * them on each call; a tally adds to a plain number found by a short key, and hands the sums to its counter when the
+ * counter is scraped (prom-client runs a metric's collect() first).
+ */
+class Tally<L extends string> {
+  private readonly counts = new Map<string, { labels: LabelValues<L>; value: number }>();
+
+  constructor(
+    private readonly label: Exclude<L, 'agent_id'>,
+    private readonly agentLabel: (agentId: string) => { agent_id?: string },
+    private readonly perAgent: boolean,
+  ) {}
+
+  add(value: string, agentId: string): void {
+    const key = this.perAgent ? `${value}\u0000${agentId}` : value;
+    const entry = this.counts.get(key);
+    if (entry) entry.value += 1;
+    else {
+      const labels = { [this.label]: value, ...this.agentLabel(agentId) } as LabelValues<L>;
+      this.counts.set(key, { labels, value: 1 });
+    }
+  }
+
+  flushInto(counter: Counter<L>): void {
+    for (const entry of this.counts.values()) {
+      if (entry.value === 0) continue;
+      counter.inc(entry.labels, entry.value);
+      entry.value = 0;
+    }
+  }
+}
