@@ -48,7 +48,10 @@ interface AgentQueue {
   /** In the order they were accepted; the head is the one being sent or waited on. */
   items: QueuedMessage[];
   timer: unknown;
-  draining: Promise<void> | undefined;
+  /** A drain is running (or about to): kick() starts no second one. */
+  draining: boolean;
+  /** The latest drain, which close() waits for. */
+  drained: Promise<void>;
   /** The message WhatsApp has in hand right now (its head, while it is sent): its state is `sending`. */
   inFlight: QueuedMessage | undefined;
 }
@@ -160,14 +163,21 @@ export class OutboxDispatcher {
       if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
       queue.timer = undefined;
     }
-    await Promise.all([...this.queues.values()].map((queue) => queue.draining));
+    await Promise.all([...this.queues.values()].map((queue) => queue.drained));
     for (const [id] of this.waiters) this.settle(id, null);
   }
 
   private queue(agentId: string): AgentQueue {
     let queue = this.queues.get(agentId);
     if (!queue) {
-      queue = { agentId, items: [], timer: undefined, draining: undefined, inFlight: undefined };
+      queue = {
+        agentId,
+        items: [],
+        timer: undefined,
+        draining: false,
+        drained: Promise.resolve(),
+        inFlight: undefined,
+      };
       this.queues.set(agentId, queue);
     }
     return queue;
@@ -175,9 +185,8 @@ export class OutboxDispatcher {
 
   private kick(queue: AgentQueue): void {
     if (this.closed || queue.draining || queue.timer !== undefined || queue.items.length === 0) return;
-    queue.draining = this.drain(queue).finally(() => {
-      queue.draining = undefined;
-    });
+    queue.draining = true; // before the call: a drain with nothing to wait for ends within it
+    queue.drained = this.drain(queue);
   }
 
   private schedule(queue: AgentQueue, ms: number): void {
@@ -188,33 +197,37 @@ export class OutboxDispatcher {
   }
 
   private async drain(queue: AgentQueue): Promise<void> {
-    while (!this.closed && this.queues.get(queue.agentId) === queue) {
-      const message = queue.items[0];
-      if (!message) return;
-      const session = this.options.sessions.getReadySession(queue.agentId);
-      if (!session) return; // wake() resumes the queue when the session is ready again
-      const wait = this.options.buckets.take(queue.agentId);
-      if (wait > 0) {
-        this.schedule(queue, wait);
-        return;
+    try {
+      while (!this.closed && this.queues.get(queue.agentId) === queue) {
+        const message = queue.items[0];
+        if (!message) return;
+        const session = this.options.sessions.getReadySession(queue.agentId);
+        if (!session) return; // wake() resumes the queue when the session is ready again
+        const wait = this.options.buckets.take(queue.agentId);
+        if (wait > 0) {
+          this.schedule(queue, wait);
+          return;
+        }
+        let step: Step;
+        try {
+          step = await this.sendOne(session, message, queue);
+        } catch (err) {
+          // Nothing in sendOne should throw; if something does, the same message is tried again later, not lost.
+          queue.inFlight = undefined;
+          this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
+          step = 'retry';
+          message.failures += 1;
+        }
+        if (step === 'wait-ready') return;
+        if (step === 'retry') {
+          this.schedule(queue, this.retryDelayMs(Math.max(1, message.failures)));
+          return;
+        }
+        const index = queue.items.indexOf(message);
+        if (index >= 0) queue.items.splice(index, 1);
       }
-      let step: Step;
-      try {
-        step = await this.sendOne(session, message, queue);
-      } catch (err) {
-        // Nothing in sendOne should throw; if something does, the same message is tried again later, not lost.
-        queue.inFlight = undefined;
-        this.options.logger.error({ event: 'outbox.dispatch.error', agentId: queue.agentId, err: errorMessage(err) });
-        step = 'retry';
-        message.failures += 1;
-      }
-      if (step === 'wait-ready') return;
-      if (step === 'retry') {
-        this.schedule(queue, this.retryDelayMs(Math.max(1, message.failures)));
-        return;
-      }
-      const index = queue.items.indexOf(message);
-      if (index >= 0) queue.items.splice(index, 1);
+    } finally {
+      queue.draining = false;
     }
   }
 
