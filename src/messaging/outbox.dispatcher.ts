@@ -283,7 +283,7 @@ export class OutboxDispatcher {
       waMessageId: outcome.waMessageId ?? null,
       // PostgreSQL text cannot hold NUL, and an engine's error message could: that would make the row unwritable.
       error: outcome.error?.replaceAll('\u0000', '') ?? null,
-      at: new Date(),
+      at: Date.now(),
     });
     if (queue.inFlight === message) queue.inFlight = undefined;
   }

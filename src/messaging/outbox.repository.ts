@@ -64,7 +64,8 @@ export interface OutboxTransition {
   attempts: number;
   waMessageId: string | null;
   error: string | null;
-  at: Date;
+  /** When the attempt ended, in epoch milliseconds (a number: a Date per send costs more than it gives). */
+  at: number;
 }
 
 /**
@@ -121,8 +122,11 @@ export class OutboxRepository {
                    media = CASE WHEN v.status = 'queued' THEN o.media END,
                    sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE o.sent_at END,
                    updated_at = v.at
-               FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[])
-                 AS v (id, status, attempts, wa_message_id, error, at)
+               FROM (
+                 SELECT id, status, attempts, wa_message_id, error, to_timestamp(at_ms / 1000) AS at
+                 FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::float8[])
+                   AS u (id, status, attempts, wa_message_id, error, at_ms)
+               ) AS v
                WHERE o.id = v.id
              ), ${INSERTED}
              ${KEYED_IDS}`,
@@ -135,7 +139,7 @@ export class OutboxRepository {
               transitions.map((t) => t.attempts),
               transitions.map((t) => t.waMessageId),
               transitions.map((t) => t.error),
-              transitions.map((t) => t.at.toISOString()),
+              transitions.map((t) => t.at),
             ],
             'outbox_write',
           );
@@ -224,7 +228,7 @@ function toRowValues(m: NewOutboxMessage): unknown[] {
     outcome ? outcome.attempts : 0,
     outcome ? outcome.waMessageId : null,
     outcome ? outcome.error : null,
-    outcome ? outcome.at.getTime() : null,
+    outcome ? outcome.at : null,
   ];
 }
 

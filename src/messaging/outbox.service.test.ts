@@ -449,9 +449,16 @@ describe('OutboxService', () => {
     await repository.write(
       [],
       [
-        { id: oldSent?.id ?? '', status: 'sent', attempts: 1, waMessageId: 'wa-1', error: null, at: longAgo },
-        { id: oldFailed?.id ?? '', status: 'failed', attempts: 3, waMessageId: null, error: 'gone', at: longAgo },
-        { id: recent.id, status: 'sent', attempts: 1, waMessageId: 'wa-2', error: null, at: new Date() },
+        { id: oldSent?.id ?? '', status: 'sent', attempts: 1, waMessageId: 'wa-1', error: null, at: longAgo.getTime() },
+        {
+          id: oldFailed?.id ?? '',
+          status: 'failed',
+          attempts: 3,
+          waMessageId: null,
+          error: 'gone',
+          at: longAgo.getTime(),
+        },
+        { id: recent.id, status: 'sent', attempts: 1, waMessageId: 'wa-2', error: null, at: Date.now() },
       ],
     );
     await test.database.query('UPDATE outbox_messages SET updated_at = $1 WHERE id = $2', [

@@ -259,7 +259,8 @@ export class OutboxService {
   private current(record: OutboxRecord): OutboxRecord {
     const pending = this.transitions.pending(record.id);
     if (pending) {
-      const { status, attempts, waMessageId, error, at } = pending;
+      const { status, attempts, waMessageId, error } = pending;
+      const at = new Date(pending.at);
       return { ...record, status, attempts, waMessageId, error, updatedAt: at, sentAt: status === 'sent' ? at : null };
     }
     if (record.status === 'queued' && this.dispatcher.isSending(record.agentId, record.id))

@@ -62,5 +62,5 @@ export const transition = (
   attempts,
   waMessageId: status === 'sent' ? `wa-${id}-${attempts}` : null,
   error: status === 'failed' ? 'boom' : null,
-  at: new Date(1_000 * attempts),
+  at: 1_000 * attempts,
 });
