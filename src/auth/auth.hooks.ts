@@ -25,11 +25,12 @@ export interface Auth {
   isAdminKey(presented: string | undefined): boolean;
 }
 
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
 export function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return match?.[1];
+  return BEARER.exec(header)?.[1];
 }
 
 function agentIdParam(request: FastifyRequest): string | undefined {
