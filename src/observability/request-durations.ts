@@ -47,7 +47,7 @@ export class RequestDurations extends Histogram<RequestLabel> {
   }
 
   /** One request: its duration in seconds, under its method, route and status code. */
-  record(method: string, route: string, statusCode: number, seconds: number): void {
+  record(method: string, route: string, statusCode: number | string, seconds: number): void {
     const key = `${statusCode} ${method} ${route}`;
     let series = this.series.get(key);
     if (!series) {
@@ -84,7 +84,7 @@ export class RequestDurations extends Histogram<RequestLabel> {
           : [first as LabelValues<RequestLabel>, value ?? Number.NaN];
     if (!Number.isFinite(seconds)) throw new TypeError(`Value is not a valid number: ${seconds}`);
     const { method = '', route = '', status_code: status = '' } = labels as LabelValues<RequestLabel>;
-    this.record(String(method), String(route), Number(status), seconds);
+    this.record(String(method), String(route), status, seconds);
   }
 
   override reset(): void {
