@@ -52,6 +52,11 @@ export class AppError extends Error {
 
 export const isAppError = (err: unknown): err is AppError => err instanceof AppError;
 
+/** Any thrown value as an Error, for callbacks that take one. */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** The message of any thrown value, for logs and `lastError`; never sent to clients for a 5xx. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

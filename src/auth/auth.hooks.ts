@@ -2,7 +2,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify';
-import { AppError } from '../errors.js';
+import { AppError, asError } from '../errors.js';
 import { type AgentKeyStore, hashKey } from './agent-keys.js';
 
 export interface AuthOptions {
@@ -79,7 +79,7 @@ export function createAuth({ adminKey, sessionsAuth, keys }: AuthOptions): Auth 
         if (isAdminHash(presentedHash) || keys.matches(agentId, presentedHash)) return done();
         authorize(presented, presentedHash, agentId).then(
           () => done(),
-          (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+          (err: unknown) => done(asError(err)),
         );
       },
     admin: () =>

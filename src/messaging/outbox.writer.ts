@@ -2,6 +2,7 @@
 // and one commit per batch (group commit), one batch at a time, so that a row's writes land in the order they were
 // made. Under load a batch carries the requests and outcomes of a whole database round trip.
 import { Batcher } from '../db/batcher.js';
+import { asError } from '../errors.js';
 import type { NewOutboxMessage, OutboxRepository, OutboxTransition } from './outbox.repository.js';
 
 type Item =
@@ -153,8 +154,4 @@ export class OutboxWriter {
 function insertResult(result: Result): boolean {
   if (result instanceof Error) throw result;
   return result === true;
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }
