@@ -182,6 +182,21 @@ export class OutboxRepository {
     return rows.map((row) => String(row.id));
   }
 
+  /**
+   * Deletes the unsent rows of agents that no longer exist: their deletion removed the agent but not its queue (the
+   * database failed in between). Left alone they would wait forever, or go out from a new agent given the same id.
+   * Returns the agent of each deleted row.
+   */
+  async deleteOrphaned(): Promise<string[]> {
+    const rows = await this.database.query(
+      `DELETE FROM outbox_messages o
+       WHERE o.status IN ('queued', 'sending')
+         AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = o.agent_id)
+       RETURNING o.agent_id`,
+    );
+    return rows.map((row) => String(row.agent_id));
+  }
+
   /** Deletes sent and failed rows last changed before `cutoff` (retention); returns how many. */
   async purgeSettledBefore(cutoff: Date): Promise<number> {
     const rows = await this.database.query(

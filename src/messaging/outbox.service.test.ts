@@ -95,6 +95,7 @@ describe('OutboxService', () => {
   afterEach(async () => {
     await Promise.all(services.splice(0).map((s) => s.close()));
     await test.database.query('DELETE FROM outbox_messages');
+    await test.database.query('DELETE FROM whatsapp_user');
   });
   afterAll(async () => {
     await test.drop();
@@ -135,6 +136,14 @@ describe('OutboxService', () => {
     };
     return { sut, make, engine, gateway, clock, timers, metrics, repository, connect };
   }
+
+  /** The agent's row, which rows resumed at boot need: those of a deleted agent are dropped. */
+  const register = (...agentIds: string[]) =>
+    Promise.all(
+      agentIds.map((agentId) =>
+        test.database.query(`INSERT INTO whatsapp_user (user_id, agent_id, api_key) VALUES ('u', $1, 'k')`, [agentId]),
+      ),
+    );
 
   const rows = async (agentId: string) =>
     test.database.query(
@@ -329,6 +338,7 @@ describe('OutboxService', () => {
 
   it('resumes at boot what a previous process left queued or sending, each sent exactly once', async () => {
     const { sut, make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
+    await register('boot');
     await connect('boot');
     await repository.write(
       ['r1', 'r2', 'r3'].map((body) => queuedRow('boot', body)),
@@ -346,8 +356,38 @@ describe('OutboxService', () => {
     expect(await next.resumeAll()).toBe(0);
   });
 
+  it('drops at boot the unsent rows of an agent deleted meanwhile, and resumes the others', async () => {
+    const { make, engine, connect, repository, metrics } = await setup({ sendWaitMs: 0 });
+    await register('stays');
+    await connect('stays');
+    await connect('deleted'); // a new agent given the same id would have a session again
+    const left = [
+      ['deleted', 'stale'],
+      ['stays', 'fresh'],
+      ['deleted', 'old'],
+      ['deleted', 'done'],
+    ] as const;
+    await repository.write(
+      left.map(([agentId, body]) => queuedRow(agentId, body)),
+      [],
+    );
+    await test.database.query(`UPDATE outbox_messages SET status = 'sending' WHERE payload->>'text' = 'old'`);
+    await test.database.query(`UPDATE outbox_messages SET status = 'sent' WHERE payload->>'text' = 'done'`);
+    const next = make();
+    services.push(next);
+    expect(await next.resumeAll()).toBe(1);
+    await until(() => next.dispatcher.depth('stays') === 0);
+    expect(engine.sent('stays').map((m) => m.text)).toEqual(['fresh']);
+    expect(next.dispatcher.depth('deleted')).toBe(0);
+    expect((await rows('deleted')).map((r) => r.status)).toEqual(['sent']);
+    expect(engine.sent('deleted')).toEqual([]);
+    const dropped = (await metrics.registry.getSingleMetric('whatsapp_outbox_messages_total')?.get())?.values;
+    expect(dropped).toContainEqual(expect.objectContaining({ labels: { state: 'dropped' }, value: 2 }));
+  });
+
   it('holds resumed messages until their session becomes ready', async () => {
     const { make, engine, connect, repository } = await setup({ sendWaitMs: 0 });
+    await register('wait');
     await repository.write([queuedRow('wait', 'held')], []);
     const next = make();
     services.push(next);

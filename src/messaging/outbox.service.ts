@@ -216,9 +216,15 @@ export class OutboxService {
 
   /**
    * Boot: queues what a previous process left. A row found `sending` was handed to WhatsApp or not; nobody can
-   * tell, so it is sent again (at least once) rather than risk losing it (at most once).
+   * tell, so it is sent again (at least once) rather than risk losing it (at most once). Rows of agents deleted
+   * meanwhile are dropped, as their deletion would have done.
    */
   async resumeAll(): Promise<number> {
+    const orphaned = await this.options.repository.deleteOrphaned();
+    if (orphaned.length > 0) {
+      this.options.logger.warn({ event: 'outbox.resume.orphaned', count: orphaned.length });
+      for (const agentId of orphaned) this.countDropped(agentId, 1);
+    }
     const interrupted = await this.options.repository.requeueInterrupted();
     if (interrupted > 0) {
       this.options.logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
@@ -249,10 +255,12 @@ export class OutboxService {
     await this.writer.idle(); // a row still being inserted reaches the dispatcher first, and goes with the rest
     const keep = [...this.dispatcher.forget(agentId), ...this.transitions.settledIds()];
     const ids = await this.options.repository.deleteUnsent(agentId, keep);
-    if (ids.length > 0) {
-      const { metrics } = this.options;
-      metrics.outboxTransitions.inc({ state: 'dropped', ...metrics.agentLabel(agentId) }, ids.length);
-    }
+    if (ids.length > 0) this.countDropped(agentId, ids.length);
+  }
+
+  private countDropped(agentId: string, count: number): void {
+    const { metrics } = this.options;
+    metrics.outboxTransitions.inc({ state: 'dropped', ...metrics.agentLabel(agentId) }, count);
   }
 
   /** The row as it stands now: a send in progress, or an outcome not yet written, is newer than the table. */
