@@ -116,7 +116,7 @@ export class OutboxService {
         try {
           await this.drop(agentId);
         } catch (err) {
-          // The in-memory queue is already gone; rows left behind stay queued, and are loaded again at the next boot.
+          // The in-memory queue is already gone; rows left behind are dropped at the next boot (resumeAll).
           options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
         }
       }),
