@@ -139,12 +139,11 @@ describe('inbound messages', () => {
     expect(await received('replied')).toBe(1);
 
     const traceId = request?.headers['x-request-id'];
-    // The reply took the outbox (rate-limited, FIFO per agent), under the message's traceId.
-    const outbox = await db.database.query(
-      'SELECT to_jid, status, trace_id, payload FROM outbox_messages WHERE agent_id = $1',
-      [agentId],
-    );
-    expect(outbox).toEqual([
+    // The reply took the outbox (rate-limited, FIFO per agent), under the message's traceId. It went out at once;
+    // its row, already sent, is written behind it (up to 10 ms later), so the table is polled.
+    const outbox = () =>
+      db.database.query('SELECT to_jid, status, trace_id, payload FROM outbox_messages WHERE agent_id = $1', [agentId]);
+    await expect.poll(outbox, POLL).toEqual([
       expect.objectContaining({
         to_jid: USER_JID,
         status: 'sent',
