@@ -61,7 +61,7 @@ export class AgentKeyStore {
   async check(agentId: string, presented: string, presentedHash = hashKey(presented)): Promise<KeyCheck> {
     const entry = this.agents.get(agentId);
     if (!entry) return 'unknown_agent';
-    if (entry.keyHash && timingSafeEqual(entry.keyHash, presentedHash)) return 'ok';
+    if (this.matches(agentId, presentedHash)) return 'ok';
     const rotated = await this.syncFromApiKeys(agentId, entry.userId);
     if (rotated !== null && timingSafeEqual(hashKey(rotated), presentedHash)) {
       await this.options.saveApiKey(agentId, rotated);
