@@ -185,16 +185,19 @@ export class OutboxRepository {
   /**
    * Deletes the unsent rows of agents that no longer exist: their deletion removed the agent but not its queue (the
    * database failed in between). Left alone they would wait forever, or go out from a new agent given the same id.
-   * Returns the agent of each deleted row.
+   * Returns how many rows each such agent had.
    */
-  async deleteOrphaned(): Promise<string[]> {
+  async deleteOrphaned(): Promise<Map<string, number>> {
     const rows = await this.database.query(
-      `DELETE FROM outbox_messages o
-       WHERE o.status IN ('queued', 'sending')
-         AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = o.agent_id)
-       RETURNING o.agent_id`,
+      `WITH gone AS (
+         DELETE FROM outbox_messages o
+         WHERE o.status IN ('queued', 'sending')
+           AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = o.agent_id)
+         RETURNING o.agent_id
+       )
+       SELECT agent_id, count(*)::int AS n FROM gone GROUP BY agent_id`,
     );
-    return rows.map((row) => String(row.agent_id));
+    return new Map(rows.map((row) => [String(row.agent_id), Number(row.n)]));
   }
 
   /** Deletes sent and failed rows last changed before `cutoff` (retention); returns how many. */

@@ -221,10 +221,12 @@ export class OutboxService {
    */
   async resumeAll(): Promise<number> {
     const orphaned = await this.options.repository.deleteOrphaned();
-    if (orphaned.length > 0) {
-      this.options.logger.warn({ event: 'outbox.resume.orphaned', count: orphaned.length });
-      for (const agentId of orphaned) this.countDropped(agentId, 1);
+    let dropped = 0;
+    for (const [agentId, count] of orphaned) {
+      this.countDropped(agentId, count);
+      dropped += count;
     }
+    if (dropped > 0) this.options.logger.warn({ event: 'outbox.resume.orphaned', count: dropped });
     const interrupted = await this.options.repository.requeueInterrupted();
     if (interrupted > 0) {
       this.options.logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
