@@ -7,7 +7,6 @@ import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-z
 import { runRoutes } from './ai/run.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
-import { sandboxRoutes } from './engines/sandbox/sandbox.routes.js';
 import { eventsRoutes } from './events/events.routes.js';
 import { registerDocs } from './http/docs.js';
 import { installErrorHandlers } from './http/error-handler.js';
@@ -16,6 +15,7 @@ import { metricsRoutes } from './http/metrics.routes.js';
 import { serializerCompiler } from './http/serializer.js';
 import { messagingRoutes } from './messaging/messaging.routes.js';
 import { lazyChildLogger } from './observability/lazy-logger.js';
+import { sandboxRoutes } from './sandbox/sandbox.routes.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;

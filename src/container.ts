@@ -8,7 +8,7 @@ import { resolveAdminKey } from './auth/admin-key.js';
 import { AgentKeyStore } from './auth/agent-keys.js';
 import { createApiKeysRepository } from './auth/api-keys.repository.js';
 import { type Auth, createAuth } from './auth/auth.hooks.js';
-import type { Config, EngineName } from './config.js';
+import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { INBOUND_RETENTION_MS, OUTBOX_RETENTION_MS, type RetentionJob, startRetention } from './db/retention.js';
@@ -25,6 +25,7 @@ import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
 import { SessionsService } from './sessions/sessions.service.js';
+import type { EngineName } from './whatsapp/engine-names.js';
 
 export interface ContainerOverrides {
   logger?: Logger;

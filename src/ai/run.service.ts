@@ -1,7 +1,7 @@
 // POST /agents/{agentId}/run: asks the agent's AI backend directly and sends its reply to the chat.
 import { AppError, errorMessage } from '../errors.js';
-import { jidKind, normalizeRecipient } from '../messaging/jid.js';
 import type { Logger } from '../observability/logger.js';
+import { jidKind, normalizeRecipient } from '../whatsapp/jid.js';
 import type { AgentDirectory, ReplySender } from './agent-ports.js';
 import type { AiCaller } from './ai-client.js';
 import type { RunBody, RunResult } from './run.schemas.js';

@@ -1,13 +1,13 @@
 // The engine port: what the services need from a WhatsApp library. Adapters implement it; vendor objects stay behind it.
 import type { EventEmitter } from 'node:events';
-import type { EngineName } from '../config.js';
 import type { Logger } from '../observability/logger.js';
+import type { EngineName } from '../whatsapp/engine-names.js';
 
 export type { EngineName };
 
 export type InboundMessageType = 'text' | 'image' | 'video' | 'audio' | 'document' | 'sticker' | 'location' | 'other';
 
-/** A message as the services see it, whatever engine delivered it. JIDs are canonical (see messaging/jid.ts). */
+/** A message as the services see it, whatever engine delivered it. JIDs are canonical (see whatsapp/jid.ts). */
 export interface InboundMessage {
   /** WhatsApp's message id; unique per agent. */
   id: string;

@@ -1,6 +1,6 @@
 // Decides which inbound messages deserve an AI answer. Pure: the message and the bot's identity in, a verdict out.
 import type { EngineIdentity, InboundMessage } from '../engines/engine.js';
-import { jidUser } from '../messaging/jid.js';
+import { jidUser } from '../whatsapp/jid.js';
 
 export type IgnoreReason = 'status' | 'broadcast' | 'channel' | 'from_me' | 'not_text' | 'empty' | 'not_mentioned';
 

@@ -4,10 +4,10 @@ import type { AgentAiSettings, AgentDirectory, ReplySender } from '../ai/agent-p
 import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
 import type { InboundMessage } from '../engines/engine.js';
 import { type AppError, errorMessage, isAppError } from '../errors.js';
-import { jidUser, parseRecipient } from '../messaging/jid.js';
 import { LazyLogger } from '../observability/lazy-logger.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { jidUser, parseRecipient } from '../whatsapp/jid.js';
 import { ChatQueue } from './chat-queue.js';
 import { formatDeveloperReport } from './developer-report.js';
 import type { InboundOutcome, InboundRepository } from './inbound.repository.js';

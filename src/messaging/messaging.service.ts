@@ -1,7 +1,7 @@
 // Sending on an agent's behalf: validates and normalizes a text or image request, then hands it to the outbox.
 import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
-import { normalizeRecipient } from './jid.js';
+import { normalizeRecipient } from '../whatsapp/jid.js';
 import { decodeBase64Image, detectImage } from './media.js';
 import { checkScheme, type MediaFetcher } from './media-fetch.js';
 import type { OutboxMessageView, OutboxService, SubmitContext, SubmitResult } from './outbox.service.js';

@@ -1,11 +1,11 @@
 // Keeps each agent's engine session alive: starts it, follows its events, persists transitions, reconnects with backoff.
 import { EventEmitter } from 'node:events';
 import QRCode from 'qrcode';
-import type { EngineName } from '../config.js';
 import type { Engine, EngineRegistry, EngineSession, InboundMessage } from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { EngineName } from '../whatsapp/engine-names.js';
 import type { SessionsRepository } from './sessions.repository.js';
 
 export type LiveStateName =

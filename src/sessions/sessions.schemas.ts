@@ -1,7 +1,7 @@
 // Request and response schemas of the /sessions endpoints.
 import { z } from 'zod';
-import { ENGINE_NAMES } from '../config.js';
 import { agentIdSchema } from '../http/schemas.js';
+import { ENGINE_NAMES } from '../whatsapp/engine-names.js';
 
 export const createSessionBody = z.object({
   userId: z.union([z.string().trim().min(1).max(128), z.number().int()]).transform(String),

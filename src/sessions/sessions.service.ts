@@ -2,11 +2,11 @@
 import { EventEmitter } from 'node:events';
 import type { AgentKeyStore } from '../auth/agent-keys.js';
 import type { ApiKeysRepository } from '../auth/api-keys.repository.js';
-import type { EngineName } from '../config.js';
 import type { Engine } from '../engines/engine.js';
 import { AppError } from '../errors.js';
-import { phoneDigits } from '../messaging/jid.js';
 import type { Logger } from '../observability/logger.js';
+import type { EngineName } from '../whatsapp/engine-names.js';
+import { phoneDigits } from '../whatsapp/jid.js';
 import { runWithConcurrency, type SessionSupervisor } from './session-supervisor.js';
 import type { SessionRow, SessionsRepository } from './sessions.repository.js';
 import type { CreateSessionInput, SessionStatus } from './sessions.schemas.js';

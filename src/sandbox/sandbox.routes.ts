@@ -1,11 +1,11 @@
 // The sandbox control surface over HTTP: play the phone (scan), the contacts (inbound) and the network.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Auth } from '../../auth/auth.hooks.js';
-import { AppError } from '../../errors.js';
-import { agentParams, envelope, errorResponses, optionalBody } from '../../http/schemas.js';
-import { normalizeRecipient, phoneDigits } from '../../messaging/jid.js';
-import { type SandboxEngine, SandboxStateError } from './sandbox.engine.js';
+import type { Auth } from '../auth/auth.hooks.js';
+import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
+import { AppError } from '../errors.js';
+import { agentParams, envelope, errorResponses, optionalBody } from '../http/schemas.js';
+import { normalizeRecipient, phoneDigits } from '../whatsapp/jid.js';
 
 export interface SandboxRoutesOptions {
   sandbox: SandboxEngine;
