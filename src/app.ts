@@ -78,6 +78,7 @@ export async function buildApp(container: Container): Promise<App> {
     supervisor: container.supervisor,
     auth: container.auth,
     logger,
+    clock: container.clock,
   });
   await app.register(dashboardRoutes);
   if (container.sandbox) {

@@ -23,7 +23,7 @@ describe('loadConfig', () => {
       dataDir: path.resolve('.data'),
       tempDir: path.resolve('.data/tmp'),
       wwebjsAuthDir: path.resolve('.data/wwebjs_auth'),
-      enabledEngines: ['whatsapp-web', 'baileys'],
+      dbStatementTimeoutMs: 5_000,
     });
   });
 
@@ -43,7 +43,6 @@ describe('loadConfig', () => {
       corsOrigins: ['https://a.example', 'https://b.example'],
       waEngine: 'sandbox',
       sandboxEnabled: true,
-      enabledEngines: ['whatsapp-web', 'baileys', 'sandbox'],
       metricsPerAgent: true,
       tempDir: '/tmp/previews',
       aiBackendUrl: 'https://ai.example',
@@ -74,8 +73,9 @@ describe('loadConfig', () => {
   });
 
   it('treats empty optional values as unset', () => {
-    const config = loadConfig({ DB_URL: '', ADMIN_API_KEY: '', APP_BASE_URL: '' });
+    const config = loadConfig({ DB_URL: '', ADMIN_API_KEY: '', CHROME_PATH: '' });
     expect(config.dbUrl).toBeUndefined();
     expect(config.adminApiKey).toBeUndefined();
+    expect(config.chromePath).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { z } from 'zod';
-import { ENGINE_NAMES, type EngineName } from './whatsapp/engine-names.js';
+import { ENGINE_NAMES } from './whatsapp/engine-names.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -11,13 +11,11 @@ const bool = z
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
-const optionalUrl = z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional());
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: int(0, 65535).default(3000),
-  APP_BASE_URL: optionalUrl,
   AI_BACKEND_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8000'),
   CORS_ORIGINS: z.string().default(''),
   DATA_DIR: z.string().min(1).default('./.data'),
@@ -47,44 +45,11 @@ const envSchema = z.object({
   SANDBOX_ENABLED: bool.default(false),
   MEDIA_ALLOW_PRIVATE_NETWORKS: bool.default(false),
   SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
+  DB_STATEMENT_TIMEOUT_MS: int(100).default(5_000),
 });
 
-export type Env = z.input<typeof envSchema>;
-
-export interface Config {
-  nodeEnv: 'development' | 'production' | 'test';
-  host: string;
-  port: number;
-  appBaseUrl: string | undefined;
-  aiBackendUrl: string;
-  corsOrigins: string[];
-  dataDir: string;
-  tempDir: string;
-  wwebjsAuthDir: string;
-  dbUrl: string | undefined;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  waEngine: EngineName;
-  chromePath: string | undefined;
-  adminApiKey: string | undefined;
-  sessionsAuth: 'admin' | 'none';
-  developerNumber: string | undefined;
-  defaultCountryCode: string;
-  aiTimeoutMs: number;
-  qrWaitTimeoutMs: number;
-  sendWaitMs: number;
-  rateLimitPerMinute: number;
-  rateLimitBurst: number;
-  queueMaxPerAgent: number;
-  mediaMaxBytes: number;
-  sessionStartConcurrency: number;
-  metricsPerAgent: boolean;
-  metricsToken: string | undefined;
-  /** Engines that sessions may choose. The sandbox is in it only when WA_ENGINE=sandbox or SANDBOX_ENABLED=true. */
-  enabledEngines: EngineName[];
-  sandboxEnabled: boolean;
-  mediaAllowPrivateNetworks: boolean;
-  shutdownTimeoutMs: number;
-}
+/** The parsed configuration: its type is what loadConfig builds, so it cannot drift from the schema. */
+export type Config = ReturnType<typeof toConfig>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -103,14 +68,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
-  const e = parsed.data;
+  return toConfig(parsed.data);
+}
+
+function toConfig(e: z.output<typeof envSchema>) {
   const dataDir = path.resolve(e.DATA_DIR);
   const sandboxEnabled = e.SANDBOX_ENABLED || e.WA_ENGINE === 'sandbox';
   return {
     nodeEnv: e.NODE_ENV,
     host: e.HOST,
     port: e.PORT,
-    appBaseUrl: e.APP_BASE_URL,
     aiBackendUrl: e.AI_BACKEND_URL.replace(/\/+$/, ''),
     corsOrigins: e.CORS_ORIGINS.split(',')
       .map((o) => o.trim())
@@ -136,9 +103,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sessionStartConcurrency: e.SESSION_START_CONCURRENCY,
     metricsPerAgent: e.METRICS_PER_AGENT,
     metricsToken: e.METRICS_TOKEN,
-    enabledEngines: ENGINE_NAMES.filter((name) => name !== 'sandbox' || sandboxEnabled),
     sandboxEnabled,
     mediaAllowPrivateNetworks: e.MEDIA_ALLOW_PRIVATE_NETWORKS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    /** Longest a statement may run on PostgreSQL, and longest a message waits for its commit, before 503. */
+    dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
   };
 }

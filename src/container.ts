@@ -8,6 +8,7 @@ import { resolveAdminKey } from './auth/admin-key.js';
 import { AgentKeyStore } from './auth/agent-keys.js';
 import { createApiKeysRepository } from './auth/api-keys.repository.js';
 import { type Auth, createAuth } from './auth/auth.hooks.js';
+import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
@@ -21,6 +22,7 @@ import { InboundService } from './inbound/inbound.service.js';
 import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createOutbox, type Outbox } from './outbox/outbox.js';
 import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
@@ -35,11 +37,14 @@ export interface ContainerOverrides {
   engines?: Partial<Record<EngineName, Engine>>;
   reconnectBackoff?: Partial<BackoffOptions>;
   collectProcessMetrics?: boolean;
+  /** Every now() and timer of the services (tests pass a FakeClock and move it themselves). */
+  clock?: Clock;
 }
 
 export interface Container {
   config: Config;
   logger: Logger;
+  clock: Clock;
   metrics: Metrics;
   database: Database;
   auth: Auth;
@@ -47,6 +52,7 @@ export interface Container {
   supervisor: SessionSupervisor;
   sessions: SessionsService;
   sandbox: SandboxEngine | undefined;
+  outbox: Outbox;
   messaging: Messaging;
   inbound: InboundService;
   run: RunService;
@@ -60,6 +66,7 @@ export interface Container {
 
 export async function createContainer(config: Config, overrides: ContainerOverrides = {}): Promise<Container> {
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
+  const clock = overrides.clock ?? systemClock;
   const metrics = createMetrics({
     perAgent: config.metricsPerAgent,
     collectProcessMetrics: overrides.collectProcessMetrics ?? true,
@@ -67,7 +74,11 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const ownsDatabase = !overrides.database;
   const database =
     overrides.database ??
-    (await openDatabase(config.dbUrl ? { url: config.dbUrl } : { dataDir: path.join(config.dataDir, 'pg') }));
+    (await openDatabase(
+      config.dbUrl
+        ? { url: config.dbUrl, statementTimeoutMs: config.dbStatementTimeoutMs }
+        : { dataDir: path.join(config.dataDir, 'pg') },
+    ));
   try {
     await migrate(database);
   } catch (err) {
@@ -81,10 +92,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const keys = new AgentKeyStore({
     apiKeys,
     saveApiKey: (agentId, apiKey) => sessionsRepo.update(agentId, { apiKey }),
+    clock,
   });
   const auth = createAuth({ adminKey, sessionsAuth: config.sessionsAuth, keys });
 
-  const sandbox = config.sandboxEnabled ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox') }) : undefined;
+  const sandbox = config.sandboxEnabled
+    ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox'), clock })
+    : undefined;
   const engines = new Map<EngineName, Engine>([
     ['whatsapp-web', createWhatsappWebEngine({ authDir: config.wwebjsAuthDir, chromePath: config.chromePath, logger })],
     ['baileys', createBaileysEngine({ database, logger })],
@@ -97,6 +111,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     repo: sessionsRepo,
     logger,
     metrics,
+    clock,
     ...(overrides.reconnectBackoff ? { backoff: overrides.reconnectBackoff } : {}),
   });
   const sessions = new SessionsService({
@@ -114,15 +129,16 @@ export async function createContainer(config: Config, overrides: ContainerOverri
 
   const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
   const directory = createAgentDirectory(sessionsRepo, supervisor);
-  const messaging = createMessaging({
-    config,
+  const outbox = createOutbox({
     database,
-    logger,
-    metrics,
     sessions: createSessionGateway(supervisor, sessions),
+    metrics,
+    logger,
+    clock,
+    config,
   });
-  // AI replies take the same road as API sends: the outbox, rate-limited and FIFO per agent, sent while their row is
-  // being written.
+  const messaging = createMessaging({ config, outbox, logger, clock });
+  // AI replies take the same road as API sends: committed to the outbox, then rate-limited and FIFO per agent.
   const replies: ReplySender = {
     sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
       messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
@@ -137,6 +153,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     logger,
     developerNumber: config.developerNumber,
     defaultCountryCode: config.defaultCountryCode,
+    clock,
   });
   supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
   const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
@@ -146,6 +163,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const container: Container = {
     config,
     logger,
+    clock,
     metrics,
     database,
     auth,
@@ -153,6 +171,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     supervisor,
     sessions,
     sandbox,
+    outbox,
     messaging,
     inbound,
     run,
@@ -171,16 +190,19 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
           retentionMs: INBOUND_RETENTION_MS,
           logger,
+          clock,
         }),
         startRetention({
           name: 'outbox',
-          purgeBefore: (cutoff) => messaging.outbox.purgeSettledBefore(cutoff),
+          purgeBefore: (cutoff) => outbox.purgeSettledBefore(cutoff),
           retentionMs: OUTBOX_RETENTION_MS,
           logger,
+          clock,
         }),
       );
+      messaging.start();
       // Before sessions come back, so what a previous process left queued goes out as each one is ready.
-      await messaging.start();
+      await outbox.resumeAll();
       await sessions.restore();
     },
     close() {
@@ -190,8 +212,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         await inbound.close(config.shutdownTimeoutMs / 2);
         await Promise.all(retention.splice(0).map((job) => job.stop()));
         await ai.close();
-        // Sends in flight finish while sessions and the database are still up.
         await messaging.close();
+        // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.
+        await outbox.close();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
         for (const engine of engines.values()) await engine.close?.();
         if (ownsDatabase) await database.close();

@@ -24,6 +24,7 @@ export const ERRORS = {
   ENGINE_UNSUPPORTED: { status: 501, message: "This agent's engine does not support this." },
   AI_DOWNSTREAM_ERROR: { status: 502, message: 'The AI backend answered with an error.' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'The service is unavailable.' },
+  DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable. Retry later.' },
   AI_TIMEOUT: { status: 504, message: 'The AI backend did not answer in time.' },
   QR_TIMEOUT: { status: 504, message: 'No QR code appeared in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;

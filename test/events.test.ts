@@ -2,6 +2,7 @@ import Fastify from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { Agent, type Response as UndiciResponse, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { eventsRoutes } from '../src/events/events.routes.js';
 import { type SessionEvent, SessionEvents } from '../src/events/session-events.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
@@ -358,18 +359,24 @@ describe('GET /events/sessions, lifecycle', () => {
     expect(t.container.supervisor.listenerCount('change')).toBe(0);
   });
 
-  it('sends heartbeat comments at the configured interval', async () => {
+  it('sends heartbeat comments at the configured interval, and stops them when the client goes', async () => {
     const t = await createTestApp({ database: db.database });
-    // The same plugin on a bare server, with a short interval so the test need not wait 15 s.
+    // The same plugin on a bare server, on a clock the test moves: no 5 s waits.
+    const clock = new FakeClock();
     const server = Fastify().setValidatorCompiler(validatorCompiler).setSerializerCompiler(serializerCompiler);
-    await server.register(eventsRoutes, { ...t.container, heartbeatMs: 40 });
+    await server.register(eventsRoutes, { ...t.container, clock, heartbeatMs: 5_000 });
     try {
       const base = await server.listen({ port: 0, host: '127.0.0.1' });
       const stream = await StreamClient.open(`${base}/events/sessions`, t.admin);
       const hello = await stream.until(stream.find('hello'), 'hello');
-      expect(hello.data).toEqual({ heartbeatMs: 40 });
-      await stream.until(() => stream.comments.filter((c) => c === 'heartbeat').length >= 2, 'two heartbeats');
+      expect(hello.data).toEqual({ heartbeatMs: 5_000 });
+      expect(clock.pending()).toEqual([5_000]);
+      await clock.advance(10_000);
+      const heartbeats = () => stream.comments.filter((c) => c === 'heartbeat').length;
+      await stream.until(() => heartbeats() >= 2, 'two heartbeats');
+      expect(heartbeats()).toBe(2);
       stream.close();
+      await eventually(() => clock.pending().length === 0, 'the heartbeat timer to go');
     } finally {
       await server.close();
       await t.close();

@@ -4,9 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../src/ai/agent-ports.js';
 import { AiClient } from '../src/ai/ai-client.js';
-import { startRetention } from '../src/db/retention.js';
+import { PURGE_INTERVAL_MS, startRetention } from '../src/db/retention.js';
 import type { InboundMessage } from '../src/engines/engine.js';
 import { SandboxEngine } from '../src/engines/sandbox/sandbox.engine.js';
 import { InboundRepository } from '../src/inbound/inbound.repository.js';
@@ -95,7 +96,7 @@ describe('inbound pipeline', () => {
       logger,
       developerNumber: DEVELOPER,
       defaultCountryCode: '62',
-      now: () => NOW,
+      clock: new FakeClock(NOW.getTime()),
       newTraceId: (() => {
         let n = 0;
         return () => `trace-${++n}`;
@@ -404,15 +405,21 @@ describe('inbound pipeline', () => {
     const day = 24 * 60 * 60 * 1000;
     await repository.claim(AGENT, 'OLD1', USER, new Date(NOW.getTime() - 8 * day));
     await repository.claim(AGENT, 'NEW1', USER, new Date(NOW.getTime() - day));
+    const clock = new FakeClock(NOW.getTime());
     const job = startRetention({
       name: 'inbound',
       purgeBefore: (cutoff) => repository.purgeBefore(cutoff),
       logger: createLogger({ level: 'silent' }),
       retentionMs: 7 * day,
-      now: () => NOW,
+      clock,
     });
+    expect(clock.pending()).toEqual([PURGE_INTERVAL_MS]);
     expect(await job.runOnce()).toBe(1);
-    await job.stop();
+    await repository.claim(AGENT, 'OLD2', USER, new Date(NOW.getTime() - 8 * day));
+    await clock.advance(PURGE_INTERVAL_MS); // the job's own purge
+    await job.stop(); // waits for it
+    expect(clock.pending()).toEqual([]);
+    expect(await repository.outcome(AGENT, 'OLD2')).toBeUndefined();
     expect(await repository.outcome(AGENT, 'OLD1')).toBeUndefined();
     expect(await repository.outcome(AGENT, 'NEW1')).toBeNull();
     // A redelivery of a purged id is new again; a remembered one is not.

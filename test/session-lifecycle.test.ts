@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { connectAgent } from './helpers/messaging.js';
@@ -70,7 +71,10 @@ describe('session lifecycle across restarts and disconnects', () => {
   });
 
   it('reconnects by itself after a network drop, with backoff', async () => {
-    const t = await createTestApp({ database: db.database, dataDir });
+    const clock = new FakeClock();
+    // random() = 0.5 puts the first delay at 3/4 of baseMs.
+    const reconnectBackoff = { baseMs: 1_000, maxMs: 8_000, random: () => 0.5 };
+    const t = await createTestApp({ database: db.database, dataDir, overrides: { clock, reconnectBackoff } });
     try {
       await connectAgent(t, 'flaky');
       const dropped = await t.app.inject({
@@ -83,7 +87,11 @@ describe('session lifecycle across restarts and disconnects', () => {
       const during = await status(t, 'flaky');
       expect(during.status).toBe('disconnected');
       expect(Date.parse(during.lastDisconnectedAt)).not.toBeNaN();
-      expect(['reconnecting', 'starting', 'connected']).toContain(during.liveState.sessionState);
+      expect(during.liveState.sessionState).toBe('reconnecting');
+      expect(clock.pending()).toContain(750);
+      await clock.advance(749);
+      expect((await status(t, 'flaky')).liveState.sessionState).toBe('reconnecting');
+      await clock.advance(1);
       const back = await until(
         () => status(t, 'flaky'),
         (s) => s.status === 'connected' && s.liveState.isReady,

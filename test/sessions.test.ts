@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { createTestApp, type TestApp, useTestApp } from './helpers/app.js';
 import { createTestDatabase, insertApiKey, type TestDatabase } from './helpers/database.js';
 import { createFakeEngine } from './helpers/fake-engine.js';
+import { until } from './helpers/messaging.js';
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -92,10 +94,9 @@ describe('/sessions', () => {
   });
 
   it('takes the key from api_keys, falls back to apikey, and refuses a request with neither', async () => {
-    await insertApiKey(f.db.database, 'u-keys', 'old-token');
-    await new Promise((r) => setTimeout(r, 5));
-    await insertApiKey(f.db.database, 'u-keys', 'new-token');
-    await insertApiKey(f.db.database, 'u-keys', 'inactive-token', false);
+    await insertApiKey(f.db.database, 'u-keys', 'old-token', true, new Date('2026-01-01T10:00:00Z'));
+    await insertApiKey(f.db.database, 'u-keys', 'new-token', true, new Date('2026-01-01T11:00:00Z'));
+    await insertApiKey(f.db.database, 'u-keys', 'inactive-token', false, new Date('2026-01-01T12:00:00Z'));
     await create({ userId: 'u-keys', agentId: 'keys-bot', agentName: 'Keys', apikey: 'ignored' });
     const own = await f.t.app.inject({
       method: 'GET',
@@ -291,14 +292,17 @@ describe('/sessions', () => {
 describe('/sessions with engines that lack something', () => {
   let db: TestDatabase;
   let silent: TestApp;
+  /** The silent app's clock: the QR wait times out when the test moves it, not after a real wait. */
+  const silentClock = new FakeClock();
+  const QR_WAIT_MS = 30_000;
   let noPairing: TestApp;
 
   beforeAll(async () => {
     db = await createTestDatabase();
     silent = await createTestApp({
       database: db.database,
-      env: { QR_WAIT_TIMEOUT_MS: '150' },
-      overrides: { engines: { baileys: createFakeEngine({ showsQr: false }) } },
+      env: { QR_WAIT_TIMEOUT_MS: String(QR_WAIT_MS) },
+      overrides: { engines: { baileys: createFakeEngine({ showsQr: false }) }, clock: silentClock },
     });
     noPairing = await createTestApp({
       database: db.database,
@@ -318,11 +322,19 @@ describe('/sessions with engines that lack something', () => {
       headers: silent.admin,
       payload: { userId: 'u', agentId: 'mute', agentName: 'Mute', apikey: 'k', engine: 'baileys' },
     });
-    const started = Date.now();
-    const res = await silent.app.inject({ method: 'POST', url: '/sessions/mute/qr', headers: silent.admin });
+    let answered = false;
+    const response = silent.app.inject({ method: 'POST', url: '/sessions/mute/qr', headers: silent.admin });
+    void response.then(() => {
+      answered = true;
+    });
+    // The wait starts once the row is read from the database.
+    await until(() => silentClock.pending().includes(QR_WAIT_MS));
+    await silentClock.advance(QR_WAIT_MS - 1);
+    expect(answered).toBe(false);
+    await silentClock.advance(1);
+    const res = await response;
     expect(res.statusCode).toBe(504);
     expect(res.json().error.code).toBe('QR_TIMEOUT');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
     const png = await silent.app.inject({ method: 'GET', url: '/sessions/mute/qr.png', headers: silent.admin });
     expect(png.statusCode).toBe(404);
   });

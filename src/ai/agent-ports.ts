@@ -1,6 +1,7 @@
 // What the AI flows (inbound pipeline, /run) need from sessions and from the outbox, as small ports.
-import type { OutboxStatus } from '../db/schema.js';
+
 import type { EngineIdentity } from '../engines/engine.js';
+import type { OutboxStatus } from '../outbox/outbox.js';
 
 /** The agent's row, as far as calling its AI backend is concerned. */
 export interface AgentAiSettings {

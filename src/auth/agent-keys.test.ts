@@ -1,14 +1,15 @@
 import { describe, expect, it, vi } from 'vitest';
+import { FakeClock } from '../__fixtures__/fake-clock.js';
 import { AgentKeyStore } from './agent-keys.js';
 
 function setup(latest: string | null = null) {
-  let now = 1_000_000;
+  const clock = new FakeClock();
   const latestActiveKey = vi.fn(async (_userId: string) => latest);
   const saveApiKey = vi.fn(async (_agentId: string, _apiKey: string) => {});
-  const sut = new AgentKeyStore({ apiKeys: { latestActiveKey }, saveApiKey, syncIntervalMs: 5_000, now: () => now });
+  const sut = new AgentKeyStore({ apiKeys: { latestActiveKey }, saveApiKey, syncIntervalMs: 5_000, clock });
   sut.set('bot-a', 'user-a', 'key-a');
   sut.set('bot-b', 'user-b', 'key-b');
-  return { sut, latestActiveKey, saveApiKey, advance: (ms: number) => (now += ms) };
+  return { sut, latestActiveKey, saveApiKey, clock };
 }
 
 describe('AgentKeyStore', () => {
@@ -34,14 +35,14 @@ describe('AgentKeyStore', () => {
   });
 
   it('looks api_keys up at most once per interval per agent, however many wrong keys come', async () => {
-    const { sut, latestActiveKey, advance } = setup(null);
+    const { sut, latestActiveKey, clock } = setup(null);
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => sut.check('bot-a', `wrong-${i}`)));
     expect(new Set(results)).toEqual(new Set(['invalid']));
     expect(latestActiveKey).toHaveBeenCalledTimes(1);
-    advance(4_999);
+    await clock.advance(4_999);
     await sut.check('bot-a', 'wrong-again');
     expect(latestActiveKey).toHaveBeenCalledTimes(1);
-    advance(1);
+    await clock.advance(1);
     await sut.check('bot-a', 'wrong-again');
     expect(latestActiveKey).toHaveBeenCalledTimes(2);
     // Another agent has its own budget.

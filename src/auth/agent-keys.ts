@@ -1,5 +1,6 @@
 // Which key opens which agent. Held in memory (hashes only) so a valid request costs no database query.
 import { hash, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../clock.js';
 import type { ApiKeysRepository } from './api-keys.repository.js';
 
 export type KeyCheck = 'ok' | 'unknown_agent' | 'other_agent' | 'invalid';
@@ -10,7 +11,7 @@ export interface AgentKeyStoreOptions {
   saveApiKey: (agentId: string, apiKey: string) => Promise<void>;
   /** How often, per agent, a wrong key may trigger a look-up in api_keys. */
   syncIntervalMs?: number;
-  now?: () => number;
+  clock: Clock;
 }
 
 /** Keys are compared by their SHA-256: equal lengths for timingSafeEqual, and no key kept in memory. */
@@ -22,11 +23,11 @@ export class AgentKeyStore {
   private readonly lastSync = new Map<string, number>();
   private readonly syncing = new Map<string, Promise<string | null>>();
   private readonly syncIntervalMs: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(private readonly options: AgentKeyStoreOptions) {
     this.syncIntervalMs = options.syncIntervalMs ?? 5_000;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock;
   }
 
   set(agentId: string, userId: string, apiKey: string | null): void {
@@ -76,8 +77,8 @@ export class AgentKeyStore {
     const inFlight = this.syncing.get(agentId);
     if (inFlight) return inFlight;
     const last = this.lastSync.get(agentId);
-    if (last !== undefined && this.now() - last < this.syncIntervalMs) return Promise.resolve(null);
-    this.lastSync.set(agentId, this.now());
+    if (last !== undefined && this.clock.now() - last < this.syncIntervalMs) return Promise.resolve(null);
+    this.lastSync.set(agentId, this.clock.now());
     const lookup = this.options.apiKeys.latestActiveKey(userId).finally(() => this.syncing.delete(agentId));
     this.syncing.set(agentId, lookup);
     return lookup;

@@ -63,44 +63,4 @@ describe('Batcher', () => {
     await idled;
     expect(idle).toBe(true);
   });
-
-  it('lingers between batches nobody waits for, and an urgent item or hurry() cuts the linger short', async () => {
-    const batches: number[][] = [];
-    let now = 1_000;
-    const timers: Array<{ fn: () => void; ms: number }> = [];
-    const batcher = new Batcher<number, number>({
-      maxInFlight: 1,
-      lingerMs: 5,
-      now: () => now,
-      setTimer: (fn, ms) => timers.push({ fn, ms }),
-      run: async (items) => {
-        batches.push(items);
-        return items;
-      },
-    });
-    const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-    // The first batch goes at once: no batch started within the linger.
-    await batcher.add(1, false);
-    expect(batches).toEqual([[1]]);
-    // The next ones wait for the rest of the linger, then go together.
-    const lazy = [batcher.add(2, false), batcher.add(3, false)];
-    await tick();
-    expect(batches).toHaveLength(1);
-    expect(timers.map((t) => t.ms)).toEqual([5]);
-    now += 5;
-    timers.shift()?.fn();
-    await Promise.all(lazy);
-    expect(batches).toEqual([[1], [2, 3]]);
-    // An urgent item does not wait, and takes the lazy ones along.
-    const mixed = [batcher.add(4, false), batcher.add(5)];
-    await Promise.all(mixed);
-    expect(batches.at(-1)).toEqual([4, 5]);
-    // hurry() does the same for what is already pending.
-    const late = batcher.add(6, false);
-    await tick();
-    expect(batches).toHaveLength(3);
-    batcher.hurry();
-    await late;
-    expect(batches.at(-1)).toEqual([6]);
-  });
 });

@@ -33,15 +33,25 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export type DatabaseLocation = { url: string; poolSize?: number } | { dataDir: string } | { memory: true };
+export type DatabaseLocation =
+  | {
+      url: string;
+      poolSize?: number;
+      /** statement_timeout of every connection: a statement past it is cancelled by the server (5 s). */
+      statementTimeoutMs?: number;
+    }
+  | { dataDir: string }
+  | { memory: true };
 
 export async function openDatabase(location: DatabaseLocation): Promise<Database> {
-  return 'url' in location ? openPostgres(location.url, location.poolSize ?? 10) : openPglite(location);
+  if (!('url' in location)) return openPglite(location);
+  return openPostgres(location.url, location.poolSize ?? 10, location.statementTimeoutMs ?? 5_000);
 }
 
-async function openPostgres(url: string, poolSize: number): Promise<Database> {
-  const pool = createPool(url, poolSize);
-  const relaxed = createPool(url, 2, '-c synchronous_commit=off');
+async function openPostgres(url: string, poolSize: number, statementTimeoutMs: number): Promise<Database> {
+  const timeout = `-c statement_timeout=${Math.round(statementTimeoutMs)}`;
+  const pool = createPool(url, poolSize, timeout);
+  const relaxed = createPool(url, 2, `${timeout} -c synchronous_commit=off`);
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>

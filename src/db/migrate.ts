@@ -7,6 +7,8 @@ const MIGRATION_LOCK_KEY = 4_210_771_302;
 
 export async function migrate(database: Database, migrations: Migration[] = allMigrations): Promise<string[]> {
   return database.withConnection(async (query) => {
+    // Waiting for another process's migrations, or running a long one, is not a stalled statement: no timeout here.
+    if (database.kind === 'postgres') await query('SET statement_timeout = 0');
     await query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     try {
       await query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -32,6 +34,8 @@ export async function migrate(database: Database, migrations: Migration[] = allM
       return done;
     } finally {
       await query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+      // Back to the connection's own timeout before it returns to the pool.
+      if (database.kind === 'postgres') await query('RESET statement_timeout');
     }
   });
 }

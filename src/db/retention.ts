@@ -1,4 +1,5 @@
 // A periodic purge of rows past their retention period: handled inbound message ids, settled outbox messages.
+import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -16,7 +17,7 @@ export interface RetentionOptions {
   logger: Logger;
   retentionMs: number;
   intervalMs?: number;
-  now?: () => Date;
+  clock: Clock;
 }
 
 export interface RetentionJob {
@@ -27,14 +28,14 @@ export interface RetentionJob {
 }
 
 export function startRetention(options: RetentionOptions): RetentionJob {
-  const now = options.now ?? (() => new Date());
+  const { clock } = options;
   let running: Promise<number> | null = null;
   let stopped = false;
 
   const runOnce = (): Promise<number> => {
     running ??= (async () => {
       try {
-        const deleted = await options.purgeBefore(new Date(now().getTime() - options.retentionMs));
+        const deleted = await options.purgeBefore(new Date(clock.now() - options.retentionMs));
         if (deleted > 0) options.logger.info({ event: `${options.name}.purged`, deleted });
         return deleted;
       } catch (err) {
@@ -47,16 +48,20 @@ export function startRetention(options: RetentionOptions): RetentionJob {
     return running;
   };
 
-  const timer = setInterval(() => {
-    if (!stopped) void runOnce();
-  }, options.intervalMs ?? PURGE_INTERVAL_MS);
-  timer.unref(); // never the reason the process stays up
+  // In the background: never the reason the process stays up.
+  const timer = clock.setInterval(
+    () => {
+      if (!stopped) void runOnce();
+    },
+    options.intervalMs ?? PURGE_INTERVAL_MS,
+    { background: true },
+  );
 
   return {
     runOnce,
     async stop() {
       stopped = true;
-      clearInterval(timer);
+      timer.cancel();
       await running;
     },
   };

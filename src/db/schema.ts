@@ -1,20 +1,5 @@
 // Drizzle table definitions. The SQL that creates them lives in migrations/ (one schema for PostgreSQL and PGlite).
-import {
-  bigserial,
-  boolean,
-  customType,
-  integer,
-  jsonb,
-  pgTable,
-  primaryKey,
-  text,
-  timestamp,
-} from 'drizzle-orm/pg-core';
-
-const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
-  dataType: () => 'bytea',
-  fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value)),
-});
+import { boolean, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 const tz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -50,28 +35,6 @@ export const apiKeys = pgTable('api_keys', {
   updatedAt: tz('updated_at'),
 });
 
-export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
-export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
-
-export const outboxMessages = pgTable('outbox_messages', {
-  id: text('id').primaryKey(),
-  seq: bigserial('seq', { mode: 'number' }).notNull(),
-  agentId: text('agent_id').notNull(),
-  kind: text('kind').notNull().$type<'text' | 'image'>(),
-  toJid: text('to_jid').notNull(),
-  payload: jsonb('payload').notNull().$type<Record<string, unknown>>(),
-  media: bytea('media'),
-  status: text('status').notNull().$type<OutboxStatus>().default('queued'),
-  attempts: integer('attempts').notNull().default(0),
-  waMessageId: text('wa_message_id'),
-  error: text('error'),
-  idempotencyKey: text('idempotency_key'),
-  traceId: text('trace_id'),
-  createdAt: tz('created_at').notNull().defaultNow(),
-  updatedAt: tz('updated_at').notNull().defaultNow(),
-  sentAt: tz('sent_at'),
-});
-
 /** Inbound messages already handled, so a redelivery (also after a restart) is not answered twice. */
 export const inboundMessages = pgTable(
   'inbound_messages',
@@ -97,4 +60,4 @@ export const baileysAuth = pgTable(
   (t) => [primaryKey({ columns: [t.agentId, t.key] })],
 );
 
-export const schema = { whatsappUser, apiKeys, outboxMessages, inboundMessages, baileysAuth };
+export const schema = { whatsappUser, apiKeys, inboundMessages, baileysAuth };

@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
+import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { SessionSupervisor } from '../sessions/session-supervisor.js';
@@ -14,6 +15,7 @@ export interface EventsRoutesOptions {
   supervisor: SessionSupervisor;
   auth: Auth;
   logger: Logger;
+  clock: Clock;
   /** How often a comment line keeps proxies and the client from timing the stream out. */
   heartbeatMs?: number;
   /** A client this far behind is cut off; it reconnects and starts again from a fresh list. */
@@ -40,7 +42,7 @@ export function formatEvent(event: string, data: unknown): string {
 }
 
 export const eventsRoutes: FastifyPluginAsyncZod<EventsRoutesOptions> = async (app, options) => {
-  const { auth, heartbeatMs = 15_000, maxBufferedBytes = 1024 * 1024 } = options;
+  const { auth, clock, heartbeatMs = 15_000, maxBufferedBytes = 1024 * 1024 } = options;
   const events = new SessionEvents(options);
   const open = new Set<() => void>();
   let closing = false;
@@ -92,12 +94,11 @@ export const eventsRoutes: FastifyPluginAsyncZod<EventsRoutesOptions> = async (a
       };
       const onEvent = (event: SessionEvent) => write(formatEvent(event.type, event.data));
       const unsubscribe = events.subscribe(onEvent);
-      const heartbeat = setInterval(() => write(': heartbeat\n\n'), heartbeatMs);
-      heartbeat.unref();
+      const heartbeat = clock.setInterval(() => write(': heartbeat\n\n'), heartbeatMs, { background: true });
       const end = () => {
         if (ended) return;
         ended = true;
-        clearInterval(heartbeat);
+        heartbeat.cancel();
         unsubscribe();
         open.delete(end);
         if (!res.writableEnded) res.end();

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../ai/agent-ports.js';
 import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
+import type { Clock, Timer } from '../clock.js';
 import type { InboundMessage } from '../engines/engine.js';
 import { type AppError, errorMessage, isAppError } from '../errors.js';
 import { LazyLogger } from '../observability/lazy-logger.js';
@@ -32,14 +33,14 @@ export interface InboundServiceOptions {
   concurrency?: number;
   maxPendingPerChat?: number;
   maxPending?: number;
-  now?: () => Date;
+  clock: Clock;
   newTraceId?: () => string;
 }
 
 export class InboundService {
   private readonly queue: ChatQueue;
   private readonly developerJid: string | null;
-  private readonly now: () => Date;
+  private readonly clock: Clock;
   private readonly newTraceId: () => string;
   private closing = false;
 
@@ -49,7 +50,7 @@ export class InboundService {
       maxPendingPerChat: options.maxPendingPerChat ?? 50,
       maxPending: options.maxPending ?? 5_000,
     });
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock;
     this.newTraceId = options.newTraceId ?? randomUUID;
     this.developerJid = options.developerNumber
       ? parseRecipient(options.developerNumber, options.defaultCountryCode)
@@ -91,14 +92,15 @@ export class InboundService {
   /** Takes no new messages and waits for those under way (each is bounded by the AI timeout), at most `graceMs`. */
   async close(graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.closing = true;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
+    // Not a background timer: shutdown awaits this grace.
     const grace = Number.isFinite(graceMs)
       ? new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, graceMs);
+          timer = this.clock.setTimeout(resolve, graceMs);
         })
       : new Promise<void>(() => {});
     await Promise.race([this.queue.onIdle(), grace]);
-    clearTimeout(timer);
+    timer?.cancel();
   }
 
   private async process(
@@ -118,7 +120,7 @@ export class InboundService {
     const settings = this.options.directory.aiSettings(agentId).catch(() => null);
     let claimed: boolean;
     try {
-      claimed = await repository.claim(agentId, message.id, message.chatJid, this.now());
+      claimed = await repository.claim(agentId, message.id, message.chatJid, new Date(this.clock.now()));
     } catch (err) {
       // Without the dedup record a redelivery could be answered twice; not answering is the safer side.
       this.count(agentId, 'dropped', logger, { reason: 'dedup_unavailable', err: errorMessage(err) });
@@ -225,7 +227,7 @@ export class InboundService {
         text: message.text,
         reason,
         traceId,
-        at: this.now(),
+        at: new Date(this.clock.now()),
       });
       await this.options.replies.sendText(agentId, this.developerJid, report, { traceId }).then(
         () => logger.info({ event: 'inbound.developer_notified' }),

@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
+import type { SubmitResult } from '../outbox/outbox.js';
 import {
   idempotencyHeaders,
   messageParams,
@@ -12,7 +13,6 @@ import {
   sendResultSchema,
 } from './messaging.schemas.js';
 import type { MessagingService } from './messaging.service.js';
-import type { SubmitResult } from './outbox.service.js';
 
 export interface MessagingRoutesOptions {
   messaging: MessagingService;

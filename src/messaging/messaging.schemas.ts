@@ -1,7 +1,7 @@
 // Request and response schemas of the agent messaging endpoints; the types come from them.
 import { z } from 'zod';
-import { OUTBOX_STATUSES } from '../db/schema.js';
 import { agentIdSchema } from '../http/schemas.js';
+import { OUTBOX_STATUSES } from '../outbox/outbox.js';
 
 const quoteFields = {
   quotedMessageId: z.string().min(1).max(256).optional(),

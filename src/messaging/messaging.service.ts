@@ -1,38 +1,19 @@
 // Sending on an agent's behalf: validates and normalizes a text or image request, then hands it to the outbox.
 import { createHash } from 'node:crypto';
+import type { z } from 'zod';
 import { AppError } from '../errors.js';
+import type { Outbox, OutboxMessageView, SubmitContext, SubmitResult } from '../outbox/outbox.js';
 import { normalizeRecipient } from '../whatsapp/jid.js';
 import { decodeBase64Image, detectImage } from './media.js';
 import { checkScheme, type MediaFetcher } from './media-fetch.js';
-import type { OutboxMessageView, OutboxService, SubmitContext, SubmitResult } from './outbox.service.js';
+import type { sendMediaBody, sendMessageBody } from './messaging.schemas.js';
 import type { PreviewStore } from './preview-store.js';
 
-export interface SendTextInput {
-  to: string;
-  message: string;
-  quotedMessageId?: string | undefined;
-  /** Seed alias of quotedMessageId. */
-  quoteId?: string | undefined;
-  mentions?: string[] | undefined;
-}
-
-export interface SendImageInput {
-  to: string;
-  data?: string | undefined;
-  url?: string | undefined;
-  caption?: string | undefined;
-  filename?: string | undefined;
-  /** Declared type: informative only, the bytes decide. */
-  mimeType?: string | undefined;
-  mimetype?: string | undefined;
-  save_to_temp?: boolean | undefined;
-  quotedMessageId?: string | undefined;
-  quoteId?: string | undefined;
-  mentions?: string[] | undefined;
-}
+export type SendTextInput = z.infer<typeof sendMessageBody>;
+export type SendImageInput = z.infer<typeof sendMediaBody>;
 
 export interface MessagingServiceOptions {
-  outbox: OutboxService;
+  outbox: Pick<Outbox, 'submit' | 'findIdempotent' | 'assertReady' | 'get'>;
   fetcher: Pick<MediaFetcher, 'fetch'>;
   previews: Pick<PreviewStore, 'save' | 'remove'>;
   defaultCountryCode: string;

@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../__fixtures__/fake-clock.js';
 import { createLogger } from '../observability/logger.js';
 import { PreviewStore } from './preview-store.js';
 
@@ -17,8 +18,8 @@ describe('PreviewStore', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const make = (every?: (fn: () => void, ms: number) => () => void) =>
-    new PreviewStore({ dir, logger: createLogger({ level: 'silent' }), now: () => now, every });
+  const make = (clock = new FakeClock(now)) =>
+    new PreviewStore({ dir, logger: createLogger({ level: 'silent' }), clock });
 
   const age = async (file: string, hours: number) => {
     const at = new Date(now - hours * HOUR);
@@ -46,27 +47,27 @@ describe('PreviewStore', () => {
   });
 
   it('runs the sweep every 30 minutes once started, and stops cleanly', async () => {
-    const scheduled: Array<{ fn: () => void; ms: number; cancelled: boolean }> = [];
-    const sut = make((fn, ms) => {
-      const entry = { fn, ms, cancelled: false };
-      scheduled.push(entry);
-      return () => {
-        entry.cancelled = true;
-      };
-    });
+    const clock = new FakeClock(now);
+    const sut = make(clock);
     const old = await sut.save(Buffer.from('old'), 'gif');
     await age(old, 30);
     sut.start();
     sut.start(); // idempotent
-    expect(scheduled.map((s) => s.ms)).toEqual([30 * 60_000]);
-    scheduled[0]?.fn();
+    expect(clock.pending()).toEqual([30 * 60_000]);
+    await clock.advance(30 * 60_000 - 1);
+    expect(await readdir(dir)).toEqual([path.basename(old)]);
+    await clock.advance(1);
     await sut.stop(); // waits for the sweep the tick started
     expect(await readdir(dir)).toEqual([]);
-    expect(scheduled[0]?.cancelled).toBe(true);
+    expect(clock.pending()).toEqual([]);
   });
 
   it('sweeps nothing, quietly, before the directory exists', async () => {
-    const sut = new PreviewStore({ dir: path.join(dir, 'missing'), logger: createLogger({ level: 'silent' }) });
+    const sut = new PreviewStore({
+      dir: path.join(dir, 'missing'),
+      logger: createLogger({ level: 'silent' }),
+      clock: new FakeClock(now),
+    });
     expect(await sut.sweep()).toBe(0);
   });
 });

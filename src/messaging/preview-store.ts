@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 
 /** Only files with this prefix are ours: TEMP_DIR may be shared (/tmp), and the job must not touch the rest. */
@@ -12,19 +13,11 @@ export interface PreviewStoreOptions {
   logger: Logger;
   maxAgeMs?: number;
   intervalMs?: number;
-  now?: () => number;
-  /** Runs `fn` every `ms`; returns a cancel. Injected so tests drive the job without waiting. */
-  every?: (fn: () => void, ms: number) => () => void;
+  clock: Clock;
 }
 
-const realEvery = (fn: () => void, ms: number) => {
-  const timer = setInterval(fn, ms);
-  timer.unref();
-  return () => clearInterval(timer);
-};
-
 export class PreviewStore {
-  private cancel: (() => void) | undefined;
+  private timer: Timer | undefined;
   private sweeping: Promise<number> | undefined;
 
   constructor(private readonly options: PreviewStoreOptions) {}
@@ -43,20 +36,20 @@ export class PreviewStore {
 
   /** Starts the cleanup job: every 30 min, previews older than 24 h go. */
   start(): void {
-    if (this.cancel) return;
-    const every = this.options.every ?? realEvery;
-    this.cancel = every(
+    if (this.timer) return;
+    this.timer = this.options.clock.setInterval(
       () => {
         void this.sweep();
       },
       this.options.intervalMs ?? 30 * 60_000,
+      { background: true },
     );
   }
 
   /** Stops the job and waits for a sweep in progress. */
   async stop(): Promise<void> {
-    this.cancel?.();
-    this.cancel = undefined;
+    this.timer?.cancel();
+    this.timer = undefined;
     await this.sweeping;
   }
 
@@ -70,7 +63,7 @@ export class PreviewStore {
 
   private async runSweep(): Promise<number> {
     const { dir, logger } = this.options;
-    const cutoff = (this.options.now?.() ?? Date.now()) - (this.options.maxAgeMs ?? 24 * 3_600_000);
+    const cutoff = this.options.clock.now() - (this.options.maxAgeMs ?? 24 * 3_600_000);
     let names: string[];
     try {
       names = await readdir(dir);

@@ -1,11 +1,14 @@
-// Per-agent dispatch: each agent's queued messages go FIFO through its token bucket to its engine session.
+// Per-agent dispatch: each agent's committed messages go FIFO through its token bucket to its engine session; each
+// attempt's outcome is recorded in the store (written behind) and answers the requests waiting on it.
+import type { Clock, Timer } from '../clock.js';
 import type { EngineSession, SendOptions, SentMessage } from '../engines/engine.js';
 import { AppError, errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { OutboxSessions } from './outbox.ports.js';
 import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
-import type { TransitionLog } from './outbox.transitions.js';
-import type { SessionGateway } from './session-gateway.js';
+import type { OutboxStore } from './outbox.store.js';
+import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
 
 /** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
@@ -14,40 +17,29 @@ export type QueuedMessage = Pick<OutboxRecord, 'id' | 'agentId' | 'kind' | 'toJi
   failures: number;
 };
 
-export type SendOutcome = { status: 'sent'; waMessageId: string } | { status: 'failed'; error: string };
-
-/** The timers that pace an agent's queue (rate-limit waits, retry backoff); tests pass fakes. */
-export interface DispatchTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: DispatchTimers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
-
 export interface OutboxDispatcherOptions {
   /** Reads an image's bytes just before it is sent. */
   repository: Pick<OutboxRepository, 'media'>;
   /** Where each attempt's outcome goes; the dispatcher never waits for it to be written. */
-  transitions: Pick<TransitionLog, 'record'>;
-  sessions: Pick<SessionGateway, 'getReadySession'>;
+  store: Pick<OutboxStore, 'record'>;
+  waits: Pick<SendWaits, 'settle'>;
+  sessions: Pick<OutboxSessions, 'getReadySession'>;
   buckets: TokenBuckets;
   metrics: Metrics;
   logger: Logger;
+  clock: Clock;
   /** Retries after the first failed attempt before the message is marked failed. */
   maxRetries?: number;
   /** Wait before retry n (1-based). Exponential by default: 1 s, 2 s, 4 s. */
   retryDelayMs?: (retry: number) => number;
-  timers?: DispatchTimers;
 }
 
 interface AgentQueue {
   agentId: string;
   /** In the order they were accepted; the head is the one being sent or waited on. */
   items: QueuedMessage[];
-  timer: unknown;
+  /** Set while the queue waits for a token or a retry. */
+  timer: Timer | undefined;
   /** A drain is running (or about to): kick() starts no second one. */
   draining: boolean;
   /** The latest drain, which close() waits for. */
@@ -60,19 +52,13 @@ type Step = 'next' | 'retry' | 'wait-ready';
 
 export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
-  /** Requests waiting for a message's outcome, each until its deadline (performance.now() ms). */
-  private readonly waiters = new Map<string, Waiter[]>();
-  /** One timer for every waiter's deadline: the earliest one it was armed for. */
-  private expiry: { handle: NodeJS.Timeout; at: number } | undefined;
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
-  private readonly timers: DispatchTimers;
   private closed = false;
 
   constructor(private readonly options: OutboxDispatcherOptions) {
     this.maxRetries = options.maxRetries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? ((retry) => 1_000 * 2 ** (retry - 1));
-    this.timers = options.timers ?? realTimers;
     options.metrics.setQueueDepthSource(() => this.depths());
   }
 
@@ -90,19 +76,6 @@ export class OutboxDispatcher {
     const queue = this.queue(message.agentId);
     queue.items.push(message);
     this.kick(queue);
-  }
-
-  /**
-   * Takes a message back out of its queue, unsent (its row could not be written); false when it is being sent or
-   * is no longer queued.
-   */
-  withdraw(message: QueuedMessage): boolean {
-    const queue = this.queues.get(message.agentId);
-    const index = queue?.items.indexOf(message) ?? -1;
-    if (!queue || index < 0 || queue.inFlight === message) return false;
-    queue.items.splice(index, 1);
-    this.settle(message.id, null);
-    return true;
   }
 
   /** Messages accepted for the agent and not yet sent or failed, including the one in flight. */
@@ -129,42 +102,22 @@ export class OutboxDispatcher {
     const queue = this.queues.get(agentId);
     this.options.buckets.delete(agentId);
     if (!queue) return [];
-    if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
+    queue.timer?.cancel();
     queue.timer = undefined;
     this.queues.delete(agentId);
     const items = queue.items.splice(0);
-    for (const message of items) if (message !== queue.inFlight) this.settle(message.id, null);
+    for (const message of items) if (message !== queue.inFlight) this.options.waits.settle(message.id, null);
     return queue.inFlight ? [queue.inFlight.id] : [];
   }
 
-  /** Resolves with the outcome once the message is sent or failed, or with null after `ms` or at close. */
-  waitFor(id: string, ms: number): Promise<SendOutcome | null> {
-    if (ms <= 0 || this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      const waiter = { resolve, deadline: performance.now() + ms };
-      const list = this.waiters.get(id);
-      if (list) list.push(waiter);
-      else this.waiters.set(id, [waiter]);
-      this.armExpiry(waiter.deadline);
-    });
-  }
-
-  /** Releases the waiters on a message that will not be sent (its INSERT failed or lost to an idempotency key). */
-  stopWaiting(id: string): void {
-    this.settle(id, null);
-  }
-
-  /** Stops taking new steps, clears timers, waits for sends in flight, and releases every waiter. */
+  /** Stops taking new steps, clears timers, and waits for the sends in flight. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.expiry) clearTimeout(this.expiry.handle);
-    this.expiry = undefined;
     for (const queue of this.queues.values()) {
-      if (queue.timer !== undefined) this.timers.clearTimeout(queue.timer);
+      queue.timer?.cancel();
       queue.timer = undefined;
     }
     await Promise.all([...this.queues.values()].map((queue) => queue.drained));
-    for (const [id] of this.waiters) this.settle(id, null);
   }
 
   private queue(agentId: string): AgentQueue {
@@ -190,7 +143,7 @@ export class OutboxDispatcher {
   }
 
   private schedule(queue: AgentQueue, ms: number): void {
-    queue.timer = this.timers.setTimeout(() => {
+    queue.timer = this.options.clock.setTimeout(() => {
       queue.timer = undefined;
       this.kick(queue);
     }, ms);
@@ -255,7 +208,7 @@ export class OutboxDispatcher {
         metrics.outboxTransitions.inc({ state: 'failed', ...label });
         metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
         logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
-        this.settle(message.id, { status: 'failed', error: reason });
+        this.options.waits.settle(message.id, { status: 'failed', error: reason });
         return 'next';
       }
       this.transition(queue, message, 'queued', { error: reason });
@@ -265,7 +218,7 @@ export class OutboxDispatcher {
     }
     this.transition(queue, message, 'sent', { waMessageId: sent.id });
     metrics.countSent(message.kind, message.agentId);
-    this.settle(message.id, { status: 'sent', waMessageId: sent.id });
+    this.options.waits.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
   }
 
@@ -276,14 +229,14 @@ export class OutboxDispatcher {
     status: OutboxTransition['status'],
     outcome: { waMessageId?: string; error?: string },
   ): void {
-    this.options.transitions.record({
+    this.options.store.record({
       id: message.id,
       status,
       attempts: message.attempts,
       waMessageId: outcome.waMessageId ?? null,
       // PostgreSQL text cannot hold NUL, and an engine's error message could: that would make the row unwritable.
       error: outcome.error?.replaceAll('\u0000', '') ?? null,
-      at: Date.now(),
+      at: this.options.clock.now(),
     });
     if (queue.inFlight === message) queue.inFlight = undefined;
   }
@@ -299,46 +252,4 @@ export class OutboxDispatcher {
       options,
     );
   }
-
-  private settle(id: string, outcome: SendOutcome | null): void {
-    const list = this.waiters.get(id);
-    if (!list) return;
-    this.waiters.delete(id);
-    for (const waiter of list) waiter.resolve(outcome);
-  }
-
-  /**
-   * A timer per request would be set and cleared thousands of times a second; one timer, armed for the earliest
-   * deadline, is enough. When it fires, it releases every waiter whose time is up and re-arms for the next.
-   */
-  private armExpiry(deadline: number): void {
-    if (this.expiry && this.expiry.at <= deadline) return;
-    if (this.expiry) clearTimeout(this.expiry.handle);
-    const handle = setTimeout(() => this.expire(), Math.max(0, Math.ceil(deadline - performance.now())));
-    this.expiry = { handle, at: deadline };
-  }
-
-  private expire(): void {
-    this.expiry = undefined;
-    const now = performance.now() + 1; // timers keep whole milliseconds
-    let next = Number.POSITIVE_INFINITY;
-    for (const [id, list] of this.waiters) {
-      const waiting: Waiter[] = [];
-      for (const waiter of list) {
-        if (waiter.deadline > now) {
-          waiting.push(waiter);
-          next = Math.min(next, waiter.deadline);
-        } else waiter.resolve(null);
-      }
-      if (waiting.length === 0) this.waiters.delete(id);
-      else if (waiting.length !== list.length) this.waiters.set(id, waiting);
-    }
-    if (next !== Number.POSITIVE_INFINITY) this.armExpiry(next);
-  }
-}
-
-interface Waiter {
-  resolve: (outcome: SendOutcome | null) => void;
-  /** performance.now() at which the wait ends with null. */
-  deadline: number;
 }

@@ -1,7 +1,10 @@
-// The outbox table: every message an agent sends is a row, queued → sent | failed ("sending" is the dispatcher's
-// in-memory state while WhatsApp has the message in hand; the table only holds it for rows of older versions).
+// The outbox table: every message an agent sends is a row, queued → sent | failed. ("sending" is the dispatcher's
+// in-memory state while WhatsApp has the message in hand; the table holds it only for rows of older versions.)
 import type { Database, Row } from '../db/client.js';
-import type { OutboxStatus } from '../db/schema.js';
+
+/** Every state a message can be seen in; the table holds all but `sending`. */
+export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
+export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
 
 export type OutboxKind = 'text' | 'image';
 
@@ -27,13 +30,6 @@ export interface NewOutboxMessage {
   media: Buffer | null;
   idempotencyKey: string | null;
   traceId: string | null;
-  /**
-   * The outcome of a send that finished before the row was written: the row is inserted with it, in one write
-   * instead of an insert and an update.
-   */
-  outcome?: OutboxTransition | undefined;
-  /** Not written: the message is in its agent's queue already, handed over before its row was written. */
-  queuedEarly?: boolean;
 }
 
 /** A row without its media bytes, which only the dispatcher reads, once, just before it sends an image. */
@@ -69,20 +65,13 @@ export interface OutboxTransition {
 }
 
 /**
- * Inserts the rows of a JSON array parameter ($1), each in the state it comes with. A row is an array, its values in
- * the order of the columns below (toRowValues): shorter to write, and to parse, than an object that names every value.
+ * Inserts the rows of a JSON array parameter ($1), each `queued`. A row is an array, its values in the order of the
+ * columns below (toRowValues): shorter to write, and to parse, than an object that names every value.
  */
-const INSERT_ROWS = `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id,
-    status, attempts, wa_message_id, error, sent_at, updated_at)
-  SELECT id, agent_id, kind, to_jid, payload, CASE WHEN status = 'queued' THEN decode(media, 'base64') END,
-    idempotency_key, trace_id, status, attempts, wa_message_id, error, CASE WHEN status = 'sent' THEN at END,
-    coalesce(at, now())
-  FROM (
-    SELECT r->>0 AS id, r->>1 AS agent_id, r->>2 AS kind, r->>3 AS to_jid, r->4 AS payload, r->>5 AS media,
-      r->>6 AS idempotency_key, r->>7 AS trace_id, r->>8 AS status, (r->>9)::int AS attempts,
-      r->>10 AS wa_message_id, r->>11 AS error, to_timestamp((r->>12)::double precision / 1000) AS at
-    FROM jsonb_array_elements($1::jsonb) AS e (r)
-  ) AS r
+const INSERT_ROWS = `INSERT INTO outbox_messages (id, agent_id, kind, to_jid, payload, media, idempotency_key, trace_id)
+  SELECT r->>0, r->>1, r->>2, r->>3, r->4, decode(r->>5, 'base64'), r->>6, r->>7
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e (r, n)
+  ORDER BY n
   ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`;
 
 /** INSERT_ROWS as a CTE, and the ids of its inserted rows that carry an idempotency key: the others return nothing. */
@@ -101,17 +90,15 @@ export class OutboxRepository {
    * A row without an idempotency key is always inserted when the statement succeeds. Of the rows with one, returns
    * the ids of those inserted: a keyed row missing from the set was not inserted because its agent already used its
    * key (also when an earlier row of the same batch did). Nothing comes back for the other rows, which are most of
-   * them, so the driver has no result rows to read. A new row carrying an outcome is inserted in that state. A sent
-   * or failed row drops its image bytes: it is kept for its state only. At most one transition per id, and none for
-   * a row inserted by the same call.
+   * them, so the driver has no result rows to read. A sent or failed row drops its image bytes: it is kept for its
+   * state only. At most one transition per id, and none for a row inserted by the same call.
    */
   async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
     if (inserts.length === 0 && transitions.length === 0) return new Set();
     // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows. Times go
     // as epoch milliseconds: formatting dates costs more than the rest of the row.
     const rows = JSON.stringify(inserts.map(toRowValues));
-    // Most batches carry new rows only (a send that ends before its row's batch is folded into the row): they skip
-    // the UPDATE, and the planning of it.
+    // A batch with no outcomes to write skips the UPDATE, and the planning of it.
     const inserted =
       transitions.length === 0
         ? await this.database.query(`WITH ${INSERTED} ${KEYED_IDS}`, [rows], 'outbox_insert')
@@ -232,7 +219,6 @@ export class OutboxRepository {
 
 /** A new row as INSERT_ROWS reads it: its values in column order, null where it has none. */
 function toRowValues(m: NewOutboxMessage): unknown[] {
-  const { outcome } = m;
   return [
     m.id,
     m.agentId,
@@ -242,11 +228,6 @@ function toRowValues(m: NewOutboxMessage): unknown[] {
     m.media ? m.media.toString('base64') : null,
     m.idempotencyKey,
     m.traceId,
-    outcome ? outcome.status : 'queued',
-    outcome ? outcome.attempts : 0,
-    outcome ? outcome.waMessageId : null,
-    outcome ? outcome.error : null,
-    outcome ? outcome.at : null,
   ];
 }
 

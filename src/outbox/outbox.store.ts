@@ -1,157 +1,333 @@
-// Every write the outbox makes goes through here: new rows and the outcomes of sends share one prepared statement
-// and one commit per batch (group commit), one batch at a time, so that a row's writes land in the order they were
-// made. Under load a batch carries the requests and outcomes of a whole database round trip.
+// Every write the outbox makes goes through here, and every state of a message that is not durable yet lives here.
+//
+// A message's row, as this process sees it:
+//   committing         insert() was called: the row waits for the next batch, or its batch's commit is running. It
+//                      holds a place in its agent's queue (committing()), and nothing is sent. When the commit fails,
+//                      or has not ended after commitTimeoutMs, the caller gets the error (503 DATABASE_UNAVAILABLE when
+//                      the database cannot answer) and the message is never sent: a row still waiting is left out of
+//                      its batch, and one whose commit lands after its caller gave up is marked failed at once.
+//   queued             committed: onCommitted() has handed it to the dispatcher, before its caller hears of it; the
+//                      store forgets it.
+//   outcome unwritten  an attempt ended (sent, failed, or queued again for a retry) and its UPDATE is not committed
+//                      yet: reads see it through pending(), and a write that fails is tried again with backoff until
+//                      it lands. A process that dies meanwhile leaves the row queued: it is sent again after a restart.
+//   written            the table holds the latest state; the store forgets it.
+//
+// Writes go in batches, one at a time (group commit): what arrives while a commit runs goes together in the next one,
+// so a lone request waits only for its own commit, and a busy second costs a few statements, not one per message.
+import type { Clock, Timer } from '../clock.js';
+import { databaseUnavailable, isDatabaseUnavailable, mayHaveCommitted } from '../db/availability.js';
 import { Batcher } from '../db/batcher.js';
-import { asError } from '../errors.js';
+import { asError, errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
 import type { NewOutboxMessage, OutboxRepository, OutboxTransition } from './outbox.repository.js';
 
+export interface OutboxStoreOptions {
+  repository: Pick<OutboxRepository, 'write'>;
+  clock: Clock;
+  logger: Logger;
+  /** Called with each committed row, in commit order, before its caller hears of it. */
+  onCommitted(row: NewOutboxMessage): void;
+  /** Longest wait for a row's commit before its caller gets 503 and the message is given up. */
+  commitTimeoutMs: number;
+  maxBatch?: number;
+  /** Wait before writing a failed outcome again (attempt n, 1-based). */
+  retryDelayMs?: (attempt: number) => number;
+}
+
+/** A row between insert() and the end of its commit. */
+interface Committing {
+  row: NewOutboxMessage;
+  /** clock.now() past which its caller stops waiting. */
+  deadline: number;
+  /** Its caller has its answer (or gave up); later results change nothing for the caller. */
+  answered: boolean;
+  /** Its caller gave up before the commit ended: the message must never be sent. */
+  abandoned: boolean;
+  answer(result: boolean | Error): void;
+}
+
 type Item =
-  | { kind: 'insert'; message: NewOutboxMessage }
+  | { kind: 'insert'; entry: Committing }
   | { kind: 'transition'; transition: OutboxTransition }
   | { kind: 'barrier' };
 
-/** An insert's result: true once written, false when its idempotency key was already used, or the error. */
+/** An item's outcome: an insert's true/false (committed, or its idempotency key was used), or the error. */
 type Result = boolean | Error | undefined;
 
-export interface OutboxWriterOptions {
-  repository: Pick<OutboxRepository, 'write'>;
-  /** Called at commit, before any caller hears of it, with each row that was inserted. */
-  onInserted(message: NewOutboxMessage): void;
-  maxBatch?: number;
-  /**
-   * Least time between two statements while nobody waits for what is pending (10 ms): the rows of answered
-   * requests and the outcomes of sends then share fewer, larger statements.
-   */
-  lingerMs?: number;
-}
+const TIMED_OUT = 'not sent: the database did not confirm the write in time';
+const LOST_CONNECTION = 'not sent: the connection to the database broke while the write was under way';
 
-export class OutboxWriter {
+export class OutboxStore {
   private readonly batcher: Batcher<Item, Result>;
-  /** Rows handed in and not yet in a batch, by id: an outcome recorded meanwhile is folded into the row. */
-  private readonly unbatched = new Map<string, NewOutboxMessage>();
+  /** Rows committing, by agent: they count toward the agent's queue room. */
+  private readonly committingByAgent = new Map<string, number>();
+  /** Rows committing, oldest first (deadlines in order), read from `head`; one timer watches the oldest. */
+  private commitQueue: Committing[] = [];
+  private head = 0;
+  private commitTimer: Timer | undefined;
+  /** Outcomes recorded and not committed yet, by row id: the latest of each row. */
+  private readonly unwritten = new Map<string, OutboxTransition>();
+  private readonly retries = new Set<Timer>();
+  private readonly retryDelayMs: (attempt: number) => number;
+  /** No more retry timers: what fails waits for close's last write. */
+  private closing = false;
+  /** That last write is under way: what fails now is lost. */
+  private closed = false;
 
-  constructor(private readonly options: OutboxWriterOptions) {
-    this.batcher = new Batcher({
-      maxInFlight: 1,
-      maxBatch: options.maxBatch ?? 500,
-      lingerMs: options.lingerMs ?? 10,
-      run: (items) => this.run(items),
+  constructor(private readonly options: OutboxStoreOptions) {
+    this.batcher = new Batcher({ maxInFlight: 1, maxBatch: options.maxBatch ?? 500, run: (items) => this.run(items) });
+    this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
+  }
+
+  /**
+   * Commits a new row, `queued`. Resolves true once it is committed (and handed to onCommitted), false when its agent
+   * already used its idempotency key; rejects when it could not be committed, and then it is never sent.
+   */
+  insert(row: NewOutboxMessage): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const entry: Committing = {
+        row,
+        deadline: this.options.clock.now() + this.options.commitTimeoutMs,
+        answered: false,
+        abandoned: false,
+        answer: (result) => {
+          if (entry.answered) return;
+          entry.answered = true;
+          this.release(row.agentId);
+          this.watchCommits();
+          if (result instanceof Error) reject(result);
+          else resolve(result);
+        },
+      };
+      this.committingByAgent.set(row.agentId, this.committing(row.agentId) + 1);
+      this.commitQueue.push(entry);
+      this.watchCommits();
+      this.batcher.add({ kind: 'insert', entry }).then(
+        (result) => entry.answer(result ?? false),
+        (err: unknown) => entry.answer(asError(err)),
+      );
     });
   }
 
-  /**
-   * Resolves once the row is committed with true, or with false when its agent already used its idempotency key. A
-   * row nobody waits for yet (`urgent` false) may wait for the linger; `hurry()` ends it.
-   */
-  insert(message: NewOutboxMessage, urgent = true): Promise<boolean> {
-    const written = this.batcher.add({ kind: 'insert', message }, urgent);
-    this.unbatched.set(message.id, message);
-    return written.then(insertResult);
+  /** The agent's rows whose commit has not ended: they hold places in its queue. */
+  committing(agentId: string): number {
+    return this.committingByAgent.get(agentId) ?? 0;
+  }
+
+  /** Records an attempt's outcome; it is written behind, and pending() shows it until then. */
+  record(transition: OutboxTransition): void {
+    this.unwritten.set(transition.id, transition);
+    this.write(transition, 1);
+  }
+
+  /** The row's latest state while it is not committed yet; undefined once the table has it. */
+  pending(id: string): OutboxTransition | undefined {
+    return this.unwritten.get(id);
+  }
+
+  /** Rows whose sent or failed state is not committed yet: still `queued` in the table, but not to be dropped. */
+  settledIds(): string[] {
+    return [...this.unwritten.values()].filter((t) => t.status !== 'queued').map((t) => t.id);
   }
 
   /**
-   * Hands an outcome to a row whose insert still waits for its batch: the row is inserted in that state, with no
-   * write of its own, and the outcome shares the insert's fate. False when no such row waits: the outcome then needs
-   * a `transition()` of its own.
+   * Resolves once everything handed in before it is written, or known to have failed (an outcome then stays pending):
+   * a read of the table that starts after this, overlaid with pending(), sees every outcome recorded before it.
    */
-  fold(transition: OutboxTransition): boolean {
-    const row = this.unbatched.get(transition.id);
-    if (!row) return false;
-    row.outcome = transition;
-    return true;
+  flush(): Promise<void> {
+    return this.batcher.add({ kind: 'barrier' }).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
-  /** Resolves once the transition is committed; rejects when its batch could not be written. Never urgent. */
-  async transition(transition: OutboxTransition): Promise<void> {
-    const result = await this.batcher.add({ kind: 'transition', transition }, false);
-    if (result instanceof Error) throw result;
-  }
-
-  /** Resolves once everything handed in before it is written or has failed. */
-  async barrier(): Promise<void> {
-    await this.batcher.add({ kind: 'barrier' }).catch(() => {});
-  }
-
+  /** Resolves once nothing is waiting for a batch and no batch runs. */
   idle(): Promise<void> {
     return this.batcher.idle();
   }
 
-  /** Someone waits for what is pending: no linger for it. */
-  hurry(): void {
-    this.batcher.hurry();
+  /**
+   * Stops retrying and writes what is still unwritten one last time, including what fails while close waits for
+   * the writes under way.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const timer of this.retries) timer.cancel();
+    this.retries.clear();
+    await this.batcher.idle();
+    this.closed = true;
+    for (const transition of this.unwritten.values()) this.write(transition, 1);
+    await this.batcher.idle();
+    this.commitTimer?.cancel();
+    this.commitTimer = undefined;
   }
 
-  /** Writes handed in and not yet given to a batch. */
-  get backlog(): number {
-    return this.batcher.waiting;
+  private write(transition: OutboxTransition, attempt: number): void {
+    const current = () => this.unwritten.get(transition.id) === transition;
+    const written = this.batcher.add({ kind: 'transition', transition }).catch(asError);
+    void written.then((result) => {
+      if (!(result instanceof Error)) {
+        if (current()) this.unwritten.delete(transition.id);
+        return;
+      }
+      if (!current()) return; // a later outcome of the row replaces this one
+      const { logger, clock } = this.options;
+      const context = { messageId: transition.id, status: transition.status, err: errorMessage(result) };
+      if (this.closed) {
+        // The send happened; the row stays `queued` and is sent again after a restart (at least once).
+        this.unwritten.delete(transition.id);
+        logger.error({ event: 'outbox.transition.lost', ...context });
+        return;
+      }
+      logger.error({ event: 'outbox.transition.error', attempt, ...context });
+      if (this.closing) return;
+      const timer = clock.setTimeout(
+        () => {
+          this.retries.delete(timer);
+          if (current()) this.write(transition, attempt + 1);
+        },
+        this.retryDelayMs(attempt),
+        { background: true },
+      );
+      this.retries.add(timer);
+    });
   }
 
+  /** One batch: its new rows and the latest outcome of each row, in one statement and one commit. Never throws. */
   private async run(items: Item[]): Promise<Result[]> {
-    const inserts: NewOutboxMessage[] = [];
-    for (const item of items) {
-      if (item.kind !== 'insert') continue;
-      this.unbatched.delete(item.message.id); // from here, an outcome is a transition of its own
-      inserts.push(item.message);
-    }
-    // A batch can hold several transitions of one row (a retry, then the send); only the last one counts.
+    const inserts: Committing[] = [];
     const latest = new Map<string, OutboxTransition>();
-    for (const item of items) if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
+    for (const item of items) {
+      // A row whose caller already gave up is left out: it was never committed, so it can never be sent.
+      if (item.kind === 'insert' && !item.entry.abandoned) inserts.push(item.entry);
+      // A batch can hold several outcomes of one row (a retry, then the send); only the last one counts.
+      else if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
+    }
     const transitions = [...latest.values()];
-    if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined); // barriers only
+    if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined);
     let keyed: Set<string>;
     try {
-      keyed = await this.options.repository.write(inserts, transitions);
+      keyed = await this.options.repository.write(
+        inserts.map((entry) => entry.row),
+        transitions,
+      );
     } catch (err) {
-      if (inserts.length + transitions.length <= 1) throw err;
+      const unavailable = isDatabaseUnavailable(err);
+      // The connection broke after the statement left: rows the server committed after all must not go out later,
+      // since their callers hear 503. Each is marked failed once the database answers again (a row that is not
+      // there is left alone).
+      if (unavailable && mayHaveCommitted(err)) for (const entry of inserts) this.giveUp(entry, LOST_CONNECTION);
+      // The database cannot answer: every write of the batch has failed alike, and trying each alone would only
+      // make each caller wait longer for the same answer.
+      if (unavailable || inserts.length + transitions.length <= 1) {
+        const failure = failureOf(err);
+        return items.map((item) => (item.kind === 'barrier' ? undefined : failure));
+      }
       return this.runApart(items, inserts, transitions);
     }
-    return items.map((item) => (item.kind === 'insert' ? this.inserted(item.message, keyed) : undefined));
+    const written = new Set(inserts);
+    return items.map((item) => {
+      if (item.kind !== 'insert') return undefined;
+      return written.has(item.entry) ? this.committed(item.entry, keyed) : false;
+    });
   }
 
   /**
-   * The shared statement failed: one bad row must not fail the writes it happened to be batched with, so each row
-   * is written on its own, and each caller gets its own result or error (a transition's caller retries it).
+   * The shared statement failed for a reason of its own (a row the database refuses): one bad row must not fail the
+   * writes it happened to be batched with, so each is written alone and each caller gets its own result.
    */
-  private async runApart(
-    items: Item[],
-    inserts: NewOutboxMessage[],
-    transitions: OutboxTransition[],
-  ): Promise<Result[]> {
+  private async runApart(items: Item[], inserts: Committing[], transitions: OutboxTransition[]): Promise<Result[]> {
     const { repository } = this.options;
     const results = new Map<string, Result>();
     for (const transition of transitions) {
-      results.set(
-        transition.id,
-        await repository.write([], [transition]).then(
-          () => undefined,
-          (err: unknown) => asError(err),
-        ),
-      );
+      results.set(transition.id, await repository.write([], [transition]).then(() => undefined, failureOf));
     }
-    for (const message of inserts) {
+    for (const entry of inserts) {
       results.set(
-        message.id,
-        await repository.write([message], []).then(
-          (keyed) => this.inserted(message, keyed),
-          (err: unknown) => asError(err),
-        ),
+        entry.row.id,
+        await repository.write([entry.row], []).then((keyed) => this.committed(entry, keyed), failureOf),
       );
     }
     return items.map((item) => {
-      if (item.kind === 'insert') return results.get(item.message.id);
+      if (item.kind === 'insert') return results.get(item.entry.row.id);
       return item.kind === 'transition' ? results.get(item.transition.id) : undefined;
     });
   }
 
-  /** `keyed`: the rows with an idempotency key that were inserted; a row without one was, once the write succeeded. */
-  private inserted(message: NewOutboxMessage, keyed: Set<string>): boolean {
-    if (message.idempotencyKey !== null && !keyed.has(message.id)) return false;
-    this.options.onInserted(message);
+  /** `keyed`: the inserted rows that carry an idempotency key; a row without one was inserted once the write succeeded. */
+  private committed(entry: Committing, keyed: Set<string>): boolean {
+    const { row } = entry;
+    if (row.idempotencyKey !== null && !keyed.has(row.id)) return false;
+    if (entry.abandoned) {
+      // Its caller heard 503: it must not go out, now or after a restart.
+      this.giveUp(entry, TIMED_OUT);
+      return true;
+    }
+    this.options.onCommitted(row);
     return true;
+  }
+
+  /** Marks a row whose caller heard 503 as failed, in case it is in the table: it must never be sent. */
+  private giveUp(entry: Committing, reason: string): void {
+    const at = this.options.clock.now();
+    this.record({ id: entry.row.id, status: 'failed', attempts: 0, waMessageId: null, error: reason, at });
+  }
+
+  private release(agentId: string): void {
+    const left = this.committing(agentId) - 1;
+    if (left > 0) this.committingByAgent.set(agentId, left);
+    else this.committingByAgent.delete(agentId);
+  }
+
+  /** Arms the one timer for the oldest unanswered commit, dropping answered ones from the front. */
+  private watchCommits(): void {
+    while (this.head < this.commitQueue.length && this.commitQueue[this.head]?.answered) this.head += 1;
+    if (this.head > 1_024 && this.head * 2 > this.commitQueue.length) {
+      this.commitQueue = this.commitQueue.slice(this.head);
+      this.head = 0;
+    }
+    const oldest = this.commitQueue[this.head];
+    if (!oldest) {
+      this.commitQueue = [];
+      this.head = 0;
+      this.commitTimer?.cancel();
+      this.commitTimer = undefined;
+      return;
+    }
+    if (this.commitTimer) return;
+    const { clock } = this.options;
+    this.commitTimer = clock.setTimeout(
+      () => {
+        this.commitTimer = undefined;
+        this.expireCommits();
+      },
+      Math.max(0, oldest.deadline - clock.now()),
+    );
+  }
+
+  /** Gives up on the commits past their deadline: their callers get 503, and their messages are never sent. */
+  private expireCommits(): void {
+    const now = this.options.clock.now();
+    const expired: Committing[] = [];
+    for (let i = this.head; i < this.commitQueue.length; i++) {
+      const entry = this.commitQueue[i];
+      if (!entry || entry.answered) continue;
+      if (entry.deadline > now) break;
+      expired.push(entry);
+    }
+    for (const entry of expired) {
+      entry.abandoned = true;
+      this.options.logger.warn({ event: 'outbox.commit.timeout', agentId: entry.row.agentId, messageId: entry.row.id });
+      entry.answer(databaseUnavailable(undefined, 'The database did not commit the message in time: it was not sent.'));
+    }
+    this.watchCommits();
   }
 }
 
-function insertResult(result: Result): boolean {
-  if (result instanceof Error) throw result;
-  return result === true;
+/** What an insert's caller is told: 503 when the database cannot answer, the error itself otherwise. */
+function failureOf(err: unknown): Error {
+  return isDatabaseUnavailable(err)
+    ? databaseUnavailable(err, 'The database could not commit the message: it was not sent.')
+    : asError(err);
 }

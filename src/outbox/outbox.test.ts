@@ -3,26 +3,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
+import { type FaultyDatabase, faultyDatabase } from '../../test/helpers/faulty-database.js';
 import { until } from '../../test/helpers/messaging.js';
+import { FakeClock } from '../__fixtures__/fake-clock.js';
 import { SandboxEngine, type SandboxSession } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
-import { FakeTimers } from './__fixtures__/outbox-fakes.js';
-import { type NewOutboxMessage, OutboxRepository, type OutboxTransition } from './outbox.repository.js';
-import { type OutboxDraft, OutboxService, type OutboxServiceOptions } from './outbox.service.js';
-import { InMemorySessionGateway } from './session-gateway.js';
-import { TokenBuckets } from './token-bucket.js';
-
-function fakeClock() {
-  let now = 0;
-  return {
-    now: () => now,
-    advance: (ms: number) => {
-      now += ms;
-    },
-  };
-}
+import { InMemorySessions } from './__fixtures__/in-memory-sessions.js';
+import { createOutbox, type Outbox, type OutboxConfig, type OutboxDeps, type OutboxDraft } from './outbox.js';
+import { type NewOutboxMessage, OutboxRepository } from './outbox.repository.js';
 
 const text = (body: string, to = '6281234567890@c.us'): OutboxDraft => ({
   kind: 'text',
@@ -54,46 +44,25 @@ function holdSends(session: SandboxSession) {
   return { holding: () => waiting !== undefined, release: () => waiting?.() };
 }
 
-/** The real repository, counting its writes; it can fail the next writes that carry outcomes, or new rows. */
-class CountingRepository extends OutboxRepository {
-  writes = 0;
-  failOutcomes = 0;
-  failInserts = 0;
-  /** Holds every write that carries new rows until `release()`. */
-  holdInserts = false;
-  private held: Array<() => void> = [];
+type SetupOptions = Partial<OutboxConfig> & Pick<OutboxDeps, 'retries'>;
 
-  release(): void {
-    this.holdInserts = false;
-    for (const resolve of this.held.splice(0)) resolve();
-  }
-
-  override async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]) {
-    this.writes += 1;
-    if (inserts.length > 0 && this.holdInserts) await new Promise<void>((resolve) => this.held.push(resolve));
-    if (inserts.length > 0 && this.failInserts > 0) {
-      this.failInserts -= 1;
-      throw new Error('database unavailable');
-    }
-    if (transitions.length > 0 && this.failOutcomes > 0) {
-      this.failOutcomes -= 1;
-      throw new Error('database unavailable');
-    }
-    return super.write(inserts, transitions);
-  }
-}
-
-describe('OutboxService', () => {
+describe('Outbox', () => {
   let test: TestDatabase;
   let dir: string;
-  const services: OutboxService[] = [];
+  const outboxes: Outbox[] = [];
+  /** Released after each test, so that a test failing while it holds statements does not hang close(). */
+  const faulty: FaultyDatabase[] = [];
 
   beforeAll(async () => {
     test = await createTestDatabase();
     dir = await mkdtemp(path.join(tmpdir(), 'outbox-test-'));
   });
   afterEach(async () => {
-    await Promise.all(services.splice(0).map((s) => s.close()));
+    for (const faults of faulty.splice(0)) {
+      faults.heal();
+      faults.release();
+    }
+    await Promise.all(outboxes.splice(0).map((outbox) => outbox.close()));
     await test.database.query('DELETE FROM outbox_messages');
     await test.database.query('DELETE FROM whatsapp_user');
   });
@@ -102,31 +71,35 @@ describe('OutboxService', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function setup(overrides: Partial<OutboxServiceOptions> & { capacity?: number; perMinute?: number } = {}) {
-    const clock = fakeClock();
-    const timers = new FakeTimers();
+  async function setup({ retries, ...config }: SetupOptions = {}) {
+    const clock = new FakeClock();
     const engine = new SandboxEngine({ dir });
-    const gateway = new InMemorySessionGateway();
+    const gateway = new InMemorySessions();
     const metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
+    const faults = faultyDatabase(test.database);
+    faulty.push(faults);
     const repository = new OutboxRepository(test.database);
-    const make = () =>
-      new OutboxService({
-        repository,
+    const make = () => {
+      const outbox = createOutbox({
+        database: faults.database,
         sessions: gateway,
-        buckets: new TokenBuckets({
-          capacity: overrides.capacity ?? 100,
-          refillPerMinute: overrides.perMinute ?? 100,
-          now: clock.now,
-        }),
         metrics,
         logger: createLogger({ level: 'silent' }),
-        sendWaitMs: 2_000,
-        queueMaxPerAgent: 500,
-        timers,
-        ...overrides,
+        clock,
+        config: {
+          sendWaitMs: 2_000,
+          queueMaxPerAgent: 500,
+          rateLimitBurst: 100,
+          rateLimitPerMinute: 100,
+          dbStatementTimeoutMs: 5_000,
+          ...config,
+        },
+        retries,
       });
+      outboxes.push(outbox);
+      return outbox;
+    };
     const sut = make();
-    services.push(sut);
     const connect = async (agentId: string) => {
       const session = engine.createSession(agentId) as SandboxSession;
       await session.start();
@@ -134,7 +107,7 @@ describe('OutboxService', () => {
       gateway.setReady(agentId, session);
       return session;
     };
-    return { sut, make, engine, gateway, clock, timers, metrics, repository, connect };
+    return { sut, make, engine, gateway, clock, metrics, faults, repository, connect };
   }
 
   /** The agent's row, which rows resumed at boot need: those of a deleted agent are dropped. */
@@ -183,35 +156,34 @@ describe('OutboxService', () => {
   });
 
   it('lets 100 through at once and holds the 101st until the bucket refills 600 ms later', async () => {
-    const { sut, engine, connect, clock, timers } = await setup({ sendWaitMs: 0 });
+    const { sut, engine, connect, clock } = await setup({ sendWaitMs: 0 });
     await connect('burst');
     for (let i = 0; i < 101; i++) await sut.submit('burst', text(`b${i}`));
-    await until(() => timers.pending.size === 1);
+    await until(() => clock.pending().length === 1);
     expect(engine.sent('burst')).toHaveLength(100);
-    expect(timers.delays()).toEqual([600]);
-    clock.advance(600);
-    timers.fireAll();
+    expect(clock.pending()).toEqual([600]);
+    await clock.advance(600);
     await until(() => engine.sent('burst').length === 101);
     expect(engine.sent('burst').at(-1)?.text).toBe('b100');
   });
 
   it('keeps agents independent: one agent out of tokens does not hold up another', async () => {
-    const { sut, engine, connect } = await setup({ capacity: 1, sendWaitMs: 0 });
+    const { sut, engine, connect } = await setup({ rateLimitBurst: 1, sendWaitMs: 0 });
     await connect('x1');
     await connect('x2');
     await sut.submit('x1', text('x1-a'));
     await sut.submit('x1', text('x1-b'));
     await sut.submit('x2', text('x2-a'));
-    await until(() => sut.dispatcher.depth('x2') === 0 && sut.dispatcher.depth('x1') === 1);
+    await until(() => sut.depth('x2') === 0 && sut.depth('x1') === 1);
     expect(engine.sent('x2').map((s) => s.text)).toEqual(['x2-a']);
     expect(engine.sent('x1').map((s) => s.text)).toEqual(['x1-a']);
   });
 
   it('answers 429 RATE_LIMITED with Retry-After once an agent has QUEUE_MAX_PER_AGENT waiting', async () => {
-    const { sut, connect } = await setup({ capacity: 1, queueMaxPerAgent: 5, sendWaitMs: 0 });
+    const { sut, connect } = await setup({ rateLimitBurst: 1, queueMaxPerAgent: 5, sendWaitMs: 0 });
     await connect('full');
     await sut.submit('full', text('first'));
-    await until(() => sut.dispatcher.depth('full') === 0);
+    await until(() => sut.depth('full') === 0);
     const accepted = await Promise.all(Array.from({ length: 5 }, (_, i) => sut.submit('full', text(`q${i}`))));
     expect(accepted.every((r) => r.status === 'queued' && !r.delivered)).toBe(true);
     const refused = await sut.submit('full', text('over')).catch((err: unknown) => err);
@@ -221,25 +193,24 @@ describe('OutboxService', () => {
   });
 
   it('reports the queue depth when scraped', async () => {
-    const { sut, connect, metrics, clock, timers } = await setup({ capacity: 1, sendWaitMs: 0 });
+    const { sut, connect, metrics, clock } = await setup({ rateLimitBurst: 1, sendWaitMs: 0 });
     await connect('depth');
     for (const body of ['one', 'two', 'three']) await sut.submit('depth', text(body));
     const depth = async () => (await metrics.registry.getSingleMetric('whatsapp_outbox_queue_depth')?.get())?.values;
     expect(await depth()).toEqual([expect.objectContaining({ value: 2 })]);
     for (let i = 0; i < 2; i++) {
-      await until(() => timers.pending.size === 1);
-      clock.advance(600);
-      timers.fireAll();
+      await until(() => clock.pending().length === 1);
+      await clock.advance(600);
     }
-    await until(() => sut.dispatcher.depth('depth') === 0);
+    await until(() => sut.depth('depth') === 0);
     expect(await depth()).toEqual([expect.objectContaining({ value: 0 })]);
   });
 
   it('does not overfill the queue when requests race', async () => {
-    const { sut, connect } = await setup({ capacity: 1, queueMaxPerAgent: 3, sendWaitMs: 0 });
+    const { sut, connect } = await setup({ rateLimitBurst: 1, queueMaxPerAgent: 3, sendWaitMs: 0 });
     await connect('race');
     const settled = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => sut.submit('race', text(`r${i}`))));
-    // Every slot is reserved before any INSERT finishes, so exactly the queue's capacity gets in.
+    // A row holds its place from the moment it is handed in, before its commit, so exactly the queue's capacity gets in.
     expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(3);
     expect(settled.filter((s) => s.status === 'rejected').map((s) => s.reason.code)).toEqual(
       Array(7).fill('RATE_LIMITED'),
@@ -248,34 +219,34 @@ describe('OutboxService', () => {
   });
 
   it('retries a transient failure with backoff and records the attempts', async () => {
-    const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
+    const { sut, engine, connect, clock } = await setup({ sendWaitMs: 0 });
     await connect('flaky');
     engine.failSends('flaky', 2);
     const { messageId } = await sut.submit('flaky', text('try'));
-    await until(() => timers.delays().length === 1);
-    expect(timers.delays()).toEqual([1_000]);
-    timers.fireAll();
-    await until(() => timers.delays().length === 1);
-    expect(timers.delays()).toEqual([2_000]);
+    await until(() => clock.pending().length === 1);
+    expect(clock.pending()).toEqual([1_000]);
+    await clock.advance(1_000);
+    await until(() => clock.pending().length === 1);
+    expect(clock.pending()).toEqual([2_000]);
     expect(await sut.get('flaky', messageId)).toMatchObject({
       status: 'queued',
       error: expect.stringContaining('injected'),
     });
-    timers.fireAll();
+    await clock.advance(2_000);
     await until(async () => (await sut.get('flaky', messageId)).status === 'sent');
     expect(await sut.get('flaky', messageId)).toMatchObject({ attempts: 3, error: null });
     expect(engine.sent('flaky')).toHaveLength(1);
   });
 
   it('marks a message failed with the reason after the retries run out, then moves on', async () => {
-    const { sut, engine, connect, timers, metrics } = await setup({ sendWaitMs: 0, maxRetries: 2 });
+    const { sut, engine, connect, clock, metrics } = await setup({ sendWaitMs: 0, retries: { max: 2 } });
     await connect('broken');
     engine.failSends('broken', 3);
     const doomed = await sut.submit('broken', text('doomed'));
     await sut.submit('broken', text('next'));
     for (let i = 0; i < 2; i++) {
-      await until(() => timers.pending.size === 1);
-      timers.fireAll();
+      await until(() => clock.pending().length === 1);
+      await clock.next();
     }
     await until(() => engine.sent('broken').length === 1);
     expect(await sut.get('broken', doomed.messageId)).toMatchObject({
@@ -289,7 +260,7 @@ describe('OutboxService', () => {
   });
 
   it('waits for the session to come back instead of burning retries when it drops mid-send', async () => {
-    const { sut, engine, connect, gateway, timers } = await setup({ sendWaitMs: 0, maxRetries: 0 });
+    const { sut, engine, connect, gateway, clock } = await setup({ sendWaitMs: 0, retries: { max: 0 } });
     const session = await connect('drops');
     const realSend = session.sendText.bind(session);
     let dropped = false;
@@ -304,7 +275,7 @@ describe('OutboxService', () => {
     const { messageId } = await sut.submit('drops', text('later'));
     await until(async () => (await sut.get('drops', messageId)).error === 'connection closed');
     expect(await sut.get('drops', messageId)).toMatchObject({ status: 'queued', attempts: 1 });
-    expect(timers.pending.size).toBe(0);
+    expect(clock.pending()).toEqual([]);
     gateway.setReady('drops', session);
     await until(async () => (await sut.get('drops', messageId)).status === 'sent');
     expect(engine.sent('drops').map((s) => s.text)).toEqual(['later']);
@@ -325,7 +296,7 @@ describe('OutboxService', () => {
   });
 
   it('drops an agent’s queued messages when the agent is deleted', async () => {
-    const { sut, connect, gateway } = await setup({ capacity: 1, sendWaitMs: 0 });
+    const { sut, connect, gateway } = await setup({ rateLimitBurst: 1, sendWaitMs: 0 });
     await connect('gone');
     await sut.submit('gone', text('sent'));
     await sut.submit('gone', text('q1'));
@@ -333,7 +304,7 @@ describe('OutboxService', () => {
     await until(async () => (await rows('gone')).some((r) => r.status === 'sent'));
     await gateway.delete('gone');
     expect((await rows('gone')).map((r) => r.status)).toEqual(['sent']);
-    expect(sut.dispatcher.depth('gone')).toBe(0);
+    expect(sut.depth('gone')).toBe(0);
   });
 
   it('resumes at boot what a previous process left queued or sending, each sent exactly once', async () => {
@@ -348,9 +319,8 @@ describe('OutboxService', () => {
     await test.database.query(`UPDATE outbox_messages SET status = 'sending' WHERE payload->>'text' = 'r1'`);
     await sut.close();
     const next = make();
-    services.push(next);
     expect(await next.resumeAll()).toBe(3);
-    await until(() => next.dispatcher.depth('boot') === 0);
+    await until(() => next.depth('boot') === 0);
     expect(engine.sent('boot').map((s) => s.text)).toEqual(['r1', 'r2', 'r3']);
     await until(async () => (await rows('boot')).every((r) => r.status === 'sent'));
     expect(await next.resumeAll()).toBe(0);
@@ -374,11 +344,10 @@ describe('OutboxService', () => {
     await test.database.query(`UPDATE outbox_messages SET status = 'sending' WHERE payload->>'text' = 'old'`);
     await test.database.query(`UPDATE outbox_messages SET status = 'sent' WHERE payload->>'text' = 'done'`);
     const next = make();
-    services.push(next);
     expect(await next.resumeAll()).toBe(1);
-    await until(() => next.dispatcher.depth('stays') === 0);
+    await until(() => next.depth('stays') === 0);
     expect(engine.sent('stays').map((m) => m.text)).toEqual(['fresh']);
-    expect(next.dispatcher.depth('deleted')).toBe(0);
+    expect(next.depth('deleted')).toBe(0);
     expect((await rows('deleted')).map((r) => r.status)).toEqual(['sent']);
     expect(engine.sent('deleted')).toEqual([]);
     const dropped = (await metrics.registry.getSingleMetric('whatsapp_outbox_messages_total')?.get())?.values;
@@ -390,18 +359,16 @@ describe('OutboxService', () => {
     await register('wait');
     await repository.write([queuedRow('wait', 'held')], []);
     const next = make();
-    services.push(next);
     await next.resumeAll();
-    expect(next.dispatcher.depth('wait')).toBe(1);
+    expect(next.depth('wait')).toBe(1);
     expect(engine.sent('wait')).toHaveLength(0);
     await connect('wait');
-    await until(() => next.dispatcher.depth('wait') === 0);
+    await until(() => next.depth('wait') === 0);
     expect(engine.sent('wait').map((m) => m.text)).toEqual(['held']);
   });
 
   it('writes the messages of one moment, and the outcomes recorded meanwhile, in a few shared statements', async () => {
-    const counting = new CountingRepository(test.database);
-    const { sut, engine, connect } = await setup({ repository: counting });
+    const { sut, engine, connect, faults } = await setup();
     await connect('group');
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => sut.submit('group', text(`g${i}`))));
     expect(results.every((r) => r.status === 'sent')).toBe(true);
@@ -409,7 +376,8 @@ describe('OutboxService', () => {
     expect(engine.sent('group')).toHaveLength(40);
     await until(async () => (await rows('group')).every((r) => r.status === 'sent'));
     // 40 inserts and 40 outcomes; one statement each would be 80.
-    expect(counting.writes).toBeLessThan(10);
+    const statements = (faults.counts.get('outbox_insert') ?? 0) + (faults.counts.get('outbox_write') ?? 0);
+    expect(statements).toBeLessThan(10);
   });
 
   it('shows a message as sending while WhatsApp has it', async () => {
@@ -418,8 +386,7 @@ describe('OutboxService', () => {
     const { release, holding } = holdSends(session);
     const submitted = sut.submit('overlay', text('slow'), { traceId: 't-overlay' });
     await until(holding);
-    await until(async () => (await rows('overlay')).length === 1); // the row is written while WhatsApp has it
-    const [row] = await rows('overlay');
+    const [row] = await rows('overlay'); // committed before WhatsApp had it
     const id = String(row?.id);
     expect(row?.status).toBe('queued');
     expect(await sut.get('overlay', id)).toMatchObject({ status: 'sending', attempts: 0 });
@@ -444,30 +411,25 @@ describe('OutboxService', () => {
     expect((await rows('leaving')).map((r) => (r.payload as { text: string }).text)).toEqual(['in flight']);
     release();
     await until(async () => (await rows('leaving'))[0]?.status === 'sent');
-    expect(sut.dispatcher.depth('leaving')).toBe(0);
+    expect(sut.depth('leaving')).toBe(0);
   });
 
   it('shows an outcome it could not write yet, and retries the write until the row says sent', async () => {
-    const failing = new CountingRepository(test.database);
-    const { sut, connect, timers } = await setup({ repository: failing });
-    const session = await connect('retry-write');
-    const { release, holding } = holdSends(session);
-    const submitted = sut.submit('retry-write', text('once'));
-    await until(holding);
-    await until(async () => (await rows('retry-write')).length === 1); // the outcome comes after the row
-    failing.failOutcomes = 1;
-    release();
-    const result = await submitted;
+    const { sut, connect, clock, faults } = await setup();
+    await connect('retry-write');
+    faults.fail('outbox_write');
+    const result = await sut.submit('retry-write', text('once'));
     expect(result.status).toBe('sent');
-    await until(() => timers.pending.size === 1);
+    await until(() => clock.pending().length === 1);
+    expect(clock.pending()).toEqual([1_000]);
     expect((await rows('retry-write'))[0]?.status).toBe('queued');
     expect(await sut.get('retry-write', result.messageId)).toMatchObject({ status: 'sent' });
-    timers.fireAll();
+    await clock.next();
     await until(async () => (await rows('retry-write'))[0]?.status === 'sent');
   });
 
   it('records a failure whose message holds a NUL byte, which PostgreSQL text cannot store', async () => {
-    const { sut, connect } = await setup({ sendWaitMs: 2_000, maxRetries: 0 });
+    const { sut, connect } = await setup({ sendWaitMs: 2_000, retries: { max: 0 } });
     const session = await connect('nul');
     session.sendText = async () => {
       throw new Error('bad\u0000byte');
@@ -512,133 +474,112 @@ describe('OutboxService', () => {
     ]);
   });
 
-  it('answers sent without waiting for the row, and inserts the row already sent: one write, not two', async () => {
-    const held = new CountingRepository(test.database);
-    const { sut, engine, connect } = await setup({ repository: held });
-    await connect('early');
-    held.holdInserts = true;
-    const result = await sut.submit('early', text('at once'), { traceId: 't-early' });
-    expect(result).toMatchObject({ delivered: true, status: 'sent' });
-    expect(engine.sent('early').map((s) => s.text)).toEqual(['at once']);
-    expect(await rows('early')).toEqual([]); // its row is still on its way
-    // A read of the message waits for its row rather than answering 404.
-    const view = sut.get('early', result.messageId);
-    held.release();
-    expect(await view).toMatchObject({ status: 'sent', attempts: 1, waMessageId: result.waMessageId });
-    expect(await rows('early')).toEqual([
-      expect.objectContaining({ id: result.messageId, status: 'sent', attempts: 1, wa_message_id: result.waMessageId }),
-    ]);
-    expect(held.writes).toBe(1);
-    expect(sut.dispatcher.depth('early')).toBe(0);
-  });
-
-  it('answers sent only once its row is written while the database is behind', async () => {
-    const held = new CountingRepository(test.database);
-    const { sut, engine, connect } = await setup({ repository: held, maxUnwritten: 0 });
-    await connect('behind');
-    held.holdInserts = true;
-    let answered = false;
-    const submitted = sut.submit('behind', text('waits')).then((result) => {
-      answered = true;
-      return result;
-    });
-    await until(() => engine.sent('behind').length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(answered).toBe(false);
-    held.release();
+  it('hands nothing to the engine before its row is committed', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    const session = await connect('durable');
+    const seenAtSend: unknown[] = [];
+    const realSend = session.sendText.bind(session);
+    session.sendText = async (to, body, options) => {
+      seenAtSend.push(...(await rows('durable')).map((r) => r.status));
+      return realSend(to, body, options);
+    };
+    faults.hold('outbox_insert');
+    const submitted = sut.submit('durable', text('after the commit'));
+    await until(() => faults.held === 1);
+    expect(engine.sent('durable')).toEqual([]);
+    expect(sut.depth('durable')).toBe(1); // it holds its place in the queue meanwhile
+    faults.release();
     expect(await submitted).toMatchObject({ delivered: true, status: 'sent' });
-    expect(await rows('behind')).toEqual([expect.objectContaining({ status: 'sent', attempts: 1 })]);
+    expect(seenAtSend).toEqual(['queued']);
   });
 
-  it('answers queued only once the row of a message that cannot go yet is committed', async () => {
-    const held = new CountingRepository(test.database);
-    const { sut, connect } = await setup({ repository: held, capacity: 1, sendWaitMs: 50 });
-    await connect('later');
-    await sut.submit('later', text('first'));
-    held.holdInserts = true;
-    let answered = false;
-    const second = sut.submit('later', text('second')).then((result) => {
-      answered = true;
-      return result;
-    });
-    await until(() => sut.dispatcher.depth('later') === 1);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // past SEND_WAIT_MS
-    expect(answered).toBe(false);
-    held.release();
-    expect(await second).toMatchObject({ delivered: false, status: 'queued' });
-    expect((await rows('later')).map((r) => r.status)).toEqual(['sent', 'queued']);
+  it('answers 503 DATABASE_UNAVAILABLE with Retry-After, and sends nothing, when the commit fails', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('down');
+    faults.fail('outbox_insert');
+    const refused = await sut.submit('down', text('lost')).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(AppError);
+    expect(refused).toMatchObject({ code: 'DATABASE_UNAVAILABLE', status: 503, headers: { 'retry-after': '5' } });
+    expect(sut.depth('down')).toBe(0);
+    expect(await rows('down')).toEqual([]);
+    expect(await sut.submit('down', text('next'))).toMatchObject({ status: 'sent' });
+    expect(engine.sent('down').map((s) => s.text)).toEqual(['next']);
   });
 
-  it('takes a message back, unsent, when its row cannot be written, and answers with the error', async () => {
-    const failing = new CountingRepository(test.database);
-    const { sut, engine, connect, clock, timers } = await setup({ repository: failing, capacity: 1, sendWaitMs: 0 });
-    await connect('unwritable');
-    await sut.submit('unwritable', text('first'));
-    await until(async () => (await rows('unwritable'))[0]?.status === 'sent');
-    failing.failInserts = 1;
-    await expect(sut.submit('unwritable', text('lost'))).rejects.toThrow('database unavailable');
-    expect(sut.dispatcher.depth('unwritable')).toBe(0);
-    clock.advance(60_000);
-    timers.fireAll();
-    await sut.submit('unwritable', text('next'));
-    await until(() => engine.sent('unwritable').length === 2);
-    expect(engine.sent('unwritable').map((s) => s.text)).toEqual(['first', 'next']);
+  it('fails every request of a batch at once when the database is down, without retrying row by row', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('outage');
+    faults.down('outbox_insert');
+    const settled = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => sut.submit('outage', text(`o${i}`))));
+    expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as AppError).code : s.status))).toEqual(
+      Array(20).fill('DATABASE_UNAVAILABLE'),
+    );
+    expect(faults.counts.get('outbox_insert')).toBe(1); // one statement for the batch, none per row
+    faults.heal();
+    expect(await rows('outage')).toEqual([]);
+    expect(engine.sent('outage')).toEqual([]);
   });
 
-  it('answers with the error, and never sends, when the row of a message waiting for its turn cannot be written', async () => {
-    const failing = new CountingRepository(test.database);
-    const { sut, engine, connect, timers } = await setup({ repository: failing, capacity: 1, sendWaitMs: 150 });
-    await connect('slow-turn');
-    await sut.submit('slow-turn', text('first')); // takes the only token: the next message waits for the refill
-    await until(async () => (await rows('slow-turn'))[0]?.status === 'sent');
-    failing.failInserts = 1;
-    // The row fails while the request still waits for the send, long before SEND_WAIT_MS is over.
-    await expect(sut.submit('slow-turn', text('lost'))).rejects.toThrow('database unavailable');
-    expect(sut.dispatcher.depth('slow-turn')).toBe(0);
-    timers.fireAll();
-    await until(async () => (await rows('slow-turn')).length === 1);
-    expect(engine.sent('slow-turn').map((s) => s.text)).toEqual(['first']);
+  it('answers 503 when the commit outlasts DB_STATEMENT_TIMEOUT_MS, and never sends the message, even if it lands', async () => {
+    const { sut, engine, connect, faults, clock } = await setup({ dbStatementTimeoutMs: 3_000 });
+    await connect('stalled');
+    faults.hold('outbox_insert');
+    const stalled = sut.submit('stalled', text('too late')).catch((err: unknown) => err);
+    await until(() => faults.held === 1);
+    // Requests that arrive while the commit hangs wait for the next batch; they time out on their own deadline.
+    await clock.advance(1_000);
+    const later = sut.submit('stalled', text('queued behind')).catch((err: unknown) => err);
+    await clock.advance(2_000);
+    expect(await stalled).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+    expect(sut.depth('stalled')).toBe(1); // the one behind it still waits
+    await clock.advance(1_000);
+    expect(await later).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+    faults.release(); // the stalled commit lands after all
+    await until(async () => (await rows('stalled'))[0]?.status === 'failed');
+    const [row] = await rows('stalled');
+    expect(row).toMatchObject({ status: 'failed', error: expect.stringContaining('not sent') });
+    expect(await rows('stalled')).toHaveLength(1); // the one behind it was never written
+    expect(engine.sent('stalled')).toEqual([]);
+    expect(sut.depth('stalled')).toBe(0);
   });
 
-  it('writes a failed first attempt with the row, and the success of the retry after it', async () => {
-    const { sut, engine, connect, timers } = await setup({ sendWaitMs: 0 });
-    await connect('fallback');
-    engine.failSends('fallback', 1);
-    const reply = await sut.submit('fallback', text('again'));
-    expect(reply.status).toBe('queued');
-    await until(() => timers.pending.size === 1);
-    expect(await rows('fallback')).toEqual([
-      expect.objectContaining({ status: 'queued', attempts: 1, error: expect.stringContaining('injected') }),
+  it('gathers what arrives while a commit runs into the next one: two statements for one plus ten', async () => {
+    const { sut, connect, faults } = await setup({ sendWaitMs: 0 });
+    await connect('gather');
+    faults.hold('outbox_insert');
+    const first = sut.submit('gather', text('alone'));
+    await until(() => faults.held === 1);
+    const rest = Array.from({ length: 10 }, (_, i) => sut.submit('gather', text(`g${i}`)));
+    faults.release();
+    await Promise.all([first, ...rest]);
+    // now() is the transaction's start: rows committed together share it.
+    const commits = await test.database.query(
+      `SELECT count(DISTINCT created_at)::int AS n FROM outbox_messages WHERE agent_id = 'gather'`,
+    );
+    expect(commits[0]?.n).toBe(2);
+  });
+
+  it('writes alone the rows of a batch that PostgreSQL refuses for one bad row, so the others still go', async () => {
+    const { sut, engine, connect } = await setup();
+    await connect('bad-row');
+    const results = await Promise.allSettled([
+      sut.submit('bad-row', text('fine')),
+      // PostgreSQL's jsonb cannot hold a NUL character: this row alone is refused.
+      sut.submit('bad-row', text('nul\u0000inside')),
+      sut.submit('bad-row', text('also fine')),
     ]);
-    timers.fireAll();
-    await until(async () => (await rows('fallback'))[0]?.status === 'sent');
-    expect(engine.sent('fallback').map((s) => s.text)).toEqual(['again']);
-    expect(await rows('fallback')).toHaveLength(1);
-  });
-
-  it('ends each wait at its own deadline, a shorter one begun after a longer one included', async () => {
-    const { sut } = await setup();
-    const started = performance.now();
-    let longEnded = false;
-    const long = sut.dispatcher.waitFor('long', 300).then((outcome) => {
-      longEnded = true;
-      return outcome;
-    });
-    expect(await sut.dispatcher.waitFor('short', 20)).toBeNull();
-    expect(performance.now() - started).toBeLessThan(250);
-    expect(longEnded).toBe(false);
-    expect(await long).toBeNull();
-    expect(performance.now() - started).toBeGreaterThanOrEqual(298);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(engine.sent('bad-row').map((s) => s.text)).toEqual(['fine', 'also fine']);
   });
 
   it('close() clears the rate-limit timers and releases waiting requests', async () => {
-    const { sut, connect, timers } = await setup({ capacity: 1, sendWaitMs: 60_000 });
+    const { sut, connect, clock } = await setup({ rateLimitBurst: 1, sendWaitMs: 60_000 });
     await connect('closing');
     await sut.submit('closing', text('one'));
     const waiting = sut.submit('closing', text('two'));
-    await until(() => timers.pending.size === 1);
+    await until(() => clock.pending().length === 2); // the token wait and the request's wait
     await sut.close();
-    expect(timers.pending.size).toBe(0);
+    expect(clock.pending()).toEqual([]);
     await expect(waiting).resolves.toMatchObject({ delivered: false, status: 'queued' });
   });
 });

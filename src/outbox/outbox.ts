@@ -1,30 +1,28 @@
-// The outbox: accepts a message, hands it to the dispatcher, writes its row (in one statement with the other writes
-// of the moment), and waits a bounded time for the result. A text without an Idempotency-Key goes to the dispatcher
-// at once, while its row is being written: an answer that says "sent" does not wait for the row, any other answer
-// does. A message with a key, or an image, is handed over only once its row is committed.
+// The outbox: every message an agent sends is committed as a row before an engine sees it, then goes FIFO through
+// its agent's token bucket to WhatsApp; the request waits a bounded time for the result. One facade over the store
+// (what is not durable yet, group commit), the dispatcher (per-agent queues) and the send waits.
 import { randomUUID } from 'node:crypto';
-import type { OutboxStatus } from '../db/schema.js';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/client.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { OutboxDispatcher, type QueuedMessage } from './outbox.dispatcher.js';
+import type { OutboxSessions } from './outbox.ports.js';
 import {
-  type DispatchTimers,
-  OutboxDispatcher,
-  type QueuedMessage,
-  realTimers,
-  type SendOutcome,
-} from './outbox.dispatcher.js';
-import type {
-  NewOutboxMessage,
-  OutboxKind,
-  OutboxPayload,
-  OutboxRecord,
+  type NewOutboxMessage,
+  type OutboxKind,
+  type OutboxPayload,
+  type OutboxRecord,
   OutboxRepository,
+  type OutboxStatus,
 } from './outbox.repository.js';
-import { TransitionLog } from './outbox.transitions.js';
-import { OutboxWriter } from './outbox.writer.js';
-import type { SessionGateway } from './session-gateway.js';
-import type { TokenBuckets } from './token-bucket.js';
+import { OutboxStore } from './outbox.store.js';
+import { type SendOutcome, SendWaits } from './send-waits.js';
+import { TokenBuckets } from './token-bucket.js';
+
+export { OUTBOX_STATUSES, type OutboxKind, type OutboxPayload, type OutboxStatus } from './outbox.repository.js';
 
 export interface OutboxDraft {
   kind: OutboxKind;
@@ -62,212 +60,203 @@ export interface OutboxMessageView {
   sentAt: string | null;
 }
 
-export interface OutboxServiceOptions {
-  repository: OutboxRepository;
-  sessions: SessionGateway;
-  buckets: TokenBuckets;
+export type OutboxConfig = Pick<
+  Config,
+  'sendWaitMs' | 'queueMaxPerAgent' | 'rateLimitPerMinute' | 'rateLimitBurst' | 'dbStatementTimeoutMs'
+>;
+
+export interface OutboxDeps {
+  database: Database;
+  sessions: OutboxSessions;
   metrics: Metrics;
   logger: Logger;
-  /** How long a request waits for its send before answering 202. */
-  sendWaitMs: number;
-  queueMaxPerAgent: number;
-  maxRetries?: number;
-  retryDelayMs?: (retry: number) => number;
-  timers?: DispatchTimers;
-  /**
-   * Rows waiting for their batch past which a "sent" answer waits for its row like any other (1,000): the writes
-   * keep up with the sends, and memory stays bounded, when the database is slower than WhatsApp.
-   */
-  maxUnwritten?: number;
+  clock: Clock;
+  config: OutboxConfig;
+  /** Send retries after a failed attempt, and the wait before retry n (1 s, 2 s, 4 s by default). */
+  retries?: { max?: number; delayMs?: (retry: number) => number };
 }
 
-export class OutboxService {
-  readonly dispatcher: OutboxDispatcher;
-  private readonly transitions: TransitionLog;
-  private readonly writer: OutboxWriter;
-  /** Slots taken by requests whose INSERT is still running, so concurrent requests cannot overfill a queue. */
-  private readonly reserved = new Map<string, number>();
+export interface Outbox {
+  /**
+   * Commits the message, queues it, and waits up to SEND_WAIT_MS for its send. Throws SESSION_NOT_READY,
+   * RATE_LIMITED (queue full), IDEMPOTENCY_KEY_REUSED, or DATABASE_UNAVAILABLE (nothing was sent).
+   */
+  submit(agentId: string, draft: OutboxDraft, context?: SubmitContext): Promise<SubmitResult>;
+  /** The earlier message sent with this Idempotency-Key, or null; IDEMPOTENCY_KEY_REUSED for another request. */
+  findIdempotent(agentId: string, key: string, fingerprint: string | undefined): Promise<SubmitResult | null>;
+  /** Throws SESSION_NOT_READY unless the agent can send now. */
+  assertReady(agentId: string): void;
+  get(agentId: string, messageId: string): Promise<OutboxMessageView>;
+  /** Messages of the agent accepted and not yet sent or failed, counting those still committing. */
+  depth(agentId: string): number;
+  /** Boot: queues what a previous process left; returns how many. */
+  resumeAll(): Promise<number>;
+  /** Retention: forgets sent and failed messages last changed before `cutoff`; returns how many. */
+  purgeSettledBefore(cutoff: Date): Promise<number>;
+  /** Waits for the sends in flight and writes what is unwritten; releases every waiting request. */
+  close(): Promise<void>;
+}
+
+export function createOutbox(deps: OutboxDeps): Outbox {
+  return new DurableOutbox(deps);
+}
+
+class DurableOutbox implements Outbox {
+  private readonly repository: OutboxRepository;
+  private readonly buckets: TokenBuckets;
+  private readonly waits: SendWaits;
+  private readonly store: OutboxStore;
+  private readonly dispatcher: OutboxDispatcher;
   private readonly unsubscribe: Array<() => void>;
 
-  constructor(private readonly options: OutboxServiceOptions) {
-    const timers = options.timers ?? realTimers;
-    // A committed row goes to its agent's queue at once, before its request hears of it.
-    this.writer = new OutboxWriter({
-      repository: options.repository,
-      onInserted: ({ id, agentId, kind, toJid, payload, queuedEarly }) => {
-        if (!queuedEarly) this.dispatcher.enqueue(queued(id, agentId, { kind, toJid, payload }));
-      },
+  constructor(private readonly deps: OutboxDeps) {
+    const { database, sessions, metrics, logger, clock, config, retries } = deps;
+    this.repository = new OutboxRepository(database);
+    this.buckets = new TokenBuckets({
+      capacity: config.rateLimitBurst,
+      refillPerMinute: config.rateLimitPerMinute,
+      clock,
     });
-    this.transitions = new TransitionLog({ writer: this.writer, logger: options.logger, timers });
+    this.waits = new SendWaits(clock);
+    this.store = new OutboxStore({
+      repository: this.repository,
+      clock,
+      logger,
+      commitTimeoutMs: config.dbStatementTimeoutMs,
+      // A committed row goes to its agent's queue at once, before its request hears of it: FIFO in commit order.
+      onCommitted: (row) => this.dispatcher.enqueue(toQueued(row)),
+    });
     this.dispatcher = new OutboxDispatcher({
-      repository: options.repository,
-      transitions: this.transitions,
-      sessions: options.sessions,
-      buckets: options.buckets,
-      metrics: options.metrics,
-      logger: options.logger,
-      maxRetries: options.maxRetries,
-      retryDelayMs: options.retryDelayMs,
-      timers,
+      repository: this.repository,
+      store: this.store,
+      waits: this.waits,
+      sessions,
+      buckets: this.buckets,
+      metrics,
+      logger,
+      clock,
+      maxRetries: retries?.max,
+      retryDelayMs: retries?.delayMs,
     });
     this.unsubscribe = [
-      options.sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
-      options.sessions.onAgentDeleted(async (agentId) => {
+      sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
+      sessions.onAgentDeleted(async (agentId) => {
         try {
           await this.drop(agentId);
         } catch (err) {
           // The in-memory queue is already gone; rows left behind are dropped at the next boot (resumeAll).
-          options.logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
+          logger.error({ event: 'outbox.drop.error', agentId, err: errorMessage(err) });
         }
       }),
     ];
   }
 
-  /**
-   * The earlier message sent with this Idempotency-Key, or null when the key is new.
-   * Throws IDEMPOTENCY_KEY_REUSED when the key came with a different request.
-   */
   async findIdempotent(agentId: string, key: string, fingerprint: string | undefined): Promise<SubmitResult | null> {
-    await this.transitions.flush();
-    const existing = await this.options.repository.findByIdempotencyKey(agentId, key);
+    await this.store.flush();
+    const existing = await this.repository.findByIdempotencyKey(agentId, key);
     if (!existing) return null;
     if (existing.payload.fingerprint !== fingerprint) throw new AppError('IDEMPOTENCY_KEY_REUSED');
     return this.settledResult(existing);
   }
 
-  /** Throws SESSION_NOT_READY unless the agent can send now (an earlier idempotent message is still returned). */
   assertReady(agentId: string): void {
-    if (!this.options.sessions.getReadySession(agentId)) throw new AppError('SESSION_NOT_READY');
+    if (!this.deps.sessions.getReadySession(agentId)) throw new AppError('SESSION_NOT_READY');
   }
 
   async submit(agentId: string, draft: OutboxDraft, context: SubmitContext = {}): Promise<SubmitResult> {
     const { idempotencyKey } = context;
-    if (!this.options.sessions.getReadySession(agentId)) {
+    if (!this.deps.sessions.getReadySession(agentId)) {
+      // A retry of a message accepted earlier is still answered with it.
       const earlier = idempotencyKey
         ? await this.findIdempotent(agentId, idempotencyKey, draft.payload.fingerprint)
         : null;
       if (earlier) return earlier;
       throw new AppError('SESSION_NOT_READY');
     }
-    if (!idempotencyKey && draft.kind === 'text') return await this.submitEarly(agentId, draft, context);
-    this.reserve(agentId);
+    this.assertRoom(agentId);
     const id = randomUUID();
-    // The wait starts before the INSERT, so that no outcome can be missed and SEND_WAIT_MS bounds the whole request.
-    const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
-    let inserted: boolean;
+    // The wait starts before the commit, so that SEND_WAIT_MS bounds the whole request and no outcome is missed.
+    const outcome = this.waits.wait(id, this.deps.config.sendWaitMs);
+    let committed: boolean;
     try {
-      inserted = await this.writer.insert(newRow(id, agentId, draft, context));
+      committed = await this.store.insert(newRow(id, agentId, draft, context));
     } catch (err) {
-      this.dispatcher.stopWaiting(id);
+      this.waits.settle(id, null);
       throw err;
-    } finally {
-      this.release(agentId);
     }
-    if (!inserted) {
-      this.dispatcher.stopWaiting(id);
+    if (!committed) {
+      this.waits.settle(id, null);
       // Another request holds this key: answer with its message (or 409 when it asked for something else).
       const earlier = await this.findIdempotent(agentId, idempotencyKey ?? '', draft.payload.fingerprint);
       if (!earlier) throw new AppError('INTERNAL_ERROR', 'the idempotency key vanished');
       return earlier;
     }
-    this.options.metrics.countQueued(agentId);
-    return this.result(id, await outcome, draft.payload);
-  }
-
-  /** A text handed to the dispatcher while its row is written. */
-  private async submitEarly(agentId: string, draft: OutboxDraft, context: SubmitContext): Promise<SubmitResult> {
-    this.assertRoom(agentId); // the queue holds the message from here on
-    const id = randomUUID();
-    const message = queued(id, agentId, draft);
-    const outcome = this.dispatcher.waitFor(id, this.options.sendWaitMs);
-    const { metrics, logger } = this.options;
-    // Settles when the row is written or has failed; never rejects, whoever waits for it or not. Not written means
-    // not durable: a message still waiting is taken back at once, and its request fails with the error. One that
-    // WhatsApp has, or had, is only logged: the message went, its record is missing.
-    const lost = this.writer.insert(newRow(id, agentId, draft, context, true), false).then(
-      () => undefined,
-      (err: unknown) => {
-        const withdrawn = this.dispatcher.withdraw(message);
-        if (!withdrawn) logger.error({ event: 'outbox.write.error', agentId, messageId: id, err: errorMessage(err) });
-        return { err, withdrawn };
-      },
-    );
-    this.dispatcher.enqueue(message);
-    metrics.countQueued(agentId);
-    const result = await outcome;
-    if (result?.status === 'sent' && this.writer.backlog < (this.options.maxUnwritten ?? 1_000)) {
-      return this.result(id, result, draft.payload);
-    }
-    this.writer.hurry(); // the answer waits for the row now
-    const failure = await lost;
-    if (failure?.withdrawn) throw failure.err;
-    if (!failure || result) return this.result(id, result, draft.payload);
-    // WhatsApp has it in hand right now: its outcome is the answer.
-    return this.result(id, await this.dispatcher.waitFor(id, this.options.sendWaitMs), draft.payload);
+    this.deps.metrics.countQueued(agentId);
+    return result(id, await outcome, draft.payload);
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
-    // A message answered before its row was written is still found: the flush waits for that write too.
-    await this.transitions.flush();
-    const record = await this.options.repository.find(agentId, messageId);
+    // An outcome recorded before this read is found: the flush waits for its write.
+    await this.store.flush();
+    const record = await this.repository.find(agentId, messageId);
     if (!record) throw new AppError('MESSAGE_NOT_FOUND');
     return toView(this.current(record));
   }
 
+  depth(agentId: string): number {
+    return this.dispatcher.depth(agentId) + this.store.committing(agentId);
+  }
+
   /**
-   * Boot: queues what a previous process left. A row found `sending` was handed to WhatsApp or not; nobody can
-   * tell, so it is sent again (at least once) rather than risk losing it (at most once). Rows of agents deleted
-   * meanwhile are dropped, as their deletion would have done.
+   * A row found `sending` was handed to WhatsApp or not; nobody can tell, so it is sent again (at least once) rather
+   * than risk losing it (at most once). Rows of agents deleted meanwhile are dropped, as their deletion would have done.
    */
   async resumeAll(): Promise<number> {
-    const orphaned = await this.options.repository.deleteOrphaned();
+    const { logger } = this.deps;
+    const orphaned = await this.repository.deleteOrphaned();
     let dropped = 0;
     for (const [agentId, count] of orphaned) {
       this.countDropped(agentId, count);
       dropped += count;
     }
-    if (dropped > 0) this.options.logger.warn({ event: 'outbox.resume.orphaned', count: dropped });
-    const interrupted = await this.options.repository.requeueInterrupted();
-    if (interrupted > 0) {
-      this.options.logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
-    }
-    const rows = await this.options.repository.listQueued();
+    if (dropped > 0) logger.warn({ event: 'outbox.resume.orphaned', count: dropped });
+    const interrupted = await this.repository.requeueInterrupted();
+    if (interrupted > 0) logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
+    const rows = await this.repository.listQueued();
     for (const row of rows) this.dispatcher.enqueue(OutboxDispatcher.fromRecord(row));
-    this.options.logger.info({ event: 'outbox.resumed', count: rows.length });
+    logger.info({ event: 'outbox.resumed', count: rows.length });
     return rows.length;
   }
 
-  /**
-   * Retention: forgets sent and failed messages last changed before `cutoff`. A row whose outcome is not written
-   * yet is still `queued` in the table, so it is never among them.
-   */
+  /** A row whose outcome is not written yet is still `queued` in the table, so it is never among those purged. */
   purgeSettledBefore(cutoff: Date): Promise<number> {
-    return this.options.repository.purgeSettledBefore(cutoff);
+    return this.repository.purgeSettledBefore(cutoff);
   }
 
   async close(): Promise<void> {
     for (const unsubscribe of this.unsubscribe) unsubscribe();
-    await this.writer.idle();
+    await this.store.idle();
     await this.dispatcher.close();
-    await this.transitions.close();
+    this.waits.close();
+    await this.store.close();
   }
 
   /** An agent was deleted: its queued messages go, from memory and from the table. */
   private async drop(agentId: string): Promise<void> {
-    await this.writer.idle(); // a row still being inserted reaches the dispatcher first, and goes with the rest
-    const keep = [...this.dispatcher.forget(agentId), ...this.transitions.settledIds()];
-    const ids = await this.options.repository.deleteUnsent(agentId, keep);
+    await this.store.idle(); // a row still committing reaches the dispatcher first, and goes with the rest
+    const keep = [...this.dispatcher.forget(agentId), ...this.store.settledIds()];
+    const ids = await this.repository.deleteUnsent(agentId, keep);
     if (ids.length > 0) this.countDropped(agentId, ids.length);
   }
 
   private countDropped(agentId: string, count: number): void {
-    const { metrics } = this.options;
+    const { metrics } = this.deps;
     metrics.outboxTransitions.inc({ state: 'dropped', ...metrics.agentLabel(agentId) }, count);
   }
 
   /** The row as it stands now: a send in progress, or an outcome not yet written, is newer than the table. */
   private current(record: OutboxRecord): OutboxRecord {
-    const pending = this.transitions.pending(record.id);
+    const pending = this.store.pending(record.id);
     if (pending) {
       const { status, attempts, waMessageId, error } = pending;
       const at = new Date(pending.at);
@@ -278,31 +267,20 @@ export class OutboxService {
     return record;
   }
 
-  private reserve(agentId: string): void {
-    this.assertRoom(agentId);
-    this.reserved.set(agentId, (this.reserved.get(agentId) ?? 0) + 1);
-  }
-
+  /** 429 when the agent's queue, counting the rows still committing, is full. */
   private assertRoom(agentId: string): void {
-    if (this.dispatcher.depth(agentId) + (this.reserved.get(agentId) ?? 0) >= this.options.queueMaxPerAgent) {
-      const { metrics } = this.options;
-      metrics.outboxTransitions.inc({ state: 'rejected', ...metrics.agentLabel(agentId) });
-      // A slot frees when the head is sent, which is when the next token arrives.
-      const seconds = Math.max(1, Math.ceil(this.options.buckets.msUntilToken(agentId) / 1_000));
-      throw new AppError('RATE_LIMITED', undefined, { headers: { 'retry-after': String(seconds) } });
-    }
-  }
-
-  private release(agentId: string): void {
-    const reserved = (this.reserved.get(agentId) ?? 1) - 1;
-    if (reserved > 0) this.reserved.set(agentId, reserved);
-    else this.reserved.delete(agentId);
+    const { config, metrics } = this.deps;
+    if (this.depth(agentId) < config.queueMaxPerAgent) return;
+    metrics.outboxTransitions.inc({ state: 'rejected', ...metrics.agentLabel(agentId) });
+    // A slot frees when the head is sent, which is when the next token arrives.
+    const seconds = Math.max(1, Math.ceil(this.buckets.msUntilToken(agentId) / 1_000));
+    throw new AppError('RATE_LIMITED', undefined, { headers: { 'retry-after': String(seconds) } });
   }
 
   private async settledResult(stored: OutboxRecord): Promise<SubmitResult> {
     const record = this.current(stored);
     if (record.status === 'queued' || record.status === 'sending') {
-      return this.result(record.id, await this.dispatcher.waitFor(record.id, this.options.sendWaitMs), record.payload);
+      return result(record.id, await this.waits.wait(record.id, this.deps.config.sendWaitMs), record.payload);
     }
     return {
       delivered: record.status === 'sent',
@@ -312,29 +290,23 @@ export class OutboxService {
       previewPath: record.payload.previewPath,
     };
   }
-
-  private result(messageId: string, outcome: SendOutcome | null, payload: OutboxPayload): SubmitResult {
-    const previewPath = payload.previewPath;
-    if (outcome?.status === 'sent') {
-      return { delivered: true, messageId, status: 'sent', waMessageId: outcome.waMessageId, previewPath };
-    }
-    return { delivered: false, messageId, status: outcome?.status ?? 'queued', waMessageId: null, previewPath };
-  }
 }
 
-/** A message as its agent's queue holds it. */
-function queued(id: string, agentId: string, { kind, toJid, payload }: OutboxDraft): QueuedMessage {
+function result(messageId: string, outcome: SendOutcome | null, payload: OutboxPayload): SubmitResult {
+  const previewPath = payload.previewPath;
+  if (outcome?.status === 'sent') {
+    return { delivered: true, messageId, status: 'sent', waMessageId: outcome.waMessageId, previewPath };
+  }
+  return { delivered: false, messageId, status: outcome?.status ?? 'queued', waMessageId: null, previewPath };
+}
+
+/** A committed row as its agent's queue holds it. */
+function toQueued({ id, agentId, kind, toJid, payload }: NewOutboxMessage): QueuedMessage {
   return { id, agentId, kind, toJid, payload, attempts: 0, failures: 0 };
 }
 
 /** The row a submitted message is written as. */
-function newRow(
-  id: string,
-  agentId: string,
-  draft: OutboxDraft,
-  context: SubmitContext,
-  queuedEarly = false,
-): NewOutboxMessage {
+function newRow(id: string, agentId: string, draft: OutboxDraft, context: SubmitContext): NewOutboxMessage {
   return {
     id,
     agentId,
@@ -344,7 +316,6 @@ function newRow(
     media: draft.media ?? null,
     idempotencyKey: context.idempotencyKey ?? null,
     traceId: context.traceId ?? null,
-    queuedEarly,
   };
 }
 

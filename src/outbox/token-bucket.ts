@@ -1,24 +1,22 @@
 // Per-agent token buckets: each agent may send `burst` messages at once, then `perMinute` messages a minute.
+import type { Clock } from '../clock.js';
 
 export interface TokenBucketOptions {
   /** How many tokens the bucket holds: the burst. */
   capacity: number;
   /** Tokens added per minute. */
   refillPerMinute: number;
-  /** Milliseconds since any fixed origin; injected so tests control time. */
-  now?: () => number;
+  clock: Pick<Clock, 'now'>;
 }
 
 export class TokenBucket {
   private tokens: number;
   private updatedAt: number;
   private readonly perMs: number;
-  private readonly now: () => number;
 
   constructor(private readonly options: TokenBucketOptions) {
-    this.now = options.now ?? (() => performance.now());
     this.tokens = options.capacity;
-    this.updatedAt = this.now();
+    this.updatedAt = options.clock.now();
     this.perMs = options.refillPerMinute / 60_000;
   }
 
@@ -40,7 +38,7 @@ export class TokenBucket {
   }
 
   private refill(): void {
-    const now = this.now();
+    const now = this.options.clock.now();
     const elapsed = now - this.updatedAt;
     if (elapsed > 0) this.tokens = Math.min(this.options.capacity, this.tokens + elapsed * this.perMs);
     this.updatedAt = now;

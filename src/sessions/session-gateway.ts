@@ -1,9 +1,9 @@
-// The sessions side of messaging's SessionGateway port: ready sessions from the supervisor, deletions from the service.
-import type { SessionGateway } from '../messaging/session-gateway.js';
+// The sessions side of the outbox's OutboxSessions port: ready sessions from the supervisor, deletions from the service.
+import type { OutboxSessions } from '../outbox/outbox.ports.js';
 import type { SessionSupervisor } from './session-supervisor.js';
 import type { SessionsService } from './sessions.service.js';
 
-export function createSessionGateway(supervisor: SessionSupervisor, sessions: SessionsService): SessionGateway {
+export function createSessionGateway(supervisor: SessionSupervisor, sessions: SessionsService): OutboxSessions {
   return {
     getReadySession: (agentId) => supervisor.readySession(agentId),
     onSessionReady(listener) {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { FakeClock } from '../__fixtures__/fake-clock.js';
 import type { Engine, EngineSession, EngineSessionEvents } from '../engines/engine.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
@@ -30,7 +31,20 @@ class FakeSession extends EventEmitter<EngineSessionEvents> implements EngineSes
   }
 }
 
-function setup(options: { startErrors?: number } = {}) {
+/** Lets the callbacks of promises settled so far run (setImmediate comes after every queued promise callback). */
+const afterPromiseCallbacks = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A QR renderer whose renderings finish only when the test says so. */
+function manualRenderer() {
+  const waiting: Array<{ text: string; finish: () => void }> = [];
+  const render = (text: string) =>
+    new Promise<Buffer>((resolve) => {
+      waiting.push({ text, finish: () => resolve(Buffer.from(`png:${text}`)) });
+    });
+  return { render, waiting };
+}
+
+function setup(options: { startErrors?: number; renderQr?: (text: string) => Promise<Buffer> } = {}) {
   const sessions: FakeSession[] = [];
   let failures = options.startErrors ?? 0;
   const engine: Engine = {
@@ -61,21 +75,20 @@ function setup(options: { startErrors?: number } = {}) {
     all: async () => [],
   };
   const random = vi.fn(() => 0.5);
+  const clock = new FakeClock();
   const supervisor = new SessionSupervisor({
     engines: new Map([['sandbox', engine]]),
     repo,
     logger: createLogger({ level: 'silent' }),
     metrics: createMetrics({ perAgent: false, collectProcessMetrics: false }),
     backoff: { baseMs: 1_000, maxMs: 8_000, random },
+    clock,
+    ...(options.renderQr ? { renderQr: options.renderQr } : {}),
   });
-  return { supervisor, engine, sessions, patches, random };
+  return { supervisor, engine, sessions, patches, random, clock };
 }
 
 describe('SessionSupervisor', () => {
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
   it('records an auth failure, stops the session and does not reconnect', async () => {
     const { supervisor, engine, sessions, patches } = setup();
     await supervisor.start('a1', engine);
@@ -89,22 +102,22 @@ describe('SessionSupervisor', () => {
   });
 
   it('retries a start that fails with exponential backoff and jitter, then connects', async () => {
-    vi.useFakeTimers();
-    const { supervisor, engine, sessions, patches, random } = setup({ startErrors: 3 });
+    const { supervisor, engine, sessions, patches, random, clock } = setup({ startErrors: 3 });
     await supervisor.start('a1', engine);
     expect(supervisor.snapshot('a1')).toMatchObject({
       sessionState: 'reconnecting',
       lastError: 'net::ERR_NAME_NOT_RESOLVED',
     });
     expect(patches).toContainEqual({ lastError: 'net::ERR_NAME_NOT_RESOLVED' });
+    expect(clock.pending()).toEqual([750]);
     // random() = 0.5 puts each delay at 3/4 of the ceiling: 750, 1500, 3000 ms.
-    await vi.advanceTimersByTimeAsync(749);
+    await clock.advance(749);
     expect(sessions).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advance(1);
     expect(sessions).toHaveLength(2);
-    await vi.advanceTimersByTimeAsync(1_500);
+    await clock.advance(1_500);
     expect(sessions).toHaveLength(3);
-    await vi.advanceTimersByTimeAsync(3_000);
+    await clock.advance(3_000);
     expect(sessions).toHaveLength(4);
     expect(random).toHaveBeenCalledTimes(3);
     sessions[3]?.emit('ready', { me: '6281@c.us' });
@@ -114,20 +127,20 @@ describe('SessionSupervisor', () => {
   });
 
   it('caps the backoff at maxMs', async () => {
-    vi.useFakeTimers();
-    const { supervisor, engine, sessions } = setup({ startErrors: 100 });
+    const { supervisor, engine, sessions, clock } = setup({ startErrors: 100 });
     await supervisor.start('a1', engine);
     // Ceilings 1, 2, 4, 8, 8, 8 s → delays 0.75, 1.5, 3, 6, 6, 6 s with random() = 0.5.
-    await vi.advanceTimersByTimeAsync(750 + 1_500 + 3_000 + 6_000);
+    await clock.advance(750 + 1_500 + 3_000 + 6_000);
     expect(sessions).toHaveLength(5);
-    await vi.advanceTimersByTimeAsync(5_999);
+    await clock.advance(5_999);
     expect(sessions).toHaveLength(5);
-    await vi.advanceTimersByTimeAsync(1);
+    await clock.advance(1);
     expect(sessions).toHaveLength(6);
-    await vi.advanceTimersByTimeAsync(6_000);
+    await clock.advance(6_000);
     expect(sessions).toHaveLength(7);
     await supervisor.stop('a1', { logout: false });
-    await vi.advanceTimersByTimeAsync(60_000);
+    expect(clock.pending()).toEqual([]);
+    await clock.advance(60_000);
     expect(sessions).toHaveLength(7);
   });
 
@@ -143,12 +156,46 @@ describe('SessionSupervisor', () => {
     expect(sessions).toHaveLength(1);
   });
 
+  it('shows a QR code once it is rendered, stamped with the clock, and wakes a waiting caller', async () => {
+    const renderer = manualRenderer();
+    const { supervisor, engine, sessions, patches, clock } = setup({ renderQr: renderer.render });
+    await supervisor.start('a1', engine);
+    const waited = supervisor.waitForQrOrReady('a1', 30_000);
+    sessions[0]?.emit('qr', 'qr-text');
+    await clock.advance(5_000);
+    expect(supervisor.snapshot('a1').sessionState).toBe('starting'); // not before the PNG exists
+    renderer.waiting[0]?.finish();
+    expect(await waited).toBe('qr');
+    expect(supervisor.qr('a1')).toEqual({
+      text: 'qr-text',
+      png: Buffer.from('png:qr-text'),
+      updatedAt: new Date(clock.now()),
+    });
+    await supervisor.settled('a1');
+    expect(patches).toEqual([{ status: 'awaiting_qr' }]);
+    expect(clock.pending()).toEqual([]); // the wait's timeout went with it
+  });
+
+  it('gives up waiting for a QR code when the clock passes the timeout', async () => {
+    const renderer = manualRenderer();
+    const { supervisor, engine, clock } = setup({ renderQr: renderer.render });
+    await supervisor.start('a1', engine);
+    const waited = supervisor.waitForQrOrReady('a1', 30_000);
+    await clock.advance(29_999);
+    expect(clock.pending()).toEqual([1]);
+    await clock.advance(1);
+    expect(await waited).toBe('timeout');
+  });
+
   it('keeps a session connected when the phone scans while the QR code is still being rendered', async () => {
-    const { supervisor, engine, sessions, patches } = setup();
+    const renderer = manualRenderer();
+    const { supervisor, engine, sessions, patches } = setup({ renderQr: renderer.render });
     await supervisor.start('a1', engine);
     sessions[0]?.emit('qr', 'qr-text');
     sessions[0]?.emit('ready', { me: '6281@c.us' });
-    await new Promise((resolve) => setTimeout(resolve, 100)); // the PNG rendering finishes after the scan
+    expect(renderer.waiting.map((r) => r.text)).toEqual(['qr-text']);
+    renderer.waiting[0]?.finish(); // the PNG is ready only after the scan
+    await afterPromiseCallbacks();
     await supervisor.settled('a1');
     expect(supervisor.snapshot('a1')).toMatchObject({ sessionState: 'connected', isReady: true, qr: null });
     expect(patches).not.toContainEqual({ status: 'awaiting_qr' });

@@ -1,6 +1,7 @@
 // Keeps each agent's engine session alive: starts it, follows its events, persists transitions, reconnects with backoff.
 import { EventEmitter } from 'node:events';
 import QRCode from 'qrcode';
+import type { Clock, Timer } from '../clock.js';
 import type { Engine, EngineRegistry, EngineSession, InboundMessage } from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
@@ -48,7 +49,7 @@ interface Live {
   lid: string | null;
   lastError: string | null;
   attempt: number;
-  reconnectTimer: NodeJS.Timeout | undefined;
+  reconnectTimer: Timer | undefined;
   counted: boolean;
   /** Status writes and teardowns of this agent, chained so they happen in the order the events came. */
   pending: Promise<void>;
@@ -74,19 +75,25 @@ export interface SupervisorOptions {
   logger: Logger;
   metrics: Metrics;
   backoff?: Partial<BackoffOptions>;
-  now?: () => Date;
+  clock: Clock;
+  /** Renders a QR code's text as a PNG; injected so tests can finish a rendering when they choose. */
+  renderQr?: (text: string) => Promise<Buffer>;
 }
+
+const renderPng = (text: string): Promise<Buffer> => QRCode.toBuffer(text, { type: 'png', margin: 2, width: 320 });
 
 export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   private readonly lives = new Map<string, Live>();
   private readonly backoff: BackoffOptions;
-  private readonly now: () => Date;
+  private readonly clock: Clock;
+  private readonly renderQr: (text: string) => Promise<Buffer>;
 
   constructor(private readonly options: SupervisorOptions) {
     super();
     this.setMaxListeners(0);
     this.backoff = { baseMs: 2_000, maxMs: 300_000, random: Math.random, ...options.backoff };
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock;
+    this.renderQr = options.renderQr ?? renderPng;
   }
 
   engine(name: EngineName): Engine | undefined {
@@ -183,14 +190,14 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   waitForQrOrReady(agentId: string, timeoutMs: number): Promise<'qr' | 'connected' | 'timeout'> {
     return new Promise((resolve) => {
       const done = (outcome: 'qr' | 'connected' | 'timeout') => {
-        clearTimeout(timer);
+        timer.cancel();
         this.off('qr', onQr);
         this.off('ready', onReady);
         resolve(outcome);
       };
       const onQr = (id: string) => id === agentId && done('qr');
       const onReady = (id: string) => id === agentId && done('connected');
-      const timer = setTimeout(() => done('timeout'), timeoutMs);
+      const timer = this.clock.setTimeout(() => done('timeout'), timeoutMs);
       this.on('qr', onQr);
       this.on('ready', onReady);
     });
@@ -222,7 +229,7 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     const current = () => live.session === session;
     session.on('qr', (text) => {
       if (!current()) return;
-      void QRCode.toBuffer(text, { type: 'png', margin: 2, width: 320 }).then((png) => {
+      void this.renderQr(text).then((png) => {
         // Rendering is asynchronous: the phone may have scanned meanwhile, and a late QR must not undo that.
         if (!current() || live.state === 'connected' || live.state === 'authenticated') return;
         const firstQr = live.state !== 'qr'; // WhatsApp refreshes the QR code often; persist only the transition
@@ -292,17 +299,20 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     live.attempt += 1;
     live.state = 'reconnecting';
     logger.info({ event: 'session.reconnect_scheduled', delayMs: delay, attempt: live.attempt }, 'reconnecting');
-    live.reconnectTimer = setTimeout(() => {
-      live.reconnectTimer = undefined;
-      if (this.lives.get(live.agentId) === live && live.state === 'reconnecting') void this.connect(live);
-    }, delay);
-    live.reconnectTimer.unref();
+    live.reconnectTimer = this.clock.setTimeout(
+      () => {
+        live.reconnectTimer = undefined;
+        if (this.lives.get(live.agentId) === live && live.state === 'reconnecting') void this.connect(live);
+      },
+      delay,
+      { background: true },
+    );
     this.emit('change', live.agentId);
   }
 
   /** Detaches and stops (or logs out) the engine session; errors are logged, never thrown. */
   private async teardown(live: Live, logout = false): Promise<void> {
-    if (live.reconnectTimer) clearTimeout(live.reconnectTimer);
+    live.reconnectTimer?.cancel();
     live.reconnectTimer = undefined;
     this.count(live, false);
     const session = live.session;
@@ -315,6 +325,10 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
       this.options.logger.warn({ event: 'session.stop_failed', agentId: live.agentId, err }, 'stop failed');
       if (logout) await live.engine.clearStoredLogin(live.agentId).catch(() => {});
     }
+  }
+
+  private now(): Date {
+    return new Date(this.clock.now());
   }
 
   private count(live: Live, connected: boolean): void {

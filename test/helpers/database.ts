@@ -54,9 +54,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return test;
 }
 
-export async function insertApiKey(database: Database, userId: string, accessToken: string, isActive = true) {
-  await database.query(
-    'INSERT INTO api_keys (user_id, access_token, is_active, updated_at) VALUES ($1, $2, $3, now())',
-    [userId, accessToken, isActive],
-  );
+export async function insertApiKey(
+  database: Database,
+  userId: string,
+  accessToken: string,
+  isActive = true,
+  updatedAt = new Date(),
+) {
+  await database.query('INSERT INTO api_keys (user_id, access_token, is_active, updated_at) VALUES ($1, $2, $3, $4)', [
+    userId,
+    accessToken,
+    isActive,
+    updatedAt,
+  ]);
 }

@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type {
   Engine,
   EngineSession,
@@ -39,7 +40,8 @@ export interface SandboxEngineOptions {
   dir: string;
   /** How often a waiting session shows a new QR code, as WhatsApp does. */
   qrRefreshMs?: number;
-  now?: () => Date;
+  /** The service's clock, for the sent log's times and the QR refresh; the system clock when used on its own. */
+  clock?: Clock;
 }
 
 interface StoredLogin {
@@ -53,7 +55,11 @@ export class SandboxEngine implements Engine {
   /** Kept with the time as a Date: formatted only when a test reads the log, not on every send. */
   private readonly sentLog = new Map<string, Array<{ entry: Omit<SandboxSentEntry, 'at'>; at: Date }>>();
 
-  constructor(private readonly options: SandboxEngineOptions) {}
+  readonly clock: Clock;
+
+  constructor(private readonly options: SandboxEngineOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   createSession(agentId: string): EngineSession {
     const session = new SandboxSession(agentId, this);
@@ -124,7 +130,7 @@ export class SandboxEngine implements Engine {
       log = [];
       this.sentLog.set(agentId, log);
     }
-    log.push({ entry, at: this.options.now?.() ?? new Date() });
+    log.push({ entry, at: new Date(this.clock.now()) });
     // The oldest go a batch at a time: shift() on a full log would move all of it on every send.
     if (log.length >= 2 * MAX_SENT_PER_AGENT) log.splice(0, log.length - MAX_SENT_PER_AGENT);
   }
@@ -169,7 +175,7 @@ export class SandboxStateError extends Error {
 export class SandboxSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
   state: SandboxState = 'idle';
   failuresToInject = 0;
-  private qrTimer: NodeJS.Timeout | undefined;
+  private qrTimer: Timer | undefined;
   private phone: string | null = null;
 
   constructor(
@@ -190,8 +196,7 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
     this.state = 'qr';
     const showQr = () => this.emit('qr', `sandbox:${this.agentId}:${randomUUID()}`);
     setImmediate(showQr);
-    this.qrTimer = setInterval(showQr, this.engine.qrRefreshMs);
-    this.qrTimer.unref();
+    this.qrTimer = this.engine.clock.setInterval(showQr, this.engine.qrRefreshMs, { background: true });
   }
 
   async stop(): Promise<void> {
@@ -274,7 +279,7 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   private clearQrTimer(): void {
-    if (this.qrTimer) clearInterval(this.qrTimer);
+    this.qrTimer?.cancel();
     this.qrTimer = undefined;
   }
 }
