@@ -68,6 +68,7 @@ export async function buildApp(container: Container): Promise<App> {
     ping: () => container.database.ping(),
     isDraining: () => container.draining,
     startedAt: container.startedAt,
+    clock: container.clock,
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });

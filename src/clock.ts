@@ -33,10 +33,3 @@ export const systemClock: Clock = {
     return { cancel: () => clearInterval(handle) };
   },
 };
-
-/** Resolves `ms` from now on `clock`. */
-export function delay(clock: Clock, ms: number, options?: TimerOptions): Promise<void> {
-  return new Promise((resolve) => {
-    clock.setTimeout(resolve, ms, options);
-  });
-}

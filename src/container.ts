@@ -127,7 +127,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     defaultCountryCode: config.defaultCountryCode,
   });
 
-  const ai = new AiClient({ aiBackendUrl: config.aiBackendUrl, timeoutMs: config.aiTimeoutMs, metrics, logger });
+  const ai = new AiClient({
+    aiBackendUrl: config.aiBackendUrl,
+    timeoutMs: config.aiTimeoutMs,
+    metrics,
+    logger,
+    clock,
+  });
   const directory = createAgentDirectory(sessionsRepo, supervisor);
   const outbox = createOutbox({
     database,
@@ -175,7 +181,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     messaging,
     inbound,
     run,
-    startedAt: Date.now(),
+    startedAt: clock.now(),
     draining: false,
     async start() {
       if (config.sessionsAuth === 'none') {

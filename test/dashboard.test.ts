@@ -35,7 +35,7 @@ const api = (method: string, url: string, body?: unknown) =>
   fetch(`${base}${url}`, {
     method,
     headers: { ...t.admin, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? null : JSON.stringify(body),
   });
 
 describe('/dashboard static files', () => {

@@ -52,7 +52,6 @@ describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
       expect(info.loggedOut).toBe(false);
       expect(info.reason).toMatch(/initialize failed: .*ERR_NAME_NOT_RESOLVED/);
       expect(mostProcesses).toBeGreaterThan(0); // Chromium did run: the test proves its cleanup, not its absence
-      expect(await session.getState?.()).toBe('disconnected');
       await expect(session.sendText('6281234567890@c.us', 'x')).rejects.toThrow(/not connected/);
       await session.stop();
       expect(await findProcesses(authDir)).toEqual([]);
@@ -140,7 +139,6 @@ describe('baileys on the real library, against a WebSocket endpoint that fails',
       const [info] = await disconnected;
       expect(info.loggedOut).toBe(false);
       expect(info.reason).toMatch(/WebSocket Error|Connection (Terminated|Closed)|handshake|timed out/i);
-      expect(await session.getState?.()).toBe('disconnected');
       await expect(session.sendText('6281234567890@c.us', 'x')).rejects.toThrow(/not connected/);
       await session.stop();
       // The server sees the client's side close a moment later: the engine let go of its socket.

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../src/ai/agent-ports.js';
 import { AiClient } from '../src/ai/ai-client.js';
+import { systemClock } from '../src/clock.js';
 import { PURGE_INTERVAL_MS, startRetention } from '../src/db/retention.js';
 import type { InboundMessage } from '../src/engines/engine.js';
 import { SandboxEngine } from '../src/engines/sandbox/sandbox.engine.js';
@@ -89,7 +90,7 @@ describe('inbound pipeline', () => {
     return new InboundService({
       concurrency,
       directory,
-      ai: new AiClient({ aiBackendUrl: ai.url, timeoutMs: aiTimeoutMs, metrics, logger }),
+      ai: new AiClient({ aiBackendUrl: ai.url, timeoutMs: aiTimeoutMs, metrics, logger, clock: systemClock }),
       replies,
       repository: new InboundRepository(db.database),
       metrics,

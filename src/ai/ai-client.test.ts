@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AiServer, refusedUrl, replyWith, startAiServer } from '../../test/helpers/ai-server.js';
+import { FakeClock } from '../__fixtures__/fake-clock.js';
 import { AppError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
@@ -30,6 +31,7 @@ describe('AiClient', () => {
   let server: AiServer;
   let metrics: Metrics;
   let client: AiClient;
+  let clock: FakeClock;
   const build = (timeoutMs = 2_000, maxResponseBytes?: number) =>
     new AiClient({
       aiBackendUrl: server.url,
@@ -37,6 +39,7 @@ describe('AiClient', () => {
       maxResponseBytes,
       metrics,
       logger: createLogger({ level: 'silent' }),
+      clock,
     });
 
   beforeAll(async () => {
@@ -47,6 +50,7 @@ describe('AiClient', () => {
     server.requests.length = 0;
     server.respond(replyWith('hi there'));
     metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
+    clock = new FakeClock();
     client = build();
   });
 
@@ -108,7 +112,11 @@ describe('AiClient', () => {
   it('times out with AI_TIMEOUT when the headers do not come in time', async () => {
     client = build(150);
     server.respond({ kind: 'hang' });
-    const err = await failure(client.execute(request()));
+    const answer = failure(client.execute(request()));
+    await server.waitForRequests(1);
+    await clock.advance(149);
+    await clock.advance(1);
+    const err = await answer;
     expect(err.code).toBe('AI_TIMEOUT');
     expect(err.status).toBe(504);
     expect(await metrics.registry.metrics()).toMatch(/whatsapp_ai_latency_seconds_count\{outcome="timeout"\} 1/);
@@ -117,7 +125,15 @@ describe('AiClient', () => {
   it('times out when the headers come but the body never finishes', async () => {
     client = build(150);
     server.respond({ kind: 'stall-body' });
-    expect((await failure(client.execute(request()))).code).toBe('AI_TIMEOUT');
+    let settled = false;
+    const answer = failure(client.execute(request())).finally(() => {
+      settled = true;
+    });
+    await server.waitForRequests(1);
+    await clock.advance(149);
+    expect(settled).toBe(false);
+    await clock.advance(1);
+    expect((await answer).code).toBe('AI_TIMEOUT');
   });
 
   it('turns a refused connection into AI_DOWNSTREAM_ERROR', async () => {

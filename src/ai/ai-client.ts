@@ -1,6 +1,8 @@
 // HTTP client for the agents' AI backends: one POST per question, bounded in time and in size.
+
 import type { Readable } from 'node:stream';
 import { Agent, request as send } from 'undici';
+import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import { LazyLogger } from '../observability/lazy-logger.js';
 import type { Logger } from '../observability/logger.js';
@@ -8,16 +10,17 @@ import type { Metrics } from '../observability/metrics.js';
 import { extractReply } from './ai-reply.js';
 
 /** Default cap on an AI answer. A reply is a chat message; anything near this is a broken backend. */
-export const AI_MAX_RESPONSE_BYTES = 1024 * 1024;
+const AI_MAX_RESPONSE_BYTES = 1024 * 1024;
 
 export interface AiClientOptions {
   /** `AI_BACKEND_URL`, without a trailing slash. */
   aiBackendUrl: string;
   /** `AI_TIMEOUT_MS`: covers the whole exchange, headers and body. */
   timeoutMs: number;
-  maxResponseBytes?: number;
+  maxResponseBytes?: number | undefined;
   metrics: Metrics;
   logger: Logger;
+  clock: Clock;
 }
 
 export interface AiRequest {
@@ -86,7 +89,7 @@ export class AiClient implements AiCaller {
       controller.abort();
     };
     // One timer for the whole exchange: a backend that sends headers and then trickles the body is still cut off.
-    const timer = setTimeout(() => fail('timeout'), this.options.timeoutMs);
+    const timer = this.options.clock.setTimeout(() => fail('timeout'), this.options.timeoutMs);
     let read = false;
     try {
       const text = await this.post(request, controller.signal, () => fail('oversize'));
@@ -102,7 +105,7 @@ export class AiClient implements AiCaller {
       logger.debug({ event: 'ai.failed', code: error.code, reason: error.message, latencyMs: Math.round(elapsed()) });
       throw error;
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
       // Releases the connection when we stopped reading early. After a complete answer there is nothing to release,
       // and an abort would only build an AbortError (with its stack) on every call.
       if (!read) controller.abort();

@@ -6,7 +6,7 @@ import type { AgentDirectory, ReplySender } from './agent-ports.js';
 import type { AiCaller } from './ai-client.js';
 import type { RunBody, RunResult } from './run.schemas.js';
 
-export const RUN_DEFAULT_PARAMETERS = { max_steps: 5 };
+const RUN_DEFAULT_PARAMETERS = { max_steps: 5 };
 
 export interface RunServiceOptions {
   directory: Pick<AgentDirectory, 'aiSettings'>;

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../observability/logger.js';
 
-export const ADMIN_KEY_FILE = 'admin-api-key';
+const ADMIN_KEY_FILE = 'admin-api-key';
 
 export async function resolveAdminKey(
   configured: string | undefined,

@@ -3,7 +3,7 @@
 import { AppError } from '../errors.js';
 
 /** How long a client is asked to wait before retrying, in seconds. */
-export const DATABASE_RETRY_AFTER_S = 5;
+const DATABASE_RETRY_AFTER_S = 5;
 
 /** Socket errors: the server cannot be reached, or the connection broke. */
 const NETWORK_CODES = new Set([

@@ -40,11 +40,6 @@ export class Batcher<T, R> {
     });
   }
 
-  /** Items added and not yet handed to a batch. */
-  get waiting(): number {
-    return this.pending.length;
-  }
-
   /** Resolves once every item added so far has been handed to a batch and every batch has finished. */
   idle(): Promise<void> {
     if (this.pending.length === 0 && this.inFlight === 0) return Promise.resolve();

@@ -54,8 +54,11 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
   const relaxed = createPool(url, 2, `${timeout} -c synchronous_commit=off`);
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
-  const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) =>
-    (await q.query<Row>(name === undefined ? { text, values } : { text, values, name })).rows;
+  const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) => {
+    const query: pg.QueryConfig = name === undefined ? { text } : { text, name };
+    if (values !== undefined) query.values = values;
+    return (await q.query<Row>(query)).rows;
+  };
   return {
     kind: 'postgres',
     db: drizzlePg(pool, { schema }),

@@ -3,7 +3,7 @@ import { boolean, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-co
 
 const tz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
-export const SESSION_STATUSES = ['awaiting_qr', 'connected', 'disconnected', 'auth_failed'] as const;
+const SESSION_STATUSES = ['awaiting_qr', 'connected', 'disconnected', 'auth_failed'] as const;
 export type SessionStatusValue = (typeof SESSION_STATUSES)[number];
 
 /** Owned by this service. The original service created it with a composite key (user_id, agent_id). */

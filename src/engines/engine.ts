@@ -84,7 +84,6 @@ export interface EngineSession extends EventEmitter<EngineSessionEvents> {
   sendImage(to: string, image: OutboundImage, options?: SendOptions): Promise<SentMessage>;
   setTyping?(chatJid: string, typing: boolean): Promise<void>;
   requestPairingCode?(phone: string): Promise<string>;
-  getState?(): Promise<string>;
 }
 
 export interface CreateSessionOptions {

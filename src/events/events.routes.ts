@@ -37,7 +37,7 @@ A comment line (\`: heartbeat\`) comes about every 15 s. The stream ends when th
 Errors come before the stream starts, as the usual JSON error envelope: 401 \`UNAUTHORIZED\` (no key or a wrong one),
 403 \`FORBIDDEN\` (an agent's key: the stream shows every agent), 503 \`SERVICE_UNAVAILABLE\` (shutting down).`;
 
-export function formatEvent(event: string, data: unknown): string {
+function formatEvent(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 

@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 
-export const OPENAPI_INFO = {
+const OPENAPI_INFO = {
   title: 'WhatsApp Multi-Tenant API',
   description:
     'Runs many WhatsApp accounts side by side, one per AI agent: sessions, inbound forwarding to the AI backend, and sending.',

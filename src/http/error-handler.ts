@@ -1,6 +1,7 @@
 // One place that turns every error into `{ error: { code, message, traceId } }`; a 5xx never reveals internals.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { databaseUnavailable, isDatabaseUnavailable } from '../db/availability.js';
 import { AppError, ERRORS, type ErrorCode, isAppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -31,6 +32,8 @@ function toAppError(error: FastifyError): AppError {
   if (error.statusCode === 400 && /JSON/i.test(error.message))
     return new AppError('INVALID_PAYLOAD', 'The body is not valid JSON.');
   if (error.statusCode === 413) return new AppError('PAYLOAD_TOO_LARGE');
+  // Any route that reaches the database answers 503 with Retry-After, not 500, while the database cannot answer.
+  if (isDatabaseUnavailable(error)) return databaseUnavailable(error);
   return new AppError('INTERNAL_ERROR', undefined, { cause: error });
 }
 

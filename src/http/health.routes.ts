@@ -1,11 +1,13 @@
 // /health (liveness) and /health/ready (database and draining).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { Clock } from '../clock.js';
 
 export interface HealthRoutesOptions {
   ping: () => Promise<void>;
   isDraining: () => boolean;
   startedAt: number;
+  clock: Pick<Clock, 'now'>;
 }
 
 const health = z.object({ status: z.string(), uptime: z.number(), timestamp: z.string(), traceId: z.string() });
@@ -13,13 +15,12 @@ const readiness = health.extend({ checks: z.object({ database: z.enum(['ok', 'do
 
 export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (
   app,
-  { ping, isDraining, startedAt },
+  { ping, isDraining, startedAt, clock },
 ) => {
-  const base = (traceId: string) => ({
-    uptime: Math.round((Date.now() - startedAt) / 1000),
-    timestamp: new Date().toISOString(),
-    traceId,
-  });
+  const base = (traceId: string) => {
+    const now = clock.now();
+    return { uptime: Math.round((now - startedAt) / 1000), timestamp: new Date(now).toISOString(), traceId };
+  };
 
   app.get(
     '/health',

@@ -2,19 +2,25 @@
 import { z } from 'zod';
 
 /** The same rule whatsapp-web.js applies to LocalAuth client ids; it keeps agentId safe in paths. */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const AGENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const agentIdSchema = z.string().regex(AGENT_ID_PATTERN, 'must match ^[A-Za-z0-9_-]{1,64}$');
 export const agentParams = z.object({ agentId: agentIdSchema });
 
-export const errorEnvelope = z.object({
+const errorEnvelope = z.object({
   error: z.object({ code: z.string(), message: z.string(), traceId: z.string() }),
 });
 
 export const envelope = <T extends z.ZodType>(data: T) => z.object({ data, traceId: z.string() });
 
-/** The standard error responses, for the OpenAPI document. */
+/**
+ * The standard error responses, for the OpenAPI document. 503 is always among them: any route answers
+ * DATABASE_UNAVAILABLE, with Retry-After, while the database cannot answer.
+ */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((status) => [status, errorEnvelope])) as Record<number, typeof errorEnvelope>;
+  Object.fromEntries([...statuses, 503].map((status) => [status, errorEnvelope])) as Record<
+    number,
+    typeof errorEnvelope
+  >;
 
 /** A JSON body that may be left out entirely: a missing body is read as `{}` (Fastify hands us null). */
 export const optionalBody = <T extends z.ZodType>(schema: T) => z.preprocess((value) => value ?? {}, schema);

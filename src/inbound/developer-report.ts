@@ -1,6 +1,6 @@
 // The message sent to DEVELOPER_NUMBER when an agent's AI backend fails on an inbound message.
 
-export const REPORT_TEXT_MAX_CHARS = 500;
+const REPORT_TEXT_MAX_CHARS = 500;
 
 export interface DeveloperReport {
   agentId: string;

@@ -21,7 +21,7 @@ export function filterInbound(message: InboundMessage, identity: EngineIdentity)
 }
 
 /** A group message is for the bot when it tags the bot's JID or LID, or writes out the bot's number. */
-export function mentionsBot(message: InboundMessage, identity: EngineIdentity): boolean {
+function mentionsBot(message: InboundMessage, identity: EngineIdentity): boolean {
   // Compared by user part, so `@c.us`, `@s.whatsapp.net` and `:device` forms of the same account all match.
   const ids = [identity.me, identity.lid].filter((jid): jid is string => Boolean(jid)).map(jidUser);
   if (ids.length === 0) return false;

@@ -14,7 +14,7 @@ import { formatDeveloperReport } from './developer-report.js';
 import type { InboundOutcome, InboundRepository } from './inbound.repository.js';
 import { filterInbound } from './inbound-filter.js';
 
-export const INBOUND_DEFAULT_PARAMETERS = { max_steps: 5 };
+const INBOUND_DEFAULT_PARAMETERS = { max_steps: 5 };
 
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
@@ -30,7 +30,7 @@ export interface InboundServiceOptions {
   developerNumber?: string | undefined;
   defaultCountryCode: string;
   /** Messages handled at once across all chats of this process. */
-  concurrency?: number;
+  concurrency?: number | undefined;
   maxPendingPerChat?: number;
   maxPending?: number;
   clock: Clock;

@@ -2,7 +2,7 @@
 import { fileTypeFromBuffer } from 'file-type';
 import { AppError } from '../errors.js';
 
-export const IMAGE_TYPES = {
+const IMAGE_TYPES = {
   'image/jpeg': 'jpg',
   'image/png': 'png',
   'image/webp': 'webp',

@@ -20,7 +20,7 @@ export interface MessagingRoutesOptions {
 }
 
 /** The media route takes a 10 MB image in base64 (about 13.4 MB) plus the JSON around it. */
-export const MEDIA_BODY_LIMIT = 15 * 1024 * 1024;
+const MEDIA_BODY_LIMIT = 15 * 1024 * 1024;
 
 export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = async (app, { messaging, auth }) => {
   const tags = ['messages'];

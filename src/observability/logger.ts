@@ -1,9 +1,9 @@
 // The pino logger: JSON lines, secrets redacted, human-readable only on a TTY outside production.
-import { type Logger, type LoggerOptions, pino } from 'pino';
+import { type LevelWithSilentOrString, type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
 
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers.cookie',
@@ -22,7 +22,7 @@ export const REDACT_PATHS = [
 ];
 
 export interface LoggerSettings {
-  level: LoggerOptions['level'];
+  level: LevelWithSilentOrString;
   pretty?: boolean;
   /** Where lines go; stdout when absent. Tests pass a stream to read what was logged. */
   destination?: NodeJS.WritableStream;
@@ -31,7 +31,7 @@ export interface LoggerSettings {
 export function createLogger({ level, pretty = false, destination }: LoggerSettings): Logger {
   const options: LoggerOptions = {
     level,
-    base: undefined,
+    base: null, // no pid or hostname on every line
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },

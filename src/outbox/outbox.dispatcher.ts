@@ -29,9 +29,9 @@ export interface OutboxDispatcherOptions {
   logger: Logger;
   clock: Clock;
   /** Retries after the first failed attempt before the message is marked failed. */
-  maxRetries?: number;
+  maxRetries?: number | undefined;
   /** Wait before retry n (1-based). Exponential by default: 1 s, 2 s, 4 s. */
-  retryDelayMs?: (retry: number) => number;
+  retryDelayMs?: ((retry: number) => number) | undefined;
 }
 
 interface AgentQueue {

@@ -11,12 +11,12 @@ export type OutboxKind = 'text' | 'image';
 /** What the engine needs to send the message again after a restart, minus the image bytes (kept in `media`). */
 export interface OutboxPayload {
   text?: string;
-  caption?: string;
+  caption?: string | undefined;
   filename?: string;
   mimeType?: string;
-  quotedMessageId?: string;
-  mentions?: string[];
-  previewPath?: string;
+  quotedMessageId?: string | undefined;
+  mentions?: string[] | undefined;
+  previewPath?: string | undefined;
   /** With an Idempotency-Key: a hash of the request, so that a retry can be told from a reused key. */
   fingerprint?: string | undefined;
 }

@@ -73,7 +73,7 @@ export interface OutboxDeps {
   clock: Clock;
   config: OutboxConfig;
   /** Send retries after a failed attempt, and the wait before retry n (1 s, 2 s, 4 s by default). */
-  retries?: { max?: number; delayMs?: (retry: number) => number };
+  retries?: { max?: number; delayMs?: (retry: number) => number } | undefined;
 }
 
 export interface Outbox {

@@ -28,9 +28,9 @@ export const pairingCodeBody = z.object({
   phone: z.string().trim().min(1).max(32),
 });
 
-export const qrImage = z.object({ contentType: z.literal('image/png'), base64: z.string() });
+const qrImage = z.object({ contentType: z.literal('image/png'), base64: z.string() });
 
-export const liveStateSchema = z.object({
+const liveStateSchema = z.object({
   isReady: z.boolean(),
   hasClient: z.boolean(),
   sessionState: z.string(),

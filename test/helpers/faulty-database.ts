@@ -46,11 +46,15 @@ export function faultyDatabase(inner: Database): FaultyDatabase {
       return query(sql, params, name);
     };
 
+  const query = wrap(inner.query);
   const database: Database = {
     ...inner,
-    query: wrap(inner.query),
+    query,
     queryRelaxed: wrap(inner.queryRelaxed),
-    withConnection: (fn) => inner.withConnection((query) => fn(wrap(query))),
+    withConnection: (fn) => inner.withConnection((connection) => fn(wrap(connection))),
+    async ping() {
+      await query('SELECT 1', [], 'ping');
+    },
   };
   return {
     database,

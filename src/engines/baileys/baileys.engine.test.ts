@@ -2,8 +2,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
 import { nextEvent, runEngineContract } from '../engine.contract.js';
+import { FakeBaileys } from './__fixtures__/baileys.fake.js';
 import { createBaileysEngine } from './baileys.engine.js';
-import { FakeBaileys } from './baileys.fake.js';
 
 const logger = pino({ level: 'silent' });
 let test: TestDatabase;

@@ -116,10 +116,6 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     return code;
   }
 
-  async getState(): Promise<string> {
-    return this.state;
-  }
-
   private connect(): void {
     if (!this.authState) throw new Error('baileys: no auth state loaded');
     const { creds, keys } = this.authState;

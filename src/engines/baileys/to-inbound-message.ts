@@ -81,7 +81,7 @@ function contextInfoOf(content: Content | null): proto.IContextInfo | null {
 }
 
 /** protobuf timestamps arrive as numbers, or as Long objects (`{ low, high }`) when decoded from the wire. */
-export function toSeconds(value: WAMessage['messageTimestamp']): number {
+function toSeconds(value: WAMessage['messageTimestamp']): number {
   if (value == null) return 0;
   if (typeof value === 'number') return value;
   if (typeof value === 'string') return Number(value);
@@ -123,8 +123,8 @@ export function toInboundMessage(message: WAMessage, context: MessageContext): I
 /** What to do about a closed connection, from the status code Baileys puts on its Boom error. */
 export type CloseAction = 'restart' | 'logged_out' | 'reconnect';
 
-export const STATUS_LOGGED_OUT = 401;
-export const STATUS_RESTART_REQUIRED = 515;
+const STATUS_LOGGED_OUT = 401;
+const STATUS_RESTART_REQUIRED = 515;
 
 export function toCloseAction(error: unknown): { action: CloseAction; statusCode: number | null; reason: string } {
   const statusCode = statusCodeOf(error);

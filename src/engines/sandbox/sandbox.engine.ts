@@ -14,7 +14,7 @@ import type {
   SentMessage,
 } from '../engine.js';
 
-export const SANDBOX_DEFAULT_PHONE = '6281100000000';
+const SANDBOX_DEFAULT_PHONE = '6281100000000';
 const MAX_SENT_PER_AGENT = 10_000;
 const MESSAGE_ID_PREFIX = randomBytes(4).toString('hex').toUpperCase();
 let messageCounter = 0;
@@ -242,10 +242,6 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
     const code = randomBytes(4).toString('hex').toUpperCase();
     setImmediate(() => this.emit('pairing_code', code));
     return code;
-  }
-
-  async getState(): Promise<string> {
-    return this.state;
   }
 
   /** Called by the control surface: the phone scanned, or the stored login was resumed. */

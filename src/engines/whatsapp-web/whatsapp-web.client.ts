@@ -18,7 +18,7 @@ export const CHROME_CANDIDATES = [
   '/usr/bin/google-chrome-stable',
 ] as const;
 
-export class ChromeNotFoundError extends Error {
+class ChromeNotFoundError extends Error {
   override name = 'ChromeNotFoundError';
 }
 

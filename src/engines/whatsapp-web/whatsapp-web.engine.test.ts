@@ -4,8 +4,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nextEvent, runEngineContract } from '../engine.contract.js';
+import { FakeWweb } from './__fixtures__/whatsapp-web.fake.js';
 import { createWhatsappWebEngine } from './whatsapp-web.engine.js';
-import { FakeWweb } from './whatsapp-web.fake.js';
 
 const logger = pino({ level: 'silent' });
 // Any executable stands in for Chromium: the fake client never launches it.

@@ -135,11 +135,6 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     return client.requestPairingCode(phone.replace(/\D/g, ''), true);
   }
 
-  async getState(): Promise<string> {
-    if (this.client && this.state === 'connected') return (await this.client.getState()) ?? this.state;
-    return this.state;
-  }
-
   private listen(client: WwebClient): void {
     const current = () => this.client === client;
     client.on('qr', (qr) => {

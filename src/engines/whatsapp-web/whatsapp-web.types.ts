@@ -41,7 +41,6 @@ export interface WwebClient {
     options?: MessageSendOptions,
   ): Promise<{ id: { _serialized: string } }>;
   getChatById(chatId: string): Promise<Pick<Chat, 'sendStateTyping' | 'clearState'>>;
-  getState(): Promise<string | null>;
   requestPairingCode(phoneNumber: string, showNotification?: boolean): Promise<string>;
   getContactLidAndPhone(userIds: string[]): Promise<{ lid: string; pn: string }[]>;
 }

@@ -10,9 +10,9 @@ import type {
   WAMessage,
   WAPresence,
 } from 'baileys';
-import type { ContractInbound, ContractSent } from '../engine.contract.js';
-import type { BaileysEvents, BaileysSocket } from './baileys.types.js';
-import { toBaileysJid, toCanonicalJid } from './to-inbound-message.js';
+import type { ContractInbound, ContractSent } from '../../engine.contract.js';
+import type { BaileysEvents, BaileysSocket } from '../baileys.types.js';
+import { toBaileysJid, toCanonicalJid } from '../to-inbound-message.js';
 
 /** Baileys' errors are Booms: an Error with the HTTP-like status in `output.statusCode`. */
 export function boom(message: string, statusCode: number): Error {
@@ -121,7 +121,7 @@ export class FakeBaileysSocket implements BaileysSocket {
       },
       platform: 'android',
     });
-    this.ev.emit('connection.update', { isNewLogin: true, qr: undefined });
+    this.ev.emit('connection.update', { isNewLogin: true });
     void this.end(boom('Stream Errored (restart required)', 515));
   }
 

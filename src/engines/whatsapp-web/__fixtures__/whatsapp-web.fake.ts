@@ -4,8 +4,8 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
-import type { ContractInbound, ContractSent } from '../engine.contract.js';
-import type { WwebClient, WwebClientSettings, WwebMessage } from './whatsapp-web.types.js';
+import type { ContractInbound, ContractSent } from '../../engine.contract.js';
+import type { WwebClient, WwebClientSettings, WwebMessage } from '../whatsapp-web.types.js';
 
 /** What the library answers when WhatsApp cannot be reached (recorded on a machine with no network). */
 export const OFFLINE_ERROR = 'net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/';
@@ -96,10 +96,6 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     };
   }
 
-  async getState(): Promise<string | null> {
-    return this.pupBrowser?.connected ? 'CONNECTED' : null;
-  }
-
   async requestPairingCode(_phoneNumber: string): Promise<string> {
     const code = 'ABCD1234';
     this.emit('code', code);
@@ -125,7 +121,7 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
       id: { fromMe: false, remote: chat, id: message.id, _serialized: serialized },
       from: chat,
       to: me,
-      author: message.group ? message.from : undefined,
+      ...(message.group ? { author: message.from } : {}),
       body: message.text,
       type: 'chat' as WwebMessage['type'],
       timestamp: message.timestampSeconds,
