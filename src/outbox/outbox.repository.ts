@@ -114,7 +114,9 @@ export class OutboxRepository {
                  FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::float8[])
                    AS u (id, status, attempts, wa_message_id, error, at_ms)
                ) AS v
-               WHERE o.id = v.id
+               -- Batches commit side by side: an older outcome of a row (a retry's error) that lands after a newer
+               -- one (the retry's success) must not undo it. Each attempt ends in one outcome, so attempts order them.
+               WHERE o.id = v.id AND o.attempts <= v.attempts
              ), ${INSERTED}
              ${KEYED_IDS}`,
             [

@@ -13,7 +13,7 @@
 //                      it lands. A process that dies meanwhile leaves the row queued: it is sent again after a restart.
 //   written            the table holds the latest state; the store forgets it.
 //
-// Writes go in batches, one at a time (group commit): what arrives while a commit runs goes together in the next one,
+// Writes go in batches (group commit): what arrives while the commits in flight run goes together in the next one,
 // so a lone request waits only for its own commit, and a busy second costs a few statements, not one per message.
 import type { Clock, Timer } from '../clock.js';
 import { databaseUnavailable, isDatabaseUnavailable, mayHaveCommitted } from '../db/availability.js';
@@ -55,6 +55,13 @@ type Item =
 /** An item's outcome: an insert's true/false (committed, or its idempotency key was used), or the error. */
 type Result = boolean | Error | undefined;
 
+/**
+ * Batches committing at once (2). With one, a request that arrives during a commit waits for it, then for its own;
+ * with two, it rarely waits for more than its own, and the next batch still gathers meanwhile. More in flight make
+ * smaller batches, each with its fixed cost (measured: no faster at 32 connections, slower at 256).
+ */
+const COMMITS_IN_FLIGHT = 2;
+
 const TIMED_OUT = 'not sent: the database did not confirm the write in time';
 const LOST_CONNECTION = 'not sent: the connection to the database broke while the write was under way';
 
@@ -68,6 +75,8 @@ export class OutboxStore {
   private commitTimer: Timer | undefined;
   /** Outcomes recorded and not committed yet, by row id: the latest of each row. */
   private readonly unwritten = new Map<string, OutboxTransition>();
+  /** Resolves once the latest batch has handed its results over. */
+  private handedOver: Promise<void> = Promise.resolve();
   private readonly retries = new Set<Timer>();
   private readonly retryDelayMs: (attempt: number) => number;
   /** No more retry timers: what fails waits for close's last write. */
@@ -76,7 +85,11 @@ export class OutboxStore {
   private closed = false;
 
   constructor(private readonly options: OutboxStoreOptions) {
-    this.batcher = new Batcher({ maxInFlight: 1, maxBatch: options.maxBatch ?? 500, run: (items) => this.run(items) });
+    this.batcher = new Batcher({
+      maxInFlight: COMMITS_IN_FLIGHT,
+      maxBatch: options.maxBatch ?? 500,
+      run: (items) => this.run(items),
+    });
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
   }
 
@@ -194,8 +207,28 @@ export class OutboxStore {
     });
   }
 
-  /** One batch: its new rows and the latest outcome of each row, in one statement and one commit. Never throws. */
+  /**
+   * One batch: its new rows and the latest outcome of each row, in one statement and one commit. Batches commit side
+   * by side, but hand their results over in the order they were formed: committed rows reach the dispatcher in the
+   * order they were accepted (FIFO), and a barrier resolves only after every batch formed before it. Never throws.
+   */
   private async run(items: Item[]): Promise<Result[]> {
+    const earlier = this.handedOver;
+    let handOver = () => {};
+    this.handedOver = new Promise<void>((resolve) => {
+      handOver = resolve;
+    });
+    try {
+      const results = await this.writeBatch(items);
+      await earlier;
+      return results();
+    } finally {
+      handOver();
+    }
+  }
+
+  /** Writes a batch; returns how to hand its results over (committed rows go to the dispatcher then). */
+  private async writeBatch(items: Item[]): Promise<() => Result[]> {
     const inserts: Committing[] = [];
     const latest = new Map<string, OutboxTransition>();
     for (const item of items) {
@@ -205,7 +238,7 @@ export class OutboxStore {
       else if (item.kind === 'transition') latest.set(item.transition.id, item.transition);
     }
     const transitions = [...latest.values()];
-    if (inserts.length === 0 && transitions.length === 0) return items.map(() => undefined);
+    if (inserts.length === 0 && transitions.length === 0) return () => items.map(() => undefined);
     let keyed: Set<string>;
     try {
       keyed = await this.options.repository.write(
@@ -222,37 +255,46 @@ export class OutboxStore {
       // make each caller wait longer for the same answer.
       if (unavailable || inserts.length + transitions.length <= 1) {
         const failure = failureOf(err);
-        return items.map((item) => (item.kind === 'barrier' ? undefined : failure));
+        return () => items.map((item) => (item.kind === 'barrier' ? undefined : failure));
       }
-      return this.runApart(items, inserts, transitions);
+      return this.writeApart(items, inserts, transitions);
     }
     const written = new Set(inserts);
-    return items.map((item) => {
-      if (item.kind !== 'insert') return undefined;
-      return written.has(item.entry) ? this.committed(item.entry, keyed) : false;
-    });
+    return () =>
+      items.map((item) => {
+        if (item.kind !== 'insert') return undefined;
+        return written.has(item.entry) ? this.committed(item.entry, keyed) : false;
+      });
   }
 
   /**
    * The shared statement failed for a reason of its own (a row the database refuses): one bad row must not fail the
    * writes it happened to be batched with, so each is written alone and each caller gets its own result.
    */
-  private async runApart(items: Item[], inserts: Committing[], transitions: OutboxTransition[]): Promise<Result[]> {
+  private async writeApart(
+    items: Item[],
+    inserts: Committing[],
+    transitions: OutboxTransition[],
+  ): Promise<() => Result[]> {
     const { repository } = this.options;
-    const results = new Map<string, Result>();
+    const failures = new Map<string, Error>();
+    const keyedBy = new Map<Committing, Set<string>>();
     for (const transition of transitions) {
-      results.set(transition.id, await repository.write([], [transition]).then(() => undefined, failureOf));
+      await repository.write([], [transition]).catch((err: unknown) => failures.set(transition.id, failureOf(err)));
     }
     for (const entry of inserts) {
-      results.set(
-        entry.row.id,
-        await repository.write([entry.row], []).then((keyed) => this.committed(entry, keyed), failureOf),
+      await repository.write([entry.row], []).then(
+        (keyed) => keyedBy.set(entry, keyed),
+        (err: unknown) => failures.set(entry.row.id, failureOf(err)),
       );
     }
-    return items.map((item) => {
-      if (item.kind === 'insert') return results.get(item.entry.row.id);
-      return item.kind === 'transition' ? results.get(item.transition.id) : undefined;
-    });
+    return () =>
+      items.map((item) => {
+        if (item.kind === 'transition') return failures.get(item.transition.id);
+        if (item.kind !== 'insert') return undefined;
+        const keyed = keyedBy.get(item.entry);
+        return keyed ? this.committed(item.entry, keyed) : (failures.get(item.entry.row.id) ?? false);
+      });
   }
 
   /** `keyed`: the inserted rows that carry an idempotency key; a row without one was inserted once the write succeeded. */

@@ -526,19 +526,20 @@ describe('Outbox', () => {
     faults.hold('outbox_insert');
     const stalled = sut.submit('stalled', text('too late')).catch((err: unknown) => err);
     await until(() => faults.held === 1);
-    // Requests that arrive while the commit hangs wait for the next batch; they time out on their own deadline.
+    // A request that arrives while the database hangs waits on its own commit, and times out on its own deadline.
     await clock.advance(1_000);
     const later = sut.submit('stalled', text('queued behind')).catch((err: unknown) => err);
+    await until(() => faults.held === 2);
     await clock.advance(2_000);
     expect(await stalled).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
-    expect(sut.depth('stalled')).toBe(1); // the one behind it still waits
+    expect(sut.depth('stalled')).toBe(1); // the later one still waits
     await clock.advance(1_000);
     expect(await later).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
-    faults.release(); // the stalled commit lands after all
-    await until(async () => (await rows('stalled'))[0]?.status === 'failed');
-    const [row] = await rows('stalled');
-    expect(row).toMatchObject({ status: 'failed', error: expect.stringContaining('not sent') });
-    expect(await rows('stalled')).toHaveLength(1); // the one behind it was never written
+    faults.release(); // the stalled commits land after all
+    await until(async () => (await rows('stalled')).filter((row) => row.status === 'failed').length === 2);
+    for (const row of await rows('stalled')) {
+      expect(row).toMatchObject({ status: 'failed', error: expect.stringContaining('not sent') });
+    }
     expect(engine.sent('stalled')).toEqual([]);
     expect(sut.depth('stalled')).toBe(0);
   });
@@ -557,6 +558,33 @@ describe('Outbox', () => {
       `SELECT count(DISTINCT created_at)::int AS n FROM outbox_messages WHERE agent_id = 'gather'`,
     );
     expect(commits[0]?.n).toBe(2);
+  });
+
+  it('hands committed rows to the dispatcher in the order they were accepted, whichever commit ends first', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('order');
+    faults.hold('outbox_insert', 1);
+    const first = sut.submit('order', text('first'));
+    await until(() => faults.held === 1);
+    const second = sut.submit('order', text('second'));
+    // The second commit ends while the first is still held: it waits for the first to be handed over.
+    await until(async () => (await rows('order')).length === 1);
+    expect(engine.sent('order')).toEqual([]);
+    faults.release();
+    await Promise.all([first, second]);
+    expect(engine.sent('order').map((s) => s.text)).toEqual(['first', 'second']);
+  });
+
+  it('keeps a newer outcome when an older one of the same row lands after it (batches commit side by side)', async () => {
+    const { repository } = await setup();
+    const row = queuedRow('late', 'x');
+    await repository.write([row], []);
+    const outcome = { id: row.id, waMessageId: null, error: null, at: Date.now() };
+    await repository.write([], [{ ...outcome, status: 'sent', attempts: 2, waMessageId: 'wa-2' }]);
+    await repository.write([], [{ ...outcome, status: 'queued', attempts: 1, error: 'first try failed' }]);
+    expect(await rows('late')).toEqual([
+      expect.objectContaining({ status: 'sent', attempts: 2, wa_message_id: 'wa-2', error: null }),
+    ]);
   });
 
   it('writes alone the rows of a batch that PostgreSQL refuses for one bad row, so the others still go', async () => {

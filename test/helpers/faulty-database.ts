@@ -16,8 +16,8 @@ export interface FaultyDatabase {
   /** Every statement whose name matches fails until `heal()`. */
   down(name?: string | RegExp): void;
   heal(): void;
-  /** Statements whose name matches wait (before reaching the database) until `release()`. */
-  hold(name: string | RegExp): void;
+  /** The next `count` statements whose name matches (all of them by default) wait, before reaching the database, until `release()`. */
+  hold(name: string | RegExp, count?: number): void;
   /** Lets the held statements go on, and holds no more. */
   release(): void;
   /** How many statements are held now. */
@@ -28,6 +28,7 @@ export function faultyDatabase(inner: Database): FaultyDatabase {
   const counts = new Map<string, number>();
   const failures: Array<{ name: string | RegExp; left: number; error: () => Error }> = [];
   let holding: string | RegExp | null = null;
+  let holdsLeft = 0;
   let waiting: Array<() => void> = [];
   const matches = (pattern: string | RegExp, name: string) =>
     typeof pattern === 'string' ? pattern === name : pattern.test(name);
@@ -37,7 +38,10 @@ export function faultyDatabase(inner: Database): FaultyDatabase {
     async (sql, params, name) => {
       const key = name ?? 'unnamed';
       counts.set(key, (counts.get(key) ?? 0) + 1);
-      if (holding !== null && matches(holding, key)) await new Promise<void>((resolve) => waiting.push(resolve));
+      if (holding !== null && holdsLeft > 0 && matches(holding, key)) {
+        holdsLeft -= 1;
+        await new Promise<void>((resolve) => waiting.push(resolve));
+      }
       const failure = failures.find((f) => f.left > 0 && matches(f.name, key));
       if (failure) {
         failure.left -= 1;
@@ -68,8 +72,9 @@ export function faultyDatabase(inner: Database): FaultyDatabase {
     heal() {
       failures.splice(0);
     },
-    hold(name) {
+    hold(name, count = Number.POSITIVE_INFINITY) {
       holding = name;
+      holdsLeft = count;
     },
     release() {
       holding = null;
