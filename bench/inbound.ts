@@ -1,6 +1,9 @@
-// Inbound benchmark: 200 sandbox sessions, an AI stub that answers at once, steady message rates in steps.
-// Measures what the service adds: engine event → AI request, and AI answer → engine send. `npm run bench inbound`
-// (uses PostgreSQL when TEST_DATABASE_URL is set, PGlite otherwise).
+// Inbound benchmark, on sandbox sessions and an AI stub in the same process:
+// 1. what the service adds (engine event → AI request, AI answer → engine send), with an AI that answers at once,
+//    200 agents, steady rates in steps;
+// 2. keeping up with a slow AI: 200 agents × 20 chats at 200 msg/s with a 500 ms AI, and 1,000 agents with a 5 s AI.
+// `npm run bench inbound` (uses PostgreSQL when TEST_DATABASE_URL is set, PGlite otherwise). AI_CONCURRENCY_PER_AGENT
+// and AI_CONCURRENCY_MAX from the environment are passed on, to compare limits.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,6 +27,14 @@ const RATES = (process.env.BENCH_RATES ?? '50,100,200,400,800').split(',').map(N
 /** A rate counts as sustained when every message is answered and the p99 the service adds stays under this. */
 const SUSTAINED_P99_MS = Number(process.env.BENCH_P99_MS ?? 10);
 const CHATS_PER_AGENT = 20;
+/** The slow-AI scenarios: how long each runs, and the p99 of event → AI request they must stay under. */
+const SLOW_SECONDS = Number(process.env.BENCH_SLOW_SECONDS ?? 20);
+const SLOW_P99_MS = 50;
+const SLOW_SCENARIOS = [
+  { agents: 200, aiDelayMs: 500, rate: 200 },
+  { agents: 1_000, aiDelayMs: 5_000, rate: 100 },
+  { agents: 1_000, aiDelayMs: 5_000, rate: 200 },
+].filter((s) => !process.env.BENCH_SLOW_ONLY || process.env.BENCH_SLOW_ONLY.split(',').includes(String(s.agents)));
 
 interface Trace {
   deliveredAt: number;
@@ -32,27 +43,48 @@ interface Trace {
   sentAt?: number;
 }
 
+interface StepResult {
+  offered: number;
+  answered: number;
+  ingress: number[];
+  egress: number[];
+  /** Most AI requests open at once during the step. */
+  peakAtAi: number;
+}
+
 const pct = (values: number[], p: number) =>
   percentile(
     [...values].sort((a, b) => a - b),
     p,
   );
 const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(1));
+const sleep = (delayMs: number) => new Promise((resolve) => setTimeout(resolve, delayMs));
 
 async function main() {
   const db = await createTestDatabase();
   const traces = new Map<string, Trace>();
-  const ai = await startAiServer((request) => {
+  let aiDelayMs = 0;
+  let atAi = 0;
+  let peakAtAi = 0;
+  const ai = await startAiServer(async (request) => {
     const id = (request.body as { metadata: { message_id: string } }).metadata.message_id;
     const trace = traces.get(id);
-    if (trace) {
-      trace.aiArrivedAt = request.at;
-      trace.aiAnsweredAt = performance.now();
-    }
+    if (trace) trace.aiArrivedAt = request.at;
+    atAi += 1;
+    peakAtAi = Math.max(peakAtAi, atAi);
+    if (aiDelayMs > 0) await sleep(aiDelayMs);
+    atAi -= 1;
+    if (trace) trace.aiAnsweredAt = performance.now();
     return replyWith(`r:${id}`);
   });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'wamt-bench-inbound-'));
   const adminHeaders = { authorization: 'Bearer bench-admin-key-0123456789' };
+  const limits = Object.fromEntries(
+    ['AI_CONCURRENCY_PER_AGENT', 'AI_CONCURRENCY_MAX'].flatMap((name) => {
+      const value = process.env[name];
+      return value ? [[name, value]] : [];
+    }),
+  );
   const config = loadConfig({
     DATA_DIR: dataDir,
     WA_ENGINE: 'sandbox',
@@ -62,6 +94,7 @@ async function main() {
     // The bench measures the pipeline, not the per-agent send budget.
     RATE_LIMIT_PER_MINUTE: '100000',
     RATE_LIMIT_BURST: '100000',
+    ...limits,
   });
   const container = await createContainer(config, {
     database: db.database,
@@ -83,49 +116,44 @@ async function main() {
     record(agentId, entry);
   };
 
-  const agents = Array.from({ length: SESSIONS }, (_, i) => `bench-${i}`);
-  for (const [i, agentId] of agents.entries()) {
-    await app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: adminHeaders,
-      payload: { userId: `bench-user-${i}`, agentId, agentName: agentId, apikey: `bench-key-${i}` },
-    });
-    await app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${agentId}/scan`,
-      headers: adminHeaders,
-      payload: { phone: `62811${String(i).padStart(8, '0')}` },
-    });
-  }
-  const rows = [
-    '| rate (msg/s) | messages | answered | event → AI request p50 / p99 (ms) | AI answer → engine send p50 / p99 (ms) | sustained |',
-    '| --- | --- | --- | --- | --- | --- |',
-  ];
-  const load = os.loadavg()[0]?.toFixed(1);
+  const agents: string[] = [];
+  const connectAgents = async (count: number) => {
+    for (let i = agents.length; i < count; i++) {
+      const agentId = `bench-${i}`;
+      await app.inject({
+        method: 'POST',
+        url: '/sessions',
+        headers: adminHeaders,
+        payload: { userId: `bench-user-${i}`, agentId, agentName: agentId, apikey: `bench-key-${i}` },
+      });
+      await app.inject({
+        method: 'POST',
+        url: `/sandbox/agents/${agentId}/scan`,
+        headers: adminHeaders,
+        payload: { phone: `62811${String(i).padStart(8, '0')}` },
+      });
+      agents.push(agentId);
+    }
+  };
 
   let seq = 0;
-  let best = 0;
-  const steps = [
-    { rate: WARMUP_RATE, seconds: WARMUP_SECONDS, report: false },
-    ...RATES.map((rate) => ({ rate, seconds: STEP_SECONDS, report: true })),
-  ];
-  for (const { rate, seconds, report } of steps) {
+  /** Delivers `rate` msg/s for `seconds` to the first `agentCount` agents round-robin, then waits for the answers. */
+  const runStep = async (rate: number, seconds: number, agentCount: number): Promise<StepResult> => {
     traces.clear();
+    peakAtAi = atAi;
     const total = rate * seconds;
     const tickMs = 10;
     const perTick = rate / (1000 / tickMs);
-    let due = 0;
     let delivered = 0;
     const started = performance.now();
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         // Catch up on what the clock says is due, so a slow tick does not lower the rate.
-        due = Math.min(total, ((performance.now() - started) / tickMs) * perTick);
+        const due = Math.min(total, ((performance.now() - started) / tickMs) * perTick);
         while (delivered < due) {
           const n = seq++;
-          const agentId = agents[n % SESSIONS] ?? 'bench-0';
-          const chat = `62812${String(((n / SESSIONS) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
+          const agentId = agents[n % agentCount] ?? 'bench-0';
+          const chat = `62812${String(((n / agentCount) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
           const id = `BENCH${n}`;
           traces.set(id, { deliveredAt: performance.now() });
           sandbox.deliver(agentId, privateText(id, chat, 'hello'));
@@ -138,35 +166,91 @@ async function main() {
       }, tickMs);
     });
     // Let the tail drain, bounded so an overloaded step still ends.
-    const deadline = performance.now() + 15_000;
+    const deadline = performance.now() + 15_000 + 2 * aiDelayMs;
     while (performance.now() < deadline && [...traces.values()].some((tr) => tr.sentAt === undefined)) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     const done = [...traces.values()].filter((tr) => tr.sentAt !== undefined && tr.aiArrivedAt !== undefined);
-    const ingress = done.map((tr) => (tr.aiArrivedAt ?? 0) - tr.deliveredAt);
-    const egress = done.map((tr) => (tr.sentAt ?? 0) - (tr.aiAnsweredAt ?? 0));
-    const p99 = Math.max(pct(ingress, 99), pct(egress, 99));
-    if (!report) continue;
-    const sustained = done.length === total && p99 < SUSTAINED_P99_MS;
+    return {
+      offered: total,
+      answered: done.length,
+      ingress: done.map((tr) => (tr.aiArrivedAt ?? 0) - tr.deliveredAt),
+      egress: done.map((tr) => (tr.sentAt ?? 0) - (tr.aiAnsweredAt ?? 0)),
+      peakAtAi,
+    };
+  };
+
+  await connectAgents(SESSIONS);
+  const load = os.loadavg()[0]?.toFixed(1);
+
+  // 1. What the service adds, with an AI that answers at once.
+  const rows = [
+    '| rate (msg/s) | messages | answered | event → AI request p50 / p99 (ms) | AI answer → engine send p50 / p99 (ms) | sustained |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  let best = 0;
+  await runStep(WARMUP_RATE, WARMUP_SECONDS, SESSIONS);
+  for (const rate of RATES) {
+    const step = await runStep(rate, STEP_SECONDS, SESSIONS);
+    const p99 = Math.max(pct(step.ingress, 99), pct(step.egress, 99));
+    const sustained = step.answered === step.offered && p99 < SUSTAINED_P99_MS;
     if (sustained) best = rate;
     rows.push(
-      `| ${rate} | ${total} | ${done.length} | ${ms(pct(ingress, 50))} / ${ms(pct(ingress, 99))} | ` +
-        `${ms(pct(egress, 50))} / ${ms(pct(egress, 99))} | ${sustained ? 'yes' : 'no'} |`,
+      `| ${rate} | ${step.offered} | ${step.answered} | ${ms(pct(step.ingress, 50))} / ${ms(pct(step.ingress, 99))} | ` +
+        `${ms(pct(step.egress, 50))} / ${ms(pct(step.egress, 99))} | ${sustained ? 'yes' : 'no'} |`,
     );
   }
-  const body = `${SESSIONS} connected sandbox sessions; database: ${db.url ? 'PostgreSQL' : 'PGlite'}; load average
-${load} when the run started. Messages go to the sessions round-robin, ${CHATS_PER_AGENT} private chats per agent, at a
-steady rate for ${STEP_SECONDS} s per step (after ${WARMUP_SECONDS} s of warm-up at ${WARMUP_RATE} msg/s, not reported),
-straight into the engine's \`message\` event. The AI stub (same process,
-127.0.0.1) answers at once. "event → AI request" is filter, dedup claim (the agent lookup runs alongside), typing on and the HTTP call up to
-the stub reading the body; "AI answer → engine send" is the answer read and parsed, typing off, the outbox and its
-dispatcher up to the engine's \`sendText\` (a reply goes to its agent's queue at once, while its row is
-written). Per-agent rate limits are raised so the pipeline, not the send budget, is measured. The dedup mark is
-committed without waiting for the disk flush (see README); the outbox's rows are committed durably.
+
+  // 2. A slow AI: the service must keep up, its overhead staying small while hundreds of calls are open.
+  const slowRows = [
+    '| agents | AI answers after | rate (msg/s) | messages | answered | AI calls open at once (peak) | event → AI request p50 / p99 / max (ms) | AI answer → engine send p50 / p99 (ms) | kept up |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  const loads: string[] = [];
+  for (const scenario of SLOW_SCENARIOS) {
+    await connectAgents(scenario.agents);
+    loads.push(os.loadavg()[0]?.toFixed(1) ?? '?');
+    aiDelayMs = scenario.aiDelayMs;
+    const step = await runStep(scenario.rate, SLOW_SECONDS, scenario.agents);
+    aiDelayMs = 0;
+    const keptUp = step.answered === step.offered && pct(step.ingress, 99) < SLOW_P99_MS;
+    slowRows.push(
+      `| ${scenario.agents} | ${scenario.aiDelayMs / 1000} s | ${scenario.rate} | ${step.offered} | ${step.answered} | ` +
+        `${step.peakAtAi} | ${ms(pct(step.ingress, 50))} / ${ms(pct(step.ingress, 99))} / ${ms(pct(step.ingress, 100))} | ` +
+        `${ms(pct(step.egress, 50))} / ${ms(pct(step.egress, 99))} | ${keptUp ? 'yes' : 'no'} |`,
+    );
+  }
+
+  const { aiConcurrencyPerAgent, aiConcurrencyMax } = config;
+  const body = `${SESSIONS} connected sandbox sessions (1,000 for the last scenarios); database: ${db.url ? 'PostgreSQL' : 'PGlite'};
+load average ${load} when the run started. Messages go to the agents round-robin, ${CHATS_PER_AGENT} private chats per
+agent, at a steady rate, straight into the engine's \`message\` event. The AI stub (same process, 127.0.0.1) answers
+after the delay given. "event → AI request" is filter, wait for a slot, dedup claim (the agent lookup runs alongside),
+typing on and the HTTP call up to the stub reading the body; "AI answer → engine send" is the answer read and parsed,
+typing off, the outbox and its dispatcher up to the engine's \`sendText\` (a reply goes to its agent's queue at once,
+while its row is written). Per-agent rate limits are raised so the pipeline, not the send budget, is measured. The
+dedup mark is committed without waiting for the disk flush (see README); the outbox's rows are committed durably.
+Limits: \`AI_CONCURRENCY_PER_AGENT\`=${aiConcurrencyPerAgent}, \`AI_CONCURRENCY_MAX\`=${aiConcurrencyMax}.
+
+### What the service adds
+
+The AI stub answers at once; ${STEP_SECONDS} s per step, after ${WARMUP_SECONDS} s of warm-up at ${WARMUP_RATE} msg/s (not reported).
 
 ${rows.join('\n')}
 
-Highest sustained rate: **${best} msg/s** (every message answered and both p99s under ${SUSTAINED_P99_MS} ms).`;
+Highest sustained rate: **${best} msg/s** (every message answered and both p99s under ${SUSTAINED_P99_MS} ms).
+
+### A slow AI
+
+${SLOW_SECONDS} s per scenario, then the answers are awaited. "Kept up": every message answered and the p99 of event →
+AI request under ${SLOW_P99_MS} ms. Load average at the start of each: ${loads.join(', ')}.
+
+${slowRows.join('\n')}
+
+The p99s move with the machine's load: compare them with the first table at the same rate, where the AI answers at
+once and no message ever waits for a slot. At 1,000 agents × 5 s × 200 msg/s, 1,000 calls are open on average,
+exactly the default \`AI_CONCURRENCY_MAX\`: messages then wait for a slot and the p99 grows with that wait; such
+traffic needs a higher cap.`;
   console.log(body);
   if (!process.env.BENCH_NO_WRITE) writeSection('inbound', 'Inbound', body);
   await app.close();

@@ -8,10 +8,12 @@ import { runRoutes } from './ai/run.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { eventsRoutes } from './events/events.routes.js';
+import { DEFAULT_BODY_LIMIT, mediaBodyLimit } from './http/body-limits.js';
 import { registerDocs } from './http/docs.js';
-import { installErrorHandlers } from './http/error-handler.js';
+import { frameworkErrorHandler, installErrorHandlers, MAX_PARAM_LENGTH } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
+import { setSecurityHeaders } from './http/security-headers.js';
 import { serializerCompiler } from './http/serializer.js';
 import { messagingRoutes } from './messaging/messaging.routes.js';
 import { lazyChildLogger } from './observability/lazy-logger.js';
@@ -19,6 +21,8 @@ import { sandboxRoutes } from './sandbox/sandbox.routes.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+/** Headers are a few KB: ten seconds is plenty on any link, and short enough against slowloris. */
+const HEADERS_TIMEOUT_MS = 10_000;
 
 export type App = FastifyInstance;
 
@@ -33,8 +37,20 @@ export async function buildApp(container: Container): Promise<App> {
       const header = req.headers['x-request-id'];
       return typeof header === 'string' && VALID_REQUEST_ID.test(header) ? header : randomUUID();
     },
-    bodyLimit: 1024 * 1024,
+    // Routes that take more say so (the text, media and run routes); authentication comes before any of it is read.
+    bodyLimit: DEFAULT_BODY_LIMIT,
     forceCloseConnections: 'idle',
+    // A body (or headers) trickled in slowly is cut off; a long answer (the QR wait, the event stream) is not.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(config.requestTimeoutMs, HEADERS_TIMEOUT_MS),
+      // Node checks the two timeouts on this period (30 s by default, which would double a 30 s timeout).
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(config.requestTimeoutMs / 10)),
+    },
+    trustProxy: config.trustProxy,
+    // Router errors (a path that is not UTF-8, a parameter past the limit) answer in the error envelope too.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: frameworkErrorHandler(metrics),
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -44,6 +60,7 @@ export async function buildApp(container: Container): Promise<App> {
   // Callback hooks rather than async ones: nothing here waits, and every request runs them.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    setSecurityHeaders(request, reply);
     done();
   });
   app.addHook('preHandler', (request, reply, done) => {
@@ -59,6 +76,12 @@ export async function buildApp(container: Container): Promise<App> {
     metrics.httpDuration.record(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
+  // While draining, every answer closes its connection: a keep-alive client would otherwise hold the server open
+  // until the shutdown timeout, and the process would exit 1 without stopping its engines.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (container.draining) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('onClose', () => container.close());
 
   if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins });
@@ -69,10 +92,16 @@ export async function buildApp(container: Container): Promise<App> {
     isDraining: () => container.draining,
     startedAt: container.startedAt,
     clock: container.clock,
+    engines: () => container.supervisor.engineAvailability(),
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
-  await app.register(messagingRoutes, { messaging: container.messaging.service, auth: container.auth });
+  await app.register(messagingRoutes, {
+    messaging: container.messaging.service,
+    auth: container.auth,
+    mediaBodyLimit: mediaBodyLimit(config.mediaMaxBytes),
+    mediaBudget: container.messaging.mediaBudget,
+  });
   await app.register(runRoutes, { run: container.run, auth: container.auth });
   await app.register(eventsRoutes, {
     sessions: container.sessions,

@@ -11,6 +11,8 @@ describe('loadConfig', () => {
       sessionsAuth: 'admin',
       defaultCountryCode: '62',
       aiTimeoutMs: 60_000,
+      aiConcurrencyPerAgent: 8,
+      aiConcurrencyMax: 1_000,
       qrWaitTimeoutMs: 60_000,
       rateLimitPerMinute: 100,
       rateLimitBurst: 100,
@@ -24,7 +26,23 @@ describe('loadConfig', () => {
       tempDir: path.resolve('.data/tmp'),
       wwebjsAuthDir: path.resolve('.data/wwebjs_auth'),
       dbStatementTimeoutMs: 5_000,
+      keySyncIntervalMs: 5_000,
+      authFailuresPerMinute: 20,
+      requestTimeoutMs: 30_000,
+      trustProxy: false,
     });
+  });
+
+  it('reads TRUST_PROXY as on, off, or a list of proxies, and refuses anything else', () => {
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,loopback' }).trustProxy).toEqual([
+      '10.0.0.1',
+      '192.168.0.0/16',
+      'loopback',
+    ]);
+    expect(() => loadConfig({ TRUST_PROXY: 'my-proxy.example' })).toThrow(/TRUST_PROXY/);
+    expect(() => loadConfig({ TRUST_PROXY: '2' })).toThrow(/TRUST_PROXY/);
   });
 
   it('reads every kind of value', () => {

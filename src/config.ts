@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { ENGINE_NAMES } from './whatsapp/engine-names.js';
 
@@ -27,18 +28,29 @@ const envSchema = z.object({
   CHROME_PATH: optionalString,
   ADMIN_API_KEY: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
   SESSIONS_AUTH: z.enum(['admin', 'none']).default('admin'),
+  KEY_SYNC_INTERVAL_MS: int(100).default(5_000),
+  AUTH_FAILURES_PER_MINUTE: int(1).default(20),
+  REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .refine(isTrustProxy, 'must be true, false, or comma-separated proxy addresses or CIDRs'),
   DEVELOPER_NUMBER: optionalString,
   DEFAULT_COUNTRY_CODE: z
     .string()
     .regex(/^[1-9]\d{0,3}$/, 'must be 1 to 4 digits without a leading 0')
     .default('62'),
   AI_TIMEOUT_MS: int(100).default(60_000),
+  AI_CONCURRENCY_PER_AGENT: int(1, 10_000).default(8),
+  AI_CONCURRENCY_MAX: int(1, 100_000).default(1_000),
   QR_WAIT_TIMEOUT_MS: int(100).default(60_000),
   SEND_WAIT_MS: int(0).default(5_000),
   RATE_LIMIT_PER_MINUTE: int(1).default(100),
   RATE_LIMIT_BURST: int(1).default(100),
   QUEUE_MAX_PER_AGENT: int(1).default(500),
   MEDIA_MAX_BYTES: int(1024).default(10 * 1024 * 1024),
+  MEDIA_IN_FLIGHT_PER_AGENT: int(1, 1_000).default(2),
+  MEDIA_IN_FLIGHT_MAX: int(1, 10_000).default(8),
   SESSION_START_CONCURRENCY: int(1, 64).default(4),
   METRICS_PER_AGENT: bool.default(false),
   METRICS_TOKEN: optionalString,
@@ -47,6 +59,36 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
   DB_STATEMENT_TIMEOUT_MS: int(100).default(5_000),
 });
+
+/** proxy-addr's names for ranges, which Fastify's trustProxy accepts beside addresses and CIDRs. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function isTrustProxy(value: string): boolean {
+  const parsed = parseTrustProxy(value);
+  if (!Array.isArray(parsed)) return true;
+  return parsed.every((entry) => PROXY_RANGE_NAMES.has(entry) || isAddressOrCidr(entry));
+}
+
+/** Dotted IPv4 or IPv6, with an optional prefix length (ipaddr.js alone would also take "2" as 0.0.0.2). */
+function isAddressOrCidr(entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/');
+  if (rest.length > 0 || (prefix !== undefined && !ipaddr.isValidCIDR(entry))) return false;
+  return ipaddr.IPv4.isValidFourPartDecimal(address) || (address.includes(':') && ipaddr.IPv6.isValid(address));
+}
+
+/**
+ * Fastify's trustProxy: whom to believe about the client address (X-Forwarded-For). '' or 'false': nobody;
+ * 'true': any peer (only behind a proxy that overwrites the header); otherwise proxy addresses or CIDRs.
+ */
+function parseTrustProxy(value: string): boolean | string[] {
+  const trimmed = value.trim();
+  if (trimmed === '' || trimmed === 'false') return false;
+  if (trimmed === 'true') return true;
+  return trimmed
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+}
 
 /** The parsed configuration: its type is what loadConfig builds, so it cannot drift from the schema. */
 export type Config = ReturnType<typeof toConfig>;
@@ -91,15 +133,29 @@ function toConfig(e: z.output<typeof envSchema>) {
     chromePath: e.CHROME_PATH,
     adminApiKey: e.ADMIN_API_KEY,
     sessionsAuth: e.SESSIONS_AUTH,
+    /** Longest a deactivated, deleted or superseded agent key keeps working (the key sync's period). */
+    keySyncIntervalMs: e.KEY_SYNC_INTERVAL_MS,
+    /** Failed authentications per minute per client address and per agent before 429. */
+    authFailuresPerMinute: e.AUTH_FAILURES_PER_MINUTE,
+    /** Longest the headers and body of a request may take to arrive (Node's requestTimeout). */
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
     developerNumber: e.DEVELOPER_NUMBER,
     defaultCountryCode: e.DEFAULT_COUNTRY_CODE,
     aiTimeoutMs: e.AI_TIMEOUT_MS,
+    /** Inbound messages of one agent with the AI at once; one at a time within a chat. */
+    aiConcurrencyPerAgent: e.AI_CONCURRENCY_PER_AGENT,
+    /** Inbound messages with the AI at once across all agents: a safety cap, shared in turn when reached. */
+    aiConcurrencyMax: e.AI_CONCURRENCY_MAX,
     qrWaitTimeoutMs: e.QR_WAIT_TIMEOUT_MS,
     sendWaitMs: e.SEND_WAIT_MS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     queueMaxPerAgent: e.QUEUE_MAX_PER_AGENT,
     mediaMaxBytes: e.MEDIA_MAX_BYTES,
+    /** Images in flight (received, decoded, being committed or sent) per agent and in the process; 429 past them. */
+    mediaInFlightPerAgent: e.MEDIA_IN_FLIGHT_PER_AGENT,
+    mediaInFlightMax: e.MEDIA_IN_FLIGHT_MAX,
     sessionStartConcurrency: e.SESSION_START_CONCURRENCY,
     metricsPerAgent: e.METRICS_PER_AGENT,
     metricsToken: e.METRICS_TOKEN,

@@ -5,9 +5,9 @@ import type { ReplySender } from './ai/agent-ports.js';
 import { AiClient } from './ai/ai-client.js';
 import { RunService } from './ai/run.service.js';
 import { resolveAdminKey } from './auth/admin-key.js';
-import { AgentKeyStore } from './auth/agent-keys.js';
 import { createApiKeysRepository } from './auth/api-keys.repository.js';
-import { type Auth, createAuth } from './auth/auth.hooks.js';
+import type { Auth } from './auth/auth.hooks.js';
+import { createAuthModule } from './auth/auth.module.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
@@ -23,6 +23,7 @@ import { createMessaging, type Messaging } from './messaging/messaging.module.js
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createOutbox, type Outbox } from './outbox/outbox.js';
+import { secureEmbeddedDatabase, securePrivateDirs } from './private-files.js';
 import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
@@ -71,6 +72,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     perAgent: config.metricsPerAgent,
     collectProcessMetrics: overrides.collectProcessMetrics ?? true,
   });
+  // Before anything is written in DATA_DIR: logins, keys and messages are for this user only.
+  await securePrivateDirs(config, logger);
   const ownsDatabase = !overrides.database;
   const database =
     overrides.database ??
@@ -80,21 +83,19 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         : { dataDir: path.join(config.dataDir, 'pg') },
     ));
   try {
-    await migrate(database);
+    await migrate(database, { logger });
   } catch (err) {
     if (ownsDatabase) await database.close();
     throw err;
   }
+  if (ownsDatabase) await secureEmbeddedDatabase(config, logger);
   const adminKey = await resolveAdminKey(config.adminApiKey, config.dataDir, logger);
 
   const sessionsRepo = createSessionsRepository(database.db);
   const apiKeys = createApiKeysRepository(database.db);
-  const keys = new AgentKeyStore({
-    apiKeys,
-    saveApiKey: (agentId, apiKey) => sessionsRepo.update(agentId, { apiKey }),
-    clock,
-  });
-  const auth = createAuth({ adminKey, sessionsAuth: config.sessionsAuth, keys });
+  const { keys, auth, keySync } = createAuthModule({ config, database, apiKeys, adminKey, clock, logger });
+  // Per-agent metric labels only for agents that exist: a made-up id in a request must not make a series.
+  metrics.setKnownAgents((agentId) => keys.has(agentId));
 
   const sandbox = config.sandboxEnabled
     ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox'), clock })
@@ -159,6 +160,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     logger,
     developerNumber: config.developerNumber,
     defaultCountryCode: config.defaultCountryCode,
+    perAgentConcurrency: config.aiConcurrencyPerAgent,
+    maxConcurrency: config.aiConcurrencyMax,
     clock,
   });
   supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
@@ -187,9 +190,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       if (config.sessionsAuth === 'none') {
         logger.warn(
           { event: 'auth.sessions_open' },
-          'SESSIONS_AUTH=none: the /sessions endpoints take no authentication. Anyone who reaches this port can create, read and delete sessions.',
+          'SESSIONS_AUTH=none: anyone who can reach this port can take over any agent. The /sessions endpoints ' +
+            "take no key: anyone can read an agent's QR code and link their own phone to it, give it a key of " +
+            'their own, or delete it. Use it only on a network where every client is trusted.',
         );
       }
+      // Before anything else: keys revoked in api_keys while the service was down must not work, even briefly.
+      await keySync.start();
       retention.push(
         startRetention({
           name: 'inbound',
@@ -217,6 +224,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
         await inbound.close(config.shutdownTimeoutMs / 2);
         await Promise.all(retention.splice(0).map((job) => job.stop()));
+        await keySync.stop();
         await ai.close();
         await messaging.close();
         // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.

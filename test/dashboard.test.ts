@@ -162,6 +162,9 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await page.getByRole('button', { name: 'Create session' }).click();
       await page.locator('#sessions-body tr[data-agent="e2e-bot"]').waitFor();
       await page.locator('#detail').waitFor();
+      // The key given is shorter than 16 characters: the row and the panel say so (the key itself is never sent).
+      await statusOf(page, 'e2e-bot').getByText('weak key').waitFor();
+      await page.locator('#detail-weak-key').waitFor({ state: 'visible' });
       const qr = page.locator('#qr-image');
       await qr.waitFor({ state: 'visible' });
       expect(await qr.getAttribute('src')).toMatch(/^data:image\/png;base64,/);

@@ -11,6 +11,7 @@ import { systemClock } from '../src/clock.js';
 import { PURGE_INTERVAL_MS, startRetention } from '../src/db/retention.js';
 import type { InboundMessage } from '../src/engines/engine.js';
 import { SandboxEngine } from '../src/engines/sandbox/sandbox.engine.js';
+import { AppError } from '../src/errors.js';
 import { InboundRepository } from '../src/inbound/inbound.repository.js';
 import { InboundService } from '../src/inbound/inbound.service.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -74,9 +75,12 @@ describe('inbound pipeline', () => {
   };
   /** When set, sends wait for it, as they do when the outbox's rate limit holds them. */
   let outboxGate: Promise<void> | null = null;
+  /** Replies to users refused from now on, as the outbox refuses them when the agent's queue is full. */
+  let outboxFull = false;
   const replies: ReplySender = {
     async sendText(agentId, to, text, { quotedMessageId, traceId }) {
       sendCalls.push({ to, text, traceId });
+      if (outboxFull && to !== `${DEVELOPER}@c.us`) throw new AppError('RATE_LIMITED');
       await outboxGate;
       const session = engine.session(agentId);
       if (!session) throw new Error('no session');
@@ -85,10 +89,10 @@ describe('inbound pipeline', () => {
     },
   };
 
-  const buildInbound = (aiTimeoutMs = 2_000, concurrency?: number) => {
+  const buildInbound = (aiTimeoutMs = 2_000, perAgentConcurrency?: number) => {
     const logger = createLogger({ level: 'silent' });
     return new InboundService({
-      concurrency,
+      perAgentConcurrency,
       directory,
       ai: new AiClient({ aiBackendUrl: ai.url, timeoutMs: aiTimeoutMs, metrics, logger, clock: systemClock }),
       replies,
@@ -128,6 +132,7 @@ describe('inbound pipeline', () => {
     settings = { apiKey: 'agent-key-1', endpointUrlRun: null };
     typingFails = false;
     outboxGate = null;
+    outboxFull = false;
     sendCalls.length = 0;
     ai.requests.length = 0;
     ai.respond(replyWith('Hello from AI'));
@@ -234,6 +239,64 @@ describe('inbound pipeline', () => {
     await inbound.onIdle();
     expect(ai.requests).toHaveLength(1);
     expect(texts()).toHaveLength(1);
+  });
+
+  /** A new pipeline on the same database, as after a process restart. */
+  const restart = async () => {
+    await inbound.close();
+    inbound = buildInbound();
+    engine
+      .session(AGENT)
+      ?.removeAllListeners('message')
+      .on('message', (m) => inbound.handle(AGENT, m));
+  };
+  const outcomeOf = async (id: string) =>
+    (await db.database.query('SELECT outcome FROM inbound_messages WHERE wa_message_id = $1', [id]))[0]?.outcome;
+
+  it('tries again a message whose AI call failed when WhatsApp delivers it again, and answers it once', async () => {
+    ai.respond({ kind: 'json', status: 500, body: {} });
+    deliver(privateText('hi', { id: 'RETRY1' }));
+    await inbound.onIdle();
+    expect(await outcomeOf('RETRY1')).toBe('ai_error');
+    expect(texts().filter((t) => t.to === USER)).toEqual([]);
+
+    // The redelivery gets another try, and this time the AI answers.
+    ai.respond(replyWith('Hello from AI'));
+    deliver(privateText('hi', { id: 'RETRY1' }));
+    await inbound.onIdle();
+    expect(ai.requests).toHaveLength(2);
+    expect(await outcomeOf('RETRY1')).toBe('replied');
+    expect(texts().filter((t) => t.to === USER)).toHaveLength(1);
+
+    // Once answered, never again: not in this process, not after a restart.
+    deliver(privateText('hi', { id: 'RETRY1' }));
+    await inbound.onIdle();
+    await restart();
+    deliver(privateText('hi', { id: 'RETRY1' }));
+    await inbound.onIdle();
+    expect(ai.requests).toHaveLength(2);
+    expect(texts().filter((t) => t.to === USER)).toHaveLength(1);
+    expect(await outcomeOf('RETRY1')).toBe('replied');
+  });
+
+  it('tries again, after a restart too, a message whose reply could not be queued', async () => {
+    outboxFull = true;
+    deliver(privateText('hi', { id: 'RETRY2' }));
+    await inbound.onIdle();
+    expect(await outcomeOf('RETRY2')).toBe('dropped');
+    expect(texts().filter((t) => t.to === USER)).toEqual([]);
+
+    outboxFull = false;
+    await restart();
+    deliver(privateText('hi', { id: 'RETRY2' }));
+    await inbound.onIdle();
+    expect(ai.requests).toHaveLength(2);
+    expect(
+      texts()
+        .filter((t) => t.to === USER)
+        .map((t) => t.text),
+    ).toEqual(['Hello from AI']);
+    expect(await outcomeOf('RETRY2')).toBe('replied');
   });
 
   it('answers three quick messages of one chat in order while another chat is not held up', async () => {
@@ -399,6 +462,27 @@ describe('inbound pipeline', () => {
     ]);
     expect(await repository.outcome(AGENT, 'SAME1')).toBe('replied');
     expect(await repository.outcome(AGENT, 'OTHER1')).toBe('no_reply');
+  });
+
+  it('lets a claim take over a message that failed or was dropped, never one answered or still under way', async () => {
+    const repository = new InboundRepository(db.database);
+    const outcomes = ['ai_error', 'dropped', 'replied', 'no_reply'] as const;
+    for (const outcome of outcomes) {
+      expect(await repository.claim(AGENT, `TAKE-${outcome}`, USER, NOW)).toBe(true);
+      await repository.setOutcome(AGENT, `TAKE-${outcome}`, outcome);
+    }
+    expect(await repository.claim(AGENT, 'TAKE-open', USER, NOW)).toBe(true);
+    // All in one batch, each id twice: the first claim of a taken-over id wins, the second loses.
+    const claims = await Promise.all(
+      [...outcomes, 'open'].flatMap((o) => [
+        repository.claim(AGENT, `TAKE-${o}`, USER, NOW),
+        repository.claim(AGENT, `TAKE-${o}`, USER, NOW),
+      ]),
+    );
+    expect(claims).toEqual([true, false, true, false, false, false, false, false, false, false]);
+    expect(await repository.outcome(AGENT, 'TAKE-ai_error')).toBeNull();
+    expect(await repository.outcome(AGENT, 'TAKE-dropped')).toBeNull();
+    expect(await repository.outcome(AGENT, 'TAKE-replied')).toBe('replied');
   });
 
   it('purges dedup records past the retention period, and its job stops cleanly', async () => {

@@ -38,7 +38,7 @@ describe('inbound messages', () => {
       env: { AI_BACKEND_URL: ai.url, DEVELOPER_NUMBER: DEVELOPER, AI_TIMEOUT_MS: '2000', ...env },
     });
 
-  const connect = async (id: string) => {
+  const connect = async (id: string, phone = BOT_PHONE) => {
     const created = await t.app.inject({
       method: 'POST',
       url: '/sessions',
@@ -50,7 +50,7 @@ describe('inbound messages', () => {
       method: 'POST',
       url: `/sandbox/agents/${id}/scan`,
       headers: t.admin,
-      payload: { phone: BOT_PHONE },
+      payload: { phone },
     });
     expect(scanned.statusCode).toBe(200);
   };
@@ -224,6 +224,34 @@ describe('inbound messages', () => {
     await expect
       .poll(async () => (await texts()).map((e) => `${e.to} ${e.text}`), POLL)
       .toEqual([`${OTHER}@c.us re: other`, `${USER_JID} re: one`, `${USER_JID} re: two`, `${USER_JID} re: three`]);
+  });
+
+  it('runs at most AI_CONCURRENCY_PER_AGENT chats of an agent at once, without holding up another agent', async () => {
+    await t.close();
+    t = await build({ AI_CONCURRENCY_PER_AGENT: '2' });
+    await waitUntilReady();
+    const other = `${agentId}-other`;
+    await connect(other, '6281100000002');
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    ai.respond(async (request): Promise<AiBehaviour> => {
+      const { input } = request.body as { input: string };
+      if (input.startsWith('busy')) await gate;
+      return replyWith(`re: ${input}`);
+    });
+    const asked = () => ai.requests.map((r) => (r.body as { input: string }).input).sort();
+    for (const n of [1, 2, 3]) await deliver({ from: `62812345678${n}0`, text: `busy ${n}` });
+    await deliver({ from: USER, text: 'other agent' }, other);
+
+    // Two chats of the busy agent are with the AI, the third waits for a slot; the other agent is answered.
+    await expect.poll(async () => (await sent(other)).filter((e) => e.kind === 'text').length, POLL).toBe(1);
+    await expect.poll(asked, POLL).toEqual(['busy 1', 'busy 2', 'other agent']);
+    openGate();
+    await settle();
+    await expect.poll(async () => (await texts()).length, POLL).toBe(3);
+    expect(asked()).toEqual(['busy 1', 'busy 2', 'busy 3', 'other agent']);
   });
 
   describe('when the AI fails', () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGES } from '../src/messaging/__fixtures__/images.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { type ConnectedAgent, connectAgent, sent } from './helpers/messaging.js';
+import { type ConnectedAgent, connectAgent, sent, until } from './helpers/messaging.js';
 
 const MB = 1024 * 1024;
 
@@ -267,5 +267,75 @@ describe('POST /agents/{agentId}/media', () => {
       expect(res.statusCode, res.body).toBe(400);
       await expect(stat(guarded.container.config.tempDir)).rejects.toMatchObject({ code: 'ENOENT' });
     });
+  });
+});
+
+describe('images in flight', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let server: Server;
+  let base: string;
+  /** Requests for /slow.png wait here until the test lets them go. */
+  const waiting: Array<() => void> = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    server = createServer((req, res) => {
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'image/png', 'content-length': IMAGES.png.length });
+        res.end(req.method === 'HEAD' ? undefined : IMAGES.png);
+      };
+      if (req.method === 'GET') waiting.push(answer);
+      else answer();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    t = await createTestApp({
+      database: db.database,
+      env: { MEDIA_ALLOW_PRIVATE_NETWORKS: 'true', MEDIA_IN_FLIGHT_PER_AGENT: '2', MEDIA_IN_FLIGHT_MAX: '3' },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+    await db?.drop();
+  });
+
+  it('answers 429 past MEDIA_IN_FLIGHT_PER_AGENT and MEDIA_IN_FLIGHT_MAX, and holds up no one else', async () => {
+    const flooding = await connectAgent(t, 'flooding-bot');
+    const other = await connectAgent(t, 'other-bot');
+    const image = (agent: ConnectedAgent) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/agents/${agent.agentId}/media`,
+        headers: agent.auth,
+        payload: { to: '6281234567890', url: `${base}/slow.png` },
+      });
+    const held = [image(flooding), image(flooding)];
+    await until(() => waiting.length === 2); // both are downloading, each holding its place
+    const refused = await image(flooding);
+    expect(refused.statusCode).toBe(429);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.json().error.code).toBe('RATE_LIMITED');
+    // Another agent still gets the one place left in the process, then meets the process's bound.
+    const third = image(other);
+    await until(() => waiting.length === 3);
+    expect((await image(other)).statusCode).toBe(429);
+    // Texts are not images: nobody's text waits behind them.
+    const text = await t.app.inject({
+      method: 'POST',
+      url: '/agents/other-bot/messages',
+      headers: other.auth,
+      payload: { to: '6281234567890', message: 'still here' },
+    });
+    expect(text.statusCode).toBe(200);
+    for (const answer of waiting.splice(0)) answer();
+    expect((await Promise.all([...held, third])).map((res) => res.statusCode)).toEqual([200, 200, 200]);
+    // The places are free again once the answers are sent.
+    const again = image(flooding);
+    await until(() => waiting.length === 1);
+    for (const answer of waiting.splice(0)) answer();
+    expect((await again).statusCode).toBe(200);
   });
 });

@@ -230,6 +230,56 @@ describe('outbox limits over HTTP', () => {
     await db?.drop();
   });
 
+  it('fails a message to a number that is not on WhatsApp at once, and the next one still goes', async () => {
+    const t = await build({ SEND_WAIT_MS: '2000' });
+    const agent = await connectAgent(t, 'refused-bot');
+    const armed = await t.app.inject({
+      method: 'POST',
+      url: '/sandbox/agents/refused-bot/fail-sends',
+      headers: t.admin,
+      payload: { count: 1, reason: 'not_on_whatsapp' },
+    });
+    expect(armed.statusCode).toBe(200);
+    const started = performance.now();
+    const refused = await sendText(t, agent, { to: '6289999999999', message: 'anyone?' });
+    // Failed at the first attempt: no retry backoff (1 s, 2 s, 4 s) holds the request or the queue.
+    expect(performance.now() - started).toBeLessThan(900);
+    expect(refused.statusCode).toBe(202);
+    expect(refused.json().data).toMatchObject({ delivered: false, status: 'failed' });
+    const view = await t.app.inject({
+      method: 'GET',
+      url: `/agents/refused-bot/messages/${refused.json().data.messageId}`,
+      headers: agent.auth,
+    });
+    expect(view.json().data).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: '6289999999999@c.us is not on WhatsApp',
+    });
+    expect((await sendText(t, agent, { to: '6281234567890', message: 'next' })).statusCode).toBe(200);
+    expect(sent(t, 'refused-bot').map((s) => s.text)).toEqual(['next']);
+  });
+
+  it('fails with account_changed what was queued before the agent was linked to another number', async () => {
+    const t = await build({ RATE_LIMIT_BURST: '1', RATE_LIMIT_PER_MINUTE: '1', SEND_WAIT_MS: '0' });
+    const agent = await connectAgent(t, 'relink-bot');
+    await sendText(t, agent, { to: '6281234567890', message: 'first' });
+    const queued = (await sendText(t, agent, { to: '6281234567890', message: 'for the old number' })).json().data;
+    await until(() => sent(t, 'relink-bot').length === 1);
+    const control = (path: string, payload: Record<string, unknown>) =>
+      t.app.inject({ method: 'POST', url: `/sandbox/agents/relink-bot/${path}`, headers: t.admin, payload });
+    // The phone unlinks the device; the owner scans the new QR code with another phone.
+    expect((await control('disconnect', { loggedOut: true })).statusCode).toBe(200);
+    const qr = await t.app.inject({ method: 'POST', url: '/sessions/relink-bot/qr', headers: t.admin });
+    expect(qr.statusCode).toBe(200);
+    expect((await control('scan', { phone: '6281100000099' })).statusCode).toBe(200);
+    const message = () =>
+      t.app.inject({ method: 'GET', url: `/agents/relink-bot/messages/${queued.messageId}`, headers: agent.auth });
+    await until(async () => (await message()).json().data.status === 'failed');
+    expect((await message()).json().data).toMatchObject({ status: 'failed', error: 'account_changed' });
+    expect(sent(t, 'relink-bot').map((s) => s.text)).toEqual(['first']);
+  });
+
   it(
     'sends a burst of 100 at once, then queues the 101st (202) until the bucket refills',
     async () => {

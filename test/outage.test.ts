@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../src/db/client.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
 import { type FaultyDatabase, faultyDatabase } from './helpers/faulty-database.js';
 import { type ConnectedAgent, connectAgent, sendText, sent, until } from './helpers/messaging.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -136,4 +136,53 @@ describe('a database outage under send load', () => {
     const health = await t.app.inject({ method: 'GET', url: '/health/ready' });
     expect(health.statusCode).toBe(200);
   }, 90_000);
+});
+
+describe.skipIf(!usingPostgres())('a database server that stops answering', () => {
+  let test: TestDatabase;
+  let proxy: TcpProxy;
+  let database: Database;
+  let t: TestApp;
+  let agent: ConnectedAgent;
+
+  beforeAll(async () => {
+    test = await createTestDatabase();
+    const url = new URL(test.url ?? '');
+    proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    database = await openDatabase({ url: url.toString(), poolSize: 5, statementTimeoutMs: 1_000 });
+    t = await createTestApp({ database, env: { DB_STATEMENT_TIMEOUT_MS: '1000', SEND_WAIT_MS: '2000' } });
+    agent = await connectAgent(t, 'stalled-server');
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.close();
+    await proxy?.close();
+    await test?.drop();
+  });
+
+  it('answers 503 within DB_STATEMENT_TIMEOUT_MS instead of hanging, and /health/ready too; then recovers', async () => {
+    proxy.stall();
+    const started = performance.now();
+    const [send, ready, session] = await Promise.all([
+      sendText(t, agent, { to: '6281234567890', message: 'into the void' }),
+      t.app.inject({ method: 'GET', url: '/health/ready' }),
+      t.app.inject({ method: 'GET', url: `/sessions/${agent.agentId}`, headers: t.admin }),
+    ]);
+    const elapsed = performance.now() - started;
+    expect(send.statusCode).toBe(503);
+    expect(send.json()).toMatchObject({ error: { code: 'DATABASE_UNAVAILABLE' } });
+    expect(ready.statusCode).toBe(503);
+    expect(session.statusCode).toBe(503);
+    // The commit wait (1 s), and the client's read and connect timeouts (1 s past the server's statement timeout),
+    // bound them all.
+    expect(elapsed).toBeLessThan(4_000);
+    await proxy.restore();
+    expect(sent(t, agent.agentId)).toEqual([]);
+    await until(async () => (await sendText(t, agent, { to: '6281234567890', message: 'back' })).statusCode === 200);
+    expect(sent(t, agent.agentId).map((s) => s.text)).toEqual(['back']);
+    const rows = await test.database.query(`SELECT status, payload->>'text' AS text FROM outbox_messages`);
+    expect(rows.filter((row) => row.text === 'into the void' && row.status !== 'failed')).toEqual([]);
+  }, 30_000);
 });

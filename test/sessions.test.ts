@@ -161,6 +161,32 @@ describe('/sessions', () => {
     expect(long.statusCode).toBe(200);
   });
 
+  it('refuses an apikey that is empty or holds whitespace, and flags one shorter than 16 characters', async () => {
+    for (const apikey of ['', 'two words', 'tab\tkey', ' leading-space-0123456789', 'line\nbreak-0123456789']) {
+      const res = await create({ userId: 'u-rules', agentId: 'rules-bot', agentName: 'Rules', apikey });
+      expect(res.statusCode, JSON.stringify(apikey)).toBe(400);
+      expect(res.json().error).toMatchObject({ code: 'INVALID_PAYLOAD', message: expect.stringContaining('apikey') });
+    }
+    // The seed's own example: accepted, warned about (without the key), and shown as weak.
+    const weak = await create({ userId: 'u-rules', agentId: 'weak-bot', agentName: 'Weak', apikey: 'api-key' });
+    expect(weak.statusCode).toBe(200);
+    expect(weak.json().data.weakApiKey).toBe(true);
+    const warning = f.t.logs.find((l) => l.event === 'auth.weak_api_key' && l.agentId === 'weak-bot');
+    expect(warning?.level).toBe('warn');
+    expect(JSON.stringify(warning)).not.toContain('api-key"');
+    const strong = await create({
+      userId: 'u-rules',
+      agentId: 'strong-bot',
+      agentName: 'Strong',
+      apikey: 'a-long-random-key-0123456789',
+    });
+    expect(strong.json().data.weakApiKey).toBe(false);
+    const listed = await f.t.app.inject({ method: 'GET', url: '/sessions?limit=200', headers: f.t.admin });
+    const items = listed.json().data.items as { agentId: string; weakApiKey: boolean }[];
+    expect(items.find((s) => s.agentId === 'weak-bot')?.weakApiKey).toBe(true);
+    expect(listed.body).not.toContain('a-long-random-key-0123456789');
+  });
+
   it('names the wrong field in a 400', async () => {
     const res = await create({ userId: 'u', agentId: 'typed-bot', agentName: 12, apikey: 'k' });
     expect(res.statusCode).toBe(400);

@@ -100,7 +100,7 @@ export function renderRow(session) {
   row.cells[0].querySelector('.sub').textContent = session.agentName ?? '';
   row.cells[1].textContent = session.userId;
   row.cells[2].textContent = session.engine;
-  row.cells[3].replaceChildren(badge(label));
+  row.cells[3].replaceChildren(badge(label), ...(session.weakApiKey ? [weakKeyBadge()] : []));
   row.cells[4].textContent = formatNumber(session.liveState.me);
   row.cells[5].textContent = formatTime(session.lastConnectedAt);
   row.cells[6].textContent = error ?? '—';
@@ -111,6 +111,16 @@ function badge({ text, tone }) {
   const element = document.createElement('span');
   element.className = `badge ${tone}`;
   element.textContent = text;
+  return element;
+}
+
+/** The service says only that the key is short (under 16 characters); the key itself never reaches the page. */
+const WEAK_KEY_HINT =
+  "This agent's API key is shorter than 16 characters and can be guessed. Give it a long random key.";
+
+function weakKeyBadge() {
+  const element = badge({ text: 'weak key', tone: 'bad' });
+  element.title = WEAK_KEY_HINT;
   return element;
 }
 
@@ -177,6 +187,9 @@ export function renderDetail() {
   const status = $('detail-status');
   status.textContent = label.text;
   status.className = `badge ${label.tone}`;
+  const weak = $('detail-weak-key');
+  weak.hidden = !session.weakApiKey;
+  weak.title = WEAK_KEY_HINT;
 
   // Pairing only makes sense while the phone is not linked yet.
   $('pairing-form').hidden = live.isReady;

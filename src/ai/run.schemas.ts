@@ -1,19 +1,25 @@
 // Request and response schemas of POST /agents/{agentId}/run.
 import { z } from 'zod';
+import { freeJson } from '../http/free-json.js';
+import { isText, text } from '../http/schemas.js';
 
-const sessionIdField = z.union([z.string().trim().min(1).max(128), z.number().int().nonnegative()]);
+const sessionIdField = z.union([text().trim().min(1).max(128), z.number().int().nonnegative()]);
 
-/** Loose: every field beyond these is passed to the AI backend unchanged (openai_api_key, rag_enable…). */
+/** Every field beyond these is passed to the AI backend unchanged (openai_api_key, rag_enable…), once checked as text. */
 export const runBody = z
-  .looseObject({
-    input: z.string().optional(),
-    message: z.string().optional().describe('Alias of input'),
+  .object({
+    input: text().optional(),
+    message: text().optional().describe('Alias of input'),
     session_id: sessionIdField.optional().describe('Where the reply goes: a phone number, JID or group JID'),
     sessionId: sessionIdField.optional().describe('Alias of session_id'),
-    parameters: z.record(z.string(), z.unknown()).optional().describe('Defaults to { "max_steps": 5 }'),
-    metadata: z.unknown().optional().describe('Passed to the AI backend unchanged'),
+    parameters: z.record(text(), freeJson()).optional().describe('Defaults to { "max_steps": 5 }'),
+    metadata: freeJson().optional().describe('Passed to the AI backend unchanged'),
   })
+  .catchall(freeJson())
   .superRefine((body, ctx) => {
+    // The pass-through fields' own names: their values are checked by catchall, their names here.
+    if (!Object.keys(body).every(isText))
+      ctx.addIssue({ code: 'custom', path: [], message: 'a field name is not valid text' });
     if (!(body.input ?? body.message)?.trim()) {
       ctx.addIssue({ code: 'custom', path: ['input'], message: 'input (or message) is required' });
     }

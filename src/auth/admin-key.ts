@@ -1,8 +1,9 @@
 // The admin API key: from ADMIN_API_KEY, or generated once and kept in DATA_DIR.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../observability/logger.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../private-files.js';
 
 const ADMIN_KEY_FILE = 'admin-api-key';
 
@@ -15,17 +16,33 @@ export async function resolveAdminKey(
   const file = path.join(dataDir, ADMIN_KEY_FILE);
   try {
     const stored = (await readFile(file, 'utf8')).trim();
-    if (stored.length >= 16) return stored;
+    if (stored.length >= 16) {
+      await keepPrivate(file, logger);
+      return stored;
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const key = randomBytes(32).toString('base64url');
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  await mkdir(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  await writeFile(file, `${key}\n`, { mode: PRIVATE_FILE_MODE });
+  await keepPrivate(file, logger); // writeFile's mode applies only to a file it creates
   // Logged once, on the boot that creates it, so the operator can read it; later boots only name the file.
   logger.warn(
     { event: 'auth.admin_key.generated', file },
     `ADMIN_API_KEY is not set: generated an admin API key and saved it in ${file}. Key: ${key}`,
   );
   return key;
+}
+
+/** A key file left readable by others (copied in, written by an older version) becomes 0600. */
+async function keepPrivate(file: string, logger: Logger): Promise<void> {
+  try {
+    await chmod(file, PRIVATE_FILE_MODE);
+  } catch (err) {
+    logger.warn(
+      { event: 'storage.not_private', file, code: (err as NodeJS.ErrnoException).code },
+      `could not make ${file} private (mode 0600)`,
+    );
+  }
 }

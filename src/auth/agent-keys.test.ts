@@ -1,15 +1,16 @@
 import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../__fixtures__/fake-clock.js';
-import { AgentKeyStore } from './agent-keys.js';
+import { AgentKeyStore, hashKey } from './agent-keys.js';
 
 function setup(latest: string | null = null) {
   const clock = new FakeClock();
-  const latestActiveKey = vi.fn(async (_userId: string) => latest);
+  const state = { latest };
+  const latestActiveKey = vi.fn(async (_userId: string) => state.latest);
   const saveApiKey = vi.fn(async (_agentId: string, _apiKey: string) => {});
   const sut = new AgentKeyStore({ apiKeys: { latestActiveKey }, saveApiKey, syncIntervalMs: 5_000, clock });
-  sut.set('bot-a', 'user-a', 'key-a');
-  sut.set('bot-b', 'user-b', 'key-b');
-  return { sut, latestActiveKey, saveApiKey, clock };
+  sut.set('bot-a', 'user-a', 'key-a', 'admin');
+  sut.set('bot-b', 'user-b', 'key-b', 'admin');
+  return { sut, latestActiveKey, saveApiKey, clock, state };
 }
 
 describe('AgentKeyStore', () => {
@@ -32,6 +33,36 @@ describe('AgentKeyStore', () => {
     expect(saveApiKey).toHaveBeenCalledWith('bot-a', 'rotated-a');
     expect(await sut.check('bot-a', 'rotated-a')).toBe('ok');
     expect(await sut.check('bot-a', 'key-a')).not.toBe('ok');
+  });
+
+  it('keeps what a look-up found whatever key set it off, so a wrong key cannot delay a rotation', async () => {
+    const { sut, saveApiKey, latestActiveKey } = setup('rotated-a');
+    // Someone else's wrong key triggers the look-up and spends the agent's look-up budget...
+    expect(await sut.check('bot-a', 'wrong')).toBe('invalid');
+    expect(saveApiKey).toHaveBeenCalledWith('bot-a', 'rotated-a');
+    // ...and the owner's rotated key, right after, still works, without another look-up.
+    expect(sut.matches('bot-a', hashKey('rotated-a'))).toBe(true);
+    expect(await sut.check('bot-a', 'rotated-a')).toBe('ok');
+    expect(latestActiveKey).toHaveBeenCalledTimes(1);
+  });
+
+  it('revokes a key from api_keys that a look-up finds gone, and keeps an admin-given one', async () => {
+    const { sut } = setup(null);
+    sut.set('bot-c', 'user-c', 'key-c', 'api_keys');
+    expect(await sut.check('bot-c', 'wrong')).toBe('invalid');
+    expect(await sut.check('bot-c', 'key-c')).toBe('invalid');
+    expect(await sut.check('bot-a', 'wrong')).toBe('invalid');
+    expect(await sut.check('bot-a', 'key-a')).toBe('ok');
+  });
+
+  it('does not bring back an agent removed while its look-up was running', async () => {
+    const { sut, state, saveApiKey } = setup('rotated-a');
+    state.latest = 'rotated-a';
+    const check = sut.check('bot-a', 'rotated-a');
+    sut.remove('bot-a');
+    expect(await check).toBe('unknown_agent');
+    expect(sut.has('bot-a')).toBe(false);
+    expect(saveApiKey).not.toHaveBeenCalled();
   });
 
   it('looks api_keys up at most once per interval per agent, however many wrong keys come', async () => {

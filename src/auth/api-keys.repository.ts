@@ -1,5 +1,5 @@
 // Reads the shared api_keys table (managed by another service; never written here).
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { apiKeys } from '../db/schema.js';
 
@@ -16,7 +16,8 @@ export function createApiKeysRepository(db: Db): ApiKeysRepository {
         .from(apiKeys)
         // user_id may be uuid or integer in the shared table: compare as text.
         .where(and(sql`${apiKeys.userId}::text = ${userId}`, eq(apiKeys.isActive, true)))
-        .orderBy(desc(apiKeys.updatedAt))
+        // The same pick as the key sync's (agent-keys.repository.ts), or the two would take turns adopting two keys.
+        .orderBy(sql`${apiKeys.updatedAt} DESC NULLS LAST`, sql`${apiKeys.accessToken} DESC`)
         .limit(1);
       return rows[0]?.token ?? null;
     },

@@ -25,7 +25,7 @@ const UNAVAILABLE_STATES = /^(08...|53000|53100|53200|53300|57P01|57P02|57P03|57
 
 /** node-postgres reports a broken or refused connection, and a full pool, by message only. */
 const UNAVAILABLE_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed|database is closed|Cannot use a pool after calling end/i;
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed|database is closed|Cannot use a pool after calling end/i;
 
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -33,7 +33,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && (NETWORK_CODES.has(code) || UNAVAILABLE_STATES.test(code))) return true;
   if (err instanceof AggregateError && err.errors.some(isDatabaseUnavailable)) return true;
-  return UNAVAILABLE_MESSAGES.test(err.message);
+  // Drizzle wraps the driver's error ("Failed query: …") with the original as its cause.
+  return UNAVAILABLE_MESSAGES.test(err.message) || (err.cause !== undefined && isDatabaseUnavailable(err.cause));
 }
 
 /** Connection failures before any statement was sent: the server never saw it. */
@@ -52,7 +53,8 @@ export function mayHaveCommitted(err: unknown): boolean {
   if (!(err instanceof Error)) return true;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && (NEVER_SENT_CODES.has(code) || NEVER_COMMITTED_STATES.has(code))) return false;
-  return !NEVER_SENT_MESSAGES.test(err.message);
+  if (NEVER_SENT_MESSAGES.test(err.message)) return false;
+  return err.cause === undefined || mayHaveCommitted(err.cause);
 }
 
 /** The 503 a request gets when the database cannot take its write or read now. */

@@ -50,14 +50,24 @@ export async function openDatabase(location: DatabaseLocation): Promise<Database
 
 async function openPostgres(url: string, poolSize: number, statementTimeoutMs: number): Promise<Database> {
   const timeout = `-c statement_timeout=${Math.round(statementTimeoutMs)}`;
-  const pool = createPool(url, poolSize, timeout);
-  const relaxed = createPool(url, 2, `${timeout} -c synchronous_commit=off`);
+  // The server cancels a statement past statement_timeout; a server that has stopped answering altogether cannot, so
+  // the client gives up a little later, and the pool drops that connection.
+  const readTimeoutMs = Math.round(statementTimeoutMs) + 1_000;
+  const pool = createPool(url, poolSize, readTimeoutMs, timeout);
+  const relaxed = createPool(url, 2, readTimeoutMs, `${timeout} -c synchronous_commit=off`);
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) => {
     const query: pg.QueryConfig = name === undefined ? { text } : { text, name };
     if (values !== undefined) query.values = values;
     return (await q.query<Row>(query)).rows;
+  };
+  /** A dedicated connection's statements may wait long on purpose (a migration waiting for another's lock). */
+  const runUnbounded = async (conn: pg.PoolClient, text: string, values?: unknown[], name?: string) => {
+    const query: pg.QueryConfig & { query_timeout: number } = { text, query_timeout: DAY_MS };
+    if (name !== undefined) query.name = name;
+    if (values !== undefined) query.values = values;
+    return (await conn.query<Row>(query)).rows;
   };
   return {
     kind: 'postgres',
@@ -67,7 +77,7 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
     async withConnection(fn) {
       const conn = await pool.connect();
       try {
-        return await fn((sql, params, name) => run(conn, sql, params, name));
+        return await fn((sql, params, name) => runUnbounded(conn, sql, params, name));
       } finally {
         conn.release();
       }
@@ -81,7 +91,9 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
   };
 }
 
-function createPool(url: string, max: number, settings = ''): pg.Pool {
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function createPool(url: string, max: number, readTimeoutMs: number, settings: string): pg.Pool {
   // Named statements are parsed once per connection, but each run gets a plan for its own parameters. A generic plan,
   // cached while a table is still small, would keep scanning the whole table as it grows: for a join on an
   // array of ids, for instance, a sequential scan per batch instead of one index lookup per row. The settings go in
@@ -89,7 +101,9 @@ function createPool(url: string, max: number, settings = ''): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max,
-    connectionTimeoutMillis: 5_000,
+    // Connecting to a server that stopped answering takes as long as a statement may, no more.
+    connectionTimeoutMillis: readTimeoutMs,
+    query_timeout: readTimeoutMs,
     options: `-c plan_cache_mode=force_custom_plan ${settings}`.trim(),
   });
   // An idle client that loses its server emits 'error' on the pool; without a listener the process would crash.

@@ -23,6 +23,8 @@ export const whatsappUser = pgTable(
     engine: text('engine'),
     waJid: text('wa_jid'),
     lastError: text('last_error'),
+    /** 'api_keys' or 'admin' (see migration 0003); NULL on rows from before it until the key sync derives it. */
+    apiKeySource: text('api_key_source'),
   },
   (t) => [primaryKey({ columns: [t.userId, t.agentId] })],
 );

@@ -1,7 +1,13 @@
 // The behaviour every engine owes the services, as one suite that each adapter runs against its own harness.
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Engine, EngineSession, EngineSessionEvents, InboundMessage } from './engine.js';
+import {
+  type Engine,
+  type EngineSession,
+  type EngineSessionEvents,
+  type InboundMessage,
+  RecipientRejectedError,
+} from './engine.js';
 
 /** A message as the phone on the other side sends it; JIDs are canonical and the harness translates them. */
 export interface ContractInbound {
@@ -37,6 +43,8 @@ export interface EngineHarness {
   /** The connection drops: the network (loggedOut false) or the phone unlinking the device (true). */
   drop(agentId: string, loggedOut: boolean): Promise<void>;
   sent(agentId: string): Promise<ContractSent[]>;
+  /** WhatsApp does not know this phone number (digits): sends to it must be refused, for this connected agent. */
+  notOnWhatsApp(agentId: string, phone: string): void;
   /**
    * The next start of this agent fails the way the library fails when WhatsApp is unreachable; returns a part of
    * the library's error that the reported reason must carry. Absent when the engine's connection cannot fail.
@@ -220,6 +228,16 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
         },
         { to: '120363025555555555@g.us', kind: 'image', caption: 'look', mimeType: 'image/png', bytes: 7 },
       ]);
+    });
+
+    it('refuses a recipient who is not on WhatsApp with RecipientRejectedError, and sends nothing to it', async () => {
+      const session = await connected();
+      harness.notOnWhatsApp(agentId, '6289900000009');
+      const refused = await session.sendText('6289900000009@c.us', 'anyone there?').catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(RecipientRejectedError);
+      expect(refused).toMatchObject({ reason: 'not_on_whatsapp', recipient: '6289900000009@c.us' });
+      await session.sendText('6289900000001@c.us', 'hello');
+      expect(await harness.sent(agentId)).toEqual([{ to: '6289900000001@c.us', kind: 'text', text: 'hello' }]);
     });
 
     it('shows and clears the typing indicator', async () => {

@@ -57,6 +57,21 @@ export interface OutboundImage {
   caption?: string | undefined;
 }
 
+/**
+ * Thrown by sendText and sendImage when WhatsApp refuses the recipient itself (the number is not on WhatsApp, or has
+ * blocked the account): trying again cannot help, so the message fails at once instead of holding its queue through
+ * retries. Any other error counts as transient.
+ */
+export class RecipientRejectedError extends Error {
+  override name = 'RecipientRejectedError';
+  constructor(
+    readonly reason: 'not_on_whatsapp' | 'blocked',
+    readonly recipient: string,
+  ) {
+    super(reason === 'blocked' ? `${recipient} has blocked this account` : `${recipient} is not on WhatsApp`);
+  }
+}
+
 export interface SentMessage {
   /** WhatsApp's id of the message that was sent. */
   id: string;
@@ -99,6 +114,11 @@ export interface Engine {
   clearStoredLogin(agentId: string): Promise<void>;
   /** Releases what the engine holds beyond its sessions. */
   close?(): Promise<void>;
+  /**
+   * Whether a session could begin to start now: null when it could, else the reason it could not (no browser
+   * binary). Absent for engines that need nothing outside the process.
+   */
+  availability?(): Promise<string | null>;
 }
 
 /** The engines this process can run, by name. */

@@ -56,7 +56,7 @@ export const eventsRoutes: FastifyPluginAsyncZod<EventsRoutesOptions> = async (a
   app.get(
     '/events/sessions',
     {
-      preHandler: auth.admin(),
+      onRequest: auth.admin(),
       schema: {
         tags: ['sessions'],
         security: [{ bearerAuth: [] }],

@@ -1,5 +1,5 @@
 // One place that turns every error into `{ error: { code, message, traceId } }`; a 5xx never reveals internals.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { databaseUnavailable, isDatabaseUnavailable } from '../db/availability.js';
 import { AppError, ERRORS, type ErrorCode, isAppError } from '../errors.js';
@@ -63,6 +63,31 @@ export function installErrorHandlers(app: FastifyInstance, metrics: Metrics): vo
       },
     }),
   );
+}
+
+/** Longest path parameter the router takes; a longer one is refused below, any shorter one by the route's schema. */
+export const MAX_PARAM_LENGTH = 1_024;
+
+/**
+ * Errors of Fastify's router, before any route, hook or error handler: a path whose percent-encoding is not UTF-8
+ * (`/sessions/%ED%A0%80`), or a parameter past MAX_PARAM_LENGTH. They get the envelope like every other error.
+ */
+export function frameworkErrorHandler(metrics: Metrics) {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    const appError =
+      error.code === 'FST_ERR_BAD_URL'
+        ? new AppError('INVALID_PAYLOAD', 'path: a percent-encoded part is not UTF-8 text')
+        : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new AppError('INVALID_PAYLOAD', `path: a parameter is longer than ${MAX_PARAM_LENGTH} characters`)
+          : new AppError('INTERNAL_ERROR', undefined, { cause: error });
+    metrics.errors.inc({ code: appError.code });
+    if (appError.status >= 500) request.log.error({ err: error, event: 'http.error' }, 'request failed');
+    else request.log.info({ code: appError.code, event: 'http.client_error' }, appError.message);
+    void reply
+      .status(appError.status)
+      .header('x-request-id', request.id)
+      .send({ error: { code: appError.code, message: appError.message, traceId: request.id } });
+  };
 }
 
 function agentIdOf(params: unknown): string {

@@ -1,4 +1,4 @@
-// /health (liveness) and /health/ready (database and draining).
+// /health (liveness) and /health/ready (database and draining; each engine listed, available or not).
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -8,14 +8,25 @@ export interface HealthRoutesOptions {
   isDraining: () => boolean;
   startedAt: number;
   clock: Pick<Clock, 'now'>;
+  /** Each engine: whether a session could begin to start, and why not. Listed, never a reason to be unready. */
+  engines: () => Promise<Record<string, { available: boolean; reason: string | null }>>;
 }
 
 const health = z.object({ status: z.string(), uptime: z.number(), timestamp: z.string(), traceId: z.string() });
-const readiness = health.extend({ checks: z.object({ database: z.enum(['ok', 'down']), draining: z.boolean() }) });
+const engineState = z.object({ available: z.boolean(), reason: z.string().nullable() });
+const readiness = health.extend({
+  checks: z.object({
+    database: z.enum(['ok', 'down']),
+    draining: z.boolean(),
+    // A missing browser only stops the sessions of that engine (503 ENGINE_UNAVAILABLE on their QR code): the
+    // service itself, and every other engine, still serve.
+    engines: z.record(z.string(), engineState),
+  }),
+});
 
 export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (
   app,
-  { ping, isDraining, startedAt, clock },
+  { ping, isDraining, startedAt, clock, engines },
 ) => {
   const base = (traceId: string) => {
     const now = clock.now();
@@ -33,20 +44,26 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: the database answers and the service is not draining',
+        summary:
+          'Readiness: the database answers and the service is not draining; each engine is listed as available or not, with the reason',
         response: { 200: readiness, 503: readiness },
       },
     },
     async (request, reply) => {
-      const database = await ping().then(
-        () => 'ok' as const,
-        () => 'down' as const,
-      );
+      const [database, engineStates] = await Promise.all([
+        ping().then(
+          () => 'ok' as const,
+          () => 'down' as const,
+        ),
+        engines(),
+      ]);
       const draining = isDraining();
       const ready = database === 'ok' && !draining;
-      return reply
-        .status(ready ? 200 : 503)
-        .send({ status: ready ? 'ok' : 'unavailable', ...base(request.id), checks: { database, draining } });
+      return reply.status(ready ? 200 : 503).send({
+        status: ready ? 'ok' : 'unavailable',
+        ...base(request.id),
+        checks: { database, draining, engines: engineStates },
+      });
     },
   );
 };

@@ -1,4 +1,5 @@
-// The inbound_messages table: claims a WhatsApp message id once per agent, records the outcome, purges old rows.
+// The inbound_messages table: claims a WhatsApp message id per agent until it is answered, records the outcome,
+// purges old rows.
 import { and, eq, lt } from 'drizzle-orm';
 import { Batcher } from '../db/batcher.js';
 import type { Database, Db } from '../db/client.js';
@@ -40,7 +41,9 @@ export class InboundRepository {
 
   /**
    * Records that this message is being handled. False when it was already claimed, by this process or by an
-   * earlier one: the row outlives a restart, so a redelivery is not answered twice.
+   * earlier one: the row outlives a restart, so a redelivery is not answered twice. A message whose earlier try
+   * ended `ai_error` or `dropped` (no answer reached the user) is claimed again, so a redelivery gets another try;
+   * one still under way (no outcome yet: also one cut off by a crash or by the shutdown grace) is not.
    */
   claim(agentId: string, waMessageId: string, chatJid: string, at: Date): Promise<boolean> {
     return this.claims.add({ agentId, waMessageId, chatJid, at });
@@ -50,23 +53,27 @@ export class InboundRepository {
     return this.outcomes.add({ agentId, waMessageId, outcome });
   }
 
-  /** One INSERT … ON CONFLICT DO NOTHING for many claims; within the batch the first claim of an id wins. */
+  /** One INSERT … ON CONFLICT for many claims; within the batch the first claim of an id wins. */
   async claimMany(items: InboundClaim[]): Promise<boolean[]> {
+    // ON CONFLICT DO UPDATE may not touch a row twice in one statement: each id goes once.
+    const unique = [...new Map(items.map((item) => [keyOf(item.agentId, item.waMessageId), item])).values()];
     const rows = await this.database.queryRelaxed(
-      `INSERT INTO inbound_messages (agent_id, wa_message_id, chat_jid, received_at)
+      `INSERT INTO inbound_messages AS m (agent_id, wa_message_id, chat_jid, received_at)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-       ON CONFLICT DO NOTHING
+       ON CONFLICT (agent_id, wa_message_id) DO UPDATE
+         SET outcome = NULL, chat_jid = EXCLUDED.chat_jid, received_at = EXCLUDED.received_at
+         WHERE m.outcome IN ('ai_error', 'dropped')
        RETURNING agent_id, wa_message_id`,
       [
-        items.map((item) => item.agentId),
-        items.map((item) => item.waMessageId),
-        items.map((item) => item.chatJid),
-        items.map((item) => item.at.toISOString()),
+        unique.map((item) => item.agentId),
+        unique.map((item) => item.waMessageId),
+        unique.map((item) => item.chatJid),
+        unique.map((item) => item.at.toISOString()),
       ],
       'inbound_claim',
     );
-    const inserted = new Set(rows.map((row) => keyOf(String(row.agent_id), String(row.wa_message_id))));
-    return items.map((item) => inserted.delete(keyOf(item.agentId, item.waMessageId)));
+    const claimed = new Set(rows.map((row) => keyOf(String(row.agent_id), String(row.wa_message_id))));
+    return items.map((item) => claimed.delete(keyOf(item.agentId, item.waMessageId)));
   }
 
   async setOutcomes(items: OutcomeUpdate[]): Promise<void> {

@@ -10,11 +10,21 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { jidUser, parseRecipient } from '../whatsapp/jid.js';
 import { ChatQueue } from './chat-queue.js';
-import { formatDeveloperReport } from './developer-report.js';
+import type { ReportedDropReason } from './developer-report.js';
+import { DeveloperReporter } from './developer-reporter.js';
 import type { InboundOutcome, InboundRepository } from './inbound.repository.js';
 import { filterInbound } from './inbound-filter.js';
 
 const INBOUND_DEFAULT_PARAMETERS = { max_steps: 5 };
+
+/** The scheduler's defaults: `AI_CONCURRENCY_PER_AGENT`, `AI_CONCURRENCY_MAX`, and the bounds on waiting messages. */
+export const INBOUND_LIMITS = {
+  perAgentConcurrency: 8,
+  maxConcurrency: 1_000,
+  maxPendingPerChat: 50,
+  maxPendingPerAgent: 500,
+  maxPending: 20_000,
+};
 
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
@@ -26,12 +36,15 @@ export interface InboundServiceOptions {
   repository: Pick<InboundRepository, 'claim' | 'setOutcome'>;
   metrics: Metrics;
   logger: Logger;
-  /** `DEVELOPER_NUMBER`, as configured; AI failures are reported there when it is set. */
+  /** `DEVELOPER_NUMBER`, as configured; AI failures and dropped messages are reported there when it is set. */
   developerNumber?: string | undefined;
   defaultCountryCode: string;
-  /** Messages handled at once across all chats of this process. */
-  concurrency?: number | undefined;
+  /** Messages of one agent with the AI at once (`AI_CONCURRENCY_PER_AGENT`); one at a time within a chat. */
+  perAgentConcurrency?: number | undefined;
+  /** Messages with the AI at once across all agents (`AI_CONCURRENCY_MAX`). */
+  maxConcurrency?: number | undefined;
   maxPendingPerChat?: number;
+  maxPendingPerAgent?: number;
   maxPending?: number;
   clock: Clock;
   newTraceId?: () => string;
@@ -39,25 +52,37 @@ export interface InboundServiceOptions {
 
 export class InboundService {
   private readonly queue: ChatQueue;
-  private readonly developerJid: string | null;
+  /** null when no valid `DEVELOPER_NUMBER` is set. */
+  private readonly reporter: DeveloperReporter | null;
   private readonly clock: Clock;
   private readonly newTraceId: () => string;
   private closing = false;
 
   constructor(private readonly options: InboundServiceOptions) {
     this.queue = new ChatQueue({
-      concurrency: options.concurrency ?? 32,
-      maxPendingPerChat: options.maxPendingPerChat ?? 50,
-      maxPending: options.maxPending ?? 5_000,
+      perAgentConcurrency: options.perAgentConcurrency ?? INBOUND_LIMITS.perAgentConcurrency,
+      maxConcurrency: options.maxConcurrency ?? INBOUND_LIMITS.maxConcurrency,
+      maxPendingPerChat: options.maxPendingPerChat ?? INBOUND_LIMITS.maxPendingPerChat,
+      maxPendingPerAgent: options.maxPendingPerAgent ?? INBOUND_LIMITS.maxPendingPerAgent,
+      maxPending: options.maxPending ?? INBOUND_LIMITS.maxPending,
     });
     this.clock = options.clock;
     this.newTraceId = options.newTraceId ?? randomUUID;
-    this.developerJid = options.developerNumber
+    const developerJid = options.developerNumber
       ? parseRecipient(options.developerNumber, options.defaultCountryCode)
       : null;
-    if (options.developerNumber && !this.developerJid) {
+    if (options.developerNumber && !developerJid) {
       options.logger.warn({ event: 'inbound.developer_number_invalid' }, 'DEVELOPER_NUMBER is not a phone number');
     }
+    this.reporter = developerJid
+      ? new DeveloperReporter({
+          developerJid,
+          replies: options.replies,
+          clock: options.clock,
+          logger: options.logger,
+          newTraceId: this.newTraceId,
+        })
+      : null;
   }
 
   /**
@@ -68,25 +93,29 @@ export class InboundService {
     const traceId = this.newTraceId();
     const logger: MessageLogger = new LazyLogger(this.options.logger, { agentId, traceId, messageId: message.id });
     const connection = this.options.directory.connection(agentId);
-    let dropReason: string | null = null;
-    if (!connection) dropReason = 'not_connected';
-    else if (this.closing) dropReason = 'shutting_down';
-    else {
-      const verdict = filterInbound(message, connection.identity);
-      if (!verdict.pass) {
-        this.count(agentId, 'ignored', logger, { reason: verdict.reason });
-        return;
-      }
-      const key = `${agentId}\u0000${message.chatJid}`;
-      const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
-      if (!this.queue.push(key, task)) dropReason = 'overloaded';
+    if (!connection) {
+      this.count(agentId, 'dropped', logger, { reason: 'not_connected' });
+      return;
     }
-    if (dropReason) this.count(agentId, 'dropped', logger, { reason: dropReason });
+    if (this.closing) {
+      this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
+      return;
+    }
+    const verdict = filterInbound(message, connection.identity);
+    if (!verdict.pass) {
+      this.count(agentId, 'ignored', logger, { reason: verdict.reason });
+      return;
+    }
+    const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
+    const limit = this.queue.push(agentId, message.chatJid, task);
+    // Not claimed: WhatsApp's redelivery, if any, is answered then.
+    if (limit) this.drop(agentId, message, traceId, logger, 'overloaded', { limit });
   }
 
-  /** Resolves when every accepted message has been handled. */
-  onIdle(): Promise<void> {
-    return this.queue.onIdle();
+  /** Resolves when every accepted message has been handled and every report under way has been sent. */
+  async onIdle(): Promise<void> {
+    await this.queue.onIdle();
+    await this.reporter?.idle();
   }
 
   /** Takes no new messages and waits for those under way (each is bounded by the AI timeout), at most `graceMs`. */
@@ -99,7 +128,9 @@ export class InboundService {
           timer = this.clock.setTimeout(resolve, graceMs);
         })
       : new Promise<void>(() => {});
-    await Promise.race([this.queue.onIdle(), grace]);
+    // The summaries still counting go out last, while the outbox is still up.
+    const drained = this.queue.onIdle().then(() => this.reporter?.close());
+    await Promise.race([drained, grace]);
     timer?.cancel();
   }
 
@@ -123,13 +154,14 @@ export class InboundService {
       claimed = await repository.claim(agentId, message.id, message.chatJid, new Date(this.clock.now()));
     } catch (err) {
       // Without the dedup record a redelivery could be answered twice; not answering is the safer side.
-      this.count(agentId, 'dropped', logger, { reason: 'dedup_unavailable', err: errorMessage(err) });
+      this.drop(agentId, message, traceId, logger, 'dedup_unavailable', { err: errorMessage(err) });
       return;
     }
     if (!claimed) {
       this.count(agentId, 'duplicate', logger);
       return;
     }
+    // ai_error and dropped leave the claim open to WhatsApp's redelivery (InboundRepository.claim takes them over).
     const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot, await settings);
     await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
@@ -197,20 +229,20 @@ export class InboundService {
         quotedMessageId: message.isGroup ? message.id : undefined,
         traceId,
       });
-      if (receipt.status === 'failed') return this.count(agentId, 'dropped', logger, { reason: 'reply_failed' });
+      if (receipt.status === 'failed') return this.drop(agentId, message, traceId, logger, 'reply_failed');
     } catch (err) {
-      return this.count(agentId, 'dropped', logger, { reason: 'reply_not_queued', err: errorMessage(err) });
+      return this.drop(agentId, message, traceId, logger, 'reply_not_queued', { err: errorMessage(err) });
     }
     return this.count(agentId, 'replied', logger, { latencyMs: Math.round(latencyMs), replyLength: reply.length });
   }
 
-  private async aiFailed(
+  private aiFailed(
     agentId: string,
     message: InboundMessage,
     traceId: string,
     logger: MessageLogger,
     err: unknown,
-  ): Promise<InboundOutcome> {
+  ): InboundOutcome {
     const code: AppError['code'] = isAppError(err) ? err.code : 'INTERNAL_ERROR';
     const reason = code === 'AI_TIMEOUT' ? 'TIMEOUT' : 'ERROR';
     const { metrics } = this.options;
@@ -220,21 +252,42 @@ export class InboundService {
       code,
       err: errorMessage(err),
     });
-    if (this.developerJid) {
-      const report = formatDeveloperReport({
+    // Not awaited: a report waits on the outbox, and onIdle/close wait for it instead of this chat.
+    void this.reporter?.report({
+      kind: 'ai_failure',
+      reason,
+      agentId,
+      senderJid: message.senderJid,
+      text: message.text,
+      traceId,
+    });
+    return this.count(agentId, 'ai_error', logger);
+  }
+
+  /**
+   * Counts a message the user will get no answer to, and reports it to the developer. The drops not reported here
+   * (not connected, agent deleted, shutting down) are the operator's own doing or seen on the session itself.
+   */
+  private drop(
+    agentId: string,
+    message: InboundMessage,
+    traceId: string,
+    logger: MessageLogger,
+    reason: ReportedDropReason,
+    fields: Record<string, unknown> = {},
+  ): InboundOutcome {
+    this.count(agentId, 'dropped', logger, { reason, ...fields });
+    if (this.reporter) {
+      void this.reporter.report({
+        kind: 'dropped',
+        reason,
         agentId,
         senderJid: message.senderJid,
         text: message.text,
-        reason,
         traceId,
-        at: new Date(this.clock.now()),
       });
-      await this.options.replies.sendText(agentId, this.developerJid, report, { traceId }).then(
-        () => logger.info({ event: 'inbound.developer_notified' }),
-        (sendErr: unknown) => logger.warn({ event: 'inbound.developer_report_failed', err: errorMessage(sendErr) }),
-      );
     }
-    return this.count(agentId, 'ai_error', logger);
+    return 'dropped';
   }
 
   private count(

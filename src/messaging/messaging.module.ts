@@ -4,13 +4,19 @@ import type { Config } from '../config.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox } from '../outbox/outbox.js';
 import { type AddressChecker, anyAddress, publicAddressesOnly } from './address-policy.js';
+import { MediaBudget } from './media-budget.js';
 import { MediaFetcher } from './media-fetch.js';
 import { MessagingService } from './messaging.service.js';
 import { PreviewStore } from './preview-store.js';
 
 export type MessagingConfig = Pick<
   Config,
-  'mediaMaxBytes' | 'mediaAllowPrivateNetworks' | 'tempDir' | 'defaultCountryCode'
+  | 'mediaMaxBytes'
+  | 'mediaAllowPrivateNetworks'
+  | 'tempDir'
+  | 'defaultCountryCode'
+  | 'mediaInFlightPerAgent'
+  | 'mediaInFlightMax'
 >;
 
 export interface MessagingDeps {
@@ -25,6 +31,8 @@ export interface MessagingDeps {
 export interface Messaging {
   service: MessagingService;
   previews: PreviewStore;
+  /** Images in flight, bounded per agent and in total (the media route takes a place before reading the body). */
+  mediaBudget: MediaBudget;
   /** Starts the preview cleanup job. */
   start(): void;
   /** Stops the cleanup job and the fetcher's connections. */
@@ -44,10 +52,12 @@ export function createMessaging({ config, outbox, logger, clock, checkAddress }:
     defaultCountryCode: config.defaultCountryCode,
     mediaMaxBytes: config.mediaMaxBytes,
   });
+  const mediaBudget = new MediaBudget({ perAgent: config.mediaInFlightPerAgent, total: config.mediaInFlightMax });
   let closing: Promise<void> | undefined;
   return {
     service,
     previews,
+    mediaBudget,
     start() {
       previews.start();
     },

@@ -1,8 +1,12 @@
 // /agents/{agentId}/messages and /media: send text and images through the outbox, and read a message's state.
+import type { onRequestHookHandler } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Auth } from '../auth/auth.hooks.js';
+import { AppError } from '../errors.js';
+import { TEXT_BODY_LIMIT } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
 import type { SubmitResult } from '../outbox/outbox.js';
+import type { MediaBudget } from './media-budget.js';
 import {
   idempotencyHeaders,
   messageParams,
@@ -17,20 +21,40 @@ import type { MessagingService } from './messaging.service.js';
 export interface MessagingRoutesOptions {
   messaging: MessagingService;
   auth: Auth;
+  /** The media route's body limit: MEDIA_MAX_BYTES in base64 plus the JSON around it (http/body-limits.ts). */
+  mediaBodyLimit: number;
+  mediaBudget: MediaBudget;
 }
 
-/** The media route takes a 10 MB image in base64 (about 13.4 MB) plus the JSON around it. */
-const MEDIA_BODY_LIMIT = 15 * 1024 * 1024;
-
-export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = async (app, { messaging, auth }) => {
+export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = async (
+  app,
+  { messaging, auth, mediaBodyLimit, mediaBudget },
+) => {
   const tags = ['messages'];
   const security = [{ bearerAuth: [] }];
-  const preHandler = auth.agent();
+  const onRequest = auth.agent();
+  // After the key check, before the body is read: an image holds its place until its answer is sent (or the client
+  // goes away).
+  const takeMediaPlace: onRequestHookHandler = (request, reply, done) => {
+    const agentId = (request.params as { agentId?: unknown }).agentId;
+    const release = mediaBudget.take(typeof agentId === 'string' ? agentId : '');
+    if (!release) {
+      done(
+        new AppError('RATE_LIMITED', 'Too many images in flight for this agent or this service; retry shortly.', {
+          headers: { 'retry-after': '1' },
+        }),
+      );
+      return;
+    }
+    reply.raw.once('close', release);
+    done();
+  };
 
   app.post(
     '/agents/:agentId/messages',
     {
-      preHandler,
+      onRequest,
+      bodyLimit: TEXT_BODY_LIMIT,
       schema: {
         tags,
         security,
@@ -57,8 +81,8 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
   app.post(
     '/agents/:agentId/media',
     {
-      preHandler,
-      bodyLimit: MEDIA_BODY_LIMIT,
+      onRequest: [onRequest, takeMediaPlace],
+      bodyLimit: mediaBodyLimit,
       schema: {
         tags,
         security,
@@ -87,7 +111,7 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
   app.get(
     '/agents/:agentId/messages/:messageId',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,

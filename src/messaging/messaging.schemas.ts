@@ -1,29 +1,29 @@
 // Request and response schemas of the agent messaging endpoints; the types come from them.
 import { z } from 'zod';
-import { agentIdSchema } from '../http/schemas.js';
+import { agentIdSchema, text } from '../http/schemas.js';
 import { OUTBOX_STATUSES } from '../outbox/outbox.js';
 
 const quoteFields = {
-  quotedMessageId: z.string().min(1).max(256).optional(),
-  quoteId: z.string().min(1).max(256).optional().describe('Alias of quotedMessageId (seed)'),
-  mentions: z.array(z.string().min(1).max(64)).max(256).optional(),
+  quotedMessageId: text().min(1).max(256).optional(),
+  quoteId: text().min(1).max(256).optional().describe('Alias of quotedMessageId (seed)'),
+  mentions: z.array(text().min(1).max(64)).max(256).optional(),
 };
 
 export const sendMessageBody = z.object({
-  to: z.string().min(1).max(64).describe('Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid)'),
-  message: z.string().min(1).max(65_536),
+  to: text().min(1).max(64).describe('Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid)'),
+  message: text().min(1).max(65_536),
   ...quoteFields,
 });
 
 export const sendMediaBody = z
   .object({
-    to: z.string().min(1).max(64),
-    data: z.string().min(1).optional().describe('Base64 image; a data: URI prefix is allowed'),
-    url: z.string().min(1).max(2_048).optional().describe('http(s) URL of the image'),
-    caption: z.string().max(4_096).optional(),
-    filename: z.string().min(1).max(255).optional(),
-    mimeType: z.string().max(100).optional().describe('Informative: the type is read from the bytes'),
-    mimetype: z.string().max(100).optional().describe('Alias of mimeType (seed)'),
+    to: text().min(1).max(64),
+    data: text().min(1).optional().describe('Base64 image; a data: URI prefix is allowed'),
+    url: text().min(1).max(2_048).optional().describe('http(s) URL of the image'),
+    caption: text().max(4_096).optional(),
+    filename: text().min(1).max(255).optional(),
+    mimeType: text().max(100).optional().describe('Informative: the type is read from the bytes'),
+    mimetype: text().max(100).optional().describe('Alias of mimeType (seed)'),
     save_to_temp: z.boolean().default(true),
     ...quoteFields,
   })
@@ -33,10 +33,10 @@ export const sendMediaBody = z
   });
 
 export const idempotencyHeaders = z.object({
-  'idempotency-key': z.string().min(1).max(256).optional(),
+  'idempotency-key': text().min(1).max(256).optional(),
 });
 
-export const messageParams = z.object({ agentId: agentIdSchema, messageId: z.string().min(1).max(64) });
+export const messageParams = z.object({ agentId: agentIdSchema, messageId: text().min(1).max(64) });
 
 export const sendResultSchema = z.object({
   delivered: z.boolean(),

@@ -4,6 +4,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../private-files.js';
 
 /** Only files with this prefix are ours: TEMP_DIR may be shared (/tmp), and the job must not touch the rest. */
 const PREFIX = 'wa-preview-';
@@ -23,9 +24,10 @@ export class PreviewStore {
   constructor(private readonly options: PreviewStoreOptions) {}
 
   async save(bytes: Buffer, extension: string): Promise<string> {
-    await mkdir(this.options.dir, { recursive: true });
+    // Private: TEMP_DIR may be shared (/tmp), and a preview is a customer's image.
+    await mkdir(this.options.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const file = path.join(this.options.dir, `${PREFIX}${randomUUID()}.${extension}`);
-    await writeFile(file, bytes);
+    await writeFile(file, bytes, { mode: PRIVATE_FILE_MODE });
     return file;
   }
 

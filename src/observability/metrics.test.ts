@@ -38,6 +38,7 @@ describe('createMetrics: the counts every message adds to', () => {
 
   it('keeps agents apart when per-agent labels are on', async () => {
     const metrics = createMetrics({ perAgent: true, collectProcessMetrics: false });
+    metrics.setKnownAgents((agentId) => agentId === 'a' || agentId === 'b');
     metrics.countSent('text', 'a');
     metrics.countSent('text', 'a');
     metrics.countSent('text', 'b');
@@ -45,5 +46,23 @@ describe('createMetrics: the counts every message adds to', () => {
     expect(text).toContain('whatsapp_messages_sent_total{type="text",agent_id="a"} 2');
     expect(text).toContain('whatsapp_messages_sent_total{type="text",agent_id="b"} 1');
     expect(text).toContain('whatsapp_outbox_messages_total{state="sent",agent_id="a"} 2');
+  });
+
+  it('labels only the agents said to exist; the others are counted without a label', async () => {
+    const metrics = createMetrics({ perAgent: true, collectProcessMetrics: false });
+    expect(metrics.agentLabel('a')).toEqual({}); // none exists until the container says which do
+    metrics.setKnownAgents((agentId) => agentId === 'a');
+    expect(metrics.agentLabel('a')).toEqual({ agent_id: 'a' });
+    metrics.errors.inc({ code: 'UNAUTHORIZED', ...metrics.agentLabel('made-up') });
+    metrics.setQueueDepthSource(() => [
+      ['a', 2],
+      ['gone', 3],
+    ]);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('whatsapp_errors_total{code="UNAUTHORIZED"} 1');
+    expect(text).toContain('whatsapp_outbox_queue_depth{agent_id="a"} 2');
+    expect(text).toContain('whatsapp_outbox_queue_depth 3');
+    expect(text).not.toContain('made-up');
+    expect(text).not.toContain('gone');
   });
 });

@@ -15,14 +15,24 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
   const agent = perAgent ? (['agent_id'] as const) : ([] as const);
   const registers = [registry];
   let queueDepths: () => Iterable<readonly [string, number]> = () => [];
-  const agentLabel = (agentId: string): { agent_id?: string } => (perAgent ? { agent_id: agentId } : {});
+  // Until the container says which agents exist, none does: an id taken from a request must not make a series.
+  let isKnownAgent: (agentId: string) => boolean = () => false;
+  const agentLabel = (agentId: string): { agent_id?: string } =>
+    perAgent && isKnownAgent(agentId) ? { agent_id: agentId } : {};
   const sentTally = new Tally<'type' | 'agent_id'>('type', agentLabel, perAgent);
   const outboxTally = new Tally<'state' | 'agent_id'>('state', agentLabel, perAgent);
 
   const metrics = {
     registry,
-    /** `{ agent_id }` when per-agent labels are on, otherwise nothing. */
+    /**
+     * `{ agent_id }` when per-agent labels are on and the agent exists, otherwise nothing: the ids of unknown agents
+     * (a path parameter of a refused request) are unbounded, and would each make a series.
+     */
     agentLabel,
+    /** Which agents exist (the key store's), read whenever a label is made. */
+    setKnownAgents(predicate: (agentId: string) => boolean): void {
+      isKnownAgent = predicate;
+    },
     sessionsActive: new Gauge({
       name: 'whatsapp_sessions_active',
       help: 'WhatsApp sessions that are connected now',
@@ -66,7 +76,7 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
         this.reset();
         let total = 0;
         for (const [agentId, depth] of queueDepths()) {
-          if (perAgent) this.set({ agent_id: agentId }, depth);
+          if (perAgent) this.inc(agentLabel(agentId), depth);
           total += depth;
         }
         if (!perAgent) this.set(total);

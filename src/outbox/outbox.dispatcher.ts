@@ -1,15 +1,24 @@
 // Per-agent dispatch: each agent's committed messages go FIFO through its token bucket to its engine session; each
 // attempt's outcome is recorded in the store (written behind) and answers the requests waiting on it.
 import type { Clock, Timer } from '../clock.js';
-import type { EngineSession, SendOptions, SentMessage } from '../engines/engine.js';
+import { type EngineSession, RecipientRejectedError, type SendOptions, type SentMessage } from '../engines/engine.js';
 import { AppError, errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { jidUser } from '../whatsapp/jid.js';
 import type { OutboxSessions } from './outbox.ports.js';
 import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
 import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
+
+/** The error of a message queued for an account the agent is no longer linked to. */
+export const ACCOUNT_CHANGED = 'account_changed';
+
+/** Whether the account a message was accepted for is the one connected now (unknown on either side: yes). */
+function sameAccount(acceptedFor: string | undefined, connected: string | null): boolean {
+  return !acceptedFor || !connected || jidUser(acceptedFor) === jidUser(connected);
+}
 
 /** A queued message as the dispatcher holds it: everything but the image bytes, which stay in the database. */
 export type QueuedMessage = Pick<OutboxRecord, 'id' | 'agentId' | 'kind' | 'toJid' | 'payload' | 'attempts'> & {
@@ -23,7 +32,7 @@ export interface OutboxDispatcherOptions {
   /** Where each attempt's outcome goes; the dispatcher never waits for it to be written. */
   store: Pick<OutboxStore, 'record'>;
   waits: Pick<SendWaits, 'settle'>;
-  sessions: Pick<OutboxSessions, 'getReadySession'>;
+  sessions: Pick<OutboxSessions, 'getReadySession' | 'account'>;
   buckets: TokenBuckets;
   metrics: Metrics;
   logger: Logger;
@@ -88,10 +97,22 @@ export class OutboxDispatcher {
     return this.queues.get(agentId)?.inFlight?.id === id;
   }
 
-  /** The agent's session became ready: resume its queue. */
+  /**
+   * The agent's session became ready: resume its queue. If the agent is now linked to another number (the phone
+   * unlinked it, and another phone scanned), what was queued for the old number fails with `account_changed`: it must
+   * not go out from the new one.
+   */
   wake(agentId: string): void {
     const queue = this.queues.get(agentId);
-    if (queue) this.kick(queue);
+    if (!queue) return;
+    const account = this.options.sessions.account(agentId);
+    const foreign = queue.items.filter((m) => m !== queue.inFlight && !sameAccount(m.payload.account, account));
+    if (foreign.length > 0) {
+      const gone = new Set(foreign);
+      queue.items = queue.items.filter((m) => !gone.has(m));
+      for (const message of foreign) this.fail(queue, message, ACCOUNT_CHANGED);
+    }
+    this.kick(queue);
   }
 
   /**
@@ -195,24 +216,20 @@ export class OutboxDispatcher {
     } catch (err) {
       const reason = errorMessage(err);
       const forgotten = this.queues.get(message.agentId) !== queue;
-      const permanent = isAppError(err) || forgotten;
+      // WhatsApp refused the recipient (not on WhatsApp, blocked): retrying would only hold the queue.
+      const permanent = isAppError(err) || err instanceof RecipientRejectedError || forgotten;
       if (!permanent && !this.options.sessions.getReadySession(message.agentId)) {
         // The session dropped under us: not the message's fault, so it waits for the next ready without a strike.
         this.transition(queue, message, 'queued', { error: reason });
         return 'wait-ready';
       }
       message.failures += 1;
-      const label = metrics.agentLabel(message.agentId);
       if (permanent || message.failures > this.maxRetries) {
-        this.transition(queue, message, 'failed', { error: reason });
-        metrics.outboxTransitions.inc({ state: 'failed', ...label });
-        metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
-        logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
-        this.options.waits.settle(message.id, { status: 'failed', error: reason });
+        this.fail(queue, message, reason);
         return 'next';
       }
       this.transition(queue, message, 'queued', { error: reason });
-      metrics.outboxTransitions.inc({ state: 'retried', ...label });
+      metrics.outboxTransitions.inc({ state: 'retried', ...metrics.agentLabel(message.agentId) });
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
@@ -220,6 +237,17 @@ export class OutboxDispatcher {
     metrics.countSent(message.kind, message.agentId);
     this.options.waits.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
+  }
+
+  /** The message will not be sent: its row says why, and its waiting request hears it. */
+  private fail(queue: AgentQueue, message: QueuedMessage, reason: string): void {
+    const { metrics, logger } = this.options;
+    const label = metrics.agentLabel(message.agentId);
+    this.transition(queue, message, 'failed', { error: reason });
+    metrics.outboxTransitions.inc({ state: 'failed', ...label });
+    metrics.errors.inc({ code: 'OUTBOX_SEND_FAILED', ...label });
+    logger.warn({ event: 'outbox.failed', agentId: message.agentId, messageId: message.id, err: reason });
+    this.options.waits.settle(message.id, { status: 'failed', error: reason });
   }
 
   /** Records the attempt's outcome; from here reads see it, and `sending` ends. */

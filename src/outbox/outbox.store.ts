@@ -14,7 +14,9 @@
 //   written            the table holds the latest state; the store forgets it.
 //
 // Writes go in batches (group commit): what arrives while the commits in flight run goes together in the next one,
-// so a lone request waits only for its own commit, and a busy second costs a few statements, not one per message.
+// so a lone request waits only for its own commit, and a busy second costs a few statements, not one per message. A
+// row with image bytes goes alone, in a lane of its own, so that megabytes of one agent's images never slow the batch
+// that carries everyone's texts.
 import type { Clock, Timer } from '../clock.js';
 import { databaseUnavailable, isDatabaseUnavailable, mayHaveCommitted } from '../db/availability.js';
 import { Batcher } from '../db/batcher.js';
@@ -62,11 +64,26 @@ type Result = boolean | Error | undefined;
  */
 const COMMITS_IN_FLIGHT = 2;
 
+/**
+ * An image's row goes alone, in a lane of its own: its megabytes of bytes never ride in (and never slow) the shared
+ * batch that carries every other agent's texts.
+ */
+const IMAGE_COMMITS_IN_FLIGHT = 2;
+
+/** A sequence of batches, with the promise its latest batch resolves once it has handed its results over. */
+interface Lane {
+  batcher: Batcher<Item, Result>;
+  handedOver: Promise<void>;
+}
+
 const TIMED_OUT = 'not sent: the database did not confirm the write in time';
 const LOST_CONNECTION = 'not sent: the connection to the database broke while the write was under way';
 
 export class OutboxStore {
-  private readonly batcher: Batcher<Item, Result>;
+  /** Texts, outcomes and barriers. */
+  private readonly shared: Lane;
+  /** Rows that carry image bytes, one per statement. */
+  private readonly images: Lane;
   /** Rows committing, by agent: they count toward the agent's queue room. */
   private readonly committingByAgent = new Map<string, number>();
   /** Rows committing, oldest first (deadlines in order), read from `head`; one timer watches the oldest. */
@@ -75,8 +92,6 @@ export class OutboxStore {
   private commitTimer: Timer | undefined;
   /** Outcomes recorded and not committed yet, by row id: the latest of each row. */
   private readonly unwritten = new Map<string, OutboxTransition>();
-  /** Resolves once the latest batch has handed its results over. */
-  private handedOver: Promise<void> = Promise.resolve();
   private readonly retries = new Set<Timer>();
   private readonly retryDelayMs: (attempt: number) => number;
   /** No more retry timers: what fails waits for close's last write. */
@@ -85,11 +100,8 @@ export class OutboxStore {
   private closed = false;
 
   constructor(private readonly options: OutboxStoreOptions) {
-    this.batcher = new Batcher({
-      maxInFlight: COMMITS_IN_FLIGHT,
-      maxBatch: options.maxBatch ?? 500,
-      run: (items) => this.run(items),
-    });
+    this.shared = this.lane(COMMITS_IN_FLIGHT, options.maxBatch ?? 500);
+    this.images = this.lane(IMAGE_COMMITS_IN_FLIGHT, 1);
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
   }
 
@@ -116,7 +128,7 @@ export class OutboxStore {
       this.committingByAgent.set(row.agentId, this.committing(row.agentId) + 1);
       this.commitQueue.push(entry);
       this.watchCommits();
-      this.batcher.add({ kind: 'insert', entry }).then(
+      (row.media ? this.images : this.shared).batcher.add({ kind: 'insert', entry }).then(
         (result) => entry.answer(result ?? false),
         (err: unknown) => entry.answer(asError(err)),
       );
@@ -149,15 +161,13 @@ export class OutboxStore {
    * a read of the table that starts after this, overlaid with pending(), sees every outcome recorded before it.
    */
   flush(): Promise<void> {
-    return this.batcher.add({ kind: 'barrier' }).then(
-      () => undefined,
-      () => undefined,
-    );
+    const barrier = (lane: Lane) => lane.batcher.add({ kind: 'barrier' }).catch(() => undefined);
+    return Promise.all([barrier(this.shared), barrier(this.images)]).then(() => undefined);
   }
 
   /** Resolves once nothing is waiting for a batch and no batch runs. */
-  idle(): Promise<void> {
-    return this.batcher.idle();
+  async idle(): Promise<void> {
+    await Promise.all([this.shared.batcher.idle(), this.images.batcher.idle()]);
   }
 
   /**
@@ -168,17 +178,17 @@ export class OutboxStore {
     this.closing = true;
     for (const timer of this.retries) timer.cancel();
     this.retries.clear();
-    await this.batcher.idle();
+    await this.idle();
     this.closed = true;
     for (const transition of this.unwritten.values()) this.write(transition, 1);
-    await this.batcher.idle();
+    await this.idle();
     this.commitTimer?.cancel();
     this.commitTimer = undefined;
   }
 
   private write(transition: OutboxTransition, attempt: number): void {
     const current = () => this.unwritten.get(transition.id) === transition;
-    const written = this.batcher.add({ kind: 'transition', transition }).catch(asError);
+    const written = this.shared.batcher.add({ kind: 'transition', transition }).catch(asError);
     void written.then((result) => {
       if (!(result instanceof Error)) {
         if (current()) this.unwritten.delete(transition.id);
@@ -212,10 +222,10 @@ export class OutboxStore {
    * by side, but hand their results over in the order they were formed: committed rows reach the dispatcher in the
    * order they were accepted (FIFO), and a barrier resolves only after every batch formed before it. Never throws.
    */
-  private async run(items: Item[]): Promise<Result[]> {
-    const earlier = this.handedOver;
+  private async run(lane: Lane, items: Item[]): Promise<Result[]> {
+    const earlier = lane.handedOver;
     let handOver = () => {};
-    this.handedOver = new Promise<void>((resolve) => {
+    lane.handedOver = new Promise<void>((resolve) => {
       handOver = resolve;
     });
     try {
@@ -225,6 +235,14 @@ export class OutboxStore {
     } finally {
       handOver();
     }
+  }
+
+  private lane(maxInFlight: number, maxBatch: number): Lane {
+    const lane: Lane = {
+      batcher: new Batcher({ maxInFlight, maxBatch, run: (items) => this.run(lane, items) }),
+      handedOver: Promise.resolve(),
+    };
+    return lane;
   }
 
   /** Writes a batch; returns how to hand its results over (committed rows go to the dispatcher then). */

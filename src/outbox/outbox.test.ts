@@ -575,6 +575,61 @@ describe('Outbox', () => {
     expect(engine.sent('order').map((s) => s.text)).toEqual(['first', 'second']);
   });
 
+  it('fails a message at once, without retries, when WhatsApp refuses its recipient, and goes on with the next', async () => {
+    const { sut, engine, connect, clock, metrics } = await setup();
+    await connect('refused');
+    engine.failSends('refused', 1, 'not_on_whatsapp');
+    const refused = await sut.submit('refused', text('nobody there', '6289999999999@c.us'));
+    expect(refused).toMatchObject({ delivered: false, status: 'failed' });
+    expect(clock.pending()).toEqual([]); // no retry backoff holds the queue
+    expect(await sut.get('refused', refused.messageId)).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: '6289999999999@c.us is not on WhatsApp',
+    });
+    expect(await sut.submit('refused', text('next'))).toMatchObject({ status: 'sent' });
+    expect(engine.sent('refused').map((s) => s.text)).toEqual(['next']);
+    const failed = (await metrics.outboxTransitions.get()).values.find((v) => v.labels.state === 'failed');
+    expect(failed?.value).toBe(1);
+  });
+
+  it('fails with account_changed, unsent, what was queued for a number the agent is no longer linked to', async () => {
+    const { sut, engine, connect, gateway, clock } = await setup({ rateLimitBurst: 1, sendWaitMs: 0 });
+    const session = await connect('relinked');
+    await sut.submit('relinked', text('from the first number'));
+    const waiting = await sut.submit('relinked', text('queued for the first number'));
+    await until(() => engine.sent('relinked').length === 1 && clock.pending().length === 1);
+    // The phone unlinks the device; the owner links the agent to another number.
+    gateway.setNotReady('relinked');
+    gateway.setReady('relinked', session, '6281100000002@c.us');
+    // At once, not when the token it waits for arrives.
+    expect(await sut.get('relinked', waiting.messageId)).toMatchObject({ status: 'failed' });
+    expect(await sut.get('relinked', waiting.messageId)).toMatchObject({ error: 'account_changed', attempts: 0 });
+    expect(engine.sent('relinked').map((s) => s.text)).toEqual(['from the first number']);
+    expect(await sut.submit('relinked', text('from the second number'))).toMatchObject({ status: 'queued' });
+    await clock.advance(600);
+    await until(() => engine.sent('relinked').length === 2);
+    expect(engine.sent('relinked').at(-1)?.text).toBe('from the second number');
+  });
+
+  it('commits an image alone, so its bytes never hold up the texts of other agents', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('pictures');
+    await connect('chatty');
+    faults.hold('outbox_insert_media');
+    const image = sut.submit('pictures', {
+      kind: 'image',
+      toJid: '6281234567890@c.us',
+      media: Buffer.alloc(2 * 1024 * 1024, 7),
+      payload: { mimeType: 'image/png', filename: 'big.png' },
+    });
+    await until(() => faults.held === 1);
+    expect(await sut.submit('chatty', text('not behind the image'))).toMatchObject({ status: 'sent' });
+    faults.release();
+    expect(await image).toMatchObject({ status: 'sent' });
+    expect(engine.sent('pictures')).toEqual([expect.objectContaining({ kind: 'image', bytes: 2 * 1024 * 1024 })]);
+  });
+
   it('keeps a newer outcome when an older one of the same row lands after it (batches commit side by side)', async () => {
     const { repository } = await setup();
     const row = queuedRow('late', 'x');

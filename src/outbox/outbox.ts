@@ -175,11 +175,14 @@ class DurableOutbox implements Outbox {
     }
     this.assertRoom(agentId);
     const id = randomUUID();
+    const account = this.deps.sessions.account(agentId) ?? undefined;
     // The wait starts before the commit, so that SEND_WAIT_MS bounds the whole request and no outcome is missed.
     const outcome = this.waits.wait(id, this.deps.config.sendWaitMs);
     let committed: boolean;
     try {
-      committed = await this.store.insert(newRow(id, agentId, draft, context));
+      committed = await this.store.insert(
+        newRow(id, agentId, { ...draft, payload: { ...draft.payload, account } }, context),
+      );
     } catch (err) {
       this.waits.settle(id, null);
       throw err;

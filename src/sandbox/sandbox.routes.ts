@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
-import { agentParams, envelope, errorResponses, optionalBody } from '../http/schemas.js';
+import { agentParams, envelope, errorResponses, optionalBody, text } from '../http/schemas.js';
 import { normalizeRecipient, phoneDigits } from '../whatsapp/jid.js';
 
 export interface SandboxRoutesOptions {
@@ -20,15 +20,15 @@ const INBOUND_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker',
 const SPECIAL_CHAT = /^[\w.-]+@(broadcast|newsletter)$/;
 
 const inboundBody = z.object({
-  from: z.string().min(1),
-  text: z.string().default(''),
-  chat: z.string().min(1).optional(),
+  from: text().min(1),
+  text: text().default(''),
+  chat: text().min(1).optional(),
   isGroup: z.boolean().optional(),
-  mentions: z.array(z.string()).default([]),
-  pushName: z.string().optional(),
-  chatName: z.string().optional(),
+  mentions: z.array(text()).default([]),
+  pushName: text().optional(),
+  chatName: text().optional(),
   type: z.enum(INBOUND_TYPES).default('text'),
-  id: z.string().min(1).max(128).optional(),
+  id: text().min(1).max(128).optional(),
   fromMe: z.boolean().default(false),
 });
 
@@ -48,7 +48,7 @@ const sentEntry = z.object({
 
 export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async (app, options) => {
   const { sandbox, auth, defaultCountryCode, settled } = options;
-  const preHandler = auth.admin();
+  const onRequest = auth.admin();
   const tags = ['sandbox'];
   const security = [{ bearerAuth: [] }];
   const jid = (value: string, field: string) =>
@@ -67,13 +67,13 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
   app.post(
     '/sandbox/agents/:agentId/scan',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,
         summary: 'Act as a phone scanning the current QR code',
         params: agentParams,
-        body: optionalBody(z.object({ phone: z.string().optional() })),
+        body: optionalBody(z.object({ phone: text().optional() })),
         response: { 200: envelope(z.object({ me: z.string() })), ...errorResponses(400, 401, 409) },
       },
     },
@@ -90,7 +90,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
   app.post(
     '/sandbox/agents/:agentId/inbound',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,
@@ -127,7 +127,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
   app.get(
     '/sandbox/agents/:agentId/sent',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,
@@ -142,7 +142,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
   app.post(
     '/sandbox/agents/:agentId/disconnect',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,
@@ -162,19 +162,23 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
   app.post(
     '/sandbox/agents/:agentId/fail-sends',
     {
-      preHandler,
+      onRequest,
       schema: {
         tags,
         security,
-        summary: 'Make the next `count` sends of this agent fail',
+        summary:
+          'Make the next `count` sends of this agent fail: as a flaky network would (reason `network`, retried), or as WhatsApp refusing the recipient would (`not_on_whatsapp`, `blocked`: failed at once)',
         params: agentParams,
-        body: z.object({ count: z.number().int().min(0).max(10_000) }),
+        body: z.object({
+          count: z.number().int().min(0).max(10_000),
+          reason: z.enum(['network', 'not_on_whatsapp', 'blocked']).default('network'),
+        }),
         response: { 200: envelope(z.object({ count: z.number() })), ...errorResponses(400, 401, 409) },
       },
     },
     async (request) => {
       const { agentId } = request.params;
-      await control(agentId, () => sandbox.failSends(agentId, request.body.count));
+      await control(agentId, () => sandbox.failSends(agentId, request.body.count, request.body.reason));
       return { data: { count: request.body.count }, traceId: request.id };
     },
   );

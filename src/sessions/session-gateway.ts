@@ -6,6 +6,7 @@ import type { SessionsService } from './sessions.service.js';
 export function createSessionGateway(supervisor: SessionSupervisor, sessions: SessionsService): OutboxSessions {
   return {
     getReadySession: (agentId) => supervisor.readySession(agentId),
+    account: (agentId) => supervisor.identity(agentId)?.me ?? null,
     onSessionReady(listener) {
       supervisor.on('ready', listener);
       return () => supervisor.off('ready', listener);

@@ -8,7 +8,10 @@ import { SessionSupervisor } from './session-supervisor.js';
 import type { SessionPatch, SessionsRepository } from './sessions.repository.js';
 
 class FakeSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
+  /** start() itself rejects: no attempt can begin (no browser binary, say). */
   startError: Error | null = null;
+  /** The attempt begins, then fails as WhatsApp being unreachable does: one `disconnected` event. */
+  unreachable = false;
   readonly calls: string[] = [];
   constructor(readonly agentId: string) {
     super();
@@ -16,6 +19,9 @@ class FakeSession extends EventEmitter<EngineSessionEvents> implements EngineSes
   async start() {
     this.calls.push('start');
     if (this.startError) throw this.startError;
+    if (this.unreachable) {
+      setImmediate(() => this.emit('disconnected', { reason: 'net::ERR_NAME_NOT_RESOLVED', loggedOut: false }));
+    }
   }
   async stop() {
     this.calls.push('stop');
@@ -44,16 +50,22 @@ function manualRenderer() {
   return { render, waiting };
 }
 
-function setup(options: { startErrors?: number; renderQr?: (text: string) => Promise<Buffer> } = {}) {
+function setup(
+  options: { unreachable?: number; cannotStart?: number; renderQr?: (text: string) => Promise<Buffer> } = {},
+) {
   const sessions: FakeSession[] = [];
-  let failures = options.startErrors ?? 0;
+  let unreachable = options.unreachable ?? 0;
+  let cannotStart = options.cannotStart ?? 0;
   const engine: Engine = {
     name: 'sandbox',
     createSession(agentId) {
       const session = new FakeSession(agentId);
-      if (failures > 0) {
-        failures -= 1;
-        session.startError = new Error('net::ERR_NAME_NOT_RESOLVED');
+      if (unreachable > 0) {
+        unreachable -= 1;
+        session.unreachable = true;
+      } else if (cannotStart > 0) {
+        cannotStart -= 1;
+        session.startError = new Error('No Chromium or Chrome found: set CHROME_PATH');
       }
       sessions.push(session);
       return session;
@@ -101,22 +113,26 @@ describe('SessionSupervisor', () => {
     expect(supervisor.isRunning('a1')).toBe(false);
   });
 
-  it('retries a start that fails with exponential backoff and jitter, then connects', async () => {
-    const { supervisor, engine, sessions, patches, random, clock } = setup({ startErrors: 3 });
+  it('reconnects with exponential backoff and jitter when WhatsApp cannot be reached, then connects', async () => {
+    const { supervisor, engine, sessions, patches, random, clock } = setup({ unreachable: 3 });
     await supervisor.start('a1', engine);
+    await afterPromiseCallbacks();
+    await supervisor.settled('a1');
     expect(supervisor.snapshot('a1')).toMatchObject({
       sessionState: 'reconnecting',
-      lastError: 'net::ERR_NAME_NOT_RESOLVED',
+      lastError: 'disconnected: net::ERR_NAME_NOT_RESOLVED',
     });
-    expect(patches).toContainEqual({ lastError: 'net::ERR_NAME_NOT_RESOLVED' });
+    expect(patches).toContainEqual(expect.objectContaining({ lastError: 'disconnected: net::ERR_NAME_NOT_RESOLVED' }));
     expect(clock.pending()).toEqual([750]);
     // random() = 0.5 puts each delay at 3/4 of the ceiling: 750, 1500, 3000 ms.
     await clock.advance(749);
     expect(sessions).toHaveLength(1);
     await clock.advance(1);
     expect(sessions).toHaveLength(2);
+    await supervisor.settled('a1');
     await clock.advance(1_500);
     expect(sessions).toHaveLength(3);
+    await supervisor.settled('a1');
     await clock.advance(3_000);
     expect(sessions).toHaveLength(4);
     expect(random).toHaveBeenCalledTimes(3);
@@ -126,18 +142,48 @@ describe('SessionSupervisor', () => {
     for (const failed of sessions.slice(0, 3)) expect(failed.calls).toEqual(['start', 'stop']);
   });
 
-  it('caps the backoff at maxMs', async () => {
-    const { supervisor, engine, sessions, clock } = setup({ startErrors: 100 });
+  it('stops, saying why, without retrying, when no attempt can begin; a new start is the operator’s', async () => {
+    const { supervisor, engine, sessions, patches, clock } = setup({ cannotStart: 2 });
+    const waited = supervisor.waitForQrOrReady('a1', 30_000);
     await supervisor.start('a1', engine);
+    expect(await waited).toBe('unavailable');
+    expect(supervisor.snapshot('a1')).toMatchObject({
+      sessionState: 'unavailable',
+      lastError: 'No Chromium or Chrome found: set CHROME_PATH',
+    });
+    expect(supervisor.isRunning('a1')).toBe(false);
+    expect(patches).toContainEqual({ lastError: 'No Chromium or Chrome found: set CHROME_PATH' });
+    expect(clock.pending()).toEqual([]); // no reconnect timer
+    await clock.advance(600_000);
+    expect(sessions).toHaveLength(1);
+    await supervisor.start('a1', engine); // the operator asks again (a QR code, a reconnect)
+    expect(sessions).toHaveLength(2);
+    await supervisor.start('a1', engine);
+    expect(sessions).toHaveLength(3);
+    expect(supervisor.snapshot('a1').sessionState).toBe('starting');
+  });
+
+  it('caps the backoff at maxMs', async () => {
+    const { supervisor, engine, sessions, clock } = setup({ unreachable: 100 });
+    await supervisor.start('a1', engine);
+    await afterPromiseCallbacks();
+    await supervisor.settled('a1');
     // Ceilings 1, 2, 4, 8, 8, 8 s → delays 0.75, 1.5, 3, 6, 6, 6 s with random() = 0.5.
-    await clock.advance(750 + 1_500 + 3_000 + 6_000);
+    for (const delay of [750, 1_500, 3_000, 6_000]) {
+      expect(clock.pending()).toEqual([delay]);
+      await clock.advance(delay);
+      await supervisor.settled('a1');
+    }
     expect(sessions).toHaveLength(5);
+    expect(clock.pending()).toEqual([6_000]);
     await clock.advance(5_999);
     expect(sessions).toHaveLength(5);
     await clock.advance(1);
     expect(sessions).toHaveLength(6);
+    await supervisor.settled('a1');
     await clock.advance(6_000);
     expect(sessions).toHaveLength(7);
+    await supervisor.settled('a1');
     await supervisor.stop('a1', { logout: false });
     expect(clock.pending()).toEqual([]);
     await clock.advance(60_000);

@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import QRCode from 'qrcode';
 import type { Clock, Timer } from '../clock.js';
+import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Engine, EngineRegistry, EngineSession, InboundMessage } from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
@@ -19,7 +20,9 @@ export type LiveStateName =
   | 'disconnected'
   | 'logged_out'
   | 'auth_failed'
-  | 'stopped';
+  | 'stopped'
+  /** No attempt could begin (no browser, an unreadable login store): stopped until the operator acts. */
+  | 'unavailable';
 
 export interface QrCode {
   text: string;
@@ -60,6 +63,8 @@ export interface SupervisorEvents {
   change: [agentId: string];
   ready: [agentId: string];
   qr: [agentId: string];
+  /** The session could not even begin to start; its lastError says why. */
+  unavailable: [agentId: string];
   message: [agentId: string, message: InboundMessage];
 }
 
@@ -100,6 +105,17 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     return this.options.engines.get(name);
   }
 
+  /** Each engine this process runs: whether a session of it could begin to start now, and if not, why. */
+  async engineAvailability(): Promise<Record<string, { available: boolean; reason: string | null }>> {
+    const entries = await Promise.all(
+      [...this.options.engines].map(async ([name, engine]) => {
+        const reason = (await engine.availability?.().catch((err: unknown) => errorMessage(err))) ?? null;
+        return [name, { available: reason === null, reason }] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
   /** The engine session of a connected agent, or null. */
   readySession(agentId: string): EngineSession | null {
     const live = this.lives.get(agentId);
@@ -127,7 +143,7 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
 
   isRunning(agentId: string): boolean {
     const state = this.lives.get(agentId)?.state;
-    return state !== undefined && !['idle', 'stopped', 'logged_out', 'auth_failed'].includes(state);
+    return state !== undefined && !['idle', 'stopped', 'logged_out', 'auth_failed', 'unavailable'].includes(state);
   }
 
   snapshot(agentId: string): LiveState {
@@ -186,20 +202,26 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     await runWithConcurrency(agents, concurrency, (agentId) => this.stop(agentId, { logout: false }));
   }
 
-  /** Waits for the next QR code (resolves 'qr') or for the session to connect (resolves 'connected'). */
-  waitForQrOrReady(agentId: string, timeoutMs: number): Promise<'qr' | 'connected' | 'timeout'> {
+  /**
+   * Waits for the next QR code (resolves 'qr'), for the session to connect ('connected'), or for its start to fail
+   * before it could begin ('unavailable').
+   */
+  waitForQrOrReady(agentId: string, timeoutMs: number): Promise<'qr' | 'connected' | 'unavailable' | 'timeout'> {
     return new Promise((resolve) => {
-      const done = (outcome: 'qr' | 'connected' | 'timeout') => {
+      const done = (outcome: 'qr' | 'connected' | 'unavailable' | 'timeout') => {
         timer.cancel();
         this.off('qr', onQr);
         this.off('ready', onReady);
+        this.off('unavailable', onUnavailable);
         resolve(outcome);
       };
       const onQr = (id: string) => id === agentId && done('qr');
       const onReady = (id: string) => id === agentId && done('connected');
+      const onUnavailable = (id: string) => id === agentId && done('unavailable');
       const timer = this.clock.setTimeout(() => done('timeout'), timeoutMs);
       this.on('qr', onQr);
       this.on('ready', onReady);
+      this.on('unavailable', onUnavailable);
     });
   }
 
@@ -217,10 +239,20 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       if (live.session !== session) return;
       live.lastError = errorMessage(err);
-      logger.error({ event: 'session.start_failed', err }, 'session could not start');
       await this.persist(agentId, { lastError: live.lastError });
       await this.teardown(live);
-      this.scheduleReconnect(live, logger);
+      if (isDatabaseUnavailable(err)) {
+        // The login store is in the database, which is away for now: that passes, so try again later.
+        logger.warn({ event: 'session.start_failed', err: live.lastError }, 'session could not start');
+        this.scheduleReconnect(live, logger);
+        return;
+      }
+      // start() rejects only when no attempt can begin (no browser, an unreadable login store): a timer cannot fix
+      // that. The session stays stopped, saying why, until the operator acts (a QR code, a reconnect).
+      live.state = 'unavailable';
+      logger.error({ event: 'session.engine_unavailable', err: live.lastError }, 'session cannot start');
+      this.emit('unavailable', agentId);
+      this.emit('change', agentId);
     }
   }
 

@@ -16,12 +16,14 @@ export type SessionPatch = Partial<
     | 'engine'
     | 'waJid'
     | 'lastError'
+    | 'apiKeySource'
   >
 > & { status?: SessionStatusValue };
 
 export interface SessionsRepository {
   find(agentId: string): Promise<SessionRow | null>;
-  insert(row: NewSessionRow): Promise<SessionRow>;
+  /** Null when the agent exists already: a concurrent create inserted it first. */
+  insert(row: NewSessionRow): Promise<SessionRow | null>;
   update(agentId: string, patch: SessionPatch): Promise<void>;
   delete(agentId: string): Promise<boolean>;
   page(limit: number, offset: number): Promise<{ rows: SessionRow[]; total: number }>;
@@ -42,9 +44,9 @@ export function createSessionsRepository(db: Db): SessionsRepository {
       return rows[0] ?? null;
     },
     async insert(row) {
-      const [inserted] = await db.insert(whatsappUser).values(row).returning();
-      if (!inserted) throw new Error('insert returned no row');
-      return inserted;
+      // Any unique key (agent_id, or the seed's (user_id, agent_id)) taken means another create won the race.
+      const [inserted] = await db.insert(whatsappUser).values(row).onConflictDoNothing().returning();
+      return inserted ?? null;
     },
     async update(agentId, patch) {
       await db

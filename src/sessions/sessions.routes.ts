@@ -30,14 +30,14 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.post(
     '/sessions',
     {
-      preHandler: admin,
+      onRequest: admin,
       schema: {
         tags,
         security,
         summary: 'Create a session, or start an existing one that is not connected',
         body: createSessionBody,
         querystring: createSessionQuery,
-        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 409, 504) },
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 409, 413, 429, 504) },
       },
     },
     async (request) => ({
@@ -49,13 +49,13 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.get(
     '/sessions',
     {
-      preHandler: admin,
+      onRequest: admin,
       schema: {
         tags,
         security,
         summary: 'List sessions',
         querystring: listSessionsQuery,
-        response: { 200: envelope(sessionListSchema), ...errorResponses(400, 401, 403) },
+        response: { 200: envelope(sessionListSchema), ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (request) => ({ data: await sessions.list(request.query.limit, request.query.offset), traceId: request.id }),
@@ -64,13 +64,13 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.get(
     '/sessions/:agentId',
     {
-      preHandler: adminOrAgent,
+      onRequest: adminOrAgent,
       schema: {
         tags,
         security,
         summary: "A session's status, persisted and live",
         params: agentParams,
-        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404) },
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404, 429) },
       },
     },
     async (request) => ({ data: await sessions.get(request.params.agentId), traceId: request.id }),
@@ -79,13 +79,13 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.delete(
     '/sessions/:agentId',
     {
-      preHandler: adminOrAgent,
+      onRequest: adminOrAgent,
       schema: {
         tags,
         security,
         summary: 'Log out, delete the stored login and the row, drop queued messages',
         params: agentParams,
-        response: { 200: envelope(deleteResultSchema), ...errorResponses(400, 401, 403) },
+        response: { 200: envelope(deleteResultSchema), ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (request) => ({ data: await sessions.remove(request.params.agentId), traceId: request.id }),
@@ -94,13 +94,13 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.post(
     '/sessions/:agentId/reconnect',
     {
-      preHandler: adminOrAgent,
+      onRequest: adminOrAgent,
       schema: {
         tags,
         security,
         summary: 'Stop, clear the stored login and start again for a fresh QR code',
         params: agentParams,
-        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404) },
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404, 429) },
       },
     },
     async (request) => ({ data: await sessions.reconnect(request.params.agentId), traceId: request.id }),
@@ -109,13 +109,13 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.post(
     '/sessions/:agentId/qr',
     {
-      preHandler: adminOrAgent,
+      onRequest: adminOrAgent,
       schema: {
         tags,
         security,
         summary: 'Start the client if needed and wait (up to 60 s) for a QR code',
         params: agentParams,
-        response: { 200: envelope(qrResultSchema), ...errorResponses(400, 401, 403, 404, 409, 504) },
+        response: { 200: envelope(qrResultSchema), ...errorResponses(400, 401, 403, 404, 409, 429, 504) },
       },
     },
     async (request) => ({ data: await sessions.waitForQr(request.params.agentId), traceId: request.id }),
@@ -124,14 +124,14 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.get(
     '/sessions/:agentId/qr.png',
     {
-      preHandler: adminOrAgent,
+      onRequest: adminOrAgent,
       schema: {
         tags,
         security,
         summary: 'The current QR code as a PNG image',
         params: agentParams,
         produces: ['image/png'],
-        response: { 200: z.any().describe('PNG image'), ...errorResponses(400, 401, 403, 404, 409) },
+        response: { 200: z.any().describe('PNG image'), ...errorResponses(400, 401, 403, 404, 409, 429) },
       },
     },
     async (request, reply) => {
@@ -143,14 +143,17 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
   app.post(
     '/sessions/:agentId/pairing-code',
     {
-      preHandler: admin,
+      onRequest: admin,
       schema: {
         tags,
         security,
         summary: 'A code to type on the phone instead of scanning the QR code',
         params: agentParams,
         body: pairingCodeBody,
-        response: { 200: envelope(pairingCodeResultSchema), ...errorResponses(400, 401, 403, 404, 409, 501, 504) },
+        response: {
+          200: envelope(pairingCodeResultSchema),
+          ...errorResponses(400, 401, 403, 404, 409, 413, 429, 501, 504),
+        },
       },
     },
     async (request) => ({

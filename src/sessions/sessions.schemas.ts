@@ -1,13 +1,13 @@
 // Request and response schemas of the /sessions endpoints.
 import { z } from 'zod';
-import { agentIdSchema } from '../http/schemas.js';
+import { agentIdSchema, text } from '../http/schemas.js';
 import { ENGINE_NAMES } from '../whatsapp/engine-names.js';
 
 export const createSessionBody = z.object({
-  userId: z.union([z.string().trim().min(1).max(128), z.number().int()]).transform(String),
+  userId: z.union([text().trim().min(1).max(128), z.number().int()]).transform(String),
   agentId: agentIdSchema,
-  agentName: z.string().trim().min(1).max(200),
-  apikey: z.string().min(1).max(512).optional(),
+  agentName: text().trim().min(1).max(200),
+  apikey: text().min(1).max(512).optional(),
   engine: z.enum(ENGINE_NAMES).optional(),
 });
 export type CreateSessionInput = z.output<typeof createSessionBody>;
@@ -25,7 +25,7 @@ export const listSessionsQuery = z.object({
 });
 
 export const pairingCodeBody = z.object({
-  phone: z.string().trim().min(1).max(32),
+  phone: text().trim().min(1).max(32),
 });
 
 const qrImage = z.object({ contentType: z.literal('image/png'), base64: z.string() });
@@ -51,6 +51,7 @@ export const sessionStatusSchema = z.object({
   lastDisconnectedAt: z.string().nullable(),
   lastError: z.string().nullable(),
   endpointUrlRun: z.string().nullable(),
+  weakApiKey: z.boolean().describe("The agent's key is shorter than 16 characters (the key itself is never shown)"),
   createdAt: z.string(),
   updatedAt: z.string(),
   liveState: liveStateSchema,

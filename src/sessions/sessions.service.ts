@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import type { AgentKeyStore } from '../auth/agent-keys.js';
 import type { ApiKeysRepository } from '../auth/api-keys.repository.js';
+import { apikeyProblem, creationKey, isWeakKey, type KeySource } from '../auth/key-state.js';
 import type { Engine } from '../engines/engine.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
@@ -50,30 +51,52 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
 
   async create(input: CreateSessionInput, { waitForQr = false } = {}): Promise<SessionStatus> {
     const { repo, apiKeys, keys, aiBackendUrl, defaultEngine } = this.options;
+    const problem = input.apikey === undefined ? null : apikeyProblem(input.apikey);
+    if (problem) throw new AppError('INVALID_PAYLOAD', problem);
     const existing = await repo.find(input.agentId);
     if (existing && existing.userId !== input.userId) throw new AppError('AGENT_OWNED_BY_OTHER_USER');
-    const apiKey = (await apiKeys.latestActiveKey(input.userId)) ?? input.apikey ?? existing?.apiKey ?? null;
-    if (!apiKey) {
+    const chosen = creationKey({
+      latest: await apiKeys.latestActiveKey(input.userId),
+      given: input.apikey,
+      existing: existing && { apiKey: existing.apiKey, source: existing.apiKeySource as KeySource | null },
+    });
+    if (!chosen) {
       throw new AppError('INVALID_PAYLOAD', 'apikey is required: the user has no active key in api_keys');
+    }
+    const { apiKey, source: apiKeySource } = chosen;
+    if (isWeakKey(apiKey)) {
+      this.options.logger.warn(
+        { event: 'auth.weak_api_key', agentId: input.agentId, source: apiKeySource },
+        'the agent key is shorter than 16 characters and can be guessed; give the agent a long random key',
+      );
     }
     const engineName = input.engine ?? (existing?.engine as EngineName | null) ?? defaultEngine;
     const engine = this.requireEngine(engineName);
     const endpointUrlRun = existing?.endpointUrlRun || `${aiBackendUrl}/agents/${input.agentId}/execute`;
 
     if (!existing) {
-      await repo.insert({
+      const inserted = await repo.insert({
         userId: input.userId,
         agentId: input.agentId,
         agentName: input.agentName,
         apiKey,
+        apiKeySource,
         endpointUrlRun,
         engine: engineName,
         status: 'awaiting_qr',
       });
+      // A concurrent create of the same agent inserted it first: answer as for an agent that exists (200 or 409).
+      if (!inserted) return this.create(input, { waitForQr });
     } else {
-      await repo.update(input.agentId, { agentName: input.agentName, apiKey, endpointUrlRun, engine: engineName });
+      await repo.update(input.agentId, {
+        agentName: input.agentName,
+        apiKey,
+        apiKeySource,
+        endpointUrlRun,
+        engine: engineName,
+      });
     }
-    keys.set(input.agentId, input.userId, apiKey);
+    keys.set(input.agentId, input.userId, apiKey, apiKeySource);
     // A connected session is not touched; anything else (new, stopped, failed) is started.
     if (this.supervisor.readySession(input.agentId) === null) await this.supervisor.start(input.agentId, engine);
     if (waitForQr) await this.waitForQr(input.agentId);
@@ -123,6 +146,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     }
     const outcome = this.supervisor.qr(agentId) ? 'qr' : await waiting;
     if (outcome === 'connected') throw new AppError('SESSION_ALREADY_CONNECTED');
+    if (outcome === 'unavailable') throw this.engineUnavailable(agentId);
     const qr = this.supervisor.qr(agentId);
     if (outcome === 'timeout' || !qr) throw new AppError('QR_TIMEOUT');
     return {
@@ -149,7 +173,9 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     if (!this.supervisor.isRunning(agentId)) {
       const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
       await this.supervisor.start(agentId, engine);
-      if (!this.supervisor.qr(agentId) && (await waiting) !== 'qr') throw new AppError('QR_TIMEOUT');
+      const outcome = this.supervisor.qr(agentId) ? 'qr' : await waiting;
+      if (outcome === 'unavailable') throw this.engineUnavailable(agentId);
+      if (outcome !== 'qr') throw new AppError('QR_TIMEOUT');
     }
     const session = this.supervisor.session(agentId);
     if (!session?.requestPairingCode)
@@ -158,11 +184,10 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     return { agentId, code };
   }
 
-  /** Boot: loads keys, then starts again every placed session that has a stored login, a few at a time. */
+  /** Boot: starts again every placed session that has a stored login, a few at a time (the key sync loads keys). */
   async restore(): Promise<void> {
-    const { repo, keys, placement = (rows) => rows, startConcurrency, logger } = this.options;
+    const { repo, placement = (rows) => rows, startConcurrency, logger } = this.options;
     const rows = await repo.all();
-    for (const row of rows) keys.set(row.agentId, row.userId, row.apiKey);
     await runWithConcurrency(placement(rows), startConcurrency, async (row) => {
       const engine = this.supervisor.engine(this.engineName(row));
       if (!engine || !(await engine.hasStoredLogin(row.agentId))) return;
@@ -178,6 +203,12 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     }
     await this.supervisor.stop(row.agentId, { logout: false });
     await this.supervisor.engine(this.engineName(row))?.clearStoredLogin(row.agentId);
+  }
+
+  /** 503 at once, with the reason the engine gave, instead of waiting out QR_WAIT_TIMEOUT_MS for nothing. */
+  private engineUnavailable(agentId: string): AppError {
+    const reason = this.supervisor.snapshot(agentId).lastError ?? 'the engine cannot start';
+    return new AppError('ENGINE_UNAVAILABLE', `The session's engine cannot start: ${reason}`);
   }
 
   private async requireRow(agentId: string): Promise<SessionRow> {
@@ -207,6 +238,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
       lastDisconnectedAt: row.lastDisconnectedAt?.toISOString() ?? null,
       lastError: row.lastError,
       endpointUrlRun: row.endpointUrlRun,
+      weakApiKey: row.apiKey !== null && isWeakKey(row.apiKey),
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
       liveState: this.supervisor.snapshot(row.agentId),

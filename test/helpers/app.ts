@@ -48,6 +48,8 @@ export async function createTestApp({ database, env = {}, dataDir, overrides = {
     ADMIN_API_KEY: ADMIN_KEY,
     AI_BACKEND_URL: 'http://127.0.0.1:9',
     LOG_LEVEL: 'debug',
+    // Tests of other behaviour send many wrong keys from one address; the failure limit has its own tests.
+    AUTH_FAILURES_PER_MINUTE: '100000',
     ...env,
   });
   const logs: Record<string, unknown>[] = [];

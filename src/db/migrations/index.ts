@@ -84,9 +84,18 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    id: '0003_api_key_source',
+    // Where the agent's key came from: 'api_keys' (revoked when deactivated or deleted there) or 'admin' (the apikey
+    // given at creation, kept until api_keys has a key for the user). Existing rows stay NULL: api_keys may not exist
+    // yet when this runs, so the key sync derives their source from api_keys on its first pass.
+    sql: `
+      ALTER TABLE whatsapp_user ADD COLUMN IF NOT EXISTS api_key_source text;
+    `,
+  },
 ];
 
-/** The shared api_keys table is managed elsewhere; the embedded database creates it so the service can stand alone. */
+/** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
 export const EMBEDDED_API_KEYS_SQL = `
   CREATE TABLE IF NOT EXISTS api_keys (
     id serial PRIMARY KEY,

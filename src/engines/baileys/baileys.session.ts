@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import { KnownRecipients } from '../known-recipients.js';
 import type { BaileysAuthStore } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
 import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
@@ -35,6 +36,7 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   private restarts = 0;
   private readonly recent = new RecentMessages(500);
   private readonly groupNames = new Map<string, string | null>();
+  private readonly recipients = new KnownRecipients();
   /** Inbound messages are mapped one after another, so their order survives the group-name lookups. */
   private inbound: Promise<void> = Promise.resolve();
 
@@ -81,6 +83,7 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
     const socket = this.connectedSocket();
+    await this.checkRecipient(socket, to);
     const jid = toBaileysJid(to);
     const mentions = options.mentions?.map(toBaileysJid);
     const sent = await socket.sendMessage(
@@ -93,6 +96,7 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
     const socket = this.connectedSocket();
+    await this.checkRecipient(socket, to);
     const jid = toBaileysJid(to);
     const mentions = options.mentions?.map(toBaileysJid);
     const content = {
@@ -114,6 +118,17 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     const code = await socket.requestPairingCode(phone.replace(/\D/g, ''));
     this.emit('pairing_code', code);
     return code;
+  }
+
+  /**
+   * onWhatsApp lists the numbers that are on WhatsApp: an empty list means this one is not; no answer means nothing
+   * is known.
+   */
+  private checkRecipient(socket: BaileysSocket, to: string): Promise<void> {
+    return this.recipients.check(to, async () => {
+      const found = await socket.onWhatsApp(toBaileysJid(to));
+      return found === undefined ? undefined : found.some((entry) => entry.exists);
+    });
   }
 
   private connect(): void {

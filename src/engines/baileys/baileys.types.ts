@@ -28,6 +28,7 @@ export interface BaileysSocket {
   logout(msg?: string): Promise<void>;
   end(error: Error | undefined): Promise<void> | void;
   groupMetadata(jid: string): Promise<Pick<GroupMetadata, 'subject'>>;
+  onWhatsApp(...jids: string[]): Promise<{ jid: string; exists: boolean }[] | undefined>;
 }
 
 /** Builds a socket for an agent; the agent is named so that a fake can tell its sockets apart. */

@@ -30,6 +30,8 @@ runEngineContract({
         });
       },
       drop: (agentId, loggedOut) => engine.disconnect(agentId, loggedOut),
+      // The sandbox refuses the next send as WhatsApp would refuse an unknown number: the contract sends to it first.
+      notOnWhatsApp: (agentId) => engine.failSends(agentId, 1, 'not_on_whatsapp'),
       async sent(agentId) {
         return engine.sent(agentId).map(({ messageId: _id, at: _at, ...entry }): ContractSent => entry);
       },

@@ -4,14 +4,15 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
-import type {
-  Engine,
-  EngineSession,
-  EngineSessionEvents,
-  InboundMessage,
-  OutboundImage,
-  SendOptions,
-  SentMessage,
+import {
+  type Engine,
+  type EngineSession,
+  type EngineSessionEvents,
+  type InboundMessage,
+  type OutboundImage,
+  RecipientRejectedError,
+  type SendOptions,
+  type SentMessage,
 } from '../engine.js';
 
 const SANDBOX_DEFAULT_PHONE = '6281100000000';
@@ -32,6 +33,9 @@ export interface SandboxSentEntry {
   typing?: boolean;
   at: string;
 }
+
+/** How an injected send failure looks: a network error, or WhatsApp refusing the recipient. */
+export type SandboxFailure = 'network' | RecipientRejectedError['reason'];
 
 export type SandboxState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
 
@@ -112,8 +116,14 @@ export class SandboxEngine implements Engine {
   }
 
   /** Makes the next `count` sends of this agent fail. */
-  failSends(agentId: string, count: number): void {
-    this.requireSession(agentId).failuresToInject = count;
+  /**
+   * Makes the next `count` sends of this agent fail: as a flaky network would (`network`), or as WhatsApp refusing
+   * the recipient would (`not_on_whatsapp`, `blocked`).
+   */
+  failSends(agentId: string, count: number, reason: SandboxFailure = 'network'): void {
+    const session = this.requireSession(agentId);
+    session.failuresToInject = count;
+    session.failureReason = reason;
   }
 
   sent(agentId: string): SandboxSentEntry[] {
@@ -148,8 +158,9 @@ export class SandboxEngine implements Engine {
   }
 
   private async writeLogin(agentId: string, login: StoredLogin): Promise<void> {
-    await mkdir(this.options.dir, { recursive: true });
-    await writeFile(this.loginFile(agentId), JSON.stringify(login));
+    // A stored login is for the service's user only, like everything in DATA_DIR.
+    await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
+    await writeFile(this.loginFile(agentId), JSON.stringify(login), { mode: 0o600 });
   }
 
   forget(session: SandboxSession): void {
@@ -175,6 +186,7 @@ export class SandboxStateError extends Error {
 export class SandboxSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
   state: SandboxState = 'idle';
   failuresToInject = 0;
+  failureReason: SandboxFailure = 'network';
   private qrTimer: Timer | undefined;
   private phone: string | null = null;
 
@@ -211,14 +223,14 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
-    this.assertCanSend();
+    this.assertCanSend(to);
     const messageId = this.newMessageId();
     this.engine.record(this.agentId, { messageId, to, kind: 'text', text, ...sendExtras(options) });
     return { id: messageId };
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
-    this.assertCanSend();
+    this.assertCanSend(to);
     const messageId = this.newMessageId();
     this.engine.record(this.agentId, {
       messageId,
@@ -260,10 +272,11 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
     this.emit('disconnected', { reason, loggedOut });
   }
 
-  private assertCanSend(): void {
+  private assertCanSend(to: string): void {
     if (this.state !== 'connected' || !this.phone) throw new Error('sandbox: not connected');
     if (this.failuresToInject > 0) {
       this.failuresToInject -= 1;
+      if (this.failureReason !== 'network') throw new RecipientRejectedError(this.failureReason, to);
       throw new Error('sandbox: injected send failure');
     }
   }

@@ -21,6 +21,7 @@ runEngineContract({
       scan: (agentId, phone) => fake.latest(agentId).scan(phone),
       deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
       drop: (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
+      notOnWhatsApp: (agentId, phone) => fake.latest(agentId).notOnWhatsApp.add(phone),
       sent: async (agentId) => fake.sent(agentId),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),

@@ -55,5 +55,11 @@ export function createWhatsappWebEngine(options: WhatsappWebEngineOptions): Engi
     async clearStoredLogin(agentId: string): Promise<void> {
       await rm(profileDir(agentId), { recursive: true, force: true, maxRetries: 4 });
     },
+    async availability(): Promise<string | null> {
+      return findChrome(options.chromePath, options.chromeCandidates).then(
+        () => null,
+        (err: unknown) => (err instanceof Error ? err.message : String(err)),
+      );
+    },
   };
 }

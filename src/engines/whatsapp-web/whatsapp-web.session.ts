@@ -3,7 +3,9 @@ import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
+import { jidUser } from '../../whatsapp/jid.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import { KnownRecipients } from '../known-recipients.js';
 import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
@@ -33,6 +35,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   private loginExistedAtStart = false;
   private authenticatedThisRun = false;
   private readonly watched = new WeakSet<object>();
+  private readonly recipients = new KnownRecipients();
 
   constructor(private readonly options: WhatsappWebSessionOptions) {
     super();
@@ -108,12 +111,14 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
     const client = this.connectedClient();
+    await this.checkRecipient(client, to);
     const sent = await client.sendMessage(to, text, sendOptions(options));
     return { id: sent.id._serialized };
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
     const client = this.connectedClient();
+    await this.checkRecipient(client, to);
     const media = await createMessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
     const sent = await client.sendMessage(to, media, {
       ...sendOptions(options),
@@ -133,6 +138,11 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     if (!client || this.state !== 'qr') throw new Error(`whatsapp-web: cannot pair while ${this.state}`);
     // The code also arrives as the client's `code` event, which becomes our `pairing_code`.
     return client.requestPairingCode(phone.replace(/\D/g, ''), true);
+  }
+
+  /** getNumberId answers null for a number that is not on WhatsApp. */
+  private checkRecipient(client: WwebClient, to: string): Promise<void> {
+    return this.recipients.check(to, async () => (await client.getNumberId(jidUser(to))) !== null);
   }
 
   private listen(client: WwebClient): void {

@@ -43,6 +43,7 @@ export interface WwebClient {
   getChatById(chatId: string): Promise<Pick<Chat, 'sendStateTyping' | 'clearState'>>;
   requestPairingCode(phoneNumber: string, showNotification?: boolean): Promise<string>;
   getContactLidAndPhone(userIds: string[]): Promise<{ lid: string; pn: string }[]>;
+  getNumberId(number: string): Promise<ContactId | null>;
 }
 
 /** What the adapter hands to the client factory: exactly the options of whatsapp-web.js's Client it sets. */

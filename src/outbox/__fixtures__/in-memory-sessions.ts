@@ -4,6 +4,7 @@ import type { OutboxSessions } from '../outbox.ports.js';
 
 export class InMemorySessions implements OutboxSessions {
   private readonly ready = new Map<string, EngineSession>();
+  private readonly accounts = new Map<string, string>();
   private readonly readyListeners = new Set<(agentId: string) => void>();
   private readonly deletedListeners = new Set<(agentId: string) => Promise<void>>();
 
@@ -21,8 +22,14 @@ export class InMemorySessions implements OutboxSessions {
     return () => this.deletedListeners.delete(listener);
   }
 
-  setReady(agentId: string, session: EngineSession): void {
+  account(agentId: string): string | null {
+    return this.ready.has(agentId) ? (this.accounts.get(agentId) ?? null) : null;
+  }
+
+  /** The agent's session is connected, as `account` (a phone JID). */
+  setReady(agentId: string, session: EngineSession, account = '6281100000001@c.us'): void {
     this.ready.set(agentId, session);
+    this.accounts.set(agentId, account);
     for (const listener of this.readyListeners) listener(agentId);
   }
 

@@ -47,6 +47,8 @@ export type FakeBaileysCall =
 export class FakeBaileysSocket implements BaileysSocket {
   readonly ev = new FakeEvents();
   readonly calls: FakeBaileysCall[] = [];
+  /** Numbers (digits) WhatsApp does not know: onWhatsApp leaves them out. */
+  readonly notOnWhatsApp = new Set<string>();
   ended = false;
   private readonly creds: AuthenticationCreds;
 
@@ -101,6 +103,12 @@ export class FakeBaileysSocket implements BaileysSocket {
     this.ended = true;
     this.ev.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } });
     this.ev.removeAllListeners('connection.update');
+  }
+
+  async onWhatsApp(...jids: string[]) {
+    this.assertOpen();
+    // As the real socket does: only the numbers that are on WhatsApp come back.
+    return jids.filter((jid) => !this.notOnWhatsApp.has(jid.split('@')[0] ?? '')).map((jid) => ({ jid, exists: true }));
   }
 
   async groupMetadata(jid: string) {

@@ -36,6 +36,8 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
   pupPage: EventEmitter | null = null;
   destroyed = false;
   readonly calls: FakeCall[] = [];
+  /** Numbers (digits) WhatsApp does not know: getNumberId answers null for them. */
+  readonly notOnWhatsApp = new Set<string>();
 
   constructor(
     readonly settings: WwebClientSettings,
@@ -100,6 +102,12 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     const code = 'ABCD1234';
     this.emit('code', code);
     return code;
+  }
+
+  async getNumberId(number: string) {
+    this.assertOpen();
+    if (this.notOnWhatsApp.has(number)) return null;
+    return { server: 'c.us', user: number, _serialized: `${number}@c.us` };
   }
 
   async getContactLidAndPhone(userIds: string[]) {
