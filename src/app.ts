@@ -5,6 +5,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { runRoutes } from './ai/run.routes.js';
+import { clusterRoutes } from './cluster/cluster.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { eventsRoutes } from './events/events.routes.js';
@@ -95,7 +96,11 @@ export async function buildApp(container: Container): Promise<App> {
     engines: () => container.supervisor.engineAvailability(),
   });
   await app.register(metricsRoutes, { metrics, token: config.metricsToken });
-  await app.register(sessionsRoutes, { sessions: container.sessions, auth: container.auth });
+  await app.register(sessionsRoutes, {
+    sessions: container.sessions,
+    auth: container.auth,
+    forwarder: container.forwarder,
+  });
   await app.register(messagingRoutes, {
     messaging: container.messaging.service,
     auth: container.auth,
@@ -103,9 +108,11 @@ export async function buildApp(container: Container): Promise<App> {
     mediaBudget: container.messaging.mediaBudget,
   });
   await app.register(runRoutes, { run: container.run, auth: container.auth });
+  await app.register(clusterRoutes, { cluster: container.cluster, auth: container.auth });
   await app.register(eventsRoutes, {
     sessions: container.sessions,
     supervisor: container.supervisor,
+    board: container.board,
     auth: container.auth,
     logger,
     clock: container.clock,
@@ -117,6 +124,7 @@ export async function buildApp(container: Container): Promise<App> {
       auth: container.auth,
       defaultCountryCode: config.defaultCountryCode,
       settled: (agentId) => container.supervisor.settled(agentId),
+      forwarder: container.forwarder,
     });
   }
   await app.ready();

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.js';
@@ -95,5 +96,50 @@ describe('loadConfig', () => {
     expect(config.dbUrl).toBeUndefined();
     expect(config.adminApiKey).toBeUndefined();
     expect(config.chromePath).toBeUndefined();
+  });
+
+  it('reads the cluster settings, with an instance id of host name and pid by default', () => {
+    expect(loadConfig({ INSTANCE_URL: '', MAX_SESSIONS: '', CLUSTER_SECRET: '' })).toMatchObject({
+      instanceId: `${os.hostname()}-${process.pid}`,
+      instanceUrl: undefined,
+      maxSessions: undefined,
+      leaseTtlMs: 10_000,
+      clusterSecret: undefined,
+    });
+    expect(
+      loadConfig({
+        INSTANCE_ID: 'wamt-1',
+        INSTANCE_URL: 'http://10.0.0.5:3000/',
+        MAX_SESSIONS: '50',
+        LEASE_TTL_MS: '3000',
+        CLUSTER_SECRET: 'a-cluster-secret-0123456789',
+      }),
+    ).toMatchObject({
+      instanceId: 'wamt-1',
+      instanceUrl: 'http://10.0.0.5:3000',
+      maxSessions: 50,
+      leaseTtlMs: 3_000,
+      clusterSecret: 'a-cluster-secret-0123456789',
+    });
+    const error = (() => {
+      try {
+        loadConfig({
+          INSTANCE_ID: 'has space',
+          INSTANCE_URL: 'ftp://x',
+          MAX_SESSIONS: '0',
+          LEASE_TTL_MS: '999',
+          CLUSTER_SECRET: 'short',
+        });
+      } catch (err) {
+        return err as ConfigError;
+      }
+    })();
+    expect(error?.problems.map((p) => p.split(':')[0]).sort()).toEqual([
+      'CLUSTER_SECRET',
+      'INSTANCE_ID',
+      'INSTANCE_URL',
+      'LEASE_TTL_MS',
+      'MAX_SESSIONS',
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 // Parses the environment once, at boot. The only module that reads process.env.
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import ipaddr from 'ipaddr.js';
@@ -58,6 +59,17 @@ const envSchema = z.object({
   MEDIA_ALLOW_PRIVATE_NETWORKS: bool.default(false),
   SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
   DB_STATEMENT_TIMEOUT_MS: int(100).default(5_000),
+  INSTANCE_ID: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[\x21-\x7e]{1,128}$/, 'must be 1 to 128 printable ASCII characters without spaces')
+      .optional(),
+  ),
+  INSTANCE_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
+  MAX_SESSIONS: z.preprocess(emptyAsUndefined, int(1).optional()),
+  LEASE_TTL_MS: int(1_000, 600_000).default(10_000),
+  CLUSTER_SECRET: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
 });
 
 /** proxy-addr's names for ranges, which Fastify's trustProxy accepts beside addresses and CIDRs. */
@@ -164,5 +176,15 @@ function toConfig(e: z.output<typeof envSchema>) {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     /** Longest a statement may run on PostgreSQL, and longest a message waits for its commit, before 503. */
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+    /** This process's name in the cluster (PostgreSQL): unique among the live members. */
+    instanceId: e.INSTANCE_ID ?? `${os.hostname()}-${process.pid}`,
+    /** How other members reach this one over HTTP (forwarded session requests); unset for a lone process. */
+    instanceUrl: e.INSTANCE_URL?.replace(/\/+$/, ''),
+    /** The most sessions this member runs, and its weight in the fair shares; unset: an equal share. */
+    maxSessions: e.MAX_SESSIONS,
+    /** Session leases expire this long after their last renewal; renewed every third of it. */
+    leaseTtlMs: e.LEASE_TTL_MS,
+    /** Shared by the members: proves a forwarded request comes from a peer. */
+    clusterSecret: e.CLUSTER_SECRET,
   };
 }

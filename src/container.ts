@@ -1,4 +1,5 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createAgentDirectory } from './ai/agent-directory.js';
 import type { ReplySender } from './ai/agent-ports.js';
@@ -9,6 +10,10 @@ import { createApiKeysRepository } from './auth/api-keys.repository.js';
 import type { Auth } from './auth/auth.hooks.js';
 import { createAuthModule } from './auth/auth.module.js';
 import { type Clock, systemClock } from './clock.js';
+import type { Cluster } from './cluster/cluster.js';
+import { createCluster } from './cluster/cluster.module.js';
+import { clusterSecret, createForwarder, type Forwarder } from './cluster/forward.js';
+import { lockDataDir } from './cluster/instance-lock.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
@@ -24,6 +29,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createOutbox, type Outbox } from './outbox/outbox.js';
 import { secureEmbeddedDatabase, securePrivateDirs } from './private-files.js';
+import { SessionBoard } from './sessions/session-board.js';
 import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
@@ -48,6 +54,12 @@ export interface Container {
   clock: Clock;
   metrics: Metrics;
   database: Database;
+  /** Which member runs which session (leases on PostgreSQL; this process alone on PGlite). */
+  cluster: Cluster;
+  /** The live state of every session, whichever member runs it. */
+  board: SessionBoard;
+  /** Sends the requests about a session to the member that runs it. */
+  forwarder: Forwarder;
   auth: Auth;
   adminKey: string;
   supervisor: SessionSupervisor;
@@ -75,17 +87,26 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   // Before anything is written in DATA_DIR: logins, keys and messages are for this user only.
   await securePrivateDirs(config, logger);
   const ownsDatabase = !overrides.database;
-  const database =
-    overrides.database ??
-    (await openDatabase(
-      config.dbUrl
-        ? { url: config.dbUrl, statementTimeoutMs: config.dbStatementTimeoutMs }
-        : { dataDir: path.join(config.dataDir, 'pg') },
-    ));
+  // One process per DATA_DIR with the embedded database: a second one stops here, before it opens it.
+  const dataDirLock = ownsDatabase && !config.dbUrl ? await lockDataDir(config.dataDir) : undefined;
+  let database: Database;
+  try {
+    database =
+      overrides.database ??
+      (await openDatabase(
+        config.dbUrl
+          ? { url: config.dbUrl, statementTimeoutMs: config.dbStatementTimeoutMs }
+          : { dataDir: path.join(config.dataDir, 'pg') },
+      ));
+  } catch (err) {
+    await dataDirLock?.release();
+    throw err;
+  }
   try {
     await migrate(database, { logger });
   } catch (err) {
     if (ownsDatabase) await database.close();
+    await dataDirLock?.release();
     throw err;
   }
   if (ownsDatabase) await secureEmbeddedDatabase(config, logger);
@@ -97,11 +118,18 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   // Per-agent metric labels only for agents that exist: a made-up id in a request must not make a series.
   metrics.setKnownAgents((agentId) => keys.has(agentId));
 
-  const sandbox = config.sandboxEnabled
-    ? new SandboxEngine({ dir: path.join(config.dataDir, 'sandbox'), clock })
-    : undefined;
+  const sandbox = config.sandboxEnabled ? new SandboxEngine({ database, clock }) : undefined;
+  const wweb = createWhatsappWebEngine({
+    authDir: config.wwebjsAuthDir,
+    chromePath: config.chromePath,
+    logger,
+    clock,
+    // On PostgreSQL sessions move between processes, so their logins live in the database; PGlite has one process,
+    // for which the folder is enough.
+    database: database.kind === 'postgres' ? database : undefined,
+  });
   const engines = new Map<EngineName, Engine>([
-    ['whatsapp-web', createWhatsappWebEngine({ authDir: config.wwebjsAuthDir, chromePath: config.chromePath, logger })],
+    ['whatsapp-web', wweb],
     ['baileys', createBaileysEngine({ database, logger })],
   ]);
   if (sandbox) engines.set('sandbox', sandbox);
@@ -115,6 +143,14 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     clock,
     ...(overrides.reconnectBackoff ? { backoff: overrides.reconnectBackoff } : {}),
   });
+  const cluster = createCluster({ config, database, clock, logger, metrics });
+  const board = new SessionBoard({
+    supervisor,
+    database,
+    logger,
+    instanceId: cluster.instanceId,
+    shared: !cluster.single,
+  });
   const sessions = new SessionsService({
     repo: sessionsRepo,
     apiKeys,
@@ -126,6 +162,17 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     qrWaitTimeoutMs: config.qrWaitTimeoutMs,
     startConcurrency: config.sessionStartConcurrency,
     defaultCountryCode: config.defaultCountryCode,
+    board,
+    cluster,
+  });
+  const forwarder = createForwarder({
+    cluster,
+    // One process forwards nothing; members share the secret (CLUSTER_SECRET, or one kept in the database).
+    secret: cluster.single
+      ? randomBytes(32).toString('base64url')
+      : await clusterSecret(database, config.clusterSecret),
+    logger,
+    timeoutMs: config.qrWaitTimeoutMs + 15_000,
   });
 
   const ai = new AiClient({
@@ -138,7 +185,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   const directory = createAgentDirectory(sessionsRepo, supervisor);
   const outbox = createOutbox({
     database,
-    sessions: createSessionGateway(supervisor, sessions),
+    sessions: createSessionGateway(supervisor, sessions, board),
+    ownership: cluster,
     metrics,
     logger,
     clock,
@@ -175,6 +223,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     clock,
     metrics,
     database,
+    cluster,
+    board,
+    forwarder,
     auth,
     adminKey,
     supervisor,
@@ -216,7 +267,21 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       messaging.start();
       // Before sessions come back, so what a previous process left queued goes out as each one is ready.
       await outbox.resumeAll();
-      await sessions.restore();
+      await board.start();
+      await outbox.start();
+      // One process runs every session; a member of a cluster runs those whose leases it holds, through the hooks
+      // (queue first, so that what waits goes out once the session is ready).
+      if (cluster.single) await sessions.restore();
+      await cluster.start({
+        acquired: async (agentId, epoch) => {
+          await outbox.adopt(agentId, epoch);
+          await sessions.adopt(agentId);
+        },
+        released: async (agentId) => {
+          outbox.release(agentId);
+          await sessions.release(agentId);
+        },
+      });
     },
     close() {
       closing ??= (async () => {
@@ -229,9 +294,15 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         await messaging.close();
         // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.
         await outbox.close();
+        // Then every lease is given up (its session stopped, its login saved, by the hooks) so that other members
+        // take over now rather than when the leases expire.
+        await cluster.stop();
+        await board.close();
+        await forwarder.close();
         await supervisor.stopAll(Math.max(4, config.sessionStartConcurrency));
         for (const engine of engines.values()) await engine.close?.();
         if (ownsDatabase) await database.close();
+        await dataDirLock?.release();
       })();
       return closing;
     },

@@ -39,10 +39,9 @@ export const embeddedDatabaseDir = (config: Pick<Config, 'dataDir'>): string => 
 
 /**
  * Boot, before anything is written: DATA_DIR, and the folders the service keeps in it, become 0700. The previews'
- * and the sandbox's folders are left to be created (0700) on first use; the embedded database's and whatsapp-web's
- * are made now, since their libraries would create them open to all. A folder outside DATA_DIR (TEMP_DIR=/tmp,
- * shared) is never changed. A folder this user cannot change (owned by another user, a read-only mount) is reported,
- * and the service goes on.
+ * folder is left to be created (0700) on first use; the embedded database's and whatsapp-web's are made now, since
+ * their libraries would create them open to all. A folder outside DATA_DIR (TEMP_DIR=/tmp, shared) is never changed.
+ * A folder this user cannot change (owned by another user, a read-only mount) is reported, and the service goes on.
  */
 export async function securePrivateDirs(config: StorageConfig, logger: Logger): Promise<void> {
   const { dataDir } = config;
@@ -58,7 +57,8 @@ export async function securePrivateDirs(config: StorageConfig, logger: Logger): 
       inside(dir) ? ensurePrivateDir(dir) : mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }),
     );
   }
-  // Left by an earlier version, perhaps open to all: restricted if they are there.
+  // Left by an earlier version, perhaps open to all: restricted if they are there (the sandbox's logins are in the
+  // database now; an old DATA_DIR/sandbox still holds the phones it recorded).
   for (const dir of [config.tempDir, path.join(dataDir, 'sandbox')].filter(inside)) {
     await attempt(logger, dir, async () => {
       if (existsSync(dir)) await chmod(dir, PRIVATE_DIR_MODE);

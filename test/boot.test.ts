@@ -82,4 +82,24 @@ describe('the service binary', () => {
       await again.exited;
     }
   }, 240_000);
+
+  it('refuses a second process on the same DATA_DIR with the embedded database, saying why', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const first = boot({ PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir });
+    try {
+      await waitForLog(first, /"event":"service.started"/);
+      const second = boot({ PORT: String(port + 1), HOST: '127.0.0.1', DATA_DIR: dataDir });
+      expect(await second.exited).toBe(1);
+      expect(second.output()).toContain(`DATA_DIR ${dataDir} is in use by another process of this service`);
+      expect(second.output()).toContain(`pid ${first.child.pid}`);
+      // The first one never noticed.
+      expect((await fetch(`http://127.0.0.1:${port}/health/ready`)).status).toBe(200);
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+    // Stopped cleanly: the lock went with it.
+    await expect(readFile(path.join(dataDir, 'instance.lock'), 'utf8')).rejects.toThrow();
+  }, 240_000);
 });

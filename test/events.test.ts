@@ -270,15 +270,15 @@ describe('GET /events/sessions, lifecycle', () => {
   it('shares one subscription between streams and removes its listeners when the last client goes', async () => {
     const t = await createTestApp({ database: db.database });
     const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
-    const { supervisor, sessions } = t.container;
-    const changeBefore = supervisor.listenerCount('change');
-    const removedBefore = sessions.listenerCount('removed');
+    const { board } = t.container;
+    const changeBefore = board.listenerCount('change');
+    const removedBefore = board.listenerCount('removed');
     const first = await StreamClient.open(`${base}/events/sessions`, t.admin);
     const second = await StreamClient.open(`${base}/events/sessions`, t.admin);
     await first.until(first.find('hello'), 'hello');
     await second.until(second.find('hello'), 'hello');
-    expect(supervisor.listenerCount('change')).toBe(changeBefore + 1);
-    expect(sessions.listenerCount('removed')).toBe(removedBefore + 1);
+    expect(board.listenerCount('change')).toBe(changeBefore + 1);
+    expect(board.listenerCount('removed')).toBe(removedBefore + 1);
 
     first.close();
     // The second stream still gets events after the first left.
@@ -292,11 +292,11 @@ describe('GET /events/sessions, lifecycle', () => {
       second.find('session', (d) => d.agentId === 'ev-after-first'),
       'an event on the second',
     );
-    expect(supervisor.listenerCount('change')).toBe(changeBefore + 1);
+    expect(board.listenerCount('change')).toBe(changeBefore + 1);
 
     second.close();
     await eventually(
-      () => supervisor.listenerCount('change') === changeBefore && sessions.listenerCount('removed') === removedBefore,
+      () => board.listenerCount('change') === changeBefore && board.listenerCount('removed') === removedBefore,
       'the listeners to go',
     );
     await t.close();
@@ -329,7 +329,7 @@ describe('GET /events/sessions, lifecycle', () => {
 
       seen.length = 0;
       t.container.supervisor.emit('change', 'burst-bot');
-      t.container.sessions.emit('removed', 'burst-bot');
+      t.container.board.emit('removed', 'burst-bot');
       await eventually(() => seen.length >= 1, 'the removal');
       await new Promise((resolve) => setTimeout(resolve, 50)); // the same grace period
       expect(seen).toEqual([{ type: 'removed', data: { agentId: 'burst-bot' } }]);
@@ -356,7 +356,7 @@ describe('GET /events/sessions, lifecycle', () => {
       expect(stream.ended).toBe(true);
       stream.close();
     }
-    expect(t.container.supervisor.listenerCount('change')).toBe(0);
+    expect(t.container.board.listenerCount('change')).toBe(0);
   });
 
   it('sends heartbeat comments at the configured interval, and stops them when the client goes', async () => {

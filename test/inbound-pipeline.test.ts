@@ -1,8 +1,5 @@
 // The inbound pipeline end to end below HTTP: a sandbox session, the real AI client against a local AI stub,
 // the real dedup table, and a reply sender that stands in for the outbox by sending through the session.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../src/ai/agent-ports.js';
@@ -51,7 +48,6 @@ const groupText = (text: string, overrides: Partial<Delivery> = {}): Delivery =>
 describe('inbound pipeline', () => {
   let db: TestDatabase;
   let ai: AiServer;
-  let dir: string;
   let engine: SandboxEngine;
   let metrics: Metrics;
   let settings: AgentAiSettings | null;
@@ -123,8 +119,7 @@ describe('inbound pipeline', () => {
     await db.drop();
   });
   beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'inbound-'));
-    engine = new SandboxEngine({ dir });
+    engine = new SandboxEngine();
     const session = engine.createSession(AGENT);
     await session.start();
     await engine.scan(AGENT, BOT_PHONE);
@@ -142,7 +137,6 @@ describe('inbound pipeline', () => {
   afterEach(async () => {
     await inbound.close();
     await engine.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('sends a private message to the AI with the exact body and headers, replies, and clears typing', async () => {

@@ -5,6 +5,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { PgListener } from './listener.js';
 import { schema } from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -29,6 +30,12 @@ export interface Database {
   queryRelaxed: QueryFn;
   /** Runs fn on a single dedicated connection (for advisory locks and multi-statement migrations). */
   withConnection<T>(fn: (query: QueryFn) => Promise<T>): Promise<T>;
+  /**
+   * Calls `handler` with each payload NOTIFY sends on `channel`; resolves once listening, with the unsubscribe. On
+   * PostgreSQL a dedicated connection listens and comes back after a drop; `resync` is called then, because what was
+   * notified meanwhile is lost.
+   */
+  listen(channel: string, handler: (payload: string) => void, resync?: () => void): Promise<() => Promise<void>>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -57,6 +64,9 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
   const relaxed = createPool(url, 2, readTimeoutMs, `${timeout} -c synchronous_commit=off`);
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
+  const listener = new PgListener(
+    () => new pg.Client({ connectionString: url, connectionTimeoutMillis: readTimeoutMs, keepAlive: true }),
+  );
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) => {
     const query: pg.QueryConfig = name === undefined ? { text } : { text, name };
     if (values !== undefined) query.values = values;
@@ -82,11 +92,12 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
         conn.release();
       }
     },
+    listen: (channel, handler, resync) => listener.listen(channel, handler, resync),
     async ping() {
       await pool.query('SELECT 1');
     },
     async close() {
-      await Promise.all([pool.end(), relaxed.end()]);
+      await Promise.all([listener.close(), pool.end(), relaxed.end()]);
     },
   };
 }
@@ -134,6 +145,10 @@ async function openPglite(location: { dataDir: string } | { memory: true }): Pro
       const result = turn.then(() => fn(query));
       turn = result.catch(() => {});
       return result;
+    },
+    async listen(channel, handler) {
+      // One process, one connection: nothing can be missed, so there is never anything to resynchronize.
+      return pglite.listen(channel, handler);
     },
     async ping() {
       await query('SELECT 1');

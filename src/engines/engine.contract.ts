@@ -54,6 +54,11 @@ export interface EngineHarness {
   connections?(agentId: string): number;
   /** Whether everything the library held for this agent (browser, socket) has been released. */
   released?(agentId: string): boolean;
+  /**
+   * Another instance of the engine on the same login storage, as another process on the same database has it (its
+   * own folders, its own memory); the harness closes it. Absent when logins stay in one process.
+   */
+  otherInstance?(): Promise<Engine>;
   close(): Promise<void>;
 }
 
@@ -157,6 +162,32 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
       const [identity] = await ready;
       expect(identity.me).toBe(`${PHONE}@c.us`);
       expect(qrShown).toBe(false);
+    });
+
+    it('resumes a login stored by one instance on another (another process) without a QR code', async (context) => {
+      if (!harness.otherInstance) {
+        context.skip(`${name} keeps logins in one process`);
+        return;
+      }
+      const first = await connected();
+      await first.stop();
+      const other = await harness.otherInstance();
+      expect(await other.hasStoredLogin(agentId)).toBe(true);
+      const moved = other.createSession(agentId, { logger });
+      sessions.push(moved);
+      let qrShown = false;
+      moved.on('qr', () => {
+        qrShown = true;
+      });
+      const ready = nextEvent(moved, 'ready');
+      await moved.start();
+      const [identity] = await ready;
+      expect(identity.me).toBe(`${PHONE}@c.us`);
+      expect(qrShown).toBe(false);
+      // A logout where the session now runs ends the login for the first instance too.
+      await moved.logout();
+      expect(await other.hasStoredLogin(agentId)).toBe(false);
+      expect(await harness.engine.hasStoredLogin(agentId)).toBe(false);
     });
 
     it('delivers a private text message with canonical JIDs and the sender name', async () => {

@@ -6,6 +6,7 @@ import type { Auth } from '../auth/auth.hooks.js';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import type { SessionBoard } from '../sessions/session-board.js';
 import type { SessionSupervisor } from '../sessions/session-supervisor.js';
 import type { SessionsService } from '../sessions/sessions.service.js';
 import { type SessionEvent, SessionEvents } from './session-events.js';
@@ -13,6 +14,8 @@ import { type SessionEvent, SessionEvents } from './session-events.js';
 export interface EventsRoutesOptions {
   sessions: SessionsService;
   supervisor: SessionSupervisor;
+  /** Sessions of every member: a stream on any member shows the changes of all. */
+  board: SessionBoard;
   auth: Auth;
   logger: Logger;
   clock: Clock;

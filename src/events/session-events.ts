@@ -1,6 +1,7 @@
-// Turns supervisor and service events into a stream of session snapshots for the dashboard's live view.
+// Turns the board's events (sessions of every member) into a stream of session snapshots for the dashboard's live view.
 import { isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import type { SessionBoard } from '../sessions/session-board.js';
 import type { SessionSupervisor } from '../sessions/session-supervisor.js';
 import type { SessionStatus } from '../sessions/sessions.schemas.js';
 import type { SessionsService } from '../sessions/sessions.service.js';
@@ -13,7 +14,9 @@ export type SessionEventListener = (event: SessionEvent) => void;
 
 export interface SessionEventsOptions {
   sessions: SessionsService;
-  supervisor: SessionSupervisor;
+  board: Pick<SessionBoard, 'on' | 'off'>;
+  /** Local sessions persist their transitions after the change event: a read waits for that. */
+  supervisor: Pick<SessionSupervisor, 'settled'>;
   logger: Logger;
 }
 
@@ -25,7 +28,7 @@ interface Refresh {
 }
 
 /**
- * One subscription to the supervisor, shared by every open stream; attached only while someone listens.
+ * One subscription to the board, shared by every open stream; attached only while someone listens.
  * A burst of changes for one agent collapses into one read, and that agent's events keep their order.
  */
 export class SessionEvents {
@@ -40,14 +43,14 @@ export class SessionEvents {
 
   subscribe(listener: SessionEventListener): () => void {
     if (this.listeners.size === 0) {
-      this.options.supervisor.on('change', this.onChange);
-      this.options.sessions.on('removed', this.onRemoved);
+      this.options.board.on('change', this.onChange);
+      this.options.board.on('removed', this.onRemoved);
     }
     this.listeners.add(listener);
     return () => {
       if (!this.listeners.delete(listener) || this.listeners.size > 0) return;
-      this.options.supervisor.off('change', this.onChange);
-      this.options.sessions.off('removed', this.onRemoved);
+      this.options.board.off('change', this.onChange);
+      this.options.board.off('removed', this.onRemoved);
     };
   }
 

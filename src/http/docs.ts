@@ -26,6 +26,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         { name: 'agents', description: 'Sending and the AI pipeline (agent key or admin key)' },
         { name: 'sandbox', description: 'Sandbox engine control (only when the sandbox is enabled)' },
         { name: 'health', description: 'Health and metrics' },
+        { name: 'cluster', description: 'Cluster members and session ownership (admin key)' },
       ],
     },
     transform: jsonSchemaTransform,

@@ -110,6 +110,27 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
       registers,
     }),
+    clusterMembers: new Gauge({
+      name: 'whatsapp_cluster_members',
+      help: 'Live cluster members (heartbeat within LEASE_TTL_MS), as this member saw them at its last tick',
+      registers,
+    }),
+    clusterOwnedSessions: new Gauge({
+      name: 'whatsapp_cluster_owned_sessions',
+      help: 'Session leases this member holds now',
+      registers,
+    }),
+    clusterHandovers: new Counter({
+      name: 'whatsapp_cluster_handovers_total',
+      help: 'Leases this member took (acquired) or gave up, by reason (acquired, rebalance, shutdown, lost, deleted)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    clusterLeaseLosses: new Counter({
+      name: 'whatsapp_cluster_lease_losses_total',
+      help: 'Leases this member lost: not renewed in time by its own clock, or taken over after they expired',
+      registers,
+    }),
   };
   return metrics;
 }

@@ -33,6 +33,8 @@ export interface OutboxDispatcherOptions {
   store: Pick<OutboxStore, 'record'>;
   waits: Pick<SendWaits, 'settle'>;
   sessions: Pick<OutboxSessions, 'getReadySession' | 'account'>;
+  /** Whether this member may hand the agent's messages to its engine now: it holds the agent's lease (fencing). */
+  mayDispatch(agentId: string): boolean;
   buckets: TokenBuckets;
   metrics: Metrics;
   logger: Logger;
@@ -47,6 +49,8 @@ interface AgentQueue {
   agentId: string;
   /** In the order they were accepted; the head is the one being sent or waited on. */
   items: QueuedMessage[];
+  /** The ids of `items`: a message handed in twice (committed here, and loaded from the table) is queued once. */
+  ids: Set<string>;
   /** Set while the queue waits for a token or a retry. */
   timer: Timer | undefined;
   /** A drain is running (or about to): kick() starts no second one. */
@@ -83,8 +87,15 @@ export class OutboxDispatcher {
   /** Adds a message at the end of its agent's queue, and starts dispatching if idle. */
   enqueue(message: QueuedMessage): void {
     const queue = this.queue(message.agentId);
+    if (queue.ids.has(message.id)) return;
+    queue.ids.add(message.id);
     queue.items.push(message);
     this.kick(queue);
+  }
+
+  /** Whether the message is in its agent's queue (waiting, or being sent). */
+  holds(agentId: string, id: string): boolean {
+    return this.queues.get(agentId)?.ids.has(id) ?? false;
   }
 
   /** Messages accepted for the agent and not yet sent or failed, including the one in flight. */
@@ -110,14 +121,16 @@ export class OutboxDispatcher {
     if (foreign.length > 0) {
       const gone = new Set(foreign);
       queue.items = queue.items.filter((m) => !gone.has(m));
+      for (const message of foreign) queue.ids.delete(message.id);
       for (const message of foreign) this.fail(queue, message, ACCOUNT_CHANGED);
     }
     this.kick(queue);
   }
 
   /**
-   * Forgets an agent's queue (its agent was deleted). A send already in flight completes, and is not retried; its
-   * id is returned so that its row is kept.
+   * Forgets an agent's queue from memory: its agent was deleted, or its lease went to another member (whose turn it is
+   * to load the rows). A send already in flight completes, and is not retried; its id is returned so that its row is
+   * kept.
    */
   forget(agentId: string): string[] {
     const queue = this.queues.get(agentId);
@@ -147,6 +160,7 @@ export class OutboxDispatcher {
       queue = {
         agentId,
         items: [],
+        ids: new Set(),
         timer: undefined,
         draining: false,
         drained: Promise.resolve(),
@@ -177,6 +191,9 @@ export class OutboxDispatcher {
         if (!message) return;
         const session = this.options.sessions.getReadySession(queue.agentId);
         if (!session) return; // wake() resumes the queue when the session is ready again
+        // Fencing: a member whose lease ended (paused, partitioned) hands nothing more to WhatsApp; the lease's new
+        // owner loads the queue from the table.
+        if (!this.options.mayDispatch(queue.agentId)) return;
         const wait = this.options.buckets.take(queue.agentId);
         if (wait > 0) {
           this.schedule(queue, wait);
@@ -199,6 +216,7 @@ export class OutboxDispatcher {
         }
         const index = queue.items.indexOf(message);
         if (index >= 0) queue.items.splice(index, 1);
+        queue.ids.delete(message.id);
       }
     } finally {
       queue.draining = false;

@@ -2,9 +2,14 @@
 import type { EngineSession } from '../engines/engine.js';
 
 export interface OutboxSessions {
-  /** The agent's session when it is connected and can send now, else null. Called on every dispatch: keep it O(1). */
+  /**
+   * The agent's session when it runs in this process, connected and able to send now, else null. Called on every
+   * dispatch: keep it O(1).
+   */
   getReadySession(agentId: string): EngineSession | null;
-  /** The JID of the account the agent is linked to now (its phone), or null when it is not connected. O(1). */
+  /** Whether the agent is connected, in this process or on another member: a send request may be accepted. O(1). */
+  isReady(agentId: string): boolean;
+  /** The JID of the account the agent is linked to now (its phone), wherever it runs; null when not connected. O(1). */
   account(agentId: string): string | null;
   /** Calls `listener` each time an agent's session becomes ready, so its queued messages resume. Returns an unsubscribe. */
   onSessionReady(listener: (agentId: string) => void): () => void;
@@ -13,4 +18,13 @@ export interface OutboxSessions {
    * so the agent's queued messages are gone by then. Returns an unsubscribe.
    */
   onAgentDeleted(listener: (agentId: string) => Promise<void>): () => void;
+}
+
+/** Which member dispatches which agent's messages (docs/cluster.md): the one that holds the agent's lease. */
+export interface OutboxOwnership {
+  /** One process owns everything (PGlite): nothing to hand over, nobody to wake. */
+  readonly single: boolean;
+  readonly instanceId: string;
+  /** The epoch of this member's lease on the agent while it is valid by the local clock; null otherwise. O(1). */
+  epochOf(agentId: string): number | null;
 }

@@ -82,6 +82,10 @@ const KEYED_IDS = 'SELECT id FROM inserted WHERE idempotency_key IS NOT NULL';
 
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
   created_at, updated_at, sent_at`;
+/** COLUMNS of the row aliased `o`, for a join. */
+const O_COLUMNS = COLUMNS.split(',')
+  .map((column) => `o.${column.trim()}`)
+  .join(', ');
 
 export class OutboxRepository {
   constructor(private readonly database: Database) {}
@@ -214,6 +218,62 @@ export class OutboxRepository {
       `UPDATE outbox_messages SET status = 'queued', updated_at = now() WHERE status = 'sending' RETURNING id`,
     );
     return rows.length;
+  }
+
+  /**
+   * The agent's queued rows, oldest first, when `lease` is still held by that member with that epoch (checked in the
+   * same statement: a member that lost the lease gets nothing). Without a lease (one process), all of them.
+   */
+  async listQueuedFor(agentId: string, lease: { owner: string; epoch: number } | null): Promise<OutboxRecord[]> {
+    const rows = await this.database.query(
+      `SELECT ${O_COLUMNS} FROM outbox_messages o
+       WHERE o.agent_id = $1 AND o.status = 'queued'
+         AND ($2::text IS NULL OR EXISTS (
+           SELECT 1 FROM session_leases l
+           WHERE l.agent_id = o.agent_id AND l.owner = $2 AND l.epoch = $3 AND l.expires_at > now()))
+       ORDER BY o.seq`,
+      [agentId, lease?.owner ?? null, lease?.epoch ?? 0],
+    );
+    return rows.map(toRecord);
+  }
+
+  /** The queued rows of every agent whose lease `owner` holds now, with each lease's epoch, oldest first. */
+  async listQueuedOwnedBy(owner: string): Promise<Array<OutboxRecord & { epoch: number }>> {
+    const rows = await this.database.query(
+      `SELECT ${O_COLUMNS}, l.epoch
+       FROM outbox_messages o JOIN session_leases l ON l.agent_id = o.agent_id
+       WHERE l.owner = $1 AND l.expires_at > now() AND o.status = 'queued'
+       ORDER BY o.seq`,
+      [owner],
+    );
+    return rows.map((row) => ({ ...toRecord(row), epoch: Number(row.epoch) }));
+  }
+
+  /** Of these rows, those sent or failed, with their outcome: what a request waiting on another member polls. */
+  async outcomes(
+    ids: readonly string[],
+  ): Promise<Array<{ id: string; status: 'sent' | 'failed'; waMessageId: string | null; error: string | null }>> {
+    const rows = await this.database.query(
+      `SELECT id, status, wa_message_id, error FROM outbox_messages
+       WHERE id = ANY($1::text[]) AND status IN ('sent', 'failed')`,
+      [ids],
+      'outbox_outcomes',
+    );
+    return rows.map((row) => ({
+      id: String(row.id),
+      status: row.status === 'sent' ? 'sent' : 'failed',
+      waMessageId: row.wa_message_id == null ? null : String(row.wa_message_id),
+      error: row.error == null ? null : String(row.error),
+    }));
+  }
+
+  /** The agent's messages not sent yet, in the table: the queue's depth as any member can read it. */
+  async countQueued(agentId: string): Promise<number> {
+    const rows = await this.database.query(
+      `SELECT count(*)::int AS n FROM outbox_messages WHERE agent_id = $1 AND status IN ('queued', 'sending')`,
+      [agentId],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 
   /** Every queued row, oldest first. */

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
 import { type FaultyDatabase, faultyDatabase } from '../../test/helpers/faulty-database.js';
@@ -48,14 +45,12 @@ type SetupOptions = Partial<OutboxConfig> & Pick<OutboxDeps, 'retries'>;
 
 describe('Outbox', () => {
   let test: TestDatabase;
-  let dir: string;
   const outboxes: Outbox[] = [];
   /** Released after each test, so that a test failing while it holds statements does not hang close(). */
   const faulty: FaultyDatabase[] = [];
 
   beforeAll(async () => {
     test = await createTestDatabase();
-    dir = await mkdtemp(path.join(tmpdir(), 'outbox-test-'));
   });
   afterEach(async () => {
     for (const faults of faulty.splice(0)) {
@@ -68,12 +63,11 @@ describe('Outbox', () => {
   });
   afterAll(async () => {
     await test.drop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   async function setup({ retries, ...config }: SetupOptions = {}) {
     const clock = new FakeClock();
-    const engine = new SandboxEngine({ dir });
+    const engine = new SandboxEngine();
     const gateway = new InMemorySessions();
     const metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
     const faults = faultyDatabase(test.database);

@@ -2,14 +2,14 @@
 // its agent's token bucket to WhatsApp; the request waits a bounded time for the result. One facade over the store
 // (what is not durable yet, group commit), the dispatcher (per-agent queues) and the send waits.
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock, Timer } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { OutboxDispatcher, type QueuedMessage } from './outbox.dispatcher.js';
-import type { OutboxSessions } from './outbox.ports.js';
+import type { OutboxOwnership, OutboxSessions } from './outbox.ports.js';
 import {
   type NewOutboxMessage,
   type OutboxKind,
@@ -19,6 +19,7 @@ import {
   type OutboxStatus,
 } from './outbox.repository.js';
 import { OutboxStore } from './outbox.store.js';
+import { RemoteOutcomes } from './remote-outcomes.js';
 import { type SendOutcome, SendWaits } from './send-waits.js';
 import { TokenBuckets } from './token-bucket.js';
 
@@ -68,6 +69,8 @@ export type OutboxConfig = Pick<
 export interface OutboxDeps {
   database: Database;
   sessions: OutboxSessions;
+  /** Which member dispatches which agent (the cluster's leases); one process owns everything without it. */
+  ownership?: OutboxOwnership;
   metrics: Metrics;
   logger: Logger;
   clock: Clock;
@@ -89,13 +92,30 @@ export interface Outbox {
   get(agentId: string, messageId: string): Promise<OutboxMessageView>;
   /** Messages of the agent accepted and not yet sent or failed, counting those still committing. */
   depth(agentId: string): number;
-  /** Boot: queues what a previous process left; returns how many. */
+  /**
+   * Boot: drops what deleted agents left, and (one process) queues every message a previous process left; returns
+   * how many were queued. In a cluster each owner loads its agents' messages as it takes their leases (adopt).
+   */
   resumeAll(): Promise<number>;
+  /**
+   * This member now holds the agent's lease with this epoch: loads its queued messages (the lease checked in the same
+   * statement), and from now on wakes up when another member commits one for it.
+   */
+  adopt(agentId: string, epoch: number): Promise<void>;
+  /** This member no longer holds the agent's lease: its queue leaves memory; the rows stay for the new owner. */
+  release(agentId: string): void;
+  /** Listens for messages other members commit for this member's agents, and sweeps for any it missed. */
+  start(): Promise<void>;
   /** Retention: forgets sent and failed messages last changed before `cutoff`; returns how many. */
   purgeSettledBefore(cutoff: Date): Promise<number>;
   /** Waits for the sends in flight and writes what is unwritten; releases every waiting request. */
   close(): Promise<void>;
 }
+
+/** Where a member that commits a message for another member's agent wakes that member (payload: the agent id). */
+const WAKE_CHANNEL = 'wamt_outbox';
+/** How often an owner looks for queued messages it was not woken for. */
+const SWEEP_MS = 5_000;
 
 export function createOutbox(deps: OutboxDeps): Outbox {
   return new DurableOutbox(deps);
@@ -107,10 +127,18 @@ class DurableOutbox implements Outbox {
   private readonly waits: SendWaits;
   private readonly store: OutboxStore;
   private readonly dispatcher: OutboxDispatcher;
+  private readonly remote: RemoteOutcomes;
+  private readonly ownership: OutboxOwnership;
   private readonly unsubscribe: Array<() => void>;
+  /** Agents whose messages were committed here for another member to send, to be woken after the batch. */
+  private readonly toWake = new Set<string>();
+  private waking: Promise<void> | undefined;
+  private sweepTimer: Timer | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
 
   constructor(private readonly deps: OutboxDeps) {
     const { database, sessions, metrics, logger, clock, config, retries } = deps;
+    this.ownership = deps.ownership ?? { single: true, instanceId: 'local', epochOf: () => 0 };
     this.repository = new OutboxRepository(database);
     this.buckets = new TokenBuckets({
       capacity: config.rateLimitBurst,
@@ -123,8 +151,7 @@ class DurableOutbox implements Outbox {
       clock,
       logger,
       commitTimeoutMs: config.dbStatementTimeoutMs,
-      // A committed row goes to its agent's queue at once, before its request hears of it: FIFO in commit order.
-      onCommitted: (row) => this.dispatcher.enqueue(toQueued(row)),
+      onCommitted: (row) => this.committed(row),
     });
     this.dispatcher = new OutboxDispatcher({
       repository: this.repository,
@@ -137,7 +164,9 @@ class DurableOutbox implements Outbox {
       clock,
       maxRetries: retries?.max,
       retryDelayMs: retries?.delayMs,
+      mayDispatch: (agentId) => this.owns(agentId),
     });
+    this.remote = new RemoteOutcomes({ repository: this.repository, waits: this.waits, clock, logger });
     this.unsubscribe = [
       sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
       sessions.onAgentDeleted(async (agentId) => {
@@ -160,12 +189,12 @@ class DurableOutbox implements Outbox {
   }
 
   assertReady(agentId: string): void {
-    if (!this.deps.sessions.getReadySession(agentId)) throw new AppError('SESSION_NOT_READY');
+    if (!this.deps.sessions.isReady(agentId)) throw new AppError('SESSION_NOT_READY');
   }
 
   async submit(agentId: string, draft: OutboxDraft, context: SubmitContext = {}): Promise<SubmitResult> {
     const { idempotencyKey } = context;
-    if (!this.deps.sessions.getReadySession(agentId)) {
+    if (!this.deps.sessions.isReady(agentId)) {
       // A retry of a message accepted earlier is still answered with it.
       const earlier = idempotencyKey
         ? await this.findIdempotent(agentId, idempotencyKey, draft.payload.fingerprint)
@@ -173,7 +202,9 @@ class DurableOutbox implements Outbox {
       if (earlier) return earlier;
       throw new AppError('SESSION_NOT_READY');
     }
-    this.assertRoom(agentId);
+    if (this.owns(agentId)) this.assertRoom(agentId, this.depth(agentId));
+    // Another member dispatches it: its queue is in the table.
+    else this.assertRoom(agentId, (await this.repository.countQueued(agentId)) + this.store.committing(agentId));
     const id = randomUUID();
     const account = this.deps.sessions.account(agentId) ?? undefined;
     // The wait starts before the commit, so that SEND_WAIT_MS bounds the whole request and no outcome is missed.
@@ -195,6 +226,7 @@ class DurableOutbox implements Outbox {
       return earlier;
     }
     this.deps.metrics.countQueued(agentId);
+    if (!this.owns(agentId)) this.remote.watch(id);
     return result(id, await outcome, draft.payload);
   }
 
@@ -225,6 +257,7 @@ class DurableOutbox implements Outbox {
     if (dropped > 0) logger.warn({ event: 'outbox.resume.orphaned', count: dropped });
     const interrupted = await this.repository.requeueInterrupted();
     if (interrupted > 0) logger.warn({ event: 'outbox.resume.interrupted', count: interrupted });
+    if (!this.ownership.single) return 0;
     const rows = await this.repository.listQueued();
     for (const row of rows) this.dispatcher.enqueue(OutboxDispatcher.fromRecord(row));
     logger.info({ event: 'outbox.resumed', count: rows.length });
@@ -236,7 +269,35 @@ class DurableOutbox implements Outbox {
     return this.repository.purgeSettledBefore(cutoff);
   }
 
+  async adopt(agentId: string, epoch: number): Promise<void> {
+    const lease = this.ownership.single ? null : { owner: this.ownership.instanceId, epoch };
+    this.enqueueUnknown(await this.repository.listQueuedFor(agentId, lease));
+  }
+
+  release(agentId: string): void {
+    this.dispatcher.forget(agentId);
+  }
+
+  async start(): Promise<void> {
+    if (this.ownership.single) return;
+    const { database, clock, logger } = this.deps;
+    this.unlisten = await database.listen(
+      WAKE_CHANNEL,
+      (agentId) => {
+        const epoch = this.ownership.epochOf(agentId);
+        if (epoch !== null) void this.adopt(agentId, epoch).catch((err: unknown) => this.sweepFailed(err));
+      },
+      () => void this.sweep(),
+    );
+    // A wake lost on the way (the notifying member died after its commit, a dropped connection) costs a few seconds.
+    this.sweepTimer = clock.setInterval(() => void this.sweep(), SWEEP_MS, { background: true });
+    logger.debug({ event: 'outbox.cluster_started' });
+  }
+
   async close(): Promise<void> {
+    this.sweepTimer?.cancel();
+    await this.unlisten?.();
+    this.remote.close();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.store.idle();
     await this.dispatcher.close();
@@ -270,10 +331,60 @@ class DurableOutbox implements Outbox {
     return record;
   }
 
+  /** Whether this member dispatches the agent's messages now. */
+  private owns(agentId: string): boolean {
+    return this.ownership.single || this.ownership.epochOf(agentId) !== null;
+  }
+
+  /**
+   * A row is committed. One of this member's agents: to its queue at once, before its request hears of it (FIFO in
+   * commit order). Another member's: that member is woken after the batch.
+   */
+  private committed(row: NewOutboxMessage): void {
+    if (this.owns(row.agentId)) {
+      // Loaded from the table already (a wake raced the commit) and sent: its outcome is on its way.
+      if (!this.store.pending(row.id)) this.dispatcher.enqueue(toQueued(row));
+      return;
+    }
+    this.toWake.add(row.agentId);
+    this.waking ??= Promise.resolve().then(() => this.wakeOwners());
+  }
+
+  private async wakeOwners(): Promise<void> {
+    const agentIds = [...this.toWake];
+    this.toWake.clear();
+    this.waking = undefined;
+    await this.deps.database
+      .query('SELECT pg_notify($1, a) FROM unnest($2::text[]) AS a', [WAKE_CHANNEL, agentIds])
+      .catch((err: unknown) => this.sweepFailed(err));
+  }
+
+  /** Queues the rows this member should dispatch and does not hold yet (nor sent meanwhile, outcome unwritten). */
+  private enqueueUnknown(rows: readonly OutboxRecord[]): void {
+    for (const row of rows) {
+      if (this.dispatcher.holds(row.agentId, row.id) || this.store.pending(row.id)) continue;
+      this.dispatcher.enqueue(OutboxDispatcher.fromRecord(row));
+    }
+  }
+
+  /** Loads what the agents this member owns have queued in the table and it does not hold. */
+  private async sweep(): Promise<void> {
+    try {
+      const rows = await this.repository.listQueuedOwnedBy(this.ownership.instanceId);
+      this.enqueueUnknown(rows.filter((row) => this.ownership.epochOf(row.agentId) === row.epoch));
+    } catch (err) {
+      this.sweepFailed(err);
+    }
+  }
+
+  private sweepFailed(err: unknown): void {
+    this.deps.logger.warn({ event: 'outbox.wake_failed', err: errorMessage(err) });
+  }
+
   /** 429 when the agent's queue, counting the rows still committing, is full. */
-  private assertRoom(agentId: string): void {
+  private assertRoom(agentId: string, depth: number): void {
     const { config, metrics } = this.deps;
-    if (this.depth(agentId) < config.queueMaxPerAgent) return;
+    if (depth < config.queueMaxPerAgent) return;
     metrics.outboxTransitions.inc({ state: 'rejected', ...metrics.agentLabel(agentId) });
     // A slot frees when the head is sent, which is when the next token arrives.
     const seconds = Math.max(1, Math.ceil(this.buckets.msUntilToken(agentId) / 1_000));

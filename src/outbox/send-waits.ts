@@ -30,6 +30,11 @@ export class SendWaits {
     });
   }
 
+  /** Whether a request still waits for this message's outcome. */
+  isWaiting(id: string): boolean {
+    return this.waiters.has(id);
+  }
+
   /** Answers everyone waiting on the message: with its outcome, or null when it will not be sent now. */
   settle(id: string, outcome: SendOutcome | null): void {
     const list = this.waiters.get(id);

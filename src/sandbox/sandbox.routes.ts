@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
+import { type Forwarder, toOwner } from '../cluster/forward.js';
 import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
 import { agentParams, envelope, errorResponses, optionalBody, text } from '../http/schemas.js';
@@ -13,6 +14,8 @@ export interface SandboxRoutesOptions {
   defaultCountryCode: string;
   /** Resolves once the service has recorded what the control action caused (status rows, queues). */
   settled: (agentId: string) => Promise<void>;
+  /** Each agent's sandbox session lives in the process that runs it: its controls are sent there. */
+  forwarder: Forwarder;
 }
 
 const INBOUND_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker', 'location', 'other'] as const;
@@ -49,6 +52,7 @@ const sentEntry = z.object({
 export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async (app, options) => {
   const { sandbox, auth, defaultCountryCode, settled } = options;
   const onRequest = auth.admin();
+  const preHandler = toOwner(options.forwarder);
   const tags = ['sandbox'];
   const security = [{ bearerAuth: [] }];
   const jid = (value: string, field: string) =>
@@ -68,6 +72,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     '/sandbox/agents/:agentId/scan',
     {
       onRequest,
+      preHandler,
       schema: {
         tags,
         security,
@@ -91,6 +96,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     '/sandbox/agents/:agentId/inbound',
     {
       onRequest,
+      preHandler,
       schema: {
         tags,
         security,
@@ -128,6 +134,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     '/sandbox/agents/:agentId/sent',
     {
       onRequest,
+      preHandler,
       schema: {
         tags,
         security,
@@ -143,6 +150,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     '/sandbox/agents/:agentId/disconnect',
     {
       onRequest,
+      preHandler,
       schema: {
         tags,
         security,
@@ -163,6 +171,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     '/sandbox/agents/:agentId/fail-sends',
     {
       onRequest,
+      preHandler,
       schema: {
         tags,
         security,

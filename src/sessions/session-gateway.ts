@@ -1,12 +1,19 @@
-// The sessions side of the outbox's OutboxSessions port: ready sessions from the supervisor, deletions from the service.
+// The sessions side of the outbox's OutboxSessions port: sessions running here from the supervisor, the state of every
+// session (here or on another member) from the board, deletions from the service.
 import type { OutboxSessions } from '../outbox/outbox.ports.js';
+import type { SessionBoard } from './session-board.js';
 import type { SessionSupervisor } from './session-supervisor.js';
 import type { SessionsService } from './sessions.service.js';
 
-export function createSessionGateway(supervisor: SessionSupervisor, sessions: SessionsService): OutboxSessions {
+export function createSessionGateway(
+  supervisor: SessionSupervisor,
+  sessions: SessionsService,
+  board: SessionBoard,
+): OutboxSessions {
   return {
     getReadySession: (agentId) => supervisor.readySession(agentId),
-    account: (agentId) => supervisor.identity(agentId)?.me ?? null,
+    isReady: (agentId) => board.isReady(agentId),
+    account: (agentId) => board.account(agentId),
     onSessionReady(listener) {
       supervisor.on('ready', listener);
       return () => supervisor.off('ready', listener);

@@ -127,6 +127,11 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     return live?.state === 'connected' && live.me ? { me: live.me, lid: live.lid } : null;
   }
 
+  /** Whether this process runs (or ran, and has not forgotten) the agent's session: its live state is here. */
+  knows(agentId: string): boolean {
+    return this.lives.has(agentId);
+  }
+
   /** The running engine session, connected or not. */
   session(agentId: string): EngineSession | null {
     return this.lives.get(agentId)?.session ?? null;

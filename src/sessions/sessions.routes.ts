@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
+import { type Forwarder, toOwner } from '../cluster/forward.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
 import {
   createSessionBody,
@@ -19,11 +20,18 @@ import type { SessionsService } from './sessions.service.js';
 export interface SessionsRoutesOptions {
   sessions: SessionsService;
   auth: Auth;
+  /** Sends what acts on a session to the member that runs it (docs/cluster.md). */
+  forwarder: Forwarder;
 }
 
-export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = async (app, { sessions, auth }) => {
+export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = async (
+  app,
+  { sessions, auth, forwarder },
+) => {
   const admin = auth.sessions();
   const adminOrAgent = auth.sessions({ agentKey: true });
+  // Reads come from the board on any member; what acts on a session runs where the session does.
+  const preHandler = toOwner(forwarder);
   const tags = ['sessions'];
   const security = [{ bearerAuth: [] }];
 
@@ -31,6 +39,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions',
     {
       onRequest: admin,
+      preHandler,
       schema: {
         tags,
         security,
@@ -80,6 +89,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions/:agentId',
     {
       onRequest: adminOrAgent,
+      preHandler,
       schema: {
         tags,
         security,
@@ -95,6 +105,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions/:agentId/reconnect',
     {
       onRequest: adminOrAgent,
+      preHandler,
       schema: {
         tags,
         security,
@@ -110,6 +121,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions/:agentId/qr',
     {
       onRequest: adminOrAgent,
+      preHandler,
       schema: {
         tags,
         security,
@@ -125,6 +137,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions/:agentId/qr.png',
     {
       onRequest: adminOrAgent,
+      preHandler,
       schema: {
         tags,
         security,
@@ -144,6 +157,7 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
     '/sessions/:agentId/pairing-code',
     {
       onRequest: admin,
+      preHandler,
       schema: {
         tags,
         security,

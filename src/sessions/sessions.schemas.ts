@@ -54,6 +54,10 @@ export const sessionStatusSchema = z.object({
   weakApiKey: z.boolean().describe("The agent's key is shorter than 16 characters (the key itself is never shown)"),
   createdAt: z.string(),
   updatedAt: z.string(),
+  owner: z
+    .string()
+    .nullable()
+    .describe('The instance (INSTANCE_ID) that runs this session now; null while none does (its lease is moving)'),
   liveState: liveStateSchema,
 });
 export type SessionStatus = z.infer<typeof sessionStatusSchema>;

@@ -1,13 +1,14 @@
 // The session lifecycle: create, read, list, delete, reconnect, QR and pairing code; restore at boot.
-import { EventEmitter } from 'node:events';
 import type { AgentKeyStore } from '../auth/agent-keys.js';
 import type { ApiKeysRepository } from '../auth/api-keys.repository.js';
 import { apikeyProblem, creationKey, isWeakKey, type KeySource } from '../auth/key-state.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { Engine } from '../engines/engine.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { EngineName } from '../whatsapp/engine-names.js';
 import { phoneDigits } from '../whatsapp/jid.js';
+import type { SessionBoard } from './session-board.js';
 import { runWithConcurrency, type SessionSupervisor } from './session-supervisor.js';
 import type { SessionRow, SessionsRepository } from './sessions.repository.js';
 import type { CreateSessionInput, SessionStatus } from './sessions.schemas.js';
@@ -23,21 +24,16 @@ export interface SessionsServiceOptions {
   qrWaitTimeoutMs: number;
   startConcurrency: number;
   defaultCountryCode: string;
-  /** Which sessions this process runs; today all of them, later a share when instances split the work. */
-  placement?: (rows: SessionRow[]) => SessionRow[];
+  /** The live state of every session, here or on another member; told when one is deleted. */
+  board: Pick<SessionBoard, 'entry' | 'removed'>;
+  /** Which member runs which session: a session starts only where its lease is held. */
+  cluster: Pick<Cluster, 'single' | 'epochOf' | 'claim' | 'forget'>;
 }
 
-export interface SessionsServiceEvents {
-  /** The session and its row are gone (the outbox drops the agent's queue). */
-  removed: [agentId: string];
-}
-
-export class SessionsService extends EventEmitter<SessionsServiceEvents> {
+export class SessionsService {
   private readonly removalHooks = new Set<(agentId: string) => Promise<void>>();
 
-  constructor(private readonly options: SessionsServiceOptions) {
-    super();
-  }
+  constructor(private readonly options: SessionsServiceOptions) {}
 
   /** Work a delete waits for before it answers (the outbox drops the agent's queue). Returns an unsubscribe. */
   onRemoval(hook: (agentId: string) => Promise<void>): () => void {
@@ -97,6 +93,9 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
       });
     }
     keys.set(input.agentId, input.userId, apiKey, apiKeySource);
+    // In a cluster, the member that created the agent takes its lease; should another have been quicker, that one
+    // starts the session when it is asked for a QR code.
+    if (!(await this.owns(input.agentId))) return this.get(input.agentId);
     // A connected session is not touched; anything else (new, stopped, failed) is started.
     if (this.supervisor.readySession(input.agentId) === null) await this.supervisor.start(input.agentId, engine);
     if (waitForQr) await this.waitForQr(input.agentId);
@@ -118,9 +117,10 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     await this.endLogin(row);
     await this.supervisor.stop(agentId, { logout: false, forget: true });
     await this.options.repo.delete(agentId);
+    await this.options.cluster.forget(agentId);
     this.options.keys.remove(agentId);
     await Promise.all([...this.removalHooks].map((hook) => hook(agentId)));
-    this.emit('removed', agentId);
+    await this.options.board.removed(agentId);
     this.options.logger.info({ event: 'session.deleted', agentId }, 'session deleted');
     return { deleted: true };
   }
@@ -129,6 +129,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
   async reconnect(agentId: string): Promise<SessionStatus> {
     const row = await this.requireRow(agentId);
     const engine = this.requireEngine(this.engineName(row));
+    await this.requireOwnership(agentId);
     await this.endLogin(row);
     await this.options.repo.update(agentId, { status: 'awaiting_qr', waJid: null, lastError: null });
     await this.supervisor.start(agentId, engine);
@@ -139,6 +140,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     agentId: string,
   ): Promise<{ agentId: string; qr: { contentType: 'image/png'; base64: string }; qrUpdatedAt: string }> {
     const row = await this.requireRow(agentId);
+    await this.requireOwnership(agentId);
     if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
     const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
     if (!this.supervisor.isRunning(agentId)) {
@@ -168,6 +170,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     const digits = phoneDigits(phone, this.options.defaultCountryCode);
     if (digits === null) throw new AppError('INVALID_RECIPIENT', 'phone must be a phone number (8 to 15 digits)');
     const row = await this.requireRow(agentId);
+    await this.requireOwnership(agentId);
     if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
     const engine = this.requireEngine(this.engineName(row));
     if (!this.supervisor.isRunning(agentId)) {
@@ -184,16 +187,49 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     return { agentId, code };
   }
 
-  /** Boot: starts again every placed session that has a stored login, a few at a time (the key sync loads keys). */
+  /** Boot, one process: starts again every session that has a stored login, a few at a time. */
   async restore(): Promise<void> {
-    const { repo, placement = (rows) => rows, startConcurrency, logger } = this.options;
+    const { repo, startConcurrency } = this.options;
     const rows = await repo.all();
-    await runWithConcurrency(placement(rows), startConcurrency, async (row) => {
-      const engine = this.supervisor.engine(this.engineName(row));
-      if (!engine || !(await engine.hasStoredLogin(row.agentId))) return;
-      logger.info({ event: 'session.restore', agentId: row.agentId }, 'restoring session');
-      await this.supervisor.start(row.agentId, engine);
+    await runWithConcurrency(rows, startConcurrency, (row) => this.resume(row));
+  }
+
+  /**
+   * This member now runs the agent (it took the agent's lease): its session starts again when a login is stored, as
+   * at boot; one that still needs a QR code starts when someone asks for one.
+   */
+  async adopt(agentId: string): Promise<void> {
+    const row = await this.options.repo.find(agentId);
+    if (row) await this.resume(row);
+  }
+
+  /** This member no longer runs the agent: its session stops, keeping the login, and its live state goes elsewhere. */
+  async release(agentId: string): Promise<void> {
+    await this.supervisor.stop(agentId, { logout: false, forget: true });
+  }
+
+  /** Whether this member runs the agent's session: it holds the lease, or took it now because nobody did. */
+  private async owns(agentId: string): Promise<boolean> {
+    const { cluster } = this.options;
+    return cluster.single || cluster.epochOf(agentId) !== null || (await cluster.claim(agentId));
+  }
+
+  /**
+   * What starts or stops a session runs on its owner (the routes forward it there). A request that reached a member
+   * which is no longer the owner (the lease moved meanwhile) is refused rather than run twice.
+   */
+  private async requireOwnership(agentId: string): Promise<void> {
+    if (await this.owns(agentId)) return;
+    throw new AppError('SERVICE_UNAVAILABLE', 'The session is moving to another instance; retry shortly.', {
+      headers: { 'retry-after': '2' },
     });
+  }
+
+  private async resume(row: SessionRow): Promise<void> {
+    const engine = this.supervisor.engine(this.engineName(row));
+    if (!engine || !(await engine.hasStoredLogin(row.agentId))) return;
+    this.options.logger.info({ event: 'session.restore', agentId: row.agentId }, 'restoring session');
+    await this.supervisor.start(row.agentId, engine);
   }
 
   private async endLogin(row: SessionRow): Promise<void> {
@@ -227,6 +263,12 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
     return engine;
   }
 
+  /** The live state, and the member that runs the session (null when none does now). */
+  private live(agentId: string): Pick<SessionStatus, 'liveState' | 'owner'> {
+    const { liveState, owner } = this.options.board.entry(agentId);
+    return { liveState, owner };
+  }
+
   private toStatus(row: SessionRow): SessionStatus {
     return {
       agentId: row.agentId,
@@ -241,7 +283,7 @@ export class SessionsService extends EventEmitter<SessionsServiceEvents> {
       weakApiKey: row.apiKey !== null && isWeakKey(row.apiKey),
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
-      liveState: this.supervisor.snapshot(row.agentId),
+      ...this.live(row.agentId),
     };
   }
 }

@@ -1,4 +1,5 @@
 // Builds the whole app on a test database with the sandbox engine, as main.ts would, without a socket.
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +51,8 @@ export async function createTestApp({ database, env = {}, dataDir, overrides = {
     LOG_LEVEL: 'debug',
     // Tests of other behaviour send many wrong keys from one address; the failure limit has its own tests.
     AUTH_FAILURES_PER_MINUTE: '100000',
+    // Several apps of one test process on one PostgreSQL database are several cluster members: each its own id.
+    INSTANCE_ID: `test-${randomUUID()}`,
     ...env,
   });
   const logs: Record<string, unknown>[] = [];

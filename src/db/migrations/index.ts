@@ -93,6 +93,60 @@ export const migrations: Migration[] = [
       ALTER TABLE whatsapp_user ADD COLUMN IF NOT EXISTS api_key_source text;
     `,
   },
+  {
+    id: '0004_engine_logins',
+    // Logins that move between processes (docs/cluster.md). The sandbox's scanned phone; whatsapp-web's login, the
+    // part of the browser profile that holds it, packed (profile-archive.ts). `generation` changes on every write, so
+    // a process whose copy is older than the row's cannot overwrite it.
+    sql: `
+      CREATE TABLE IF NOT EXISTS sandbox_logins (
+        agent_id text PRIMARY KEY,
+        phone text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE IF NOT EXISTS wwebjs_logins (
+        agent_id text PRIMARY KEY,
+        generation text NOT NULL,
+        data bytea NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+  {
+    id: '0005_cluster',
+    // Members and session leases (docs/cluster.md, src/cluster/). The epoch goes up on every change of hands and is
+    // the fencing token; owner is NULL once a member gives the lease up. PGlite gets the tables, and never uses them.
+    // session_live and cluster_settings serve the same members (docs/cluster.md, "Any member answers any request").
+    sql: `
+      CREATE TABLE IF NOT EXISTS cluster_members (
+        instance_id text PRIMARY KEY,
+        incarnation text NOT NULL,
+        url text,
+        max_sessions integer,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE IF NOT EXISTS session_leases (
+        agent_id text PRIMARY KEY,
+        owner text,
+        epoch bigint NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX IF NOT EXISTS session_leases_owner ON session_leases (owner);
+      -- The live state each owner publishes for the other members (src/sessions/session-board.ts).
+      CREATE TABLE IF NOT EXISTS session_live (
+        agent_id text PRIMARY KEY,
+        owner text,
+        state jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      -- Settings every member shares: the secret of forwarded requests when CLUSTER_SECRET is not set.
+      CREATE TABLE IF NOT EXISTS cluster_settings (
+        name text PRIMARY KEY,
+        value text NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */

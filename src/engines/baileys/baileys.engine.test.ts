@@ -27,6 +27,8 @@ runEngineContract({
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
       connections: (agentId) => fake.sockets.get(agentId)?.length ?? 0,
+      otherInstance: async () =>
+        createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket }),
       close: async () => {},
     };
   },

@@ -1,16 +1,21 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
 import { FakeClock } from '../../__fixtures__/fake-clock.js';
-import { type ContractSent, runEngineContract } from '../engine.contract.js';
+import { type ContractSent, nextEvent, runEngineContract } from '../engine.contract.js';
 import { SandboxEngine } from './sandbox.engine.js';
 
+let test: TestDatabase;
+beforeAll(async () => {
+  test = await createTestDatabase();
+});
+afterAll(() => test.drop());
+
 runEngineContract({
-  name: 'sandbox',
+  name: 'sandbox (logins in the database)',
   async createHarness() {
-    const dir = await mkdtemp(path.join(tmpdir(), 'wamt-sandbox-'));
-    const engine = new SandboxEngine({ dir });
+    await test.database.query('DELETE FROM sandbox_logins');
+    const engine = new SandboxEngine({ database: test.database });
+    const others: SandboxEngine[] = [];
     return {
       engine,
       scan: (agentId, phone) => engine.scan(agentId, phone),
@@ -35,26 +40,59 @@ runEngineContract({
       async sent(agentId) {
         return engine.sent(agentId).map(({ messageId: _id, at: _at, ...entry }): ContractSent => entry);
       },
+      async otherInstance() {
+        const other = new SandboxEngine({ database: test.database });
+        others.push(other);
+        return other;
+      },
       async close() {
+        for (const other of others) await other.close();
         await engine.close();
-        await rm(dir, { recursive: true, force: true });
       },
     };
   },
 });
 
-describe('SandboxEngine on an injected clock', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'wamt-sandbox-'));
+describe('SandboxEngine', () => {
+  it('keeps its logins in memory, for this engine only, when it has no database', async () => {
+    const sut = new SandboxEngine();
+    const session = sut.createSession('m1');
+    await session.start();
+    await nextEvent(session, 'qr');
+    await sut.scan('m1', '6281200000001');
+    expect(await sut.hasStoredLogin('m1')).toBe(true);
+    expect(await new SandboxEngine().hasStoredLogin('m1')).toBe(false);
+    await session.stop();
+    const again = sut.createSession('m1');
+    const ready = nextEvent(again, 'ready');
+    await again.start();
+    expect((await ready)[0].me).toBe('6281200000001@c.us');
+    await again.logout();
+    expect(await sut.hasStoredLogin('m1')).toBe(false);
   });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
+
+  it('a session scanned through one process resumes on another that shares the database', async () => {
+    const one = new SandboxEngine({ database: test.database });
+    const two = new SandboxEngine({ database: test.database });
+    const scanned = one.createSession('shared-1');
+    await scanned.start();
+    await nextEvent(scanned, 'qr');
+    await one.scan('shared-1', '6281200000002');
+    expect(await two.readLogin('shared-1')).toEqual({ phone: '6281200000002' });
+    await scanned.stop();
+    const resumed = two.createSession('shared-1');
+    const ready = nextEvent(resumed, 'ready');
+    await resumed.start();
+    expect((await ready)[0].me).toBe('6281200000002@c.us');
+    // The phone unlinks the device where the session now runs: neither process resumes it any more.
+    await two.disconnect('shared-1', true);
+    expect(await one.hasStoredLogin('shared-1')).toBe(false);
+    await Promise.all([one.close(), two.close()]);
   });
 
   it('refreshes the QR code on the clock until the phone scans, and stamps the sent log with it', async () => {
     const clock = new FakeClock();
-    const sut = new SandboxEngine({ dir, qrRefreshMs: 20_000, clock });
+    const sut = new SandboxEngine({ qrRefreshMs: 20_000, clock });
     const session = sut.createSession('a1');
     const codes: string[] = [];
     session.on('qr', (code) => codes.push(code));

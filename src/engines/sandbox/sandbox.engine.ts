@@ -1,9 +1,8 @@
-// The sandbox engine: a simulated WhatsApp network in memory, for tests and demos. Logins persist in a directory.
+// The sandbox engine: a simulated WhatsApp network in memory, for tests and demos. Logins persist in the database.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
+import type { Database } from '../../db/client.js';
 import {
   type Engine,
   type EngineSession,
@@ -14,6 +13,7 @@ import {
   type SendOptions,
   type SentMessage,
 } from '../engine.js';
+import { databaseSandboxLogins, memorySandboxLogins, type SandboxLogins } from './sandbox-logins.js';
 
 const SANDBOX_DEFAULT_PHONE = '6281100000000';
 const MAX_SENT_PER_AGENT = 10_000;
@@ -40,8 +40,11 @@ export type SandboxFailure = 'network' | RecipientRejectedError['reason'];
 export type SandboxState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
 
 export interface SandboxEngineOptions {
-  /** Where logins are kept, one file per agent. */
-  dir: string;
+  /**
+   * Where scanned logins are kept (sandbox_logins), so that every process on the database resumes them. Without
+   * one, they are kept in memory, for this engine only.
+   */
+  database?: Database;
   /** How often a waiting session shows a new QR code, as WhatsApp does. */
   qrRefreshMs?: number;
   /** The service's clock, for the sent log's times and the QR refresh; the system clock when used on its own. */
@@ -60,9 +63,11 @@ export class SandboxEngine implements Engine {
   private readonly sentLog = new Map<string, Array<{ entry: Omit<SandboxSentEntry, 'at'>; at: Date }>>();
 
   readonly clock: Clock;
+  private readonly logins: SandboxLogins;
 
-  constructor(private readonly options: SandboxEngineOptions) {
+  constructor(private readonly options: SandboxEngineOptions = {}) {
     this.clock = options.clock ?? systemClock;
+    this.logins = options.database ? databaseSandboxLogins(options.database) : memorySandboxLogins();
   }
 
   createSession(agentId: string): EngineSession {
@@ -76,7 +81,7 @@ export class SandboxEngine implements Engine {
   }
 
   async clearStoredLogin(agentId: string): Promise<void> {
-    await rm(this.loginFile(agentId), { force: true });
+    await this.logins.delete(agentId);
   }
 
   async close(): Promise<void> {
@@ -95,7 +100,7 @@ export class SandboxEngine implements Engine {
   async scan(agentId: string, phone = SANDBOX_DEFAULT_PHONE): Promise<void> {
     const session = this.requireSession(agentId);
     if (session.state !== 'qr') throw new SandboxStateError(`the session is ${session.state}, not showing a QR code`);
-    await this.writeLogin(agentId, { phone });
+    await this.logins.save(agentId, phone);
     session.connect(phone);
   }
 
@@ -115,7 +120,6 @@ export class SandboxEngine implements Engine {
     session.drop(loggedOut ? 'LOGOUT' : 'NETWORK', loggedOut);
   }
 
-  /** Makes the next `count` sends of this agent fail. */
   /**
    * Makes the next `count` sends of this agent fail: as a flaky network would (`network`), or as WhatsApp refusing
    * the recipient would (`not_on_whatsapp`, `blocked`).
@@ -150,26 +154,12 @@ export class SandboxEngine implements Engine {
   }
 
   async readLogin(agentId: string): Promise<StoredLogin | null> {
-    try {
-      return JSON.parse(await readFile(this.loginFile(agentId), 'utf8')) as StoredLogin;
-    } catch {
-      return null;
-    }
-  }
-
-  private async writeLogin(agentId: string, login: StoredLogin): Promise<void> {
-    // A stored login is for the service's user only, like everything in DATA_DIR.
-    await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
-    await writeFile(this.loginFile(agentId), JSON.stringify(login), { mode: 0o600 });
+    const phone = await this.logins.phone(agentId);
+    return phone === null ? null : { phone };
   }
 
   forget(session: SandboxSession): void {
     if (this.sessions.get(session.agentId) === session) this.sessions.delete(session.agentId);
-  }
-
-  private loginFile(agentId: string): string {
-    // agentId has passed ^[A-Za-z0-9_-]{1,64}$ before it gets here, so it is safe in a path.
-    return path.join(this.options.dir, `${agentId}.json`);
   }
 
   private requireSession(agentId: string): SandboxSession {

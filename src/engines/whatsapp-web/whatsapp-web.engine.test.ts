@@ -2,8 +2,10 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { nextEvent, runEngineContract } from '../engine.contract.js';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
+import type { Database } from '../../db/client.js';
+import { type EngineHarness, nextEvent, runEngineContract } from '../engine.contract.js';
 import { FakeWweb } from './__fixtures__/whatsapp-web.fake.js';
 import { createWhatsappWebEngine } from './whatsapp-web.engine.js';
 
@@ -11,23 +13,45 @@ const logger = pino({ level: 'silent' });
 // Any executable stands in for Chromium: the fake client never launches it.
 const chromePath = process.execPath;
 
-runEngineContract({
-  name: 'whatsapp-web (fake Client)',
-  async createHarness() {
+let test: TestDatabase;
+beforeAll(async () => {
+  test = await createTestDatabase();
+});
+afterAll(() => test.drop());
+
+/** One fake WhatsApp behind the engine; with a database, other instances (processes, each with its folder) share it. */
+async function fakeHarness(database?: Database): Promise<EngineHarness> {
+  const fake = new FakeWweb();
+  const authDirs: string[] = [];
+  const instance = async () => {
     const authDir = await mkdtemp(path.join(tmpdir(), 'wamt-wweb-'));
-    const fake = new FakeWweb();
-    return {
-      engine: createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient }),
-      scan: (agentId, phone) => fake.latest(agentId).scan(phone),
-      deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
-      drop: (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
-      notOnWhatsApp: (agentId, phone) => fake.latest(agentId).notOnWhatsApp.add(phone),
-      sent: async (agentId) => fake.sent(agentId),
-      failNextStart: (agentId) => fake.failNextStart(agentId),
-      released: (agentId) => fake.released(agentId),
-      connections: (agentId) => fake.clients.get(agentId)?.length ?? 0,
-      close: () => rm(authDir, { recursive: true, force: true }),
-    };
+    authDirs.push(authDir);
+    return createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient, database });
+  };
+  return {
+    engine: await instance(),
+    scan: (agentId, phone) => fake.latest(agentId).scan(phone),
+    deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
+    drop: (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
+    notOnWhatsApp: (agentId, phone) => fake.latest(agentId).notOnWhatsApp.add(phone),
+    sent: async (agentId) => fake.sent(agentId),
+    failNextStart: (agentId) => fake.failNextStart(agentId),
+    released: (agentId) => fake.released(agentId),
+    connections: (agentId) => fake.clients.get(agentId)?.length ?? 0,
+    ...(database ? { otherInstance: instance } : {}),
+    close: async () => {
+      for (const dir of authDirs) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+runEngineContract({ name: 'whatsapp-web (fake Client, logins in folders)', createHarness: () => fakeHarness() });
+
+runEngineContract({
+  name: 'whatsapp-web (fake Client, logins in the database)',
+  async createHarness() {
+    await test.database.query('DELETE FROM wwebjs_logins');
+    return fakeHarness(test.database);
   },
 });
 

@@ -1,11 +1,11 @@
 // One agent's whatsapp-web.js Client behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import { jidUser } from '../../whatsapp/jid.js';
 import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
 import { KnownRecipients } from '../known-recipients.js';
+import { type ProfileSync, removeProfile } from './profile-sync.js';
 import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
@@ -24,6 +24,8 @@ export interface WhatsappWebSessionOptions {
   chromeArgs: readonly string[];
   /** How long destroy() and logout() may take before the adapter stops waiting and kills the browser. */
   closeTimeoutMs?: number;
+  /** Keeps the login in the database too, so it resumes on another process; absent, the folder is the login. */
+  profiles?: ProfileSync | undefined;
 }
 
 export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implements EngineSession {
@@ -57,6 +59,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     let client: WwebClient;
     try {
       const executablePath = await this.options.resolveChrome();
+      await this.options.profiles?.restore();
       this.loginExistedAtStart = await exists(this.profileDir);
       client = await this.options.createClient({
         dataPath: this.options.authDir,
@@ -91,7 +94,10 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     const client = this.client;
     this.client = undefined;
     this.state = 'stopped';
-    if (client) await this.release(client);
+    if (!client) return;
+    await this.release(client);
+    // With the browser closed its files are complete: the best copy to resume from, here or on another process.
+    if (this.authenticatedThisRun) await this.options.profiles?.save();
   }
 
   async logout(): Promise<void> {
@@ -106,7 +112,8 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
       );
     }
     if (client) await this.release(client);
-    await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 });
+    await this.options.profiles?.clear();
+    await removeProfile(this.profileDir);
   }
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
@@ -188,10 +195,13 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
       const found = await withTimeout(client.getContactLidAndPhone([wid._serialized]), 5_000).catch(() => []);
       lid = found[0]?.lid ?? null;
     }
+    // Stored before `ready` is told: a session that is ready can move to another process at once.
+    await this.options.profiles?.save();
     if (this.client !== client) return;
     try {
       const identity = toIdentity(wid, lid);
       this.state = 'connected';
+      this.options.profiles?.keepSaving();
       this.emit('ready', identity);
     } catch (error) {
       await this.fail(client, errorMessage(error), false);
@@ -237,7 +247,16 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     this.state = 'disconnected';
     this.options.logger.warn({ event: 'engine.disconnected', reason, loggedOut }, 'whatsapp-web disconnected');
     await this.release(client);
-    if (loggedOut) await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 }).catch(() => {});
+    if (loggedOut) {
+      await this.options.profiles
+        ?.clear()
+        .catch((error: unknown) =>
+          this.options.logger.warn({ event: 'engine.login.clear_failed', err: errorMessage(error) }, 'login kept'),
+        );
+      await removeProfile(this.profileDir).catch(() => {});
+    } else if (this.authenticatedThisRun) {
+      await this.options.profiles?.save();
+    }
     this.emit('disconnected', { reason, loggedOut });
   }
 
@@ -256,6 +275,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
    * so wait for initialize() to settle, destroy again, and kill whatever still runs on the profile.
    */
   private async release(client: WwebClient): Promise<void> {
+    this.options.profiles?.stopSaving();
     const initialized = this.initialized.get(client);
     await this.destroyQuietly(client);
     if (initialized) await withTimeout(initialized, this.closeTimeoutMs).catch(() => {});
@@ -267,7 +287,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     }
     if (!this.loginExistedAtStart && !this.authenticatedThisRun) {
       // LocalAuth creates the profile at launch; without a login it is only a browser cache and would read as one.
-      await rm(this.profileDir, { recursive: true, force: true, maxRetries: 4 }).catch(() => {});
+      await removeProfile(this.profileDir).catch(() => {});
     }
   }
 

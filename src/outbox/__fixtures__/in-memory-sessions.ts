@@ -22,6 +22,10 @@ export class InMemorySessions implements OutboxSessions {
     return () => this.deletedListeners.delete(listener);
   }
 
+  isReady(agentId: string): boolean {
+    return this.ready.has(agentId);
+  }
+
   account(agentId: string): string | null {
     return this.ready.has(agentId) ? (this.accounts.get(agentId) ?? null) : null;
   }

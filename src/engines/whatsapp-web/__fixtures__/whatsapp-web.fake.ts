@@ -50,8 +50,9 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     return path.join(this.settings.dataPath, `session-${this.settings.clientId}`);
   }
 
-  private get loginFile(): string {
-    return path.join(this.profileDir, 'fake-login.json');
+  /** Where WhatsApp Web keeps its keys: in the profile's storage, not at its top. */
+  get loginFile(): string {
+    return path.join(this.profileDir, 'Default', 'Local Storage', 'fake-login.json');
   }
 
   async initialize(): Promise<void> {
@@ -117,6 +118,7 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
   // ---- the phone and the network -----------------------------------------------------------------------------------
 
   async scan(phone: string): Promise<void> {
+    await mkdir(path.dirname(this.loginFile), { recursive: true });
     await writeFile(this.loginFile, JSON.stringify({ phone }));
     this.link(phone);
   }
