@@ -185,6 +185,27 @@ describe.skipIf(!usingPostgres())('cluster leases (PostgreSQL)', () => {
     h.expectEpochsIncrease();
   });
 
+  it("with announcements on, the others take a stopped member's leases at once, before any tick of their clock", async () => {
+    const agents = await h.addSessions(12);
+    const [m1, m2] = [h.member('m1', { tickOnAnnounce: true }), h.member('m2', { tickOnAnnounce: true })];
+    await h.start(m1);
+    await h.start(m2);
+    await settle(agents, 6);
+    const moving = h.owned(m2, agents);
+    expect(moving.length).toBeGreaterThan(0);
+    await m2.cluster.stop();
+    m2.alive = false;
+    // No clock moves from here: only the announcement of m2's leaving can make m1 tick.
+    const deadline = Date.now() + 5_000;
+    while (h.owned(m1, agents).length < 12 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await m1.cluster.idle();
+    }
+    expect(h.owned(m1, agents)).toEqual(expect.arrayContaining(moving));
+    expect(h.owned(m1, agents).length).toBe(12);
+    h.expectEpochsIncrease();
+  });
+
   it("a dead member's leases go to the others once they expire, epochs going up", async () => {
     const agents = await h.addSessions(20);
     const [m1, m2] = [h.member('m1'), h.member('m2')];

@@ -229,6 +229,11 @@ export class OutboxDispatcher {
     let sent: SentMessage;
     try {
       const media = message.kind === 'image' ? await this.options.repository.media(message.id) : null;
+      // Checked again after the read: a member paused during it may have lost the lease meanwhile.
+      if (!this.options.mayDispatch(message.agentId)) {
+        queue.inFlight = undefined;
+        return 'wait-ready';
+      }
       message.attempts += 1;
       sent = await this.send(session, message, media);
     } catch (err) {
