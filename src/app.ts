@@ -91,6 +91,7 @@ export async function buildApp(container: Container): Promise<App> {
   await app.register(healthRoutes, {
     ping: () => container.database.ping(),
     isDraining: () => container.draining,
+    isStarted: () => container.started,
     startedAt: container.startedAt,
     clock: container.clock,
     engines: () => container.supervisor.engineAvailability(),
@@ -123,7 +124,11 @@ export async function buildApp(container: Container): Promise<App> {
       sandbox: container.sandbox,
       auth: container.auth,
       defaultCountryCode: config.defaultCountryCode,
-      settled: (agentId) => container.supervisor.settled(agentId),
+      // The change is persisted, and published for the other members, before the route answers.
+      settled: async (agentId) => {
+        await container.supervisor.settled(agentId);
+        await container.board.published();
+      },
       forwarder: container.forwarder,
     });
   }

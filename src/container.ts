@@ -36,6 +36,9 @@ import { createSessionsRepository } from './sessions/sessions.repository.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import type { EngineName } from './whatsapp/engine-names.js';
 
+/** Session states of a client that is being linked to a phone, or starting: a rebalance leaves them where they are. */
+const LINKING_STATES = new Set(['starting', 'qr', 'authenticated']);
+
 export interface ContainerOverrides {
   logger?: Logger;
   /** A database opened by the caller (tests); the container then leaves it open on close. */
@@ -70,6 +73,11 @@ export interface Container {
   inbound: InboundService;
   run: RunService;
   startedAt: number;
+  /**
+   * start() has finished: agent keys loaded, sessions restored or leases taken. Until then /health/ready answers 503,
+   * so that no load balancer sends requests that a member still joining would refuse (an unknown key) or half-serve.
+   */
+  started: boolean;
   draining: boolean;
   /** Restores sessions and resumes pending work; called once the HTTP app is built. */
   start(): Promise<void>;
@@ -110,11 +118,26 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     throw err;
   }
   if (ownsDatabase) await secureEmbeddedDatabase(config, logger);
-  const adminKey = await resolveAdminKey(config.adminApiKey, config.dataDir, logger);
+  // On PostgreSQL every member of the cluster must take the same admin key: a generated one is shared there.
+  const adminKey = await resolveAdminKey(
+    config.adminApiKey,
+    config.dataDir,
+    logger,
+    database.kind === 'postgres' ? database : undefined,
+  );
 
   const sessionsRepo = createSessionsRepository(database.db);
   const apiKeys = createApiKeysRepository(database.db);
-  const { keys, auth, keySync } = createAuthModule({ config, database, apiKeys, adminKey, clock, logger });
+  const { keys, auth, keySync } = createAuthModule({
+    config,
+    database,
+    apiKeys,
+    adminKey,
+    clock,
+    logger,
+    // On PostgreSQL other members create and delete agents too (the cluster).
+    shared: database.kind === 'postgres',
+  });
   // Per-agent metric labels only for agents that exist: a made-up id in a request must not make a series.
   metrics.setKnownAgents((agentId) => keys.has(agentId));
 
@@ -213,6 +236,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     clock,
   });
   supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
+  // WhatsApp's receipts of what the agents sent are recorded on their outbox rows.
+  supervisor.on('ack', (agentId, ack) => outbox.receipt(agentId, ack));
   const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
   const retention: RetentionJob[] = [];
 
@@ -236,6 +261,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     inbound,
     run,
     startedAt: clock.now(),
+    started: false,
     draining: false,
     async start() {
       if (config.sessionsAuth === 'none') {
@@ -278,10 +304,14 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           await sessions.adopt(agentId);
         },
         released: async (agentId) => {
-          outbox.release(agentId);
+          await outbox.release(agentId);
           await sessions.release(agentId);
         },
+        // A session being linked (starting, showing a QR or pairing code, just scanned) is not moved to rebalance:
+        // the phone is linking to this member's client, which a move would stop.
+        movable: (agentId) => !LINKING_STATES.has(supervisor.snapshot(agentId).sessionState),
       });
+      container.started = true;
     },
     close() {
       closing ??= (async () => {

@@ -6,7 +6,13 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_ROOT } from '../src/dashboard/dashboard.routes.js';
 import { ADMIN_KEY, createTestApp, type TestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
+
+interface MemberView {
+  instanceId: string;
+  sessions: number;
+  self: boolean;
+}
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
@@ -47,6 +53,12 @@ describe('/dashboard static files', () => {
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
     expect(page.body).toContain('<label for="admin-key">Admin key</label>');
+    // The owner of each session, and the cluster panel that GET /cluster feeds.
+    expect(page.body).toMatch(/<th scope="col"[^>]*>Owner<\/th>/);
+    expect(page.body).toContain('id="detail-owner"');
+    for (const id of ['cluster-panel', 'cluster-summary', 'cluster-body', 'cluster-refresh', 'cluster-error']) {
+      expect(page.body, id).toContain(`id="${id}"`);
+    }
     const csp = String(page.headers['content-security-policy']);
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain("connect-src 'self'");
@@ -61,6 +73,7 @@ describe('/dashboard static files', () => {
       ['api.js', /javascript/],
       ['event-stream.js', /javascript/],
       ['sessions-view.js', /javascript/],
+      ['cluster-view.js', /javascript/],
       ['dashboard.css', /^text\/css/],
     ] as const) {
       const res = await t.app.inject({ method: 'GET', url: `/dashboard/${file}` });
@@ -69,6 +82,20 @@ describe('/dashboard static files', () => {
     }
     for (const url of ['/dashboard/../package.json', '/dashboard/%2e%2e/package.json', '/dashboard/missing.js']) {
       expect((await t.app.inject({ method: 'GET', url })).statusCode, url).toBe(404);
+    }
+  });
+
+  it('wires the owner column and the cluster panel into its modules', async () => {
+    const file = async (name: string) => (await t.app.inject({ method: 'GET', url: `/dashboard/${name}` })).body;
+    const app = await file('app.js');
+    expect(app).toContain("import { renderCluster } from './cluster-view.js';");
+    expect(app).toMatch(/\.get\('\/cluster'\)/);
+    const view = await file('sessions-view.js');
+    expect(view).toContain("'Status', 'Owner', 'Connected number'");
+    expect(view).toContain("session.owner ?? '—'");
+    // Text from the service goes in through textContent only: no HTML is ever parsed from it.
+    for (const name of ['app.js', 'sessions-view.js', 'cluster-view.js']) {
+      expect(await file(name), name).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
     }
   });
 
@@ -135,6 +162,10 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
 
   const statusOf = (page: Page, agentId: string) =>
     page.locator(`#sessions-body tr[data-agent="${agentId}"] td[data-label="Status"]`);
+  const ownerOf = (page: Page, agentId: string) =>
+    page.locator(`#sessions-body tr[data-agent="${agentId}"] td[data-label="Owner"]`);
+  const memberCell = (page: Page, instanceId: string, label: string) =>
+    page.locator(`#cluster-body tr[data-instance="${instanceId}"] td[data-label="${label}"]`);
 
   it('signs in, creates a sandbox session, shows its QR, turns connected live, sends, reconnects and deletes', async () => {
     const { page, errors, close } = await openPage({ width: 1280, height: 900 });
@@ -162,6 +193,12 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await page.getByRole('button', { name: 'Create session' }).click();
       await page.locator('#sessions-body tr[data-agent="e2e-bot"]').waitFor();
       await page.locator('#detail').waitFor();
+      // This instance runs it (on PostgreSQL it took the lease at creation): the row and the panel name it, and the
+      // cluster panel counts it for this instance, a second after the event.
+      const self = t.container.cluster.instanceId;
+      await ownerOf(page, 'e2e-bot').getByText(self, { exact: true }).waitFor();
+      expect(await page.locator('#detail-owner').textContent()).toBe(self);
+      await memberCell(page, self, 'Sessions').getByText('1', { exact: true }).waitFor();
       // The key given is shorter than 16 characters: the row and the panel say so (the key itself is never sent).
       await statusOf(page, 'e2e-bot').getByText('weak key').waitFor();
       await page.locator('#detail-weak-key').waitFor({ state: 'visible' });
@@ -261,6 +298,7 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await page.getByText('No sessions yet.').waitFor();
       expect(await page.locator('#detail').isHidden()).toBe(true);
       expect((await api('GET', '/sessions/e2e-bot')).status).toBe(404);
+      await memberCell(page, self, 'Sessions').getByText('0', { exact: true }).waitFor();
 
       await page.getByRole('button', { name: 'Sign out' }).click();
       await page.getByLabel('Admin key').waitFor();
@@ -333,6 +371,152 @@ describe.skipIf(!hasChromium)('dashboard in a real browser', () => {
       await page.getByRole('dialog').waitFor({ state: 'hidden' });
       expect(await focusedId(page)).toBe('delete');
       expect((await api('GET', '/sessions/phone-bot')).status).toBe(200);
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
+  it('shows who runs each session and the cluster members, from GET /cluster and as the service reports them', async () => {
+    const self = t.container.cluster.instanceId;
+    const { database } = db;
+    // A session nobody has started (no stored login, no QR code asked for): no instance runs it, so no owner.
+    await database.query(
+      // Written an hour ago: not one being created, which its creator's claim would take, so the next tick takes it.
+      `INSERT INTO whatsapp_user (user_id, agent_id, engine, created_at)
+       VALUES ('u-idle', 'idle-bot', 'sandbox', now() - interval '1 hour')`,
+    );
+    // On PostgreSQL, a member that stopped heartbeating 30 s ago: listed as gone until it is forgotten (a minute).
+    // Its id is HTML, which the page must show as text.
+    const gone = '<img src=x onerror="window.pwned=1">';
+    if (usingPostgres()) {
+      await database.query(
+        `INSERT INTO cluster_members (instance_id, incarnation, url, max_sessions, started_at, heartbeat_at)
+         VALUES ($1, 'gone', 'http://10.0.0.9:3000', 50, now() - interval '1 hour', now() - interval '30 seconds')`,
+        [gone],
+      );
+    }
+    // phone-bot, phone-bot-2 and idle-bot: on PostgreSQL the next tick takes idle-bot's lease.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const view = ((await (await api('GET', '/cluster')).json()) as { data: { members: MemberView[] } }).data;
+      if (view.members.find((m) => m.self)?.sessions === 3) break;
+      if (Date.now() > deadline) throw new Error(`the cluster never counted 3 sessions: ${JSON.stringify(view)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+
+    const { page, errors, close } = await openPage({ width: 1280, height: 900 });
+    try {
+      await signIn(page);
+      await page.locator('#stream-state[data-state="live"]').waitFor();
+      await page.locator('#sessions-body tr[data-agent="idle-bot"]').waitFor();
+      expect(await ownerOf(page, 'idle-bot').textContent()).toBe('—');
+      expect(await ownerOf(page, 'phone-bot').textContent()).toBe(self);
+
+      await memberCell(page, self, 'Sessions').getByText('3', { exact: true }).waitFor();
+      expect(await memberCell(page, self, 'Instance').textContent()).toContain('this one');
+      expect(await memberCell(page, self, 'State').textContent()).toMatch(/^live ?heartbeat \d+\.\d s ago$/);
+      expect(await memberCell(page, self, 'Capacity').textContent()).toBe('—');
+      expect(await page.locator('#cluster-updated').textContent()).toMatch(/^Updated /);
+      if (usingPostgres()) {
+        await page.locator('#cluster-summary').getByText('1 live member, 3 sessions owned.').waitFor();
+        const row = page.locator('#cluster-body tr.gone');
+        expect(await row.count()).toBe(1);
+        expect(await row.locator('.instance').textContent()).toBe(gone);
+        expect(await row.locator('td[data-label="Instance"] .sub').textContent()).toBe('http://10.0.0.9:3000');
+        const state = (await row.locator('td[data-label="State"]').textContent()) ?? '';
+        // 30 s when the row was written, plus however long the page took to get here.
+        const age = Number(/^gone ?heartbeat (\d+) s ago$/.exec(state)?.[1]);
+        expect(age, state).toBeGreaterThanOrEqual(30);
+        expect(age, state).toBeLessThan(90);
+        expect(await row.locator('td[data-label="Capacity"]').textContent()).toBe('50');
+        expect(await row.locator('td[data-label="Sessions"]').textContent()).toBe('0');
+      } else {
+        await page
+          .locator('#cluster-summary')
+          .getByText('One process (embedded database): it runs every session.')
+          .waitFor();
+        expect(await page.locator('#cluster-body tr').count()).toBe(1);
+      }
+
+      // Three members as another cluster would answer, one of them gone, with text that is HTML: all of it shows as
+      // text (the route is played by the test, so it is the same on either database).
+      await page.route('**/cluster', (route) =>
+        route.fulfill({
+          status: 200,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            data: {
+              self: 'wamt-a',
+              single: false,
+              members: [
+                {
+                  instanceId: 'wamt-a',
+                  url: 'http://10.0.0.1:3000',
+                  maxSessions: 200,
+                  heartbeatAgeMs: 412,
+                  live: true,
+                  sessions: 120,
+                  self: true,
+                },
+                {
+                  instanceId: 'wamt-b',
+                  url: null,
+                  maxSessions: null,
+                  heartbeatAgeMs: 2_950,
+                  live: true,
+                  sessions: 80,
+                  self: false,
+                },
+                {
+                  instanceId: '<b>wamt-c</b>',
+                  url: '<i>x</i>',
+                  maxSessions: 100,
+                  heartbeatAgeMs: 185_000,
+                  live: false,
+                  sessions: 0,
+                  self: false,
+                },
+              ],
+            },
+            traceId: 'tr',
+          }),
+        }),
+      );
+      await page.getByRole('button', { name: 'Refresh cluster' }).click();
+      await page.locator('#cluster-summary').getByText('2 live members, 200 sessions owned.').waitFor();
+      expect(await memberCell(page, 'wamt-a', 'State').textContent()).toBe('liveheartbeat 0.4 s ago');
+      expect(await memberCell(page, 'wamt-a', 'Capacity').textContent()).toBe('200');
+      expect(await memberCell(page, 'wamt-b', 'Capacity').textContent()).toBe('—');
+      expect(await memberCell(page, 'wamt-b', 'Instance').textContent()).toBe('wamt-b');
+      expect(await memberCell(page, '<b>wamt-c</b>', 'State').textContent()).toBe('goneheartbeat 3 min 5 s ago');
+      expect(await memberCell(page, '<b>wamt-c</b>', 'Instance').textContent()).toBe('<b>wamt-c</b><i>x</i>');
+      expect(await page.locator('#cluster-body b, #cluster-body i, #cluster-body img').count()).toBe(0);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-desktop-cluster.png'), fullPage: true });
+
+      // A member that cannot answer: the panel says so, and keeps what it showed.
+      await page.unroute('**/cluster');
+      await page.route('**/cluster', (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            error: { code: 'DATABASE_UNAVAILABLE', message: 'The database is unavailable', traceId: 'tr' },
+          }),
+        }),
+      );
+      await page.getByRole('button', { name: 'Refresh cluster' }).click();
+      await page.locator('#cluster-error').getByText('DATABASE_UNAVAILABLE, HTTP 503').waitFor();
+      expect(await page.locator('#cluster-body tr').count()).toBe(3);
+      await page.unroute('**/cluster');
+      await page.getByRole('button', { name: 'Refresh cluster' }).click();
+      await memberCell(page, self, 'Sessions').getByText('3', { exact: true }).waitFor();
+      expect(await page.locator('#cluster-error').textContent()).toBe('');
+
+      expect(await page.evaluate('window.pwned')).toBeUndefined();
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByLabel('Admin key').waitFor();
+      expect(await page.locator('#cluster-body tr').count()).toBe(0);
       expect(errors).toEqual([]);
     } finally {
       await close();

@@ -63,6 +63,7 @@ describe('POST /agents/{agentId}/messages', () => {
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
       sentAt: expect.any(String),
+      receipts: { server: null, delivered: null, read: null, played: null, error: null, errorAt: null },
     });
   });
 

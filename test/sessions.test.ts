@@ -322,16 +322,19 @@ describe('/sessions with engines that lack something', () => {
   const silentClock = new FakeClock();
   const QR_WAIT_MS = 30_000;
   let noPairing: TestApp;
+  /** Its own database: on PostgreSQL two apps on one would be two members sharing the sessions. */
+  let noPairingDb: TestDatabase;
 
   beforeAll(async () => {
     db = await createTestDatabase();
+    noPairingDb = await createTestDatabase();
     silent = await createTestApp({
       database: db.database,
       env: { QR_WAIT_TIMEOUT_MS: String(QR_WAIT_MS) },
       overrides: { engines: { baileys: createFakeEngine({ showsQr: false }) }, clock: silentClock },
     });
     noPairing = await createTestApp({
-      database: db.database,
+      database: noPairingDb.database,
       overrides: { engines: { baileys: createFakeEngine({ showsQr: true }) } },
     });
   });
@@ -339,6 +342,7 @@ describe('/sessions with engines that lack something', () => {
     await silent?.close();
     await noPairing?.close();
     await db?.drop();
+    await noPairingDb?.drop();
   });
 
   it('answers 504 QR_TIMEOUT when no QR code comes in time', async () => {

@@ -1,5 +1,6 @@
 // The operator dashboard: sign in with the admin key, watch sessions live, link phones, manage and test agents.
 import { ApiError, createApi } from './api.js';
+import { renderCluster } from './cluster-view.js';
 import { openEventStream } from './event-stream.js';
 import {
   $,
@@ -18,6 +19,9 @@ import {
 
 const KEY_STORAGE = 'wamt.dashboard.adminKey';
 const PAGE_SIZE = 200;
+/** The cluster panel is read again this often, and shortly after session events (leases move with sessions). */
+const CLUSTER_REFRESH_MS = 10_000;
+const CLUSTER_AFTER_EVENT_MS = 1_000;
 
 const api = createApi(() => sessionStorage.getItem(KEY_STORAGE));
 
@@ -71,6 +75,65 @@ async function loadSessions() {
   else renderDetail();
   showMessage('sessions-error', '');
   return true;
+}
+
+// ---- cluster panel -----------------------------------------------------------------------------------------------
+
+const cluster = {
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  interval: undefined,
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  soon: undefined,
+  /** @type {Promise<boolean> | undefined} */
+  loading: undefined,
+};
+
+/** Reads GET /cluster and renders it; one read at a time. */
+function loadCluster() {
+  cluster.loading ??= api
+    .get('/cluster')
+    .then(({ data }) => {
+      if ($('app-view').hidden) return false;
+      renderCluster(data);
+      showMessage('cluster-error', '');
+      return true;
+    })
+    .finally(() => {
+      cluster.loading = undefined;
+    });
+  return cluster.loading;
+}
+
+/** A refresh nobody clicked: errors show in the panel; a refused key signs out. */
+function refreshCluster() {
+  loadCluster().catch((err) => {
+    if (err instanceof ApiError && err.status === 401) signOut('The service refused the admin key. Sign in again.');
+    else showMessage('cluster-error', errorText(err), 'error');
+  });
+}
+
+/** After a burst of session events, one read a second later. */
+function refreshClusterSoon() {
+  if (cluster.soon !== undefined) return;
+  cluster.soon = setTimeout(() => {
+    cluster.soon = undefined;
+    refreshCluster();
+  }, CLUSTER_AFTER_EVENT_MS);
+}
+
+function startClusterRefresh() {
+  stopClusterRefresh();
+  refreshCluster();
+  cluster.interval = setInterval(() => {
+    if (document.visibilityState !== 'hidden') refreshCluster();
+  }, CLUSTER_REFRESH_MS);
+}
+
+function stopClusterRefresh() {
+  clearInterval(cluster.interval);
+  clearTimeout(cluster.soon);
+  cluster.interval = undefined;
+  cluster.soon = undefined;
 }
 
 // ---- actions ----------------------------------------------------------------------------------------------------
@@ -225,11 +288,17 @@ function startStream() {
     },
     onEvent(event, data) {
       // Every (re)connection starts from a fresh list; events after `hello` keep it current.
-      if (event === 'hello') loadSessions().catch((err) => showMessage('sessions-error', errorText(err), 'error'));
-      else if (event === 'session') {
+      if (event === 'hello') {
+        loadSessions().catch((err) => showMessage('sessions-error', errorText(err), 'error'));
+        refreshClusterSoon();
+      } else if (event === 'session') {
         state.eventCount.set(data.agentId, (state.eventCount.get(data.agentId) ?? 0) + 1);
         upsert(data);
-      } else if (event === 'removed') removeSession(data.agentId);
+        refreshClusterSoon();
+      } else if (event === 'removed') {
+        removeSession(data.agentId);
+        refreshClusterSoon();
+      }
     },
   });
 }
@@ -241,15 +310,21 @@ function showApp() {
   $('app-view').hidden = false;
   $('sign-out').hidden = false;
   startStream();
+  startClusterRefresh();
 }
 
 function signOut(reason = '') {
   state.stream?.stop();
   state.stream = null;
+  stopClusterRefresh();
   sessionStorage.removeItem(KEY_STORAGE);
   state.sessions.clear();
   state.selected = null;
   $('sessions-body').replaceChildren();
+  $('cluster-body').replaceChildren();
+  $('cluster-summary').textContent = '';
+  $('cluster-updated').textContent = '';
+  showMessage('cluster-error', '');
   $('detail').hidden = true;
   $('app-view').hidden = true;
   $('sign-out').hidden = true;
@@ -322,6 +397,9 @@ function init() {
   $('sign-out').addEventListener('click', () => signOut());
   $('refresh').addEventListener('click', () =>
     guarded($('refresh'), 'sessions-error', loadSessions).then((done) => done && announce('Sessions refreshed')),
+  );
+  $('cluster-refresh').addEventListener('click', () =>
+    guarded($('cluster-refresh'), 'cluster-error', loadCluster).then((done) => done && announce('Cluster refreshed')),
   );
   $('sessions-body').addEventListener('click', (event) => {
     const button = event.target instanceof Element ? event.target.closest('button[data-open]') : null;

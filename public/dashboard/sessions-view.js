@@ -72,7 +72,7 @@ export function statusLabel(session) {
 
 // ---- sessions table ---------------------------------------------------------------------------------------------
 
-const COLUMNS = ['Agent', 'User', 'Engine', 'Status', 'Connected number', 'Last connected', 'Last error'];
+const COLUMNS = ['Agent', 'User', 'Engine', 'Status', 'Owner', 'Connected number', 'Last connected', 'Last error'];
 
 export function renderRow(session) {
   const body = $('sessions-body');
@@ -101,9 +101,11 @@ export function renderRow(session) {
   row.cells[1].textContent = session.userId;
   row.cells[2].textContent = session.engine;
   row.cells[3].replaceChildren(badge(label), ...(session.weakApiKey ? [weakKeyBadge()] : []));
-  row.cells[4].textContent = formatNumber(session.liveState.me);
-  row.cells[5].textContent = formatTime(session.lastConnectedAt);
-  row.cells[6].textContent = error ?? '—';
+  // The instance that runs the session now; none while its lease moves, or before anyone has started it.
+  row.cells[4].textContent = session.owner ?? '—';
+  row.cells[5].textContent = formatNumber(session.liveState.me);
+  row.cells[6].textContent = formatTime(session.lastConnectedAt);
+  row.cells[7].textContent = error ?? '—';
   row.classList.toggle('selected', state.selected === session.agentId);
 }
 
@@ -184,6 +186,7 @@ export function renderDetail() {
   const live = session.liveState;
   const label = statusLabel(session);
   $('detail-agent').textContent = session.agentId;
+  $('detail-owner').textContent = session.owner ?? 'no instance now';
   const status = $('detail-status');
   status.textContent = label.text;
   status.className = `badge ${label.tone}`;

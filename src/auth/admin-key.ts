@@ -1,7 +1,9 @@
-// The admin API key: from ADMIN_API_KEY, or generated once and kept in DATA_DIR.
+// The admin API key: from ADMIN_API_KEY, or generated once and kept in DATA_DIR; on PostgreSQL, where several members
+// of a cluster must agree on it, the first one's is kept in the database (cluster_settings) and used by all.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Database } from '../db/client.js';
 import type { Logger } from '../observability/logger.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../private-files.js';
 
@@ -11,8 +13,32 @@ export async function resolveAdminKey(
   configured: string | undefined,
   dataDir: string,
   logger: Logger,
+  shared?: Pick<Database, 'query'>,
 ): Promise<string> {
   if (configured) return configured;
+  if (!shared) return fileKey(dataDir, logger);
+  const rows = await shared.query(`SELECT value FROM cluster_settings WHERE name = 'admin_api_key'`);
+  const stored = rows[0]?.value;
+  if (typeof stored === 'string' && stored.length >= 16) return stored;
+  // The first member: its key (from its DATA_DIR, or a new one) becomes everyone's; a member racing it reads the winner.
+  const candidate = await fileKey(dataDir, logger);
+  await shared.query(
+    `INSERT INTO cluster_settings (name, value) VALUES ('admin_api_key', $1) ON CONFLICT (name) DO NOTHING`,
+    [candidate],
+  );
+  const winner = String(
+    (await shared.query(`SELECT value FROM cluster_settings WHERE name = 'admin_api_key'`))[0]?.value ?? candidate,
+  );
+  if (winner !== candidate) {
+    logger.warn(
+      { event: 'auth.admin_key.shared' },
+      'another member stored the admin API key first: this one uses it (cluster_settings), not its own',
+    );
+  }
+  return winner;
+}
+
+async function fileKey(dataDir: string, logger: Logger): Promise<string> {
   const file = path.join(dataDir, ADMIN_KEY_FILE);
   try {
     const stored = (await readFile(file, 'utf8')).trim();

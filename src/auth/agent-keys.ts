@@ -16,6 +16,8 @@ export interface AgentKeyStoreOptions {
   clock: Clock;
   /** Told when saving an adopted key fails: the key is adopted anyway, and the next sync saves it again. */
   onSaveError?: (agentId: string, err: unknown) => void;
+  /** Told when an agent's key is set or removed here (a creation, a deletion): other processes learn it. */
+  onChange?: (agentId: string) => void;
 }
 
 /** What the store holds for one agent. Never changed in place: a change is a new object, which the sync detects. */
@@ -44,11 +46,13 @@ export class AgentKeyStore {
 
   set(agentId: string, userId: string, apiKey: string | null, source: KeySource | null = null): void {
     this.put(agentId, { userId, keyHash: apiKey ? hashKey(apiKey) : null, source });
+    this.options.onChange?.(agentId);
   }
 
   remove(agentId: string): void {
     this.drop(agentId);
     this.lastLookup.delete(agentId);
+    this.options.onChange?.(agentId);
   }
 
   has(agentId: string): boolean {

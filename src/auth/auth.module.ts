@@ -12,7 +12,9 @@ import { createKeySync, type KeySync } from './key-sync.js';
 
 export interface AuthModuleOptions {
   config: Pick<Config, 'sessionsAuth' | 'keySyncIntervalMs' | 'authFailuresPerMinute'>;
-  database: Pick<Database, 'query'>;
+  database: Pick<Database, 'query' | 'listen'>;
+  /** Other processes share the database (a cluster): key changes are announced to them. */
+  shared: boolean;
   apiKeys: ApiKeysRepository;
   adminKey: string;
   clock: Clock;
@@ -35,6 +37,7 @@ export function createAuthModule({
   adminKey,
   clock,
   logger,
+  shared,
 }: AuthModuleOptions): AuthModule {
   const repo = createAgentKeysRepository(database);
   const keys = new AgentKeyStore({
@@ -44,6 +47,7 @@ export function createAuthModule({
     clock,
     onSaveError: (agentId, err) =>
       logger.warn({ event: 'auth.key_save_failed', agentId, err }, 'could not save the adopted key; the sync retries'),
+    onChange: () => keySync.announce(),
   });
   const limiter = () => new FailureLimiter({ clock, limit: config.authFailuresPerMinute, windowMs: FAILURE_WINDOW_MS });
   const auth = createAuth({
@@ -52,6 +56,13 @@ export function createAuthModule({
     keys,
     failures: { byAddress: limiter(), byAgent: limiter() },
   });
-  const keySync = createKeySync({ store: keys, repo, clock, logger, intervalMs: config.keySyncIntervalMs });
+  const keySync = createKeySync({
+    store: keys,
+    repo,
+    clock,
+    logger,
+    intervalMs: config.keySyncIntervalMs,
+    ...(shared ? { shared: database } : {}),
+  });
   return { keys, auth, keySync };
 }

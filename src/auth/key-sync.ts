@@ -1,6 +1,8 @@
 // The key sync: every KEY_SYNC_INTERVAL_MS, one query brings every agent's key in step with api_keys, so a key
 // deactivated, deleted or superseded there stops working within that interval, with no query per request.
+import { randomUUID } from 'node:crypto';
 import type { Clock, Timer } from '../clock.js';
+import type { Database } from '../db/client.js';
 import type { Logger } from '../observability/logger.js';
 import type { AgentKeyStore, KeyEntry } from './agent-keys.js';
 import { hashKey } from './agent-keys.js';
@@ -13,6 +15,11 @@ export interface KeySyncOptions {
   clock: Clock;
   logger: Logger;
   intervalMs: number;
+  /**
+   * Other processes change keys too (a cluster on PostgreSQL): a change made here is announced on `wamt_keys`, and
+   * an announcement heard runs a pass at once, so an agent created on one member opens the others in milliseconds.
+   */
+  shared?: Pick<Database, 'query' | 'listen'>;
 }
 
 export interface KeySync {
@@ -22,13 +29,21 @@ export interface KeySync {
   runOnce(): Promise<boolean>;
   /** Stops the timer and waits for a pass in flight. */
   stop(): Promise<void>;
+  /** A key was set or removed here: the other processes sync now (with `shared`; nothing otherwise). */
+  announce(): void;
 }
 
-export function createKeySync({ store, repo, clock, logger, intervalMs }: KeySyncOptions): KeySync {
+const CHANNEL = 'wamt_keys';
+
+export function createKeySync({ store, repo, clock, logger, intervalMs, shared }: KeySyncOptions): KeySync {
   const log = logger.child({ component: 'key-sync' });
   let timer: Timer | undefined;
   let running: Promise<boolean> | undefined;
   let failing = false;
+  /** An announcement came during a pass, which may have read the rows before the change: one more pass. */
+  let again = false;
+  let unlisten: (() => Promise<void>) | undefined;
+  let stopped = false;
 
   const pass = async (): Promise<void> => {
     const before = store.entries();
@@ -88,8 +103,20 @@ export function createKeySync({ store, repo, clock, logger, intervalMs }: KeySyn
       })
       .finally(() => {
         running = undefined;
+        if (again && !stopped) {
+          again = false;
+          void runOnce();
+        }
       });
     return running;
+  };
+
+  /** This process's announcements come back to it too: they carry its token, and are not acted on. */
+  const token = randomUUID();
+  const heard = (from: string): void => {
+    if (from === token) return;
+    if (running) again = true;
+    else void runOnce();
   };
 
   return {
@@ -97,12 +124,21 @@ export function createKeySync({ store, repo, clock, logger, intervalMs }: KeySyn
       // At boot a failure is not hidden: the keys would be those of nobody.
       await pass();
       timer = clock.setInterval(() => void runOnce(), intervalMs, { background: true });
+      if (shared) unlisten = await shared.listen(CHANNEL, heard, () => heard(''));
     },
     runOnce,
     async stop() {
+      stopped = true;
       timer?.cancel();
       timer = undefined;
+      await unlisten?.();
       await running;
+    },
+    announce() {
+      if (!shared || stopped) return;
+      shared.query('SELECT pg_notify($1, $2)', [CHANNEL, token]).catch((err: unknown) => {
+        log.debug({ event: 'auth.key_announce_failed', err }, 'could not announce a key change; the sync catches up');
+      });
     },
   };
 }

@@ -102,7 +102,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
       maxAcquires: Math.max(0, maxAcquires - keeper.acquisitionsPending),
       maxReleases: Math.max(0, maxReleases - keeper.releasesPending),
     });
-    for (const lease of held.newest(plan.release)) void keeper.giveUp(lease, 'rebalance');
+    for (const lease of keeper.movable(plan.release)) void keeper.giveUp(lease, 'rebalance');
     if (plan.acquire > 0) {
       const startedAt = clock.now();
       for (const ref of await repo.acquire(instanceId, ttl, plan.acquire)) void keeper.adopt(ref, startedAt);

@@ -143,14 +143,17 @@ export function createClusterRepository(database: Database) {
     /**
      * Takes up to `limit` leases that are free (no row, no owner, or expired), in an order of this member's own so
      * that members taking at once mostly want different agents. Safe under concurrency: the conflict clause locks
-     * the row and re-checks it at its latest version, so of two members racing for one lease only one gets it.
+     * the row and re-checks it at its latest version, so of two members racing for one lease only one gets it. An
+     * agent created less than a TTL ago that has no lease row yet is left to the member creating it, which claims it
+     * next (and starts its session); should that member die first, the agent is free once the TTL has passed.
      */
     async acquire(instanceId: string, ttlMs: number, limit: number): Promise<HeldLeaseRef[]> {
       const rows = await query(
         `WITH candidates AS (
            SELECT u.agent_id FROM whatsapp_user u
            LEFT JOIN session_leases l ON l.agent_id = u.agent_id
-           WHERE l.agent_id IS NULL OR l.owner IS NULL OR l.expires_at <= now()
+           WHERE CASE WHEN l.agent_id IS NULL THEN u.created_at <= now() - ${TTL}
+                      ELSE l.owner IS NULL OR l.expires_at <= now() END
            ORDER BY md5(u.agent_id || $1)
            LIMIT $3
          )

@@ -17,6 +17,12 @@ export interface LeaseHooks {
    * (the agent's row went, or `forget`): make it idempotent.
    */
   released(agentId: string, reason: 'rebalance' | 'shutdown' | 'lost' | 'deleted'): Promise<void>;
+  /**
+   * Whether a rebalance may give the agent up now (yes when absent): a session someone is linking (a QR or pairing
+   * code showing) stays where the phone is looking at it. Asked only by rebalancing: shutdown and expiry take every
+   * lease. Synchronous and cheap: asked for the newest leases at every tick that releases.
+   */
+  movable?(agentId: string): boolean;
 }
 
 export interface MemberView {

@@ -10,6 +10,8 @@ export interface HeldLease {
   validUntil: number;
   /** Being given up (its `released` hook runs): still renewed, no longer usable. */
   releasing: boolean;
+  /** Its `acquired` hook has finished (a lease whose session is still being set up is not moved for a rebalance). */
+  adopted: boolean;
 }
 
 export class HeldLeases {
@@ -37,7 +39,7 @@ export class HeldLeases {
   }
 
   add(agentId: string, epoch: number, validUntil: number): HeldLease {
-    const lease: HeldLease = { agentId, epoch, validUntil, releasing: false };
+    const lease: HeldLease = { agentId, epoch, validUntil, releasing: false, adopted: false };
     this.leases.set(agentId, lease);
     this.changed();
     return lease;
@@ -67,12 +69,15 @@ export class HeldLeases {
     return count;
   }
 
-  /** Leases in the order they were taken, newest first, that are not being given up. */
-  newest(count: number): HeldLease[] {
-    return [...this.leases.values()]
-      .filter((lease) => !lease.releasing)
-      .reverse()
-      .slice(0, count);
+  /** Leases in the order they were taken, newest first, that are not being given up (and pass `filter`). */
+  newest(count: number, filter: (lease: HeldLease) => boolean = () => true): HeldLease[] {
+    const all = [...this.leases.values()];
+    const found: HeldLease[] = [];
+    for (let i = all.length - 1; i >= 0 && found.length < count; i--) {
+      const lease = all[i] as HeldLease;
+      if (!lease.releasing && filter(lease)) found.push(lease);
+    }
+    return found;
   }
 
   /** Extends the validity of these leases (those still held at the same epoch) to `validUntil`. */

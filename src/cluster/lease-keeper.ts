@@ -33,6 +33,7 @@ export interface LeaseKeeperOptions {
 export class LeaseKeeper {
   readonly held: HeldLeases;
   private handovers: Handovers | null = null;
+  private movableByHooks: LeaseHooks['movable'];
   /** Leases given up (hooks done) whose row may still name this member: cleared at the next tick. */
   private readonly abandoned: HeldLeaseRef[] = [];
   /** Releases under way (hook, then the row). */
@@ -51,6 +52,16 @@ export class LeaseKeeper {
   /** From start() on, handovers call these hooks, at most `concurrency` at once. */
   useHooks(hooks: LeaseHooks, concurrency: number): void {
     this.handovers = new Handovers(hooks, concurrency, this.options.logger, this.options.metrics);
+    this.movableByHooks = hooks.movable?.bind(hooks);
+  }
+
+  /**
+   * Up to `count` leases a rebalance may give up, newest first: not being given up already, set up (their `acquired`
+   * hook has finished), and movable by the hooks' say (a session being linked to a phone stays).
+   */
+  movable(count: number): HeldLease[] {
+    const movable = this.movableByHooks;
+    return this.held.newest(count, (lease) => lease.adopted && (movable?.(lease.agentId) ?? true));
   }
 
   get acquisitionsPending(): number {
@@ -78,9 +89,12 @@ export class LeaseKeeper {
   adopt(ref: HeldLeaseRef, startedAt: number): Promise<void> {
     const existing = this.held.get(ref.agentId);
     if (existing && this.held.delete(existing)) this.lost(existing, 'not_renewed');
-    this.held.add(ref.agentId, ref.epoch, startedAt + this.validForMs);
+    const lease = this.held.add(ref.agentId, ref.epoch, startedAt + this.validForMs);
     this.options.logger.info({ event: 'cluster.acquired', agentId: ref.agentId, epoch: ref.epoch }, 'lease acquired');
-    return this.handovers ? this.handovers.acquired(ref.agentId, ref.epoch) : Promise.resolve();
+    const setUp = this.handovers ? this.handovers.acquired(ref.agentId, ref.epoch) : Promise.resolve();
+    return setUp.then(() => {
+      lease.adopted = true;
+    });
   }
 
   /** What a renew statement that began at `startedAt` answered for the leases `sent`. */

@@ -2,10 +2,13 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  ACK_STATUSES,
+  type AckStatus,
   type Engine,
   type EngineSession,
   type EngineSessionEvents,
   type InboundMessage,
+  type MessageAck,
   RecipientRejectedError,
 } from './engine.js';
 
@@ -43,6 +46,11 @@ export interface EngineHarness {
   /** The connection drops: the network (loggedOut false) or the phone unlinking the device (true). */
   drop(agentId: string, loggedOut: boolean): Promise<void>;
   sent(agentId: string): Promise<ContractSent[]>;
+  /**
+   * WhatsApp reports, in the library's own terms, what became of a message the agent sent (`waMessageId`, as the send
+   * returned it).
+   */
+  ack(agentId: string, waMessageId: string, status: AckStatus): Promise<void>;
   /** WhatsApp does not know this phone number (digits): sends to it must be refused, for this connected agent. */
   notOnWhatsApp(agentId: string, phone: string): void;
   /**
@@ -84,6 +92,15 @@ export function nextEvent<K extends keyof EngineSessionEvents>(
       resolve(args as EngineSessionEvents[K]);
     });
   });
+}
+
+/** Waits until `check` holds (or fails the test after a while): some engines report events a tick later. */
+async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 export function runEngineContract({ name, createHarness }: EngineContractOptions): void {
@@ -259,6 +276,27 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
         },
         { to: '120363025555555555@g.us', kind: 'image', caption: 'look', mimeType: 'image/png', bytes: 7 },
       ]);
+    });
+
+    it("reports WhatsApp's receipts for a sent message under the id its send returned, in the order they come", async () => {
+      const session = await connected();
+      const text = await session.sendText('6289900000001@c.us', 'hello');
+      const image = await session.sendImage('6289900000002@c.us', {
+        data: Buffer.from([0x89, 0x50, 0x4e, 0x47]),
+        mimeType: 'image/png',
+      });
+      const acks: MessageAck[] = [];
+      session.on('ack', (ack) => acks.push(ack));
+      for (const status of ACK_STATUSES) await harness.ack(agentId, text.id, status);
+      await harness.ack(agentId, image.id, 'read');
+      await waitFor(() => acks.length === ACK_STATUSES.length + 1);
+      expect(acks.map(({ waMessageId, status }) => ({ waMessageId, status }))).toEqual([
+        ...ACK_STATUSES.map((status) => ({ waMessageId: text.id, status })),
+        { waMessageId: image.id, status: 'read' },
+      ]);
+      for (const ack of acks) if (ack.at !== undefined) expect(ack.at).toBeGreaterThan(0);
+      expect(acks.find((ack) => ack.status === 'error')?.error).toEqual(expect.any(String));
+      expect(acks.filter((ack) => ack.status !== 'error' && ack.error !== undefined)).toEqual([]);
     });
 
     it('refuses a recipient who is not on WhatsApp with RecipientRejectedError, and sends nothing to it', async () => {

@@ -34,6 +34,25 @@ export interface EngineIdentity {
   lid?: string | null;
 }
 
+/**
+ * What WhatsApp says became of a message the agent sent, in the order a message goes through them: its server took it
+ * (one tick), the recipient's phone got it (two ticks), the recipient read it (blue ticks), played it (voice, video).
+ * `error`: WhatsApp refused or could not deliver it after taking it.
+ */
+export const ACK_STATUSES = ['server', 'delivered', 'read', 'played', 'error'] as const;
+export type AckStatus = (typeof ACK_STATUSES)[number];
+
+/** A receipt for a message the agent sent, whichever engine reported it. */
+export interface MessageAck {
+  /** WhatsApp's id of the message, as sendText/sendImage returned it. */
+  waMessageId: string;
+  status: AckStatus;
+  /** When WhatsApp says it happened (epoch ms), where the engine is told; absent, the service stamps its arrival. */
+  at?: number | undefined;
+  /** With `error`: what the engine said went wrong. */
+  error?: string | undefined;
+}
+
 export interface EngineSessionEvents {
   qr: [qr: string];
   pairing_code: [code: string];
@@ -43,6 +62,8 @@ export interface EngineSessionEvents {
   /** The stored login was refused. Terminal: resources are released first and no `disconnected` follows. */
   auth_failure: [message: string];
   message: [message: InboundMessage];
+  /** A receipt for a message this session sent (acks of other messages, received or sent elsewhere, may come too). */
+  ack: [ack: MessageAck];
 }
 
 export interface SendOptions {

@@ -6,6 +6,8 @@ import type { Clock } from '../clock.js';
 export interface HealthRoutesOptions {
   ping: () => Promise<void>;
   isDraining: () => boolean;
+  /** The service has finished starting (keys loaded, sessions restored or leases taken): unready until then. */
+  isStarted: () => boolean;
   startedAt: number;
   clock: Pick<Clock, 'now'>;
   /** Each engine: whether a session could begin to start, and why not. Listed, never a reason to be unready. */
@@ -26,7 +28,7 @@ const readiness = health.extend({
 
 export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (
   app,
-  { ping, isDraining, startedAt, clock, engines },
+  { ping, isDraining, isStarted, startedAt, clock, engines },
 ) => {
   const base = (traceId: string) => {
     const now = clock.now();
@@ -58,9 +60,10 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (
         engines(),
       ]);
       const draining = isDraining();
-      const ready = database === 'ok' && !draining;
+      const started = isStarted();
+      const ready = database === 'ok' && !draining && started;
       return reply.status(ready ? 200 : 503).send({
-        status: ready ? 'ok' : 'unavailable',
+        status: ready ? 'ok' : started ? 'unavailable' : 'starting',
         ...base(request.id),
         checks: { database, draining, engines: engineStates },
       });

@@ -61,4 +61,21 @@ export const messageStateSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   sentAt: z.string().nullable(),
+  receipts: z
+    .object({
+      server: z.string().nullable().describe("When WhatsApp's server took the message (one tick)"),
+      delivered: z.string().nullable().describe("When it reached the recipient's phone (two ticks)"),
+      read: z
+        .string()
+        .nullable()
+        .describe('When the recipient read it (blue ticks); stays null for a recipient who turned read receipts off'),
+      played: z.string().nullable().describe('When the recipient played it (voice and video messages)'),
+      error: z.string().nullable().describe('What WhatsApp reported when it could not deliver the message'),
+      errorAt: z.string().nullable().describe('When that error was reported'),
+    })
+    .describe(
+      "WhatsApp's receipts, as the engine reported them: when each first came (ISO 8601), null until it does. A " +
+        'receipt implies those before it (a message read was delivered), and a time is never changed once set. ' +
+        'Written behind the send, like its outcome.',
+    ),
 });

@@ -56,7 +56,7 @@ export class MessagingService {
       const earlier = await outbox.findIdempotent(agentId, context.idempotencyKey, fingerprint);
       if (earlier) return earlier;
     }
-    outbox.assertReady(agentId);
+    await outbox.assertReady(agentId);
     const bytes =
       input.data !== undefined
         ? decodeBase64Image(input.data, mediaMaxBytes)

@@ -21,6 +21,7 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
     perAgent && isKnownAgent(agentId) ? { agent_id: agentId } : {};
   const sentTally = new Tally<'type' | 'agent_id'>('type', agentLabel, perAgent);
   const outboxTally = new Tally<'state' | 'agent_id'>('state', agentLabel, perAgent);
+  const ackTally = new Tally<'status' | 'agent_id'>('status', agentLabel, perAgent);
 
   const metrics = {
     registry,
@@ -103,6 +104,19 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
     countSent(type: 'text' | 'image', agentId: string): void {
       sentTally.add(type, agentId);
       outboxTally.add('sent', agentId);
+    },
+    messageAcks: new Counter({
+      name: 'whatsapp_message_acks_total',
+      help: 'Receipts the engines reported for sent messages, by status (server, delivered, read, played, error)',
+      labelNames: ['status', ...agent],
+      registers,
+      collect() {
+        ackTally.flushInto(this);
+      },
+    }),
+    /** A receipt an engine reported (a few per message sent, so through a tally). */
+    countAck(status: string, agentId: string): void {
+      ackTally.add(status, agentId);
     },
     httpDuration: new RequestDurations({
       name: 'http_request_duration_seconds',

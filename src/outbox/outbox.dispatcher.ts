@@ -12,6 +12,12 @@ import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
 
+/**
+ * How long a message sent or failed here is remembered, so that a read of the table that began before its outcome was
+ * written (and still shows it queued) cannot queue it again: far longer than any statement may take.
+ */
+const DONE_MEMORY_MS = 60_000;
+
 /** The error of a message queued for an account the agent is no longer linked to. */
 export const ACCOUNT_CHANGED = 'account_changed';
 
@@ -59,12 +65,16 @@ interface AgentQueue {
   drained: Promise<void>;
   /** The message WhatsApp has in hand right now (its head, while it is sent): its state is `sending`. */
   inFlight: QueuedMessage | undefined;
+  /** Forgotten because its agent's lease moves (not deleted): a send in flight that fails stays queued for the next. */
+  handedOver: boolean;
 }
 
 type Step = 'next' | 'retry' | 'wait-ready';
 
 export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
+  /** Messages sent or failed here lately, with when: never queued again (see DONE_MEMORY_MS). In time order. */
+  private readonly done = new Map<string, number>();
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private closed = false;
@@ -86,6 +96,8 @@ export class OutboxDispatcher {
 
   /** Adds a message at the end of its agent's queue, and starts dispatching if idle. */
   enqueue(message: QueuedMessage): void {
+    // Sent or failed here already: a row read before its outcome was written shows it queued still.
+    if (this.done.has(message.id)) return;
     const queue = this.queue(message.agentId);
     if (queue.ids.has(message.id)) return;
     queue.ids.add(message.id);
@@ -144,6 +156,18 @@ export class OutboxDispatcher {
     return queue.inFlight ? [queue.inFlight.id] : [];
   }
 
+  /**
+   * Forgets the agent's queue because its lease goes to another member, and resolves once a send in flight has
+   * ended: the session may be stopped then, and the new owner loads the rows (none of them in anyone's hands).
+   */
+  async handOver(agentId: string): Promise<void> {
+    const queue = this.queues.get(agentId);
+    if (!queue) return;
+    queue.handedOver = true;
+    this.forget(agentId);
+    await queue.drained;
+  }
+
   /** Stops taking new steps, clears timers, and waits for the sends in flight. */
   async close(): Promise<void> {
     this.closed = true;
@@ -164,6 +188,7 @@ export class OutboxDispatcher {
         timer: undefined,
         draining: false,
         drained: Promise.resolve(),
+        handedOver: false,
         inFlight: undefined,
       };
       this.queues.set(agentId, queue);
@@ -239,6 +264,11 @@ export class OutboxDispatcher {
     } catch (err) {
       const reason = errorMessage(err);
       const forgotten = this.queues.get(message.agentId) !== queue;
+      if (forgotten && queue.handedOver) {
+        // Its lease moves: the next owner sends it, from its row, queued again.
+        this.transition(queue, message, 'queued', { error: reason });
+        return 'next';
+      }
       // WhatsApp refused the recipient (not on WhatsApp, blocked): retrying would only hold the queue.
       const permanent = isAppError(err) || err instanceof RecipientRejectedError || forgotten;
       if (!permanent && !this.options.sessions.getReadySession(message.agentId)) {
@@ -289,7 +319,18 @@ export class OutboxDispatcher {
       error: outcome.error?.replaceAll('\u0000', '') ?? null,
       at: this.options.clock.now(),
     });
+    if (status !== 'queued') this.remember(message.id);
     if (queue.inFlight === message) queue.inFlight = undefined;
+  }
+
+  /** Remembers a message as done, and forgets those done longer ago than DONE_MEMORY_MS. */
+  private remember(id: string): void {
+    const now = this.options.clock.now();
+    for (const [doneId, at] of this.done) {
+      if (now - at < DONE_MEMORY_MS) break;
+      this.done.delete(doneId);
+    }
+    this.done.set(id, now);
   }
 
   private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {

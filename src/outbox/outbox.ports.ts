@@ -9,6 +9,11 @@ export interface OutboxSessions {
   getReadySession(agentId: string): EngineSession | null;
   /** Whether the agent is connected, in this process or on another member: a send request may be accepted. O(1). */
   isReady(agentId: string): boolean;
+  /**
+   * Whether the agent is connected, read again from where its owner publishes its state (another member's session
+   * may have connected a moment ago, its notice still on the way). Called only when isReady said no.
+   */
+  confirmReady(agentId: string): Promise<boolean>;
   /** The JID of the account the agent is linked to now (its phone), wherever it runs; null when not connected. O(1). */
   account(agentId: string): string | null;
   /** Calls `listener` each time an agent's session becomes ready, so its queued messages resume. Returns an unsubscribe. */

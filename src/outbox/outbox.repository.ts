@@ -50,6 +50,33 @@ export interface OutboxRecord {
   createdAt: Date;
   updatedAt: Date;
   sentAt: Date | null;
+  receipts: MessageReceipts;
+}
+
+/** What WhatsApp said became of a sent message: when each receipt first came (null: none yet), and its error. */
+export interface MessageReceipts {
+  server: Date | null;
+  delivered: Date | null;
+  read: Date | null;
+  played: Date | null;
+  error: string | null;
+  errorAt: Date | null;
+}
+
+/**
+ * Receipts to record for the message an agent sent with this WhatsApp id: the time of each (epoch milliseconds), null
+ * where none came. A time already in the row is kept: the first one wins, so a receipt that comes late, or twice,
+ * changes nothing.
+ */
+export interface ReceiptUpdate {
+  agentId: string;
+  waMessageId: string;
+  server: number | null;
+  delivered: number | null;
+  read: number | null;
+  played: number | null;
+  error: string | null;
+  errorAt: number | null;
 }
 
 /**
@@ -81,7 +108,7 @@ const INSERTED = `inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key)`;
 const KEYED_IDS = 'SELECT id FROM inserted WHERE idempotency_key IS NOT NULL';
 
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
-  created_at, updated_at, sent_at`;
+  created_at, updated_at, sent_at, server_at, delivered_at, read_at, played_at, ack_error, ack_error_at`;
 /** COLUMNS of the row aliased `o`, for a join. */
 const O_COLUMNS = COLUMNS.split(',')
   .map((column) => `o.${column.trim()}`)
@@ -144,6 +171,42 @@ export class OutboxRepository {
             'outbox_write',
           );
     return new Set(inserted.map((row) => String(row.id)));
+  }
+
+  /**
+   * Records receipts on the rows they are for, found by agent and WhatsApp id (so only once a row's `sent` state is
+   * written), in one statement. Returns the keys (receiptKey) of the receipts that found their row.
+   */
+  async writeReceipts(updates: readonly ReceiptUpdate[]): Promise<Set<string>> {
+    if (updates.length === 0) return new Set();
+    const rows = await this.database.query(
+      `UPDATE outbox_messages AS o
+       SET server_at = COALESCE(o.server_at, v.server_at), delivered_at = COALESCE(o.delivered_at, v.delivered_at),
+           read_at = COALESCE(o.read_at, v.read_at), played_at = COALESCE(o.played_at, v.played_at),
+           ack_error = COALESCE(o.ack_error, v.ack_error), ack_error_at = COALESCE(o.ack_error_at, v.ack_error_at)
+       FROM (
+         SELECT agent_id, wa_message_id, to_timestamp(server_ms / 1000) AS server_at,
+           to_timestamp(delivered_ms / 1000) AS delivered_at, to_timestamp(read_ms / 1000) AS read_at,
+           to_timestamp(played_ms / 1000) AS played_at, ack_error, to_timestamp(error_ms / 1000) AS ack_error_at
+         FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::text[],
+           $8::float8[]) AS u (agent_id, wa_message_id, server_ms, delivered_ms, read_ms, played_ms, ack_error, error_ms)
+       ) AS v
+       WHERE o.agent_id = v.agent_id AND o.wa_message_id = v.wa_message_id
+       RETURNING o.agent_id, o.wa_message_id`,
+      [
+        updates.map((u) => u.agentId),
+        updates.map((u) => u.waMessageId),
+        updates.map((u) => u.server),
+        updates.map((u) => u.delivered),
+        updates.map((u) => u.read),
+        updates.map((u) => u.played),
+        // PostgreSQL text cannot hold NUL, and an engine's error message could.
+        updates.map((u) => u.error?.replaceAll('\u0000', '') ?? null),
+        updates.map((u) => u.errorAt),
+      ],
+      'outbox_receipts',
+    );
+    return new Set(rows.map((row) => receiptKey(String(row.agent_id), String(row.wa_message_id))));
   }
 
   async find(agentId: string, id: string): Promise<OutboxRecord | null> {
@@ -316,7 +379,24 @@ function toRecord(row: Row): OutboxRecord {
     createdAt: toDate(row.created_at),
     updatedAt: toDate(row.updated_at),
     sentAt: row.sent_at == null ? null : toDate(row.sent_at),
+    receipts: {
+      server: toDateOrNull(row.server_at),
+      delivered: toDateOrNull(row.delivered_at),
+      read: toDateOrNull(row.read_at),
+      played: toDateOrNull(row.played_at),
+      error: row.ack_error == null ? null : String(row.ack_error),
+      errorAt: toDateOrNull(row.ack_error_at),
+    },
   };
+}
+
+/** How a message is named among receipts: its agent and WhatsApp's id of it. */
+export function receiptKey(agentId: string, waMessageId: string): string {
+  return `${agentId}\u0000${waMessageId}`;
+}
+
+function toDateOrNull(value: unknown): Date | null {
+  return value == null ? null : toDate(value);
 }
 
 function toDate(value: unknown): Date {

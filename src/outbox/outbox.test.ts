@@ -275,6 +275,35 @@ describe('Outbox', () => {
     expect(engine.sent('drops').map((s) => s.text)).toEqual(['later']);
   });
 
+  it('hands an agent over only once its send in flight has ended; a send that fails then stays queued for the next owner', async () => {
+    const { sut, connect } = await setup({ sendWaitMs: 0, retries: { max: 5 } });
+    const session = await connect('moves');
+    let fail: (err: Error) => void = () => {};
+    session.sendText = () =>
+      new Promise((_resolve, reject) => {
+        fail = reject;
+      });
+    const { messageId } = await sut.submit('moves', text('on the wire'));
+    const queued = await sut.submit('moves', text('still waiting'));
+    await until(async () => (await sut.get('moves', messageId)).status === 'sending');
+    let handedOver = false;
+    const release = sut.release('moves').then(() => {
+      handedOver = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(handedOver).toBe(false); // the session must not be stopped under a send on the wire
+    fail(new Error('connection closed'));
+    await release;
+    // Not failed for good, and not retried here: the rows wait, queued, for the member that takes the lease.
+    await until(async () => (await rows('moves'))[0]?.error === 'connection closed');
+    expect((await rows('moves')).map((row) => row.status)).toEqual(['queued', 'queued']);
+    expect((await rows('moves')).map((row) => [row.id, row.attempts])).toEqual([
+      [messageId, 1],
+      [queued.messageId, 0],
+    ]);
+    expect(sut.depth('moves')).toBe(0);
+  });
+
   it('returns the first message for a repeated Idempotency-Key and sends once', async () => {
     const { sut, engine, connect } = await setup();
     await connect('idem');

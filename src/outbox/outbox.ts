@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Clock, Timer } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
+import type { MessageAck } from '../engines/engine.js';
 import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -19,6 +20,7 @@ import {
   type OutboxStatus,
 } from './outbox.repository.js';
 import { OutboxStore } from './outbox.store.js';
+import { OutboxReceipts } from './receipts.js';
 import { RemoteOutcomes } from './remote-outcomes.js';
 import { type SendOutcome, SendWaits } from './send-waits.js';
 import { TokenBuckets } from './token-bucket.js';
@@ -59,6 +61,15 @@ export interface OutboxMessageView {
   createdAt: string;
   updatedAt: string;
   sentAt: string | null;
+  /** WhatsApp's receipts: when each first came (ISO 8601), null until it does; the error WhatsApp reported. */
+  receipts: {
+    server: string | null;
+    delivered: string | null;
+    read: string | null;
+    played: string | null;
+    error: string | null;
+    errorAt: string | null;
+  };
 }
 
 export type OutboxConfig = Pick<
@@ -88,8 +99,10 @@ export interface Outbox {
   /** The earlier message sent with this Idempotency-Key, or null; IDEMPOTENCY_KEY_REUSED for another request. */
   findIdempotent(agentId: string, key: string, fingerprint: string | undefined): Promise<SubmitResult | null>;
   /** Throws SESSION_NOT_READY unless the agent can send now. */
-  assertReady(agentId: string): void;
+  assertReady(agentId: string): Promise<void>;
   get(agentId: string, messageId: string): Promise<OutboxMessageView>;
+  /** A receipt an engine reported for a message the agent sent: recorded on its row, written behind (receipts.ts). */
+  receipt(agentId: string, ack: MessageAck): void;
   /** Messages of the agent accepted and not yet sent or failed, counting those still committing. */
   depth(agentId: string): number;
   /**
@@ -102,8 +115,11 @@ export interface Outbox {
    * statement), and from now on wakes up when another member commits one for it.
    */
   adopt(agentId: string, epoch: number): Promise<void>;
-  /** This member no longer holds the agent's lease: its queue leaves memory; the rows stay for the new owner. */
-  release(agentId: string): void;
+  /**
+   * This member gives the agent's lease up: its queue leaves memory, the rows stay for the new owner. Resolves once
+   * a send in flight has ended (before the session is stopped).
+   */
+  release(agentId: string): Promise<void>;
   /** Listens for messages other members commit for this member's agents, and sweeps for any it missed. */
   start(): Promise<void>;
   /** Retention: forgets sent and failed messages last changed before `cutoff`; returns how many. */
@@ -128,6 +144,7 @@ class DurableOutbox implements Outbox {
   private readonly store: OutboxStore;
   private readonly dispatcher: OutboxDispatcher;
   private readonly remote: RemoteOutcomes;
+  private readonly receipts: OutboxReceipts;
   private readonly ownership: OutboxOwnership;
   private readonly unsubscribe: Array<() => void>;
   /** Agents whose messages were committed here for another member to send, to be woken after the batch. */
@@ -156,7 +173,13 @@ class DurableOutbox implements Outbox {
     this.dispatcher = new OutboxDispatcher({
       repository: this.repository,
       store: this.store,
-      waits: this.waits,
+      // A send of a message no request waits for here may have one waiting on the member that committed it.
+      waits: {
+        settle: (id, outcome) => {
+          if (outcome && !this.ownership.single && !this.waits.isWaiting(id)) this.remote.tell(id, outcome);
+          this.waits.settle(id, outcome);
+        },
+      },
       sessions,
       buckets: this.buckets,
       metrics,
@@ -166,7 +189,8 @@ class DurableOutbox implements Outbox {
       retryDelayMs: retries?.delayMs,
       mayDispatch: (agentId) => this.owns(agentId),
     });
-    this.remote = new RemoteOutcomes({ repository: this.repository, waits: this.waits, clock, logger });
+    this.remote = new RemoteOutcomes({ database, repository: this.repository, waits: this.waits, clock, logger });
+    this.receipts = new OutboxReceipts({ repository: this.repository, store: this.store, clock, logger, metrics });
     this.unsubscribe = [
       sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
       sessions.onAgentDeleted(async (agentId) => {
@@ -188,13 +212,13 @@ class DurableOutbox implements Outbox {
     return this.settledResult(existing);
   }
 
-  assertReady(agentId: string): void {
-    if (!this.deps.sessions.isReady(agentId)) throw new AppError('SESSION_NOT_READY');
+  async assertReady(agentId: string): Promise<void> {
+    if (!(await this.ready(agentId))) throw new AppError('SESSION_NOT_READY');
   }
 
   async submit(agentId: string, draft: OutboxDraft, context: SubmitContext = {}): Promise<SubmitResult> {
     const { idempotencyKey } = context;
-    if (!this.deps.sessions.isReady(agentId)) {
+    if (!(await this.ready(agentId))) {
       // A retry of a message accepted earlier is still answered with it.
       const earlier = idempotencyKey
         ? await this.findIdempotent(agentId, idempotencyKey, draft.payload.fingerprint)
@@ -231,11 +255,16 @@ class DurableOutbox implements Outbox {
   }
 
   async get(agentId: string, messageId: string): Promise<OutboxMessageView> {
-    // An outcome recorded before this read is found: the flush waits for its write.
+    // An outcome or a receipt recorded before this read is found: the flushes wait for their writes.
+    await this.receipts.flush();
     await this.store.flush();
     const record = await this.repository.find(agentId, messageId);
     if (!record) throw new AppError('MESSAGE_NOT_FOUND');
     return toView(this.current(record));
+  }
+
+  receipt(agentId: string, ack: MessageAck): void {
+    this.receipts.record(agentId, ack);
   }
 
   depth(agentId: string): number {
@@ -274,8 +303,8 @@ class DurableOutbox implements Outbox {
     this.enqueueUnknown(await this.repository.listQueuedFor(agentId, lease));
   }
 
-  release(agentId: string): void {
-    this.dispatcher.forget(agentId);
+  release(agentId: string): Promise<void> {
+    return this.dispatcher.handOver(agentId);
   }
 
   async start(): Promise<void> {
@@ -289,6 +318,7 @@ class DurableOutbox implements Outbox {
       },
       () => void this.sweep(),
     );
+    await this.remote.start();
     // A wake lost on the way (the notifying member died after its commit, a dropped connection) costs a few seconds.
     this.sweepTimer = clock.setInterval(() => void this.sweep(), SWEEP_MS, { background: true });
     logger.debug({ event: 'outbox.cluster_started' });
@@ -297,10 +327,12 @@ class DurableOutbox implements Outbox {
   async close(): Promise<void> {
     this.sweepTimer?.cancel();
     await this.unlisten?.();
-    this.remote.close();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.store.idle();
     await this.dispatcher.close();
+    await this.receipts.close();
+    // After the sends in flight: their outcomes are told to the members where requests wait for them.
+    await this.remote.close();
     this.waits.close();
     await this.store.close();
   }
@@ -329,6 +361,16 @@ class DurableOutbox implements Outbox {
     if (record.status === 'queued' && this.dispatcher.isSending(record.agentId, record.id))
       return { ...record, status: 'sending' };
     return record;
+  }
+
+  /**
+   * Whether the agent can send. A session that another member runs, and that this member has not heard of as ready
+   * yet (it connected a moment ago), is read again where its owner publishes it: one statement, on this path only.
+   */
+  private async ready(agentId: string): Promise<boolean> {
+    const { sessions } = this.deps;
+    if (sessions.isReady(agentId)) return true;
+    return !this.ownership.single && !this.owns(agentId) && (await sessions.confirmReady(agentId));
   }
 
   /** Whether this member dispatches the agent's messages now. */
@@ -446,5 +488,13 @@ function toView(record: OutboxRecord): OutboxMessageView {
     createdAt: record.createdAt.toISOString(),
     updatedAt: record.updatedAt.toISOString(),
     sentAt: record.sentAt?.toISOString() ?? null,
+    receipts: {
+      server: record.receipts.server?.toISOString() ?? null,
+      delivered: record.receipts.delivered?.toISOString() ?? null,
+      read: record.receipts.read?.toISOString() ?? null,
+      played: record.receipts.played?.toISOString() ?? null,
+      error: record.receipts.error,
+      errorAt: record.receipts.errorAt?.toISOString() ?? null,
+    },
   };
 }

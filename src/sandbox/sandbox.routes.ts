@@ -1,8 +1,9 @@
-// The sandbox control surface over HTTP: play the phone (scan), the contacts (inbound) and the network.
+// The sandbox control surface over HTTP: play the phone (scan), the contacts (inbound, receipts) and the network.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { type Forwarder, toOwner } from '../cluster/forward.js';
+import { ACK_STATUSES } from '../engines/engine.js';
 import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
 import { agentParams, envelope, errorResponses, optionalBody, text } from '../http/schemas.js';
@@ -164,6 +165,37 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
       const { agentId } = request.params;
       await control(agentId, () => sandbox.disconnect(agentId, request.body.loggedOut));
       return { data: { disconnected: true }, traceId: request.id };
+    },
+  );
+
+  app.post(
+    '/sandbox/agents/:agentId/ack',
+    {
+      onRequest,
+      preHandler,
+      schema: {
+        tags,
+        security,
+        summary:
+          "Report WhatsApp's receipt for a message the agent sent, as a real engine would: its server took it (`server`), the recipient's phone got it (`delivered`), read it (`read`), played it (`played`), or it failed (`error`)",
+        params: agentParams,
+        body: z.object({
+          waMessageId: text().min(1).max(256).describe("WhatsApp's id of the message, as the send answered it"),
+          status: z.enum(ACK_STATUSES),
+          error: text().max(1_024).optional().describe('With `error`: what went wrong'),
+        }),
+        response: {
+          200: envelope(z.object({ waMessageId: z.string(), status: z.enum(ACK_STATUSES) })),
+          ...errorResponses(400, 401, 404, 409),
+        },
+      },
+    },
+    async (request) => {
+      const { agentId } = request.params;
+      const { waMessageId, status, error } = request.body;
+      const known = await control(agentId, () => sandbox.ack(agentId, waMessageId, status, error));
+      if (!known) throw new AppError('MESSAGE_NOT_FOUND', 'sandbox: the agent sent no message with this waMessageId');
+      return { data: { waMessageId, status }, traceId: request.id };
     },
   );
 

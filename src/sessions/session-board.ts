@@ -20,8 +20,13 @@ export interface BoardEntry {
   owner: string | null;
 }
 
+/** What the board reads of the local supervisor. */
+export interface LocalSessions extends Pick<SessionSupervisor, 'knows' | 'snapshot'> {
+  on(event: 'change', listener: (agentId: string) => void): unknown;
+}
+
 export interface SessionBoardOptions {
-  supervisor: SessionSupervisor;
+  supervisor: LocalSessions;
   database: Database;
   logger: Logger;
   instanceId: string;
@@ -50,6 +55,8 @@ interface Notice {
   owner?: string;
   /** The member that stopped running it: readers drop what it published, and nothing newer. */
   from?: string;
+  /** With `from`: it stopped to hand the session over; its last state stands until the next owner publishes. */
+  moving?: boolean;
   state?: LiveState;
   removed?: boolean;
 }
@@ -59,6 +66,8 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
   private readonly remote = new Map<string, BoardEntry>();
   /** Local changes waiting to be published, one write per agent however many changes came meanwhile. */
   private readonly unpublished = new Set<string>();
+  /** Local sessions being handed to another member, with their state when the hand-over began. */
+  private readonly handingOver = new Map<string, LiveState>();
   private publishing: Promise<void> | undefined;
   private unlisten: (() => Promise<void>) | undefined;
 
@@ -94,6 +103,20 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
     return this.remote.get(agentId) ?? { liveState: IDLE, owner: null };
   }
 
+  /**
+   * The agent's entry read again from the table when another member may run it: what it published may not have
+   * reached this member yet.
+   */
+  async refresh(agentId: string): Promise<BoardEntry> {
+    if (this.options.shared && !this.options.supervisor.knows(agentId)) await this.reload(agentId);
+    return this.entry(agentId);
+  }
+
+  /** Resolves once every local change made so far is published (the state other members read is current). */
+  async published(): Promise<void> {
+    while (this.publishing) await this.publishing;
+  }
+
   /** Connected and able to send, here or on another member. O(1): read on every send request. */
   isReady(agentId: string): boolean {
     return this.entry(agentId).liveState.isReady;
@@ -103,6 +126,21 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
   account(agentId: string): string | null {
     const { liveState } = this.entry(agentId);
     return liveState.isReady ? liveState.me : null;
+  }
+
+  /**
+   * The session stops here because its lease goes to another member (which resumes it from its stored login): when it
+   * is connected, every member keeps its last state, with no owner, until that member publishes, so that sends are still accepted and
+   * go out once the session runs again, rather than refused for the second or so the move takes.
+   */
+  handOver(agentId: string): void {
+    const { supervisor } = this.options;
+    if (!supervisor.knows(agentId)) return;
+    const last = supervisor.snapshot(agentId);
+    // Only a connected session: a QR code or a failure shown by a member that stopped would mislead.
+    if (!last.isReady) return;
+    this.handingOver.set(agentId, last);
+    this.remote.set(agentId, { liveState: last, owner: null });
   }
 
   /** The agent was deleted here: every member forgets it. */
@@ -137,9 +175,11 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
     this.unpublished.clear();
     for (const agentId of agentIds) {
       const running = supervisor.knows(agentId);
+      const last = running ? undefined : this.handingOver.get(agentId);
+      if (!running) this.handingOver.delete(agentId);
       const notice: Notice = running
         ? { agentId, owner: instanceId, state: supervisor.snapshot(agentId) }
-        : { agentId, from: instanceId, state: IDLE };
+        : { agentId, from: instanceId, state: last ?? IDLE, ...(last ? { moving: true } : {}) };
       try {
         if (running) {
           await database.query(
@@ -150,7 +190,7 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
         } else {
           await database.query(
             `UPDATE session_live SET owner = NULL, state = $3, updated_at = now() WHERE agent_id = $1 AND owner = $2`,
-            [agentId, instanceId, JSON.stringify(IDLE)],
+            [agentId, instanceId, JSON.stringify(notice.state)],
           );
         }
         const text = JSON.stringify(notice);
@@ -178,7 +218,7 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
     }
     if (notice.from) {
       if (this.remote.get(agentId)?.owner !== notice.from) return; // a newer owner published since
-      this.remote.set(agentId, { liveState: IDLE, owner: null });
+      this.remote.set(agentId, { liveState: notice.moving && notice.state ? notice.state : IDLE, owner: null });
       this.emit('change', agentId);
       return;
     }

@@ -13,6 +13,7 @@ export function createSessionGateway(
   return {
     getReadySession: (agentId) => supervisor.readySession(agentId),
     isReady: (agentId) => board.isReady(agentId),
+    confirmReady: async (agentId) => (await board.refresh(agentId)).liveState.isReady,
     account: (agentId) => board.account(agentId),
     onSessionReady(listener) {
       supervisor.on('ready', listener);

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import QRCode from 'qrcode';
 import type { Clock, Timer } from '../clock.js';
 import { isDatabaseUnavailable } from '../db/availability.js';
-import type { Engine, EngineRegistry, EngineSession, InboundMessage } from '../engines/engine.js';
+import type { Engine, EngineRegistry, EngineSession, InboundMessage, MessageAck } from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -66,6 +66,8 @@ export interface SupervisorEvents {
   /** The session could not even begin to start; its lastError says why. */
   unavailable: [agentId: string];
   message: [agentId: string, message: InboundMessage];
+  /** A receipt WhatsApp gave for a message the agent sent. */
+  ack: [agentId: string, ack: MessageAck];
 }
 
 export interface BackoffOptions {
@@ -325,6 +327,9 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     });
     session.on('message', (message) => {
       if (current() && live.state === 'connected') this.emit('message', agentId, message);
+    });
+    session.on('ack', (ack) => {
+      if (current()) this.emit('ack', agentId, ack);
     });
   }
 

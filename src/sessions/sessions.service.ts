@@ -25,7 +25,7 @@ export interface SessionsServiceOptions {
   startConcurrency: number;
   defaultCountryCode: string;
   /** The live state of every session, here or on another member; told when one is deleted. */
-  board: Pick<SessionBoard, 'entry' | 'removed'>;
+  board: Pick<SessionBoard, 'entry' | 'removed' | 'handOver'>;
   /** Which member runs which session: a session starts only where its lease is held. */
   cluster: Pick<Cluster, 'single' | 'epochOf' | 'claim' | 'forget'>;
 }
@@ -205,6 +205,7 @@ export class SessionsService {
 
   /** This member no longer runs the agent: its session stops, keeping the login, and its live state goes elsewhere. */
   async release(agentId: string): Promise<void> {
+    this.options.board.handOver(agentId);
     await this.supervisor.stop(agentId, { logout: false, forget: true });
   }
 

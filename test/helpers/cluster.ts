@@ -52,7 +52,9 @@ export class ClusterHarness {
   async addSessions(count: number, prefix = 'agent'): Promise<string[]> {
     const ids = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(3, '0')}`);
     await this.database.query(
-      `INSERT INTO whatsapp_user (user_id, agent_id) SELECT 'user', unnest($1::text[]) ON CONFLICT DO NOTHING`,
+      // Created an hour ago: a row younger than a TTL without a lease is its creator's to claim first.
+      `INSERT INTO whatsapp_user (user_id, agent_id, created_at)
+       SELECT 'user', unnest($1::text[]), now() - interval '1 hour' ON CONFLICT DO NOTHING`,
       [ids],
     );
     return ids;
@@ -187,6 +189,7 @@ export class ClusterHarness {
         if (row) handover.row = { owner: row.owner === null ? null : String(row.owner), epoch: Number(row.epoch) };
         await overrides.released?.(agentId, reason);
       },
+      ...(overrides.movable ? { movable: overrides.movable } : {}),
     };
   }
 }

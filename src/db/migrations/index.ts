@@ -147,6 +147,22 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    id: '0006_outbox_receipts',
+    // WhatsApp's receipts of each sent message (src/outbox/receipts.ts): when each first came, and an error. They are
+    // matched by the agent and WhatsApp's id of the message, hence the index (sent rows only).
+    sql: `
+      ALTER TABLE outbox_messages
+        ADD COLUMN IF NOT EXISTS server_at timestamptz,
+        ADD COLUMN IF NOT EXISTS delivered_at timestamptz,
+        ADD COLUMN IF NOT EXISTS read_at timestamptz,
+        ADD COLUMN IF NOT EXISTS played_at timestamptz,
+        ADD COLUMN IF NOT EXISTS ack_error text,
+        ADD COLUMN IF NOT EXISTS ack_error_at timestamptz;
+      CREATE INDEX IF NOT EXISTS outbox_messages_wa_message_id
+        ON outbox_messages (agent_id, wa_message_id) WHERE wa_message_id IS NOT NULL;
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */

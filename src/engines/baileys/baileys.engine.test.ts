@@ -2,10 +2,20 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
 import { nextEvent, runEngineContract } from '../engine.contract.js';
+import type { MessageAck } from '../engine.js';
 import { FakeBaileys } from './__fixtures__/baileys.fake.js';
 import { createBaileysEngine } from './baileys.engine.js';
 
 const logger = pino({ level: 'silent' });
+// The library's own constants, so that the fake speaks its values and the adapter's table is checked against them.
+const { Status } = (await import('baileys')).proto.WebMessageInfo;
+const LIBRARY_STATUSES = {
+  server: Status.SERVER_ACK,
+  delivered: Status.DELIVERY_ACK,
+  read: Status.READ,
+  played: Status.PLAYED,
+  error: Status.ERROR,
+} as const;
 let test: TestDatabase;
 beforeAll(async () => {
   test = await createTestDatabase();
@@ -24,6 +34,7 @@ runEngineContract({
       drop: async (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
       notOnWhatsApp: (agentId, phone) => fake.latest(agentId).notOnWhatsApp.add(phone),
       sent: async (agentId) => fake.sent(agentId),
+      ack: async (agentId, waMessageId, status) => fake.latest(agentId).ack(waMessageId, LIBRARY_STATUSES[status]),
       failNextStart: (agentId) => fake.failNextStart(agentId),
       released: (agentId) => fake.released(agentId),
       connections: (agentId) => fake.sockets.get(agentId)?.length ?? 0,
@@ -94,6 +105,27 @@ describe('baileys adapter', () => {
       content: { text: 'hi', mentions: ['6289900000003@s.whatsapp.net', '123456789012345@lid'] },
     });
     expect(calls[1]).toEqual({ method: 'sendPresenceUpdate', type: 'composing', jid: '120363025555555555@g.us' });
+    await session.stop();
+  });
+
+  it("maps messages.update statuses to receipts, with WhatsApp's time, and skips pending and others' messages", async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-acks', fake);
+    const { id } = await session.sendText('6289900000001@c.us', 'hi');
+    const acks: MessageAck[] = [];
+    session.on('ack', (ack) => acks.push(ack));
+    const socket = fake.latest('b-acks');
+    socket.ack(id, Status.PENDING);
+    socket.ack(id, Status.READ, { fromMe: false }); // another device of ours read a message we received
+    socket.ack(id, Status.DELIVERY_ACK, { at: 1_764_000_100 });
+    socket.ack(id, Status.READ, { at: 1_764_000_200 });
+    socket.ack(id, Status.ERROR);
+    socket.ev.emit('messages.update', [{ key: { id, fromMe: true }, update: { starred: true } }]);
+    expect(acks).toEqual([
+      { waMessageId: id, status: 'delivered', at: 1_764_000_100_000 },
+      { waMessageId: id, status: 'read', at: 1_764_000_200_000 },
+      { waMessageId: id, status: 'error', error: 'WhatsApp refused the message (error 479)' },
+    ]);
     await session.stop();
   });
 

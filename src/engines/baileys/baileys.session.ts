@@ -8,6 +8,7 @@ import type { BaileysAuthStore } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
 import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
+import { toAcks } from './to-ack.js';
 import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
 
 export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
@@ -165,6 +166,10 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       // 'append' is history and messages sent while we were away being synced, not something to answer now.
       if (!current() || type !== 'notify') return;
       for (const message of messages) this.enqueueInbound(socket, message);
+    });
+    socket.ev.on('messages.update', (updates) => {
+      if (!current()) return;
+      for (const ack of toAcks(updates)) this.emit('ack', ack);
     });
   }
 

@@ -81,7 +81,7 @@ function contextInfoOf(content: Content | null): proto.IContextInfo | null {
 }
 
 /** protobuf timestamps arrive as numbers, or as Long objects (`{ low, high }`) when decoded from the wire. */
-function toSeconds(value: WAMessage['messageTimestamp']): number {
+export function toSeconds(value: WAMessage['messageTimestamp']): number {
   if (value == null) return 0;
   if (typeof value === 'number') return value;
   if (typeof value === 'string') return Number(value);

@@ -40,6 +40,9 @@ runEngineContract({
       async sent(agentId) {
         return engine.sent(agentId).map(({ messageId: _id, at: _at, ...entry }): ContractSent => entry);
       },
+      async ack(agentId, waMessageId, status) {
+        if (!engine.ack(agentId, waMessageId, status)) throw new Error(`the sandbox sent no ${waMessageId}`);
+      },
       async otherInstance() {
         const other = new SandboxEngine({ database: test.database });
         others.push(other);

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { Database } from '../../db/client.js';
 import {
+  type AckStatus,
   type Engine,
   type EngineSession,
   type EngineSessionEvents,
@@ -128,6 +129,27 @@ export class SandboxEngine implements Engine {
     const session = this.requireSession(agentId);
     session.failuresToInject = count;
     session.failureReason = reason;
+  }
+
+  /**
+   * Plays WhatsApp reporting what became of a message the agent sent (`waMessageId`, as the sent log has it): the
+   * session emits the receipt, stamped with the sandbox's clock. Returns false, and reports nothing, when the agent
+   * sent no such message.
+   */
+  ack(agentId: string, waMessageId: string, status: AckStatus, error?: string): boolean {
+    const session = this.requireSession(agentId);
+    if (session.state !== 'connected') throw new SandboxStateError(`the session is ${session.state}, not connected`);
+    const known = (this.sentLog.get(agentId) ?? []).some(
+      ({ entry }) => entry.messageId === waMessageId && entry.kind !== 'typing',
+    );
+    if (!known) return false;
+    session.emit('ack', {
+      waMessageId,
+      status,
+      at: this.clock.now(),
+      ...(status === 'error' ? { error: error ?? 'sandbox: the message could not be delivered' } : {}),
+    });
+    return true;
   }
 
   sent(agentId: string): SandboxSentEntry[] {

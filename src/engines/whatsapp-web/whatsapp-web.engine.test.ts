@@ -6,10 +6,20 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
 import type { Database } from '../../db/client.js';
 import { type EngineHarness, nextEvent, runEngineContract } from '../engine.contract.js';
+import type { MessageAck as Receipt } from '../engine.js';
 import { FakeWweb } from './__fixtures__/whatsapp-web.fake.js';
 import { createWhatsappWebEngine } from './whatsapp-web.engine.js';
 
 const logger = pino({ level: 'silent' });
+// The library's own constants, so that the fake speaks its values and the adapter's table is checked against them.
+const { MessageAck } = (await import('whatsapp-web.js')).default;
+const LIBRARY_ACKS = {
+  server: MessageAck.ACK_SERVER,
+  delivered: MessageAck.ACK_DEVICE,
+  read: MessageAck.ACK_READ,
+  played: MessageAck.ACK_PLAYED,
+  error: MessageAck.ACK_ERROR,
+} as const;
 // Any executable stands in for Chromium: the fake client never launches it.
 const chromePath = process.execPath;
 
@@ -35,6 +45,7 @@ async function fakeHarness(database?: Database): Promise<EngineHarness> {
     drop: (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
     notOnWhatsApp: (agentId, phone) => fake.latest(agentId).notOnWhatsApp.add(phone),
     sent: async (agentId) => fake.sent(agentId),
+    ack: async (agentId, waMessageId, status) => fake.latest(agentId).ack(waMessageId, LIBRARY_ACKS[status]),
     failNextStart: (agentId) => fake.failNextStart(agentId),
     released: (agentId) => fake.released(agentId),
     connections: (agentId) => fake.clients.get(agentId)?.length ?? 0,
@@ -113,6 +124,32 @@ describe('whatsapp-web adapter', () => {
     const ready = nextEvent(session, 'ready');
     await fake.latest('agent-1').scan('6281200000000');
     expect((await ready)[0]).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
+    await session.stop();
+  });
+
+  it('maps message_ack to receipts, and skips pending acks and acks of received messages', async () => {
+    const sut = createWhatsappWebEngine({ authDir, chromePath, logger, createClient: fake.createClient });
+    const session = sut.createSession('agent-1', { logger });
+    const qr = nextEvent(session, 'qr');
+    await session.start();
+    await qr;
+    const ready = nextEvent(session, 'ready');
+    await fake.latest('agent-1').scan('6281200000000');
+    await ready;
+    const { id } = await session.sendText('6289900000001@c.us', 'hi');
+    const acks: Receipt[] = [];
+    session.on('ack', (ack) => acks.push(ack));
+    const client = fake.latest('agent-1');
+    client.ack(id, MessageAck.ACK_PENDING);
+    client.ack('false_6289900000001@c.us_3EB0IN', MessageAck.ACK_READ, false);
+    client.ack(id, MessageAck.ACK_DEVICE);
+    client.ack(id, MessageAck.ACK_PLAYED);
+    client.ack(id, MessageAck.ACK_ERROR);
+    expect(acks).toEqual([
+      { waMessageId: id, status: 'delivered' },
+      { waMessageId: id, status: 'played' },
+      { waMessageId: id, status: 'error', error: 'WhatsApp Web reported ACK_ERROR for the message' },
+    ]);
     await session.stop();
   });
 

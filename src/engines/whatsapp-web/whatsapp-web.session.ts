@@ -8,6 +8,7 @@ import { KnownRecipients } from '../known-recipients.js';
 import { type ProfileSync, removeProfile } from './profile-sync.js';
 import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
 import { killBrowsersOnProfile } from './stray-browsers.js';
+import { toAck } from './to-ack.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
 import { createMessageMedia } from './whatsapp-web.client.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
@@ -183,6 +184,10 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     });
     client.on('message', (message) => {
       if (current()) void this.onMessage(message);
+    });
+    client.on('message_ack', (message, ack) => {
+      const receipt = current() ? toAck(message, ack) : null;
+      if (receipt) this.emit('ack', receipt);
     });
   }
 

@@ -1,5 +1,5 @@
 // The slice of whatsapp-web.js this adapter uses, so a fake Client can stand in for the real one in tests.
-import type { Chat, ContactId, Message, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+import type { Chat, ContactId, Message, MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
 
 /** The fields of a whatsapp-web.js Message the translation reads; `rawData` is the library's `_data`. */
 export type WwebMessageData = Pick<
@@ -11,6 +11,9 @@ export type WwebMessage = WwebMessageData & {
   getChat(): Promise<Pick<Chat, 'name'>>;
   getContact(): Promise<{ pushname?: string; name?: string }>;
 };
+
+/** The fields of the Message a `message_ack` event carries that the adapter reads. */
+export type WwebAckedMessage = Pick<Message, 'id' | 'fromMe' | 'ack'>;
 
 /** What the adapter needs of puppeteer's Browser and Page: to learn that they went away. */
 export interface WwebBrowserHandle {
@@ -31,6 +34,7 @@ export interface WwebClient {
   on(event: 'auth_failure', listener: (message: string) => void): unknown;
   on(event: 'change_state' | 'disconnected', listener: (state: string) => void): unknown;
   on(event: 'message', listener: (message: WwebMessage) => void): unknown;
+  on(event: 'message_ack', listener: (message: WwebAckedMessage, ack: MessageAck) => void): unknown;
   removeAllListeners(): unknown;
   initialize(): Promise<void>;
   destroy(): Promise<void>;

@@ -26,6 +26,10 @@ export class InMemorySessions implements OutboxSessions {
     return this.ready.has(agentId);
   }
 
+  async confirmReady(agentId: string): Promise<boolean> {
+    return this.isReady(agentId);
+  }
+
   account(agentId: string): string | null {
     return this.ready.has(agentId) ? (this.accounts.get(agentId) ?? null) : null;
   }

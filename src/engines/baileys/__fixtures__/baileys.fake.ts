@@ -6,8 +6,10 @@ import type {
   AuthenticationCreds,
   BaileysEventMap,
   MiscMessageGenerationOptions,
+  proto,
   UserFacingSocketConfig,
   WAMessage,
+  WAMessageUpdate,
   WAPresence,
 } from 'baileys';
 import type { ContractInbound, ContractSent } from '../../engine.contract.js';
@@ -49,6 +51,8 @@ export class FakeBaileysSocket implements BaileysSocket {
   readonly calls: FakeBaileysCall[] = [];
   /** Numbers (digits) WhatsApp does not know: onWhatsApp leaves them out. */
   readonly notOnWhatsApp = new Set<string>();
+  /** Where each message this socket sent went, by its id. */
+  private readonly sentTo = new Map<string, string>();
   ended = false;
   private readonly creds: AuthenticationCreds;
 
@@ -82,6 +86,7 @@ export class FakeBaileysSocket implements BaileysSocket {
       key: { remoteJid: jid, fromMe: true, id: `3EB0${randomBytes(8).toString('hex').toUpperCase()}` },
       messageTimestamp: Math.floor(Date.now() / 1000),
     };
+    this.sentTo.set(sent.key.id ?? '', jid);
     return sent;
   }
 
@@ -150,6 +155,19 @@ export class FakeBaileysSocket implements BaileysSocket {
       ...(message.pushName ? { pushName: message.pushName } : {}),
     };
     this.ev.emit('messages.upsert', { messages: [waMessage], type: 'notify' });
+  }
+
+  /**
+   * WhatsApp's receipt for a message, as Baileys reports one: `messages.update` with the message's key and its new
+   * status. A receipt (from the recipient, in a private chat) carries WhatsApp's time of it; an error (a bad ack from
+   * the server) carries the server's error code instead. `fromMe` is false for a message this account received (read
+   * on another of its devices).
+   */
+  ack(id: string, status: proto.WebMessageInfo.Status, { fromMe = true, at = 1_764_000_500 } = {}): void {
+    const key = { remoteJid: this.sentTo.get(id) ?? '6289900000001@s.whatsapp.net', fromMe, id };
+    const update: WAMessageUpdate['update'] =
+      status === 0 ? { status, messageStubParameters: ['479'] } : { status, messageTimestamp: at };
+    this.ev.emit('messages.update', [{ key, update }]);
   }
 
   drop(loggedOut: boolean): void {

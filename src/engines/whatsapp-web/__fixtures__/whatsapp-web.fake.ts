@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+import type { MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
 import type { ContractInbound, ContractSent } from '../../engine.contract.js';
-import type { WwebClient, WwebClientSettings, WwebMessage } from '../whatsapp-web.types.js';
+import type { WwebAckedMessage, WwebClient, WwebClientSettings, WwebMessage } from '../whatsapp-web.types.js';
 
 /** What the library answers when WhatsApp cannot be reached (recorded on a machine with no network). */
 export const OFFLINE_ERROR = 'net::ERR_NAME_NOT_RESOLVED at https://web.whatsapp.com/';
@@ -143,6 +143,17 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
       getContact: async () => ({ pushname: message.pushName ?? '' }),
     };
     this.emit('message', wwebMessage);
+  }
+
+  /**
+   * WhatsApp's receipt for a message: whatsapp-web.js emits `message_ack` with the Message (its `ack` already the new
+   * value) and the new MessageAck. `serialized` is the message's `id._serialized`; `fromMe` is false for a message
+   * this account received.
+   */
+  ack(serialized: string, ack: MessageAck, fromMe = true): void {
+    const [, remote = '', id = ''] = serialized.split('_');
+    const message: WwebAckedMessage = { id: { fromMe, remote, id, _serialized: serialized }, fromMe, ack };
+    this.emit('message_ack', message, ack);
   }
 
   /** As whatsapp-web.js reacts to the phone unlinking (LOGOUT) or to a state it does not accept (CONFLICT). */
