@@ -1,6 +1,6 @@
 // The dispatcher never sends a message twice in one process: a read of the table that began before the message's
-// outcome was written still shows it queued (a wake, a sweep, an adoption racing the send), and queuing it again from
-// that read would send it a second time.
+// outcome was written still shows it queued (a wake, a sweep, an adoption racing the send); the dispatcher tells such a
+// read which messages it finished meanwhile (watchDone), and the outbox leaves them out (see also outbox.test.ts).
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../__fixtures__/fake-clock.js';
 import type { EngineSession, SentMessage } from '../engines/engine.js';
@@ -49,30 +49,34 @@ function setup() {
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('OutboxDispatcher', () => {
-  it('does not queue again a message it sent, as a read that began before its outcome was written would', async () => {
+  it('tells a read of the table which messages it sent or failed while the read ran, and only those', async () => {
     const { dispatcher, sent, recorded, message } = setup();
+    dispatcher.enqueue(message('before'));
+    await settle();
+
+    const watch = dispatcher.watchDone();
+    dispatcher.enqueue(message('m1'));
+    await settle();
+    expect(sent).toEqual(['text of before', 'text of m1']);
+    expect(recorded.map((r) => [r.id, r.status])).toEqual([
+      ['before', 'sent'],
+      ['m1', 'sent'],
+    ]);
+    // A read that began before m1's outcome was written may show it queued: the caller leaves it out.
+    expect([...watch.done]).toEqual(['m1']);
+    watch.stop();
+
+    dispatcher.enqueue(message('m2'));
+    await settle();
+    expect([...watch.done]).toEqual(['m1']); // stopped: nothing more collected, nothing kept
+  });
+
+  it('queues a message it is handed twice once, and again once it is done (the caller decides)', async () => {
+    const { dispatcher, sent, message } = setup();
+    dispatcher.enqueue(message('m1'));
     dispatcher.enqueue(message('m1'));
     await settle();
     expect(sent).toEqual(['text of m1']);
-    expect(recorded.map((r) => [r.id, r.status])).toEqual([['m1', 'sent']]);
-
-    // The stale read: the row, still queued in the table, handed in again.
-    dispatcher.enqueue(message('m1'));
-    dispatcher.enqueue(message('m2'));
-    await settle();
-    expect(sent).toEqual(['text of m1', 'text of m2']);
     expect(dispatcher.holds('agent', 'm1')).toBe(false);
-  });
-
-  it('forgets what it sent after a minute, and queues a message it never sent at any time', async () => {
-    const { clock, dispatcher, sent, message } = setup();
-    dispatcher.enqueue(message('m1'));
-    await settle();
-    await clock.advance(61_000);
-    dispatcher.enqueue(message('m2')); // and m1 leaves the memory, as m2 is remembered
-    await settle();
-    dispatcher.enqueue(message('m1'));
-    await settle();
-    expect(sent).toEqual(['text of m1', 'text of m2', 'text of m1']);
   });
 });

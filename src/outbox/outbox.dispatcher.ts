@@ -12,12 +12,6 @@ import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
 
-/**
- * How long a message sent or failed here is remembered, so that a read of the table that began before its outcome was
- * written (and still shows it queued) cannot queue it again: far longer than any statement may take.
- */
-const DONE_MEMORY_MS = 60_000;
-
 /** The error of a message queued for an account the agent is no longer linked to. */
 export const ACCOUNT_CHANGED = 'account_changed';
 
@@ -73,8 +67,8 @@ type Step = 'next' | 'retry' | 'wait-ready';
 
 export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
-  /** Messages sent or failed here lately, with when: never queued again (see DONE_MEMORY_MS). In time order. */
-  private readonly done = new Map<string, number>();
+  /** For each read of the table in progress (watchDone), the messages sent or failed here since it began. */
+  private readonly watchers = new Set<Set<string>>();
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private closed = false;
@@ -96,8 +90,6 @@ export class OutboxDispatcher {
 
   /** Adds a message at the end of its agent's queue, and starts dispatching if idle. */
   enqueue(message: QueuedMessage): void {
-    // Sent or failed here already: a row read before its outcome was written shows it queued still.
-    if (this.done.has(message.id)) return;
     const queue = this.queue(message.agentId);
     if (queue.ids.has(message.id)) return;
     queue.ids.add(message.id);
@@ -319,18 +311,19 @@ export class OutboxDispatcher {
       error: outcome.error?.replaceAll('\u0000', '') ?? null,
       at: this.options.clock.now(),
     });
-    if (status !== 'queued') this.remember(message.id);
+    if (status !== 'queued') for (const done of this.watchers) done.add(message.id);
     if (queue.inFlight === message) queue.inFlight = undefined;
   }
 
-  /** Remembers a message as done, and forgets those done longer ago than DONE_MEMORY_MS. */
-  private remember(id: string): void {
-    const now = this.options.clock.now();
-    for (const [doneId, at] of this.done) {
-      if (now - at < DONE_MEMORY_MS) break;
-      this.done.delete(doneId);
-    }
-    this.done.set(id, now);
+  /**
+   * For a read of the table about to begin: collects the messages sent or failed here until `stop`. A row the read
+   * returns as queued may be one of them (its outcome written after the read's snapshot): it must not be queued again.
+   * Costs nothing while no read runs.
+   */
+  watchDone(): { done: ReadonlySet<string>; stop(): void } {
+    const done = new Set<string>();
+    this.watchers.add(done);
+    return { done, stop: () => void this.watchers.delete(done) };
   }
 
   private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {

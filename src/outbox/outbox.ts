@@ -300,7 +300,7 @@ class DurableOutbox implements Outbox {
 
   async adopt(agentId: string, epoch: number): Promise<void> {
     const lease = this.ownership.single ? null : { owner: this.ownership.instanceId, epoch };
-    this.enqueueUnknown(await this.repository.listQueuedFor(agentId, lease));
+    this.enqueueUnknown(await this.readQueued(() => this.repository.listQueuedFor(agentId, lease)));
   }
 
   release(agentId: string): Promise<void> {
@@ -401,6 +401,21 @@ class DurableOutbox implements Outbox {
       .catch((err: unknown) => this.sweepFailed(err));
   }
 
+  /**
+   * Reads queued rows, leaving out those this member sent or failed while the read ran, or before it with their outcome
+   * not yet written when it began: the read's snapshot may show them queued still, and they must not go out twice.
+   */
+  private async readQueued<T extends OutboxRecord>(read: () => Promise<T[]>): Promise<T[]> {
+    const unwritten = new Set(this.store.settledIds());
+    const watch = this.dispatcher.watchDone();
+    try {
+      const rows = await read();
+      return rows.filter((row) => !unwritten.has(row.id) && !watch.done.has(row.id));
+    } finally {
+      watch.stop();
+    }
+  }
+
   /** Queues the rows this member should dispatch and does not hold yet (nor sent meanwhile, outcome unwritten). */
   private enqueueUnknown(rows: readonly OutboxRecord[]): void {
     for (const row of rows) {
@@ -412,7 +427,7 @@ class DurableOutbox implements Outbox {
   /** Loads what the agents this member owns have queued in the table and it does not hold. */
   private async sweep(): Promise<void> {
     try {
-      const rows = await this.repository.listQueuedOwnedBy(this.ownership.instanceId);
+      const rows = await this.readQueued(() => this.repository.listQueuedOwnedBy(this.ownership.instanceId));
       this.enqueueUnknown(rows.filter((row) => this.ownership.epochOf(row.agentId) === row.epoch));
     } catch (err) {
       this.sweepFailed(err);
