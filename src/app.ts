@@ -9,6 +9,7 @@ import { clusterRoutes } from './cluster/cluster.routes.js';
 import type { Container } from './container.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { eventsRoutes } from './events/events.routes.js';
+import { historyRoutes } from './history/history.routes.js';
 import { DEFAULT_BODY_LIMIT, mediaBodyLimit } from './http/body-limits.js';
 import { registerDocs } from './http/docs.js';
 import { frameworkErrorHandler, installErrorHandlers, MAX_PARAM_LENGTH } from './http/error-handler.js';
@@ -107,6 +108,11 @@ export async function buildApp(container: Container): Promise<App> {
     auth: container.auth,
     mediaBodyLimit: mediaBodyLimit(config.mediaMaxBytes),
     mediaBudget: container.messaging.mediaBudget,
+  });
+  await app.register(historyRoutes, {
+    history: container.history,
+    auth: container.auth,
+    defaultCountryCode: config.defaultCountryCode,
   });
   await app.register(runRoutes, { run: container.run, auth: container.auth });
   await app.register(clusterRoutes, { cluster: container.cluster, auth: container.auth });

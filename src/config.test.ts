@@ -14,6 +14,8 @@ describe('loadConfig', () => {
       aiTimeoutMs: 60_000,
       aiConcurrencyPerAgent: 8,
       aiConcurrencyMax: 1_000,
+      aiHistoryMessages: 0,
+      messageRetentionDays: 30,
       qrWaitTimeoutMs: 60_000,
       rateLimitPerMinute: 100,
       rateLimitBurst: 100,
@@ -55,8 +57,12 @@ describe('loadConfig', () => {
       METRICS_PER_AGENT: 'true',
       TEMP_DIR: '/tmp/previews',
       AI_BACKEND_URL: 'https://ai.example/',
+      AI_HISTORY_MESSAGES: '3',
+      MESSAGE_RETENTION_DAYS: '7',
     });
     expect(config).toMatchObject({
+      aiHistoryMessages: 3,
+      messageRetentionDays: 7,
       port: 8080,
       dbUrl: 'postgres://u@db:5432/app',
       corsOrigins: ['https://a.example', 'https://b.example'],

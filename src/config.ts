@@ -44,6 +44,8 @@ const envSchema = z.object({
   AI_TIMEOUT_MS: int(100).default(60_000),
   AI_CONCURRENCY_PER_AGENT: int(1, 10_000).default(8),
   AI_CONCURRENCY_MAX: int(1, 100_000).default(1_000),
+  AI_HISTORY_MESSAGES: int(0, 100).default(0),
+  MESSAGE_RETENTION_DAYS: int(1, 3_650).default(30),
   QR_WAIT_TIMEOUT_MS: int(100).default(60_000),
   SEND_WAIT_MS: int(0).default(5_000),
   RATE_LIMIT_PER_MINUTE: int(1).default(100),
@@ -159,6 +161,10 @@ function toConfig(e: z.output<typeof envSchema>) {
     aiConcurrencyPerAgent: e.AI_CONCURRENCY_PER_AGENT,
     /** Inbound messages with the AI at once across all agents: a safety cap, shared in turn when reached. */
     aiConcurrencyMax: e.AI_CONCURRENCY_MAX,
+    /** Earlier messages of the chat sent to the AI as `metadata.history`; 0: none. */
+    aiHistoryMessages: e.AI_HISTORY_MESSAGES,
+    /** Stored messages (inbound, and settled outbox rows) are purged this many days after they came or settled. */
+    messageRetentionDays: e.MESSAGE_RETENTION_DAYS,
     qrWaitTimeoutMs: e.QR_WAIT_TIMEOUT_MS,
     sendWaitMs: e.SEND_WAIT_MS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,

@@ -17,11 +17,12 @@ import { lockDataDir } from './cluster/instance-lock.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
-import { INBOUND_RETENTION_MS, OUTBOX_RETENTION_MS, type RetentionJob, startRetention } from './db/retention.js';
+import { DAY_MS, type RetentionJob, startRetention } from './db/retention.js';
 import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
 import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
+import { HistoryRepository } from './history/history.repository.js';
 import { InboundRepository } from './inbound/inbound.repository.js';
 import { InboundService } from './inbound/inbound.service.js';
 import { createMessaging, type Messaging } from './messaging/messaging.module.js';
@@ -71,6 +72,8 @@ export interface Container {
   outbox: Outbox;
   messaging: Messaging;
   inbound: InboundService;
+  /** The stored messages of each agent's chats, both directions. */
+  history: HistoryRepository;
   run: RunService;
   startedAt: number;
   /**
@@ -222,11 +225,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
   };
   const inboundRepo = new InboundRepository(database);
+  const history = new HistoryRepository(database);
   const inbound = new InboundService({
     directory,
     ai,
     replies,
     repository: inboundRepo,
+    history: { reader: history, limit: config.aiHistoryMessages },
     metrics,
     logger,
     developerNumber: config.developerNumber,
@@ -259,6 +264,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     outbox,
     messaging,
     inbound,
+    history,
     run,
     startedAt: clock.now(),
     started: false,
@@ -278,14 +284,14 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         startRetention({
           name: 'inbound',
           purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
-          retentionMs: INBOUND_RETENTION_MS,
+          retentionMs: config.messageRetentionDays * DAY_MS,
           logger,
           clock,
         }),
         startRetention({
           name: 'outbox',
           purgeBefore: (cutoff) => outbox.purgeSettledBefore(cutoff),
-          retentionMs: OUTBOX_RETENTION_MS,
+          retentionMs: config.messageRetentionDays * DAY_MS,
           logger,
           clock,
         }),

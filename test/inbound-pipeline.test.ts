@@ -42,6 +42,8 @@ const privateText = (text: string, overrides: Partial<Delivery> = {}): Delivery 
   chatName: null,
   ...overrides,
 });
+/** A stored message with this id, for the repository's own tests. */
+const withId = (id: string): InboundMessage => ({ ...privateText('hi'), id });
 const groupText = (text: string, overrides: Partial<Delivery> = {}): Delivery =>
   privateText(text, { chatJid: GROUP, isGroup: true, chatName: 'Team', ...overrides });
 
@@ -445,9 +447,9 @@ describe('inbound pipeline', () => {
   it('claims an id once when two claims land in the same batch, and batches outcome writes', async () => {
     const repository = new InboundRepository(db.database);
     const claims = await Promise.all([
-      repository.claim(AGENT, 'SAME1', USER, NOW),
-      repository.claim(AGENT, 'SAME1', USER, NOW),
-      repository.claim(AGENT, 'OTHER1', USER, NOW),
+      repository.claim(AGENT, withId('SAME1'), NOW),
+      repository.claim(AGENT, withId('SAME1'), NOW),
+      repository.claim(AGENT, withId('OTHER1'), NOW),
     ]);
     expect(claims).toEqual([true, false, true]);
     await Promise.all([
@@ -462,15 +464,15 @@ describe('inbound pipeline', () => {
     const repository = new InboundRepository(db.database);
     const outcomes = ['ai_error', 'dropped', 'replied', 'no_reply'] as const;
     for (const outcome of outcomes) {
-      expect(await repository.claim(AGENT, `TAKE-${outcome}`, USER, NOW)).toBe(true);
+      expect(await repository.claim(AGENT, withId(`TAKE-${outcome}`), NOW)).toBe(true);
       await repository.setOutcome(AGENT, `TAKE-${outcome}`, outcome);
     }
-    expect(await repository.claim(AGENT, 'TAKE-open', USER, NOW)).toBe(true);
+    expect(await repository.claim(AGENT, withId('TAKE-open'), NOW)).toBe(true);
     // All in one batch, each id twice: the first claim of a taken-over id wins, the second loses.
     const claims = await Promise.all(
       [...outcomes, 'open'].flatMap((o) => [
-        repository.claim(AGENT, `TAKE-${o}`, USER, NOW),
-        repository.claim(AGENT, `TAKE-${o}`, USER, NOW),
+        repository.claim(AGENT, withId(`TAKE-${o}`), NOW),
+        repository.claim(AGENT, withId(`TAKE-${o}`), NOW),
       ]),
     );
     expect(claims).toEqual([true, false, true, false, false, false, false, false, false, false]);
@@ -482,8 +484,8 @@ describe('inbound pipeline', () => {
   it('purges dedup records past the retention period, and its job stops cleanly', async () => {
     const repository = new InboundRepository(db.database);
     const day = 24 * 60 * 60 * 1000;
-    await repository.claim(AGENT, 'OLD1', USER, new Date(NOW.getTime() - 8 * day));
-    await repository.claim(AGENT, 'NEW1', USER, new Date(NOW.getTime() - day));
+    await repository.claim(AGENT, withId('OLD1'), new Date(NOW.getTime() - 8 * day));
+    await repository.claim(AGENT, withId('NEW1'), new Date(NOW.getTime() - day));
     const clock = new FakeClock(NOW.getTime());
     const job = startRetention({
       name: 'inbound',
@@ -494,7 +496,7 @@ describe('inbound pipeline', () => {
     });
     expect(clock.pending()).toEqual([PURGE_INTERVAL_MS]);
     expect(await job.runOnce()).toBe(1);
-    await repository.claim(AGENT, 'OLD2', USER, new Date(NOW.getTime() - 8 * day));
+    await repository.claim(AGENT, withId('OLD2'), new Date(NOW.getTime() - 8 * day));
     await clock.advance(PURGE_INTERVAL_MS); // the job's own purge
     await job.stop(); // waits for it
     expect(clock.pending()).toEqual([]);
@@ -502,7 +504,7 @@ describe('inbound pipeline', () => {
     expect(await repository.outcome(AGENT, 'OLD1')).toBeUndefined();
     expect(await repository.outcome(AGENT, 'NEW1')).toBeNull();
     // A redelivery of a purged id is new again; a remembered one is not.
-    expect(await repository.claim(AGENT, 'OLD1', USER, NOW)).toBe(true);
-    expect(await repository.claim(AGENT, 'NEW1', USER, NOW)).toBe(false);
+    expect(await repository.claim(AGENT, withId('OLD1'), NOW)).toBe(true);
+    expect(await repository.claim(AGENT, withId('NEW1'), NOW)).toBe(false);
   });
 });

@@ -1,12 +1,8 @@
-// A periodic purge of rows past their retention period: handled inbound message ids, settled outbox messages.
+// A periodic purge of rows past their retention period: stored inbound messages, settled outbox messages.
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
 
-const DAY_MS = 24 * 60 * 60 * 1000;
-/** WhatsApp does not redeliver anything this old, so its dedup record can go. */
-export const INBOUND_RETENTION_MS = 7 * DAY_MS;
-/** A sent or failed message's state stays readable (GET /agents/{agentId}/messages/{id}) this long. */
-export const OUTBOX_RETENTION_MS = 30 * DAY_MS;
+export const DAY_MS = 24 * 60 * 60 * 1000;
 export const PURGE_INTERVAL_MS = 60 * 60 * 1000;
 
 export interface RetentionOptions {

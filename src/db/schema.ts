@@ -37,7 +37,11 @@ export const apiKeys = pgTable('api_keys', {
   updatedAt: tz('updated_at'),
 });
 
-/** Inbound messages already handled, so a redelivery (also after a restart) is not answered twice. */
+/**
+ * Every inbound message of a connected agent, and the dedup claim of those sent to the AI, so a redelivery (also after
+ * a restart) is not answered twice. The message's own columns (migration 0007) are written and read in raw SQL only
+ * (inbound.repository.ts, history.repository.ts), so they are not declared here.
+ */
 export const inboundMessages = pgTable(
   'inbound_messages',
   {

@@ -26,6 +26,18 @@ export interface InboundMessage {
   timestamp: number;
   pushName: string | null;
   chatName: string | null;
+  /** WhatsApp's id of the message this one quotes (a reply); absent or null when it quotes none. */
+  quotedMessageId?: string | null | undefined;
+  /** What the engine says of an attached file (never its bytes); absent or null for a message without one. */
+  media?: InboundMedia | null | undefined;
+}
+
+/** An attachment's metadata, as far as the engine reports it. */
+export interface InboundMedia {
+  mimeType: string | null;
+  /** In bytes. */
+  size: number | null;
+  filename: string | null;
 }
 
 /** The connected account: its phone JID and, where the engine knows it, its LID. */

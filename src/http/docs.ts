@@ -24,6 +24,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       tags: [
         { name: 'sessions', description: 'Session lifecycle (admin key; agent key for its own session)' },
         { name: 'agents', description: 'Sending and the AI pipeline (agent key or admin key)' },
+        { name: 'chats', description: 'Stored messages and chat history, both directions (agent key or admin key)' },
         { name: 'sandbox', description: 'Sandbox engine control (only when the sandbox is enabled)' },
         { name: 'health', description: 'Health and metrics' },
         { name: 'cluster', description: 'Cluster members and session ownership (admin key)' },

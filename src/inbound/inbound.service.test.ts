@@ -71,6 +71,8 @@ function harness(options: Partial<InboundServiceOptions> = {}) {
     connection: () => ({ identity: { me: '6281100000000@c.us' } }),
   };
   const outcomes: Array<{ agentId: string; id: string; outcome: InboundOutcome }> = [];
+  const records: Array<{ agentId: string; id: string; outcome: InboundOutcome }> = [];
+  const claims: string[] = [];
   let claimFails = false;
   let trace = 0;
   const sut = new InboundService({
@@ -78,12 +80,16 @@ function harness(options: Partial<InboundServiceOptions> = {}) {
     ai,
     replies,
     repository: {
-      claim: async () => {
+      claim: async (_agentId, message) => {
         if (claimFails) throw new Error('connection refused');
+        claims.push(message.id);
         return true;
       },
       setOutcome: async (agentId, id, outcome) => {
         outcomes.push({ agentId, id, outcome });
+      },
+      record: async (agentId, message, _at, outcome) => {
+        records.push({ agentId, id: message.id, outcome });
       },
     },
     metrics,
@@ -104,6 +110,8 @@ function harness(options: Partial<InboundServiceOptions> = {}) {
     sends,
     reports,
     outcomes,
+    records,
+    claims,
     counted,
     failClaims: (fails: boolean) => {
       claimFails = fails;
@@ -268,5 +276,60 @@ describe('InboundService concurrency', () => {
     expect(reports()).toHaveLength(2);
     expect(reports()[1]?.text).toContain('AI failures: 1 (ERROR 1)');
     expect(clock.pending()).toEqual([]);
+  });
+});
+
+describe('InboundService message store and history', () => {
+  it('stores the messages that go to no claim, with why, and claims (and so stores) the others', async () => {
+    const { sut, ai, records, claims } = harness();
+    sut.handle('agent', { ...text('OWN', chat(1)), fromMe: true });
+    sut.handle('agent', { ...text('IMG', chat(1)), type: 'image' });
+    sut.handle('agent', text('ASK', chat(1)));
+    await settle();
+    expect(records).toEqual([
+      { agentId: 'agent', id: 'OWN', outcome: 'ignored' },
+      { agentId: 'agent', id: 'IMG', outcome: 'ignored' },
+    ]);
+    expect(claims).toEqual(['ASK']);
+    ai.answer('ASK');
+    await sut.onIdle();
+  });
+
+  it('sends the chat history as metadata.history when asked, and the request without it when it cannot be read', async () => {
+    const asked: Array<{ chatJid: string; excludeId: string; limit: number }> = [];
+    let fails = false;
+    const requests: AiRequest[] = [];
+    const ai: AiCaller = {
+      async execute(request) {
+        requests.push(request);
+        return { reply: null, latencyMs: 1 };
+      },
+    };
+    const { sut } = harness({
+      ai,
+      history: {
+        limit: 2,
+        reader: {
+          async recentForAi(_agentId, chatJid, { excludeId, limit }) {
+            asked.push({ chatJid, excludeId, limit });
+            if (fails) throw new Error('database unavailable');
+            return [{ direction: 'in', text: 'earlier', timestamp: '2026-11-25T11:00:00.000Z' }];
+          },
+        },
+      },
+    });
+    sut.handle('agent', text('M1', chat(1)));
+    await sut.onIdle();
+    fails = true;
+    sut.handle('agent', text('M2', chat(1)));
+    await sut.onIdle();
+    expect(asked).toEqual([
+      { chatJid: chat(1), excludeId: 'M1', limit: 2 },
+      { chatJid: chat(1), excludeId: 'M2', limit: 2 },
+    ]);
+    expect(requests[0]?.metadata).toMatchObject({
+      history: [{ direction: 'in', text: 'earlier', timestamp: '2026-11-25T11:00:00.000Z' }],
+    });
+    expect(requests[1]?.metadata).not.toHaveProperty('history');
   });
 });

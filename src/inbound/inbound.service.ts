@@ -1,4 +1,4 @@
-// The inbound pipeline: filter → dedup → typing → AI → reply through the outbox, in order within each chat.
+// The inbound pipeline: store → filter → dedup → typing → AI → reply through the outbox, in order within each chat.
 import { randomUUID } from 'node:crypto';
 import type { AgentAiSettings, AgentDirectory, ReplySender } from '../ai/agent-ports.js';
 import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
@@ -26,6 +26,24 @@ export const INBOUND_LIMITS = {
   maxPending: 20_000,
 };
 
+/** One earlier message of the chat, as the AI request's `metadata.history` carries it. */
+export interface AiHistoryEntry {
+  direction: 'in' | 'out';
+  text: string;
+  /** ISO 8601. */
+  timestamp: string;
+}
+
+/** Reads the chat history for the AI request (implemented over the message store, src/history/). */
+export interface ChatHistoryReader {
+  /** The last `limit` messages of the chat received or sent before `before`, but `excludeId`, oldest first. */
+  recentForAi(
+    agentId: string,
+    chatJid: string,
+    options: { excludeId: string; before: Date; limit: number },
+  ): Promise<AiHistoryEntry[]>;
+}
+
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
 
@@ -33,7 +51,9 @@ export interface InboundServiceOptions {
   directory: AgentDirectory;
   ai: AiCaller;
   replies: ReplySender;
-  repository: Pick<InboundRepository, 'claim' | 'setOutcome'>;
+  repository: Pick<InboundRepository, 'claim' | 'setOutcome' | 'record'>;
+  /** `AI_HISTORY_MESSAGES` earlier messages of the chat go to the AI as `metadata.history`; absent or 0: none. */
+  history?: { reader: ChatHistoryReader; limit: number } | undefined;
   metrics: Metrics;
   logger: Logger;
   /** `DEVELOPER_NUMBER`, as configured; AI failures and dropped messages are reported there when it is set. */
@@ -57,6 +77,8 @@ export class InboundService {
   private readonly clock: Clock;
   private readonly newTraceId: () => string;
   private closing = false;
+  /** Stores of messages that go to no claim, under way: onIdle and close wait for them. */
+  private readonly records = new Set<Promise<void>>();
 
   constructor(private readonly options: InboundServiceOptions) {
     this.queue = new ChatQueue({
@@ -97,24 +119,46 @@ export class InboundService {
       this.count(agentId, 'dropped', logger, { reason: 'not_connected' });
       return;
     }
+    // Every message of a connected agent is stored: those the AI gets by their claim, the others here.
     if (this.closing) {
+      this.record(agentId, message, 'dropped', logger);
       this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
       return;
     }
     const verdict = filterInbound(message, connection.identity);
     if (!verdict.pass) {
+      this.record(agentId, message, 'ignored', logger);
       this.count(agentId, 'ignored', logger, { reason: verdict.reason });
       return;
     }
     const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
     const limit = this.queue.push(agentId, message.chatJid, task);
-    // Not claimed: WhatsApp's redelivery, if any, is answered then.
-    if (limit) this.drop(agentId, message, traceId, logger, 'overloaded', { limit });
+    if (limit) {
+      // Stored as dropped, not claimed: WhatsApp's redelivery, if any, is answered then.
+      this.record(agentId, message, 'dropped', logger);
+      this.drop(agentId, message, traceId, logger, 'overloaded', { limit });
+    }
+  }
+
+  /** Stores a message that gets no claim, in the background (batched); a failure costs its history line only. */
+  private record(agentId: string, message: InboundMessage, outcome: 'ignored' | 'dropped', logger: MessageLogger) {
+    const write: Promise<void> = this.options.repository
+      .record(agentId, message, new Date(this.clock.now()), outcome)
+      .catch((err: unknown) => {
+        logger.warn({ event: 'inbound.not_stored', err: errorMessage(err) });
+      })
+      .finally(() => this.records.delete(write));
+    this.records.add(write);
+  }
+
+  private async recordsSettled(): Promise<void> {
+    while (this.records.size > 0) await Promise.all([...this.records]);
   }
 
   /** Resolves when every accepted message has been handled and every report under way has been sent. */
   async onIdle(): Promise<void> {
     await this.queue.onIdle();
+    await this.recordsSettled();
     await this.reporter?.idle();
   }
 
@@ -129,7 +173,10 @@ export class InboundService {
         })
       : new Promise<void>(() => {});
     // The summaries still counting go out last, while the outbox is still up.
-    const drained = this.queue.onIdle().then(() => this.reporter?.close());
+    const drained = this.queue
+      .onIdle()
+      .then(() => this.recordsSettled())
+      .then(() => this.reporter?.close());
     await Promise.race([drained, grace]);
     timer?.cancel();
   }
@@ -144,14 +191,18 @@ export class InboundService {
     const { repository } = this.options;
     if (this.closing) {
       // Not claimed, so WhatsApp's redelivery after the restart is answered then.
+      this.record(agentId, message, 'dropped', logger);
       this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
       return;
     }
-    // The agent's settings are read while the claim is written: one database round trip before the AI call, not two.
+    const at = new Date(this.clock.now());
+    // The agent's settings (and the chat's history) are read while the claim is written: one database round trip
+    // before the AI call, not two.
     const settings = this.options.directory.aiSettings(agentId).catch(() => null);
+    const history = this.readHistory(agentId, message, at, logger);
     let claimed: boolean;
     try {
-      claimed = await repository.claim(agentId, message.id, message.chatJid, new Date(this.clock.now()));
+      claimed = await repository.claim(agentId, message, at);
     } catch (err) {
       // Without the dedup record a redelivery could be answered twice; not answering is the safer side.
       this.drop(agentId, message, traceId, logger, 'dedup_unavailable', { err: errorMessage(err) });
@@ -162,7 +213,7 @@ export class InboundService {
       return;
     }
     // ai_error and dropped leave the claim open to WhatsApp's redelivery (InboundRepository.claim takes them over).
-    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot, await settings);
+    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot, await settings, await history);
     await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
     });
@@ -175,6 +226,7 @@ export class InboundService {
     logger: MessageLogger,
     releaseSlot: () => void,
     settings: AgentAiSettings | null,
+    history: AiHistoryEntry[] | null,
   ): Promise<InboundOutcome> {
     const { directory, ai, replies } = this.options;
     const connection = directory.connection(agentId);
@@ -210,6 +262,7 @@ export class InboundService {
           message_id: message.id,
           is_group: message.isGroup,
           agent_id: agentId,
+          ...(history ? { history } : {}),
         },
       });
     } catch (err) {
@@ -234,6 +287,27 @@ export class InboundService {
       return this.drop(agentId, message, traceId, logger, 'reply_not_queued', { err: errorMessage(err) });
     }
     return this.count(agentId, 'replied', logger, { latencyMs: Math.round(latencyMs), replyLength: reply.length });
+  }
+
+  /** The chat's last messages for the AI, when AI_HISTORY_MESSAGES asks for them; null when off or unreadable. */
+  private async readHistory(
+    agentId: string,
+    message: InboundMessage,
+    before: Date,
+    logger: MessageLogger,
+  ): Promise<AiHistoryEntry[] | null> {
+    const history = this.options.history;
+    if (!history || history.limit <= 0) return null;
+    try {
+      return await history.reader.recentForAi(agentId, message.chatJid, {
+        excludeId: message.id,
+        before,
+        limit: history.limit,
+      });
+    } catch (err) {
+      logger.warn({ event: 'inbound.history_unavailable', err: errorMessage(err) });
+      return null;
+    }
   }
 
   private aiFailed(

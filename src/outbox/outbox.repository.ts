@@ -114,6 +114,9 @@ const O_COLUMNS = COLUMNS.split(',')
   .map((column) => `o.${column.trim()}`)
   .join(', ');
 
+/** Rows deleted per statement by the retention purge. */
+export const OUTBOX_PURGE_BATCH_SIZE = 5_000;
+
 export class OutboxRepository {
   constructor(private readonly database: Database) {}
 
@@ -263,16 +266,26 @@ export class OutboxRepository {
     return new Map(rows.map((row) => [String(row.agent_id), Number(row.n)]));
   }
 
-  /** Deletes sent and failed rows last changed before `cutoff` (retention); returns how many. */
-  async purgeSettledBefore(cutoff: Date): Promise<number> {
-    const rows = await this.database.query(
-      `WITH gone AS (
-         DELETE FROM outbox_messages WHERE status IN ('sent', 'failed') AND updated_at < $1 RETURNING 1
-       )
-       SELECT count(*)::int AS n FROM gone`,
-      [cutoff.toISOString()],
-    );
-    return Number(rows[0]?.n ?? 0);
+  /**
+   * Deletes sent and failed rows last changed before `cutoff` (retention), `batchSize` per statement until none is
+   * left (short transactions, whatever the backlog); returns how many.
+   */
+  async purgeSettledBefore(cutoff: Date, batchSize = OUTBOX_PURGE_BATCH_SIZE): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const rows = await this.database.query(
+        `WITH gone AS (
+           DELETE FROM outbox_messages WHERE id IN (
+             SELECT id FROM outbox_messages WHERE status IN ('sent', 'failed') AND updated_at < $1 LIMIT $2)
+           RETURNING 1
+         )
+         SELECT count(*)::int AS n FROM gone`,
+        [cutoff.toISOString(), batchSize],
+      );
+      const deleted = Number(rows[0]?.n ?? 0);
+      total += deleted;
+      if (deleted < batchSize) return total;
+    }
   }
 
   /** Rows an earlier version left in `sending` go back to `queued`; returns how many. */

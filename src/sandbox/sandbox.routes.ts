@@ -34,6 +34,15 @@ const inboundBody = z.object({
   type: z.enum(INBOUND_TYPES).default('text'),
   id: text().min(1).max(128).optional(),
   fromMe: z.boolean().default(false),
+  quotedMessageId: text().min(1).max(256).optional(),
+  media: z
+    .object({
+      mimeType: text().max(255).optional(),
+      size: z.number().int().min(0).optional(),
+      filename: text().max(255).optional(),
+    })
+    .optional()
+    .describe("An attachment's metadata (the sandbox carries no bytes)"),
 });
 
 const sentEntry = z.object({
@@ -125,6 +134,14 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
           timestamp: Date.now(),
           pushName: body.pushName ?? null,
           chatName: body.chatName ?? null,
+          quotedMessageId: body.quotedMessageId ?? null,
+          media: body.media
+            ? {
+                mimeType: body.media.mimeType ?? null,
+                size: body.media.size ?? null,
+                filename: body.media.filename ?? null,
+              }
+            : null,
         }),
       );
       return { data: { messageId }, traceId: request.id };

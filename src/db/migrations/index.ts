@@ -163,6 +163,28 @@ export const migrations: Migration[] = [
         ON outbox_messages (agent_id, wa_message_id) WHERE wa_message_id IS NOT NULL;
     `,
   },
+  {
+    id: '0007_message_store',
+    // Every inbound message of a connected agent is kept (src/inbound/inbound.repository.ts), answered or not, with
+    // what the chat history serves (src/history/): rows written before this have NULL there. The chat history reads
+    // both tables by agent, chat and time, newest first; the purge reads inbound rows by time (its index exists).
+    sql: `
+      ALTER TABLE inbound_messages
+        ADD COLUMN IF NOT EXISTS sender_jid text,
+        ADD COLUMN IF NOT EXISTS from_me boolean,
+        ADD COLUMN IF NOT EXISTS is_group boolean,
+        ADD COLUMN IF NOT EXISTS type text,
+        ADD COLUMN IF NOT EXISTS text text,
+        ADD COLUMN IF NOT EXISTS quoted_message_id text,
+        ADD COLUMN IF NOT EXISTS media jsonb,
+        ADD COLUMN IF NOT EXISTS push_name text,
+        ADD COLUMN IF NOT EXISTS chat_name text;
+      CREATE INDEX IF NOT EXISTS inbound_messages_chat
+        ON inbound_messages (agent_id, chat_jid, received_at, wa_message_id);
+      CREATE INDEX IF NOT EXISTS outbox_messages_chat ON outbox_messages (agent_id, to_jid, created_at, id);
+      CREATE INDEX IF NOT EXISTS outbox_messages_settled ON outbox_messages (updated_at) WHERE status IN ('sent', 'failed');
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */

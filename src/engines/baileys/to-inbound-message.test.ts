@@ -29,6 +29,8 @@ describe('toInboundMessage (baileys)', () => {
       timestamp: 1_764_000_000_000,
       pushName: 'Budi Santoso',
       chatName: 'Budi Santoso',
+      quotedMessageId: null,
+      media: null,
     });
   });
 
@@ -51,6 +53,36 @@ describe('toInboundMessage (baileys)', () => {
       type: 'image',
       text: 'foto struk',
       pushName: 'Ani',
+      media: { mimeType: 'image/jpeg', size: 48_213, filename: null },
+    });
+  });
+
+  it('reads the id of a quoted message and the metadata of a document, never its bytes', () => {
+    const base = fixture('upsert-private-lid');
+    const message = toInboundMessage(
+      {
+        ...base,
+        message: {
+          documentWithCaptionMessage: {
+            message: {
+              documentMessage: {
+                mimetype: 'application/pdf',
+                fileLength: 1_000,
+                fileName: 'invoice.pdf',
+                caption: 'the invoice',
+                contextInfo: { stanzaId: 'QUOTED-1' },
+              },
+            },
+          },
+        },
+      },
+      context,
+    );
+    expect(message).toMatchObject({
+      type: 'document',
+      text: 'the invoice',
+      quotedMessageId: 'QUOTED-1',
+      media: { mimeType: 'application/pdf', size: 1_000, filename: 'invoice.pdf' },
     });
   });
 

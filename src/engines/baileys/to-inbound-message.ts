@@ -1,6 +1,6 @@
 // Pure translation between Baileys 7 (messages, JIDs, close reasons) and the port's types.
 import type { proto, WAMessage } from 'baileys';
-import type { InboundMessage, InboundMessageType } from '../engine.js';
+import type { InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
 
 /** Baileys addresses users as `<digits>@s.whatsapp.net` (with a `:device` part for own devices); the port uses `@c.us`. */
 export function toCanonicalJid(jid: string): string {
@@ -80,6 +80,23 @@ function contextInfoOf(content: Content | null): proto.IContextInfo | null {
   );
 }
 
+/** The attachment's metadata: its type, size and (documents) file name; null for a message without a file. */
+function mediaOf(content: Content | null): InboundMedia | null {
+  if (!content) return null;
+  const file =
+    content.imageMessage ??
+    content.videoMessage ??
+    content.audioMessage ??
+    content.documentMessage ??
+    content.stickerMessage ??
+    null;
+  if (!file) return null;
+  const length = file.fileLength;
+  const size = length == null ? null : typeof length === 'number' ? length : Number(length.toString());
+  const filename = content.documentMessage?.fileName ?? null;
+  return { mimeType: file.mimetype ?? null, size: Number.isFinite(size) ? size : null, filename: filename || null };
+}
+
 /** protobuf timestamps arrive as numbers, or as Long objects (`{ low, high }`) when decoded from the wire. */
 export function toSeconds(value: WAMessage['messageTimestamp']): number {
   if (value == null) return 0;
@@ -117,6 +134,8 @@ export function toInboundMessage(message: WAMessage, context: MessageContext): I
     pushName,
     // A private chat is named after the person, as WhatsApp shows it; Baileys keeps no contact book for us.
     chatName: isGroup ? context.groupName : pushName,
+    quotedMessageId: contextInfoOf(content)?.stanzaId || null,
+    media: mediaOf(content),
   };
 }
 

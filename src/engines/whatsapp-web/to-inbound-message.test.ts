@@ -27,6 +27,8 @@ describe('toInboundMessage (whatsapp-web)', () => {
       timestamp: 1_764_000_000_000,
       pushName: 'Budi Santoso',
       chatName: 'Budi',
+      quotedMessageId: null,
+      media: null,
     });
   });
 
@@ -53,7 +55,18 @@ describe('toInboundMessage (whatsapp-web)', () => {
       type: 'image',
       text: 'foto struk',
       pushName: 'Ani',
+      media: { mimeType: 'image/jpeg', size: null, filename: null },
     });
+  });
+
+  it('reads the id of a quoted message and the size and file name of a document', () => {
+    const base = fixture('message-lid-image');
+    const rawData = { ...base.rawData, quotedStanzaID: 'QUOTED-1', size: 1_000, filename: 'invoice.pdf' };
+    expect(toInboundMessage({ ...base, rawData }, noContext)).toMatchObject({
+      quotedMessageId: 'QUOTED-1',
+      media: { mimeType: 'image/jpeg', size: 1_000, filename: 'invoice.pdf' },
+    });
+    expect(toInboundMessage({ ...base, hasMedia: false }, noContext).media).toBeNull();
   });
 
   it('keeps status updates as they are: filtering is the inbound service’s job', () => {

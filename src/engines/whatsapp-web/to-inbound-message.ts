@@ -1,5 +1,5 @@
 // Pure translation of whatsapp-web.js messages and ids into the port's types.
-import type { InboundMessage, InboundMessageType } from '../engine.js';
+import type { InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
 import type { WwebMessageData } from './whatsapp-web.types.js';
 
 /** whatsapp-web.js already uses `@c.us`; only a stray `@s.whatsapp.net` and a `:device` suffix need folding. */
@@ -45,6 +45,24 @@ export function toInboundMessage(message: WwebMessageData, context: MessageConte
     timestamp: message.timestamp * 1000,
     pushName: notifyName(message.rawData) ?? context.contactPushName,
     chatName: context.chatName,
+    quotedMessageId: rawString(message.rawData, 'quotedStanzaID'),
+    media: message.hasMedia ? mediaOf(message.rawData) : null,
+  };
+}
+
+/** A string field of WhatsApp Web's raw message (`_data`), when it is there and not empty. */
+function rawString(raw: object | undefined, key: string): string | null {
+  const value: unknown = raw ? (raw as Record<string, unknown>)[key] : undefined;
+  return typeof value === 'string' && value !== '' ? value : null;
+}
+
+/** The attachment's metadata from WhatsApp Web's raw message: `mimetype`, `size`, `filename`. */
+function mediaOf(raw: object | undefined): InboundMedia {
+  const size: unknown = raw ? (raw as Record<string, unknown>).size : undefined;
+  return {
+    mimeType: rawString(raw, 'mimetype'),
+    size: typeof size === 'number' && Number.isFinite(size) ? size : null,
+    filename: rawString(raw, 'filename'),
   };
 }
 
