@@ -56,7 +56,7 @@ export function errorText(err: unknown): string {
 }
 
 /** A port that was free on 127.0.0.1 a moment ago (the service may still lose it to another process: see boot). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -1,27 +1,14 @@
 // Two members of one cluster in this process, each with its own pool on one PostgreSQL database and its own socket:
 // what one member accepts, the owner of the session sends; session routes reach the owner wherever they land; a
 // member that stops hands its sessions, and the messages they have queued, to the other.
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../scripts/service-process.js';
 import { type Database, openDatabase } from '../src/db/client.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
 import { type ConnectedAgent, sent, until } from './helpers/messaging.js';
 
 const HOST = '127.0.0.1';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      server.close(() =>
-        address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 interface Member {
   id: string;
