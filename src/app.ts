@@ -21,6 +21,7 @@ import { messagingRoutes } from './messaging/messaging.routes.js';
 import { lazyChildLogger } from './observability/lazy-logger.js';
 import { sandboxRoutes } from './sandbox/sandbox.routes.js';
 import { sessionsRoutes } from './sessions/sessions.routes.js';
+import { webhooksRoutes } from './webhooks/webhooks.routes.js';
 
 const VALID_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 /** Headers are a few KB: ten seconds is plenty on any link, and short enough against slowloris. */
@@ -113,6 +114,13 @@ export async function buildApp(container: Container): Promise<App> {
     history: container.history,
     auth: container.auth,
     defaultCountryCode: config.defaultCountryCode,
+  });
+  await app.register(webhooksRoutes, {
+    repository: container.webhooks.repository,
+    auth: container.auth,
+    clock: container.clock,
+    agentExists: (agentId) => container.history.agentExists(agentId),
+    checkAddress: container.webhooks.checkAddress,
   });
   await app.register(runRoutes, { run: container.run, auth: container.auth });
   await app.register(clusterRoutes, { cluster: container.cluster, auth: container.auth });

@@ -59,6 +59,10 @@ const envSchema = z.object({
   METRICS_TOKEN: optionalString,
   SANDBOX_ENABLED: bool.default(false),
   MEDIA_ALLOW_PRIVATE_NETWORKS: bool.default(false),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool.default(false),
+  WEBHOOK_RETRY_HOURS: int(1, 720).default(24),
+  WEBHOOK_CONCURRENCY_PER_ENDPOINT: int(1, 100).default(4),
+  WEBHOOK_CONCURRENCY_MAX: int(1, 10_000).default(64),
   SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
   DB_STATEMENT_TIMEOUT_MS: int(100).default(5_000),
   INSTANCE_ID: z.preprocess(
@@ -179,6 +183,13 @@ function toConfig(e: z.output<typeof envSchema>) {
     metricsToken: e.METRICS_TOKEN,
     sandboxEnabled,
     mediaAllowPrivateNetworks: e.MEDIA_ALLOW_PRIVATE_NETWORKS,
+    /** Webhook URLs may point to private and loopback addresses (tests and closed networks only). */
+    webhookAllowPrivateNetworks: e.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+    /** A delivery is retried for this long after its first failure; an endpoint failing this long is disabled. */
+    webhookRetryHours: e.WEBHOOK_RETRY_HOURS,
+    /** Deliveries in flight to one endpoint, and in the process, from this member. */
+    webhookConcurrencyPerEndpoint: e.WEBHOOK_CONCURRENCY_PER_ENDPOINT,
+    webhookConcurrencyMax: e.WEBHOOK_CONCURRENCY_MAX,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     /** Longest a statement may run on PostgreSQL, and longest a message waits for its commit, before 503. */
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,

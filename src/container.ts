@@ -35,6 +35,7 @@ import { createSessionGateway } from './sessions/session-gateway.js';
 import { type BackoffOptions, SessionSupervisor } from './sessions/session-supervisor.js';
 import { createSessionsRepository } from './sessions/sessions.repository.js';
 import { SessionsService } from './sessions/sessions.service.js';
+import { createWebhooks, type Webhooks } from './webhooks/webhooks.module.js';
 import type { EngineName } from './whatsapp/engine-names.js';
 
 /** Session states of a client that is being linked to a phone, or starting: a rebalance leaves them where they are. */
@@ -75,6 +76,8 @@ export interface Container {
   /** The stored messages of each agent's chats, both directions. */
   history: HistoryRepository;
   run: RunService;
+  /** Webhook endpoints and the delivery of their events. */
+  webhooks: Webhooks;
   startedAt: number;
   /**
    * start() has finished: agent keys loaded, sessions restored or leases taken. Until then /health/ready answers 503,
@@ -244,6 +247,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   // WhatsApp's receipts of what the agents sent are recorded on their outbox rows.
   supervisor.on('ack', (agentId, ack) => outbox.receipt(agentId, ack));
   const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
+  const webhooks = createWebhooks({ config, database, clock, logger, metrics });
   const retention: RetentionJob[] = [];
 
   let closing: Promise<void> | undefined;
@@ -266,6 +270,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     inbound,
     history,
     run,
+    webhooks,
     startedAt: clock.now(),
     started: false,
     draining: false,
@@ -295,8 +300,18 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           logger,
           clock,
         }),
+        startRetention({
+          name: 'webhook_deliveries',
+          purgeBefore: (cutoff) => webhooks.repository.purgeSettledBefore(cutoff),
+          retentionMs: config.messageRetentionDays * DAY_MS,
+          logger,
+          clock,
+        }),
       );
       messaging.start();
+      // Any member delivers any due delivery (claimed in the database, one member at a time): what a previous
+      // process left pending goes out now.
+      await webhooks.dispatcher.start();
       // Before sessions come back, so what a previous process left queued goes out as each one is ready.
       await outbox.resumeAll();
       await board.start();
@@ -330,6 +345,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         await messaging.close();
         // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.
         await outbox.close();
+        // Attempts under way end (each within its timeout) and their outcomes are written; the rest stays pending.
+        await webhooks.dispatcher.stop();
         // Then every lease is given up (its session stopped, its login saved, by the hooks) so that other members
         // take over now rather than when the leases expire.
         await cluster.stop();

@@ -28,6 +28,10 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         { name: 'sandbox', description: 'Sandbox engine control (only when the sandbox is enabled)' },
         { name: 'health', description: 'Health and metrics' },
         { name: 'cluster', description: 'Cluster members and session ownership (admin key)' },
+        {
+          name: 'webhooks',
+          description: 'Signed event deliveries (Standard Webhooks): agent key or admin key; /webhooks admin only',
+        },
       ],
     },
     transform: jsonSchemaTransform,

@@ -28,24 +28,9 @@ class ForbiddenAddressError extends Error {
 
 export class MediaFetcher {
   private readonly agent: Agent;
-  private readonly lookup: HostLookup;
 
   constructor(private readonly options: MediaFetcherOptions) {
-    this.lookup = options.lookup ?? ((hostname) => dnsLookup(hostname, { all: true, verbatim: true }));
-    const connect = buildConnector({ timeout: options.connectTimeoutMs ?? 5_000 });
-    this.agent = new Agent({
-      keepAliveTimeout: 1_000,
-      // The connector resolves the name itself, checks every address, and connects to the checked one: the socket
-      // never does a DNS lookup of its own, so a name cannot answer "public" to us and "private" to the socket.
-      connect: (connectOptions, callback) => {
-        const port = Number(connectOptions.port) || (connectOptions.protocol === 'https:' ? 443 : 80);
-        this.resolve(connectOptions.hostname, port).then(
-          // `host` keeps the name, so TLS still verifies the certificate for it (SNI), not for the IP.
-          (address) => connect({ ...connectOptions, hostname: address }, callback),
-          (err: Error) => callback(err, null),
-        );
-      },
-    });
+    this.agent = guardedAgent(options);
   }
 
   /** The image bytes at `url`, or an AppError: MEDIA_URL_FORBIDDEN, MEDIA_TOO_LARGE or MEDIA_FETCH_FAILED. */
@@ -113,18 +98,51 @@ export class MediaFetcher {
     }
     return Buffer.concat(chunks, size);
   }
+}
 
-  private async resolve(hostname: string, port: number): Promise<string> {
-    const addresses = isIP(hostname) ? [{ address: hostname, family: isIP(hostname) }] : await this.lookup(hostname);
-    if (addresses.length === 0) throw new Error(`${hostname} did not resolve`);
-    // All of them, not just the first: the one we would not check is the one an attacker would make us use.
-    for (const { address } of addresses) {
-      if (!this.options.checkAddress(address, port)) {
-        throw new ForbiddenAddressError(`${hostname} resolves to a forbidden address`);
-      }
+/**
+ * An undici Agent whose connector resolves the name itself, checks every address, and connects to the checked one:
+ * the socket never does a DNS lookup of its own, so a name cannot answer "public" to us and "private" to the socket.
+ * Media downloads and webhook deliveries both go through one.
+ */
+export function guardedAgent(options: {
+  checkAddress: AddressChecker;
+  lookup?: HostLookup;
+  connectTimeoutMs?: number;
+}): Agent {
+  const connect = buildConnector({ timeout: options.connectTimeoutMs ?? 5_000 });
+  return new Agent({
+    keepAliveTimeout: 1_000,
+    connect: (connectOptions, callback) => {
+      const port = Number(connectOptions.port) || (connectOptions.protocol === 'https:' ? 443 : 80);
+      resolveChecked(connectOptions.hostname, port, options).then(
+        // `host` keeps the name, so TLS still verifies the certificate for it (SNI), not for the IP.
+        (address) => connect({ ...connectOptions, hostname: address }, callback),
+        (err: Error) => callback(err, null),
+      );
+    },
+  });
+}
+
+const systemLookup: HostLookup = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+
+/** The first address of `hostname`, once every address it resolves to has passed the check. */
+export async function resolveChecked(
+  hostname: string,
+  port: number,
+  options: { checkAddress: AddressChecker; lookup?: HostLookup },
+): Promise<string> {
+  // A bracketed IPv6 literal, as URL.hostname gives it.
+  const name = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  const addresses = isIP(name) ? [{ address: name, family: isIP(name) }] : await (options.lookup ?? systemLookup)(name);
+  if (addresses.length === 0) throw new Error(`${name} did not resolve`);
+  // All of them, not just the first: the one we would not check is the one an attacker would make us use.
+  for (const { address } of addresses) {
+    if (!options.checkAddress(address, port)) {
+      throw new ForbiddenAddressError(`${name} resolves to a forbidden address`);
     }
-    return addresses[0]?.address ?? hostname;
   }
+  return addresses[0]?.address ?? name;
 }
 
 /** Parses a media URL: 400 MEDIA_URL_FORBIDDEN unless it is http(s). Its addresses are checked at connect time. */

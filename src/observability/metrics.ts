@@ -140,6 +140,17 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       labelNames: ['reason'],
       registers,
     }),
+    webhookDeliveries: new Counter({
+      name: 'webhook_deliveries_total',
+      help: 'Webhook delivery attempts, by outcome (delivered, retry, failed)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    webhookEndpointsDisabled: new Counter({
+      name: 'webhook_endpoints_disabled_total',
+      help: 'Webhook endpoints disabled after failing through WEBHOOK_RETRY_HOURS',
+      registers,
+    }),
     clusterLeaseLosses: new Counter({
       name: 'whatsapp_cluster_lease_losses_total',
       help: 'Leases this member lost: not renewed in time by its own clock, or taken over after they expired',

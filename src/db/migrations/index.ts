@@ -185,6 +185,198 @@ export const migrations: Migration[] = [
       CREATE INDEX IF NOT EXISTS outbox_messages_settled ON outbox_messages (updated_at) WHERE status IN ('sent', 'failed');
     `,
   },
+  {
+    id: '0008_webhooks',
+    // Webhooks (src/webhooks/). Endpoints (agent_id NULL: an admin-level endpoint, every agent's events) and one
+    // delivery row per event and endpoint. The deliveries are written by the statement-level triggers below, in the
+    // same transaction as the state change they describe (an inbound row stored, an outbox row sent or failed, a
+    // receipt, an AI failure, a session status): nothing the services write can be committed without its events,
+    // and no code path can forget one. A trigger costs one look at webhook_endpoints (a few rows at most) per
+    // statement, not per row, and returns at once when no endpoint is enabled. order_key (the chat) orders the
+    // deliveries of one endpoint: only the oldest pending delivery of each (endpoint, order_key) may be sent.
+    sql: `
+      CREATE TABLE IF NOT EXISTS webhook_endpoints (
+        id text PRIMARY KEY,
+        agent_id text,
+        url text NOT NULL,
+        events text[],
+        enabled boolean NOT NULL DEFAULT true,
+        description text,
+        secret text NOT NULL,
+        previous_secret text,
+        previous_secret_until timestamptz,
+        failing_since timestamptz,
+        disabled_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX IF NOT EXISTS webhook_endpoints_agent ON webhook_endpoints (agent_id, created_at);
+      CREATE TABLE IF NOT EXISTS webhook_deliveries (
+        id text PRIMARY KEY,
+        seq bigserial NOT NULL,
+        event_id text NOT NULL,
+        endpoint_id text NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+        agent_id text,
+        type text NOT NULL,
+        order_key text NOT NULL,
+        payload jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz,
+        claimed_until timestamptz,
+        give_up_at timestamptz,
+        last_status_code integer,
+        last_error text,
+        last_attempt_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (seq) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS webhook_deliveries_chat
+        ON webhook_deliveries (endpoint_id, order_key, seq) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
+      CREATE INDEX IF NOT EXISTS webhook_deliveries_settled
+        ON webhook_deliveries (updated_at) WHERE status IN ('delivered', 'failed');
+
+      -- One event per element of the arrays, delivered to every enabled endpoint of its agent (or admin-level) that
+      -- takes its type; one NOTIFY per statement wakes the dispatchers.
+      CREATE OR REPLACE FUNCTION wamt_webhook_emit(p_type text, p_agents text[], p_keys text[], p_data jsonb[])
+      RETURNS void LANGUAGE plpgsql AS $fn$
+      DECLARE
+        inserted integer;
+      BEGIN
+        IF cardinality(p_agents) = 0 OR NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN
+          RETURN;
+        END IF;
+        WITH ev AS MATERIALIZED (
+          SELECT 'evt_' || replace(gen_random_uuid()::text, '-', '') AS event_id, u.agent_id, u.order_key, u.data, u.ord
+          FROM unnest(p_agents, p_keys, p_data) WITH ORDINALITY AS u (agent_id, order_key, data, ord)
+        ), rows AS (
+          INSERT INTO webhook_deliveries (id, event_id, endpoint_id, agent_id, type, order_key, payload)
+          SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), ev.event_id, e.id, ev.agent_id, p_type,
+            ev.order_key,
+            jsonb_build_object('id', ev.event_id, 'type', p_type,
+              'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              'agentId', ev.agent_id, 'data', ev.data)
+          FROM ev JOIN webhook_endpoints e
+            ON e.enabled AND (e.agent_id = ev.agent_id OR e.agent_id IS NULL)
+              AND (e.events IS NULL OR p_type = ANY (e.events))
+          ORDER BY ev.ord, e.id
+          RETURNING 1
+        )
+        SELECT count(*) INTO inserted FROM rows;
+        IF inserted > 0 THEN
+          PERFORM pg_notify('wamt_webhooks', '');
+        END IF;
+      END
+      $fn$;
+
+      CREATE OR REPLACE FUNCTION wamt_webhook_inbound_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN RETURN NULL; END IF;
+        PERFORM wamt_webhook_emit('message.received', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(n.chat_jid), '{}'),
+          coalesce(array_agg(jsonb_build_object('messageId', n.wa_message_id, 'chatId', n.chat_jid,
+            'from', n.sender_jid, 'fromMe', n.from_me, 'isGroup', n.is_group, 'type', n.type, 'text', n.text,
+            'quotedMessageId', n.quoted_message_id, 'media', n.media, 'pushName', n.push_name,
+            'chatName', n.chat_name, 'receivedAt', n.received_at)), '{}'))
+        FROM new_rows n;
+        RETURN NULL;
+      END
+      $fn$;
+
+      CREATE OR REPLACE FUNCTION wamt_webhook_inbound_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN RETURN NULL; END IF;
+        PERFORM wamt_webhook_emit('ai.failed', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(n.chat_jid), '{}'),
+          coalesce(array_agg(jsonb_build_object('messageId', n.wa_message_id, 'chatId', n.chat_jid,
+            'from', n.sender_jid)), '{}'))
+        FROM new_rows n JOIN old_rows o ON o.agent_id = n.agent_id AND o.wa_message_id = n.wa_message_id
+        WHERE n.outcome = 'ai_error' AND o.outcome IS DISTINCT FROM 'ai_error';
+        RETURN NULL;
+      END
+      $fn$;
+
+      CREATE OR REPLACE FUNCTION wamt_webhook_outbox_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN RETURN NULL; END IF;
+        PERFORM wamt_webhook_emit('message.sent', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(n.to_jid), '{}'),
+          coalesce(array_agg(jsonb_build_object('messageId', n.id, 'waMessageId', n.wa_message_id,
+            'chatId', n.to_jid, 'kind', n.kind, 'attempts', n.attempts, 'sentAt', n.sent_at)), '{}'))
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.status = 'sent' AND o.status IS DISTINCT FROM 'sent';
+        PERFORM wamt_webhook_emit('message.failed', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(n.to_jid), '{}'),
+          coalesce(array_agg(jsonb_build_object('messageId', n.id, 'chatId', n.to_jid, 'kind', n.kind,
+            'attempts', n.attempts, 'error', n.error)), '{}'))
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.status = 'failed' AND o.status IS DISTINCT FROM 'failed';
+        PERFORM wamt_webhook_emit('message.status', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(n.to_jid), '{}'),
+          coalesce(array_agg(jsonb_build_object('messageId', n.id, 'waMessageId', n.wa_message_id,
+            'chatId', n.to_jid,
+            'status', CASE
+              WHEN n.ack_error_at IS NOT NULL AND o.ack_error_at IS NULL THEN 'error'
+              WHEN n.played_at IS NOT NULL AND o.played_at IS NULL THEN 'played'
+              WHEN n.read_at IS NOT NULL AND o.read_at IS NULL THEN 'read'
+              WHEN n.delivered_at IS NOT NULL AND o.delivered_at IS NULL THEN 'delivered'
+              ELSE 'server' END,
+            'error', n.ack_error, 'serverAt', n.server_at, 'deliveredAt', n.delivered_at, 'readAt', n.read_at,
+            'playedAt', n.played_at)), '{}'))
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE (n.server_at IS NOT NULL AND o.server_at IS NULL)
+          OR (n.delivered_at IS NOT NULL AND o.delivered_at IS NULL)
+          OR (n.read_at IS NOT NULL AND o.read_at IS NULL)
+          OR (n.played_at IS NOT NULL AND o.played_at IS NULL)
+          OR (n.ack_error_at IS NOT NULL AND o.ack_error_at IS NULL);
+        RETURN NULL;
+      END
+      $fn$;
+
+      CREATE OR REPLACE FUNCTION wamt_webhook_session_update() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN RETURN NULL; END IF;
+        PERFORM wamt_webhook_emit('session.status', coalesce(array_agg(n.agent_id), '{}'),
+          coalesce(array_agg(''::text), '{}'),
+          coalesce(array_agg(jsonb_build_object('status', n.status, 'previousStatus', o.status,
+            'lastError', n.last_error)), '{}'))
+        FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.agent_id = n.agent_id
+        WHERE n.status IS DISTINCT FROM o.status;
+        RETURN NULL;
+      END
+      $fn$;
+
+      -- An agent deleted takes its endpoints (and their deliveries) with it: a new agent of the same id starts bare.
+      CREATE OR REPLACE FUNCTION wamt_webhook_session_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        DELETE FROM webhook_endpoints e USING old_rows o
+        WHERE e.agent_id = o.agent_id AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = o.agent_id);
+        RETURN NULL;
+      END
+      $fn$;
+      DROP TRIGGER IF EXISTS wamt_webhook_session_delete ON whatsapp_user;
+      CREATE TRIGGER wamt_webhook_session_delete AFTER DELETE ON whatsapp_user
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_session_delete();
+
+      DROP TRIGGER IF EXISTS wamt_webhook_inbound_insert ON inbound_messages;
+      CREATE TRIGGER wamt_webhook_inbound_insert AFTER INSERT ON inbound_messages
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_inbound_insert();
+      DROP TRIGGER IF EXISTS wamt_webhook_inbound_update ON inbound_messages;
+      CREATE TRIGGER wamt_webhook_inbound_update AFTER UPDATE ON inbound_messages
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_inbound_update();
+      DROP TRIGGER IF EXISTS wamt_webhook_outbox_update ON outbox_messages;
+      CREATE TRIGGER wamt_webhook_outbox_update AFTER UPDATE ON outbox_messages
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_outbox_update();
+      DROP TRIGGER IF EXISTS wamt_webhook_session_update ON whatsapp_user;
+      CREATE TRIGGER wamt_webhook_session_update AFTER UPDATE ON whatsapp_user
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_session_update();
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */

@@ -1,0 +1,226 @@
+// Delivers the committed webhook deliveries: claims the due ones from the database (any member may, one at a time per
+// delivery), POSTs each signed, and writes the outcome with its next attempt. Woken by NOTIFY on wamt_webhooks (the
+// triggers send it), and by a sweep every second for retries that fall due.
+import { type Agent, request } from 'undici';
+import type { Clock, Timer } from '../clock.js';
+import type { Database } from '../db/client.js';
+import { errorMessage } from '../errors.js';
+import type { AddressChecker } from '../messaging/address-policy.js';
+import { guardedAgent, type HostLookup } from '../messaging/media-fetch.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { signatureHeaders } from './webhook-signing.js';
+import type { AttemptOutcome, ClaimedDelivery, WebhooksRepository } from './webhooks.repository.js';
+
+/** About 1 s, 5 s, 30 s, 2 min, 10 min, then every 30 min, each with ±20 % jitter. */
+export const BACKOFF_MS = [1_000, 5_000, 30_000, 120_000, 600_000, 1_800_000];
+export const ATTEMPT_TIMEOUT_MS = 10_000;
+/** Longer than an attempt can take: a member that dies mid-attempt leaves its claim to expire, then another retries. */
+const CLAIM_MS = ATTEMPT_TIMEOUT_MS + 20_000;
+const SWEEP_MS = 1_000;
+/** What is read of a response body (and thrown away): a 10 MB or endless answer costs no more than this. */
+const BODY_READ_LIMIT = 64 * 1024;
+/** 4xx answers that are retried; every other 4xx fails the delivery at once (a 410 says the receiver is gone). */
+const RETRIED_4XX = new Set([408, 409, 425, 429]);
+
+export interface WebhookDispatcherOptions {
+  repository: WebhooksRepository;
+  database: Database;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  checkAddress: AddressChecker;
+  lookup?: HostLookup;
+  retryWindowMs: number;
+  perEndpoint: number;
+  max: number;
+  /** Jitter source (tests pass a constant). */
+  random?: () => number;
+}
+
+export function nextDelayMs(failures: number, random: () => number = Math.random): number {
+  const base = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1] ?? BACKOFF_MS[0] ?? 1_000;
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+/** Whether an answer's status is success (2xx), a retry, or a failure for good. */
+export function classify(statusCode: number): 'delivered' | 'retry' | 'failed' {
+  if (statusCode >= 200 && statusCode < 300) return 'delivered';
+  if (statusCode >= 400 && statusCode < 500 && !RETRIED_4XX.has(statusCode)) return 'failed';
+  return 'retry';
+}
+
+export class WebhookDispatcher {
+  private readonly agent: Agent;
+  private readonly inFlight = new Map<string, number>();
+  private readonly running = new Set<Promise<void>>();
+  /**
+   * Aborts the attempts under way at shutdown. Each is recorded as a failed attempt (the receiver may have seen it),
+   * so a delivery seen twice always shows two attempts; it is retried after its backoff, by this or another member.
+   */
+  private readonly shutdown = new AbortController();
+  private total = 0;
+  private ticking = false;
+  private again = false;
+  private stopped = true;
+  private sweep: Timer | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+
+  constructor(private readonly options: WebhookDispatcherOptions) {
+    this.agent = guardedAgent({
+      checkAddress: options.checkAddress,
+      ...(options.lookup ? { lookup: options.lookup } : {}),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.unlisten = await this.options.database.listen(
+      'wamt_webhooks',
+      () => this.wake(),
+      () => this.wake(),
+    );
+    this.sweep = this.options.clock.setInterval(() => this.wake(), SWEEP_MS, { background: true });
+    this.wake();
+  }
+
+  /** Stops claiming, cuts the attempts under way short (recorded, retried later), and waits for their records. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.sweep?.cancel();
+    this.shutdown.abort(new Error('shutting down'));
+    await this.unlisten?.();
+    while (this.running.size > 0 || this.ticking) await Promise.allSettled([...this.running]);
+    await this.agent.close();
+  }
+
+  /** Looks for due deliveries now (or again right after the look under way). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    const tick = this.tick()
+      .catch((err: unknown) => this.options.logger.warn({ event: 'webhook.claim_failed', err }))
+      .finally(() => {
+        this.ticking = false;
+        this.running.delete(tick);
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+    this.running.add(tick);
+  }
+
+  private async tick(): Promise<void> {
+    const { repository, clock, perEndpoint, max } = this.options;
+    const free = max - this.total;
+    if (free <= 0) return;
+    const busy = [...this.inFlight].filter(([, n]) => n >= perEndpoint).map(([id]) => id);
+    const now = clock.now();
+    const claimed = await repository.claim(new Date(now), new Date(now + CLAIM_MS), free, busy);
+    const extra: string[] = [];
+    for (const delivery of claimed) {
+      const n = this.inFlight.get(delivery.endpointId) ?? 0;
+      if (n >= perEndpoint || this.stopped) {
+        extra.push(delivery.id);
+        continue;
+      }
+      this.inFlight.set(delivery.endpointId, n + 1);
+      this.total++;
+      const attempt = this.attempt(delivery).finally(() => {
+        this.total--;
+        const left = (this.inFlight.get(delivery.endpointId) ?? 1) - 1;
+        if (left > 0) this.inFlight.set(delivery.endpointId, left);
+        else this.inFlight.delete(delivery.endpointId);
+        this.running.delete(attempt);
+        // What waited behind it (the next event of its chat, or a free slot) may go now.
+        this.wake();
+      });
+      this.running.add(attempt);
+    }
+    await repository.unclaim(extra);
+    // A full claim: there may be more due at once.
+    if (claimed.length === free && extra.length === 0) this.again = true;
+  }
+
+  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+    const { clock, logger, metrics, repository, retryWindowMs } = this.options;
+    const { statusCode, error } = await this.post(delivery);
+    const now = clock.now();
+    let outcome: AttemptOutcome;
+    const verdict = statusCode === null ? 'retry' : classify(statusCode);
+    if (verdict === 'delivered' && statusCode !== null) {
+      outcome = { kind: 'delivered', statusCode };
+    } else {
+      const giveUpAt = delivery.giveUpAt ?? new Date(now + retryWindowMs);
+      const nextAttemptAt = new Date(now + nextDelayMs(delivery.attempts + 1, this.options.random));
+      const reason = error ?? `HTTP ${statusCode}`;
+      outcome =
+        verdict === 'failed' || nextAttemptAt > giveUpAt
+          ? { kind: 'failed', statusCode, error: reason }
+          : { kind: 'retry', statusCode, error: reason, nextAttemptAt, giveUpAt };
+    }
+    metrics.webhookDeliveries.inc({ outcome: outcome.kind });
+    try {
+      const disabled = await repository.recordAttempt(delivery, outcome, new Date(now), retryWindowMs);
+      if (disabled) {
+        metrics.webhookEndpointsDisabled.inc();
+        logger.warn(
+          { event: 'webhook.endpoint_disabled', endpointId: delivery.endpointId },
+          'A webhook endpoint failed through WEBHOOK_RETRY_HOURS and is disabled; PATCH enabled=true to resume it',
+        );
+      }
+      if (outcome.kind !== 'delivered') {
+        logger.debug({
+          event: 'webhook.attempt_failed',
+          deliveryId: delivery.id,
+          endpointId: delivery.endpointId,
+          statusCode,
+          outcome: outcome.kind,
+        });
+      }
+    } catch (err) {
+      // The claim expires and the delivery is attempted again: at least once.
+      logger.warn({ event: 'webhook.record_failed', deliveryId: delivery.id, err });
+    }
+  }
+
+  /** One POST, bounded by its timeout; the answer's body is read up to a limit and dropped. */
+  private async post(delivery: ClaimedDelivery): Promise<{ statusCode: number | null; error: string | null }> {
+    const { clock } = this.options;
+    const controller = new AbortController();
+    const timer = clock.setTimeout(() => controller.abort(new Error('timed out')), ATTEMPT_TIMEOUT_MS);
+    const onShutdown = () => controller.abort(new Error('shutting down'));
+    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    try {
+      const at = new Date(clock.now());
+      const response = await request(delivery.url, {
+        method: 'POST',
+        dispatcher: this.agent,
+        signal: controller.signal,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'wamt-webhooks/1',
+          ...signatureHeaders(delivery.eventId, at, delivery.body, delivery.secrets),
+        },
+        body: delivery.body,
+      });
+      try {
+        await response.body.dump({ limit: BODY_READ_LIMIT, signal: controller.signal });
+      } catch {
+        // The status is what counts; a body that does not end is cut off.
+      }
+      return { statusCode: response.statusCode, error: null };
+    } catch (err) {
+      const reason = this.shutdown.signal.aborted ? 'cut off by a shutdown' : 'timed out';
+      return { statusCode: null, error: controller.signal.aborted ? reason : errorMessage(err) };
+    } finally {
+      timer.cancel();
+      this.shutdown.signal.removeEventListener('abort', onShutdown);
+    }
+  }
+}

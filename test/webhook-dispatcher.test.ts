@@ -1,0 +1,147 @@
+// The webhook dispatcher on its own, on a real database with an injected FakeClock: backoff, the retry window, the
+// disabling of an endpoint that keeps failing, and two dispatchers (two cluster members) never sending one delivery
+// at once.
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/__fixtures__/fake-clock.js';
+import { anyAddress } from '../src/messaging/address-policy.js';
+import { createLogger } from '../src/observability/logger.js';
+import { createMetrics } from '../src/observability/metrics.js';
+import { classify, nextDelayMs, WebhookDispatcher } from '../src/webhooks/webhook-dispatcher.js';
+import { WebhooksRepository } from '../src/webhooks/webhooks.repository.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { until } from './helpers/messaging.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
+
+describe('webhook dispatcher', () => {
+  let db: TestDatabase;
+  let receiver: WebhookReceiver;
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line));
+        callback();
+      },
+    }),
+  });
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    receiver = await startWebhookReceiver(503);
+  });
+  afterAll(async () => {
+    await receiver.close();
+    await db.drop();
+  });
+
+  const dispatcher = (
+    repository: WebhooksRepository,
+    clock: FakeClock,
+    metrics = createMetrics({ perAgent: false, collectProcessMetrics: false }),
+  ) =>
+    new WebhookDispatcher({
+      repository,
+      database: db.database,
+      clock,
+      logger,
+      metrics,
+      checkAddress: anyAddress,
+      retryWindowMs: 10_000,
+      perEndpoint: 4,
+      max: 16,
+      random: () => 0.5,
+    });
+
+  it('classifies answers and backs off about 1 s, 5 s, 30 s, 2 min, 10 min, then 30 min', () => {
+    expect([200, 204, 299].map(classify)).toEqual(['delivered', 'delivered', 'delivered']);
+    expect([400, 401, 404, 410, 413, 422].map(classify)).toEqual(Array(6).fill('failed'));
+    expect([408, 409, 425, 429, 500, 502, 503, 301].map(classify)).toEqual(Array(8).fill('retry'));
+    expect([1, 2, 3, 4, 5, 6, 7, 50].map((n) => nextDelayMs(n, () => 0.5))).toEqual([
+      1_000, 5_000, 30_000, 120_000, 600_000, 1_800_000, 1_800_000, 1_800_000,
+    ]);
+    expect(nextDelayMs(1, () => 0)).toBe(800);
+    expect(nextDelayMs(1, () => 1)).toBe(1_200);
+  });
+
+  it('retries on its backoff until the window ends, then disables an endpoint that keeps failing', async () => {
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const metrics = createMetrics({ perAgent: false, collectProcessMetrics: false });
+    const worker = dispatcher(repository, clock, metrics);
+    const hook = await repository.create(null, { url: receiver.url, enabled: true });
+    const first = await repository.enqueueTest(hook.id, null, new Date(clock.now()));
+    await worker.start();
+    try {
+      const attempts = async () =>
+        (await repository.deliveries(hook.id, { limit: 10, before: null, status: undefined })).items;
+      const attemptsOf = async (id: string) => (await attempts()).find((d) => d.id === id)?.attempts ?? 0;
+      await until(async () => (await attemptsOf(first.id)) === 1);
+      // Not before its backoff.
+      await clock.advance(900);
+      expect(await attemptsOf(first.id)).toBe(1);
+      await clock.advance(200);
+      await until(async () => (await attemptsOf(first.id)) === 2);
+      // Its next attempt is 5 s after the second; the sweep (every second) finds it then.
+      await clock.advance(6_000);
+      await until(async () => (await attemptsOf(first.id)) === 3);
+      // The next attempt would fall after the 10 s window: failed.
+      const settled = (await attempts()).find((d) => d.id === first.id);
+      expect(settled).toMatchObject({ status: 'failed', lastStatusCode: 503 });
+      expect((await repository.get(null, hook.id))?.enabled).toBe(true);
+
+      // Still failing 10 s after the first failure: disabled, with a log line and a metric.
+      await clock.advance(10_000);
+      const second = await repository.enqueueTest(hook.id, null, new Date(clock.now()));
+      await clock.advance(1_000);
+      await until(async () => (await attemptsOf(second.id)) === 1);
+      await until(async () => (await repository.get(null, hook.id))?.enabled === false);
+      expect((await repository.get(null, hook.id))?.disabledAt).toBe(new Date(clock.now()).toISOString());
+      expect(logs.some((line) => line.event === 'webhook.endpoint_disabled')).toBe(true);
+      expect((await metrics.registry.getSingleMetricAsString('webhook_endpoints_disabled_total')).trim()).toMatch(
+        / 1$/,
+      );
+      // A disabled endpoint gets nothing more.
+      const requests = receiver.received.length;
+      await repository.retry(hook.id, second.id);
+      await clock.advance(60_000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(receiver.received.length).toBe(requests);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('two dispatchers on one database never send one delivery twice, and keep each chat in order', async () => {
+    receiver.respond(200);
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const hook = await repository.create(null, { url: receiver.url, enabled: true });
+    const before = receiver.received.length;
+    // 30 events in 3 chats, written as the triggers write them.
+    await db.database.query(
+      `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, type, order_key, payload)
+       SELECT 'whd_t' || g, 'evt_t' || g, $1, 'message.received', 'chat' || (g % 3),
+         jsonb_build_object('id', 'evt_t' || g, 'type', 'message.received', 'data', jsonb_build_object('n', g, 'chatId', 'chat' || (g % 3)))
+       FROM generate_series(1, 30) AS g ORDER BY g`,
+      [hook.id],
+    );
+    const a = dispatcher(repository, clock);
+    const b = dispatcher(repository, clock);
+    await Promise.all([a.start(), b.start()]);
+    try {
+      await until(() => receiver.received.length - before >= 30, 15_000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const got = receiver.received.slice(before);
+      expect(got).toHaveLength(30);
+      expect(new Set(got.map((d) => d.event.id)).size).toBe(30);
+      for (const chat of ['chat0', 'chat1', 'chat2']) {
+        const order = got.filter((d) => d.event.data.chatId === chat).map((d) => Number(d.event.data.n));
+        expect(order).toEqual([...order].sort((x, y) => x - y));
+      }
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
