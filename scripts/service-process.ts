@@ -72,7 +72,7 @@ export function freePort(): Promise<number> {
 
 // --------------------------------------------------------------------------------------------------------------- run
 
-interface Exit {
+export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
 }
@@ -249,8 +249,6 @@ export interface ServiceConfig {
 }
 
 function spawnService(port: number, config: ServiceConfig): Service {
-  let output = '';
-  let exit: Exit | null = null;
   // Only what the service needs: nothing from the caller's environment (a DB_URL, a .env) leaks into the run.
   const child = spawn(process.execPath, [MAIN], {
     cwd: config.cwd,
@@ -269,9 +267,23 @@ function spawnService(port: number, config: ServiceConfig): Service {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return { child, port, base: `http://${HOST}:${port}`, ...watchProcess(child, { maxChars: MAX_OUTPUT_CHARS }) };
+}
+
+/**
+ * Keeps the end of a child's stdout and stderr (about `maxChars`, also copied to `copy` when given) and its exit.
+ * `exit()` is null while it runs; `exited` resolves when it ends (or could not be spawned).
+ */
+export function watchProcess(
+  child: ChildProcess,
+  { maxChars, copy }: { maxChars: number; copy?: (chunk: string) => void },
+): { output: () => string; exit: () => Exit | null; exited: Promise<Exit> } {
+  let output = '';
+  let exit: Exit | null = null;
   const append = (chunk: string) => {
+    copy?.(chunk);
     output += chunk;
-    if (output.length > 2 * MAX_OUTPUT_CHARS) output = output.slice(-MAX_OUTPUT_CHARS);
+    if (output.length > 2 * maxChars) output = output.slice(-maxChars);
   };
   child.stdout?.setEncoding('utf8').on('data', append);
   child.stderr?.setEncoding('utf8').on('data', append);
@@ -286,7 +298,7 @@ function spawnService(port: number, config: ServiceConfig): Service {
       resolve(exit);
     });
   });
-  return { child, port, base: `http://${HOST}:${port}`, output: () => output, exit: () => exit, exited };
+  return { output: () => output, exit: () => exit, exited };
 }
 
 export function describeExit(exit: Exit): string {

@@ -206,6 +206,27 @@ describe.skipIf(!usingPostgres())('cluster leases (PostgreSQL)', () => {
     h.expectEpochsIncrease();
   });
 
+  it("with eager ticks, a dead member's leases are taken the moment they expire, and past the per-tick limit", async () => {
+    const agents = await h.addSessions(60);
+    const [m1, m2] = [h.member('m1', { tickOnAnnounce: true }), h.member('m2', { tickOnAnnounce: true })];
+    await h.start(m1);
+    await h.start(m2);
+    await settle(agents, 30);
+    await h.step(); // both renewed at this instant: m2's leases expire one TTL from now
+    m2.alive = false; // SIGKILL: no more renewals, no announcement
+    let elapsed = 0;
+    while (h.owned(m1, agents).length < 60 && elapsed < 3 * TTL_MS) {
+      await h.advance(250);
+      elapsed += 250;
+    }
+    expect(h.owned(m1, agents)).toHaveLength(60);
+    // 30 leases, over the 20 one tick may take: taken at expiry and 100 ms later, not at m1's next periods (m1's
+    // ticks fall at 3.3 s, 6.7 s, 10.0 s, 13.3 s and 16.7 s after the kill).
+    expect(elapsed).toBeGreaterThanOrEqual(TTL_MS);
+    expect(elapsed).toBeLessThanOrEqual(TTL_MS + 500);
+    h.expectEpochsIncrease();
+  });
+
   it("a dead member's leases go to the others once they expire, epochs going up", async () => {
     const agents = await h.addSessions(20);
     const [m1, m2] = [h.member('m1'), h.member('m2')];

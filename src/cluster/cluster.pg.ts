@@ -29,8 +29,9 @@ export interface PgClusterOptions {
   /** Longest stop() waits for the `released` hooks before it leaves the rest to expire (5 s). */
   stopTimeoutMs?: number;
   /**
-   * Tick as soon as another member announces a change (leases let go, a member joined or left), not only at the
-   * period (true). Tests that count ticks turn it off.
+   * Tick as soon as something frees leases, not only at the period (true): another member announces a change
+   * (leases let go, a member joined or left), a silent member's leases expire, or a tick took its limit while more
+   * free leases wait. Tests that count ticks turn it off.
    */
   tickOnAnnounce?: boolean;
 }
@@ -47,6 +48,8 @@ export interface PgCluster extends Cluster {
  * instead of at their next period, so that a session moves in about the time its start takes. Payload: the member.
  */
 const CHANGE_CHANNEL = 'wamt_cluster';
+/** The pause before a tick that took its limit of leases goes again for more. */
+const CATCH_UP_PAUSE_MS = 100;
 
 /** Renewals per TTL: three, so that one missed renewal loses nothing (see localValidityMs). */
 export const renewIntervalMs = (ttlMs: number): number => Math.floor(ttlMs / 3);
@@ -61,6 +64,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   const forgetAfterMs = Math.max(6 * ttl, 60_000);
   const maxAcquires = options.maxAcquiresPerTick ?? 20;
   const maxReleases = options.maxReleasesPerTick ?? 5;
+  const eager = options.tickOnAnnounce ?? true;
   const keeper = new LeaseKeeper({
     clock,
     logger,
@@ -80,13 +84,17 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   let ticking: Promise<void> | null = null;
   /** A change was announced while a tick ran, which may have read the table before it: tick once more. */
   let tickAgain = false;
+  /** Set for the moment the leases of a member that stopped heartbeating expire: they are taken then. */
+  let expiryTimer: Timer | null = null;
+  /** Set while a tick that took as many leases as it may waits to go again (more free ones are waiting). */
+  let catchUpTimer: Timer | null = null;
   let unlisten: (() => Promise<void>) | null = null;
   let stopping: Promise<void> | null = null;
   const claims = new Map<string, Promise<boolean>>();
 
   async function balance(): Promise<void> {
     await keeper.clearAbandoned();
-    const state = await repo.state(instanceId, ttl, forgetAfterMs);
+    const state = await repo.state(instanceId, ttl, forgetAfterMs, Math.round(periodMs * 1.5));
     metrics.clusterMembers.set(state.members.length);
     for (const agentId of state.orphans) {
       const lease = held.get(agentId);
@@ -105,8 +113,44 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
     for (const lease of keeper.movable(plan.release)) void keeper.giveUp(lease, 'rebalance');
     if (plan.acquire > 0) {
       const startedAt = clock.now();
-      for (const ref of await repo.acquire(instanceId, ttl, plan.acquire)) void keeper.adopt(ref, startedAt);
+      const taken = await repo.acquire(instanceId, ttl, plan.acquire);
+      const adopted = taken.map((ref) => keeper.adopt(ref, startedAt));
+      // As many as one tick may take, and more wait (a member died, or left): once these run, take the next ones,
+      // rather than a period later. The per-tick bound still paces the starts; the short pause bounds the rate.
+      const stillShort = (shares.get(instanceId) ?? 0) - held.owned() > 0 && state.free > taken.length;
+      if (eager && taken.length === plan.acquire && stillShort && !catchUpTimer) {
+        void Promise.all(adopted).then(() => {
+          if (phase !== 'running') return;
+          catchUpTimer = clock.setTimeout(
+            () => {
+              catchUpTimer = null;
+              tickSoon();
+            },
+            CATCH_UP_PAUSE_MS,
+            { background: true },
+          );
+        });
+      }
     }
+    // The leases of a member that stopped heartbeating (killed, partitioned) are taken the moment they expire.
+    if (eager && state.staleExpiryMs !== null) {
+      expiryTimer?.cancel();
+      expiryTimer = clock.setTimeout(
+        () => {
+          expiryTimer = null;
+          tickSoon();
+        },
+        Math.max(0, state.staleExpiryMs) + 20,
+        { background: true },
+      );
+    }
+  }
+
+  /** A tick now, or right after the one running (which may have read the table too early). */
+  function tickSoon(): void {
+    if (phase !== 'running') return;
+    if (ticking) tickAgain = true;
+    else void tick();
   }
 
   async function runTick(): Promise<void> {
@@ -162,9 +206,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   }
 
   function onAnnounced(from: string): void {
-    if (from === instanceId || phase !== 'running') return;
-    if (ticking) tickAgain = true;
-    else void tick();
+    if (from !== instanceId) tickSoon();
   }
 
   /** Registers this member; waits (up to a TTL and a tick) for a row of the same INSTANCE_ID to go stale. */
@@ -215,7 +257,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
       keeper.useHooks(hooks, options.handoverConcurrency ?? 8);
       await join();
       if (phase !== 'starting') return;
-      if (options.tickOnAnnounce ?? true) unlisten = await options.database.listen(CHANGE_CHANNEL, onAnnounced);
+      if (eager) unlisten = await options.database.listen(CHANGE_CHANNEL, onAnnounced);
       phase = 'running';
       timer = clock.setInterval(() => void tick(), periodMs, { background: true });
       await tick();
@@ -237,6 +279,8 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
         const outcome = await Promise.race([leave().then(() => 'left' as const), timedOut]);
         deadline?.cancel();
         timer?.cancel();
+        expiryTimer?.cancel();
+        catchUpTimer?.cancel();
         await unlisten?.().catch(() => undefined);
         if (outcome === 'timeout') {
           logger.warn({ event: 'cluster.stop_timeout' }, 'stopping took too long: the leases left expire on their own');

@@ -35,6 +35,11 @@ export interface ClusterState {
   owned: Map<string, number>;
   /** Leases this member holds on agents whose row is gone. */
   orphans: string[];
+  /**
+   * Milliseconds until the first live lease of a member that missed its heartbeats (older than `staleMs`) expires:
+   * when a dead member's sessions become free. Null when there is none.
+   */
+  staleExpiryMs: number | null;
 }
 
 export interface MemberRow {
@@ -102,7 +107,7 @@ export function createClusterRepository(database: Database) {
      * What the fair shares are computed from. It also deletes the leases of deleted agents that nobody holds, and
      * the rows of members gone for longer than `forgetAfterMs`.
      */
-    async state(instanceId: string, ttlMs: number, forgetAfterMs: number): Promise<ClusterState> {
+    async state(instanceId: string, ttlMs: number, forgetAfterMs: number, staleMs: number): Promise<ClusterState> {
       const [row] = await query(
         `WITH swept AS (
            DELETE FROM session_leases l
@@ -124,8 +129,12 @@ export function createClusterRepository(database: Database) {
               WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner) AS counts) AS owned,
            (SELECT coalesce(array_agg(l.agent_id), '{}') FROM session_leases l
               WHERE l.owner = $1 AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = l.agent_id))
-              AS orphans`,
-        [instanceId, ttlMs, forgetAfterMs],
+              AS orphans,
+           (SELECT extract(epoch FROM min(l.expires_at) - now())::float8 * 1000 FROM session_leases l
+              JOIN cluster_members m ON m.instance_id = l.owner
+              WHERE l.expires_at > now() AND m.heartbeat_at <= now() - ($4::int * interval '1 millisecond'))
+              AS stale_expiry_ms`,
+        [instanceId, ttlMs, forgetAfterMs, staleMs],
         'cluster.state',
       );
       return {
@@ -137,6 +146,7 @@ export function createClusterRepository(database: Database) {
         })),
         owned: new Map(Object.entries((row?.owned ?? {}) as Record<string, number>).map(([k, n]) => [k, Number(n)])),
         orphans: texts(row?.orphans),
+        staleExpiryMs: row?.stale_expiry_ms == null ? null : Number(row.stale_expiry_ms),
       };
     },
 
