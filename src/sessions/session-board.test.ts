@@ -78,7 +78,7 @@ describe('SessionBoard, two members on one database', () => {
     expect((await b.board.refresh('bot')).liveState.isReady).toBe(false);
   });
 
-  it('keeps a session that is handed over ready everywhere, with no owner, until the next owner publishes', async () => {
+  it('shows a session that is handed over as moving everywhere, accepting sends, until the next owner publishes', async () => {
     const a = await member('a');
     const b = await member('b');
     const c = await member('c');
@@ -89,10 +89,15 @@ describe('SessionBoard, two members on one database', () => {
     a.supervisor.set('moving', null);
     await a.board.published();
     await until(() => b.board.entry('moving').owner === null);
-    // Every member still accepts sends for it: they go out once it runs again.
-    for (const { board } of [a, b]) expect(board.entry('moving')).toEqual({ liveState: READY, owner: null });
+    // Every member shows it moving, and still accepts sends for it: they go out once it runs again.
+    const moving = { ...READY, isReady: false, hasClient: false, sessionState: 'moving' };
+    for (const { board } of [a, b]) {
+      expect(board.entry('moving')).toEqual({ liveState: moving, owner: null });
+      expect(board.isReady('moving')).toBe(true);
+      expect(board.account('moving')).toBe('6281100000001@c.us');
+    }
     // A member that reads the table (a send it has not heard of) finds the same.
-    expect(await b.board.refresh('moving')).toEqual({ liveState: READY, owner: null });
+    expect(await b.board.refresh('moving')).toEqual({ liveState: moving, owner: null });
 
     c.supervisor.set('moving', { ...READY, me: '6281100000002@c.us' });
     await until(() => a.board.entry('moving').owner === 'c' && b.board.entry('moving').owner === 'c');

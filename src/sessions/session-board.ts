@@ -117,15 +117,18 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
     while (this.publishing) await this.publishing;
   }
 
-  /** Connected and able to send, here or on another member. O(1): read on every send request. */
+  /**
+   * Whether a send for the agent may be accepted: its session is connected, here or on another member, or moving
+   * between members with its login (it goes out once the next owner runs it). O(1): read on every send request.
+   */
   isReady(agentId: string): boolean {
-    return this.entry(agentId).liveState.isReady;
+    return accepting(this.entry(agentId).liveState);
   }
 
-  /** The JID of the account the agent is linked to now, wherever its session runs. */
+  /** The JID of the account the agent is linked to now, wherever its session runs (or moves). */
   account(agentId: string): string | null {
     const { liveState } = this.entry(agentId);
-    return liveState.isReady ? liveState.me : null;
+    return accepting(liveState) ? liveState.me : null;
   }
 
   /**
@@ -136,11 +139,12 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
   handOver(agentId: string): void {
     const { supervisor } = this.options;
     if (!supervisor.knows(agentId)) return;
-    const last = supervisor.snapshot(agentId);
+    const snapshot = supervisor.snapshot(agentId);
     // Only a connected session: a QR code or a failure shown by a member that stopped would mislead.
-    if (!last.isReady) return;
-    this.handingOver.set(agentId, last);
-    this.remote.set(agentId, { liveState: last, owner: null });
+    if (!snapshot.isReady) return;
+    const moving: LiveState = { ...snapshot, isReady: false, hasClient: false, sessionState: 'moving' };
+    this.handingOver.set(agentId, moving);
+    this.remote.set(agentId, { liveState: moving, owner: null });
   }
 
   /** The agent was deleted here: every member forgets it. */
@@ -249,6 +253,10 @@ export class SessionBoard extends EventEmitter<BoardEvents> {
       logger.warn({ event: 'session.board_reload_failed', err: errorMessage(err) });
     }
   }
+}
+
+function accepting(state: LiveState): boolean {
+  return state.isReady || state.sessionState === 'moving';
 }
 
 function toEntry(row: Row): BoardEntry {

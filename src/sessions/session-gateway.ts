@@ -13,7 +13,10 @@ export function createSessionGateway(
   return {
     getReadySession: (agentId) => supervisor.readySession(agentId),
     isReady: (agentId) => board.isReady(agentId),
-    confirmReady: async (agentId) => (await board.refresh(agentId)).liveState.isReady,
+    confirmReady: async (agentId) => {
+      await board.refresh(agentId);
+      return board.isReady(agentId);
+    },
     account: (agentId) => board.account(agentId),
     onSessionReady(listener) {
       supervisor.on('ready', listener);

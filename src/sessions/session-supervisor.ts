@@ -22,7 +22,12 @@ export type LiveStateName =
   | 'auth_failed'
   | 'stopped'
   /** No attempt could begin (no browser, an unreadable login store): stopped until the operator acts. */
-  | 'unavailable';
+  | 'unavailable'
+  /**
+   * Connected on a member that handed it over (a rebalance, a shutdown; docs/cluster.md): the next owner resumes it
+   * from its stored login. Never a local state; sends are accepted meanwhile and go out once it runs again.
+   */
+  | 'moving';
 
 export interface QrCode {
   text: string;
