@@ -1,9 +1,46 @@
 // A periodic purge of rows past their retention period: stored inbound messages, settled outbox messages.
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/logger.js';
+import type { Database } from './client.js';
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 export const PURGE_INTERVAL_MS = 60 * 60 * 1000;
+/** Rows deleted per statement by a purge: short transactions, whatever the backlog. */
+export const PURGE_BATCH_SIZE = 5_000;
+
+export interface PurgeTarget {
+  table: string;
+  /** The column, or columns (comma-separated), that pick a row out: the batch is chosen by them. */
+  key: string;
+  /** Which rows are past their time, with `$1` the cutoff. */
+  olderThan: string;
+}
+
+/**
+ * Deletes the rows of `target` older than `cutoff`, `batchSize` per statement until none is left (each its own
+ * short transaction, so a large backlog neither holds locks long nor builds one huge one); returns how many.
+ */
+export async function purgeInBatches(
+  database: Pick<Database, 'query'>,
+  { table, key, olderThan }: PurgeTarget,
+  cutoff: Date,
+  batchSize = PURGE_BATCH_SIZE,
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const rows = await database.query(
+      `WITH gone AS (
+         DELETE FROM ${table} WHERE (${key}) IN (SELECT ${key} FROM ${table} WHERE ${olderThan} LIMIT $2)
+         RETURNING 1
+       )
+       SELECT count(*)::int AS n FROM gone`,
+      [cutoff.toISOString(), batchSize],
+    );
+    const deleted = Number(rows[0]?.n ?? 0);
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
+}
 
 export interface RetentionOptions {
   /** Names the job's log events: `<name>.purged`, `<name>.purge_failed`. */

@@ -3,6 +3,7 @@
 import { and, eq } from 'drizzle-orm';
 import { Batcher } from '../db/batcher.js';
 import type { Database, Db } from '../db/client.js';
+import { PURGE_BATCH_SIZE, type PurgeTarget, purgeInBatches } from '../db/retention.js';
 import { inboundMessages } from '../db/schema.js';
 import type { InboundMessage } from '../engines/engine.js';
 
@@ -40,8 +41,12 @@ interface OutcomeUpdate {
 
 const keyOf = (agentId: string, waMessageId: string) => `${agentId}\u0000${waMessageId}`;
 
-/** Rows deleted per statement by the purge: short transactions, whatever the backlog. */
-export const PURGE_BATCH_SIZE = 5_000;
+/** What the retention purge deletes: messages received before the cutoff. */
+const STORED_INBOUND: PurgeTarget = {
+  table: 'inbound_messages',
+  key: 'agent_id, wa_message_id',
+  olderThan: 'received_at < $1',
+};
 
 /** The columns every write sets, in the order of its parameters; unnest turns the arrays into rows. */
 const WRITE_COLUMNS = `agent_id, wa_message_id, chat_jid, received_at, sender_jid, from_me, is_group, type, text,
@@ -175,24 +180,9 @@ export class InboundRepository {
   }
 
   /**
-   * Deletes rows received before `cutoff`, `purgeBatchSize` per statement until none is left (each its own short
-   * transaction, so a large backlog neither holds locks long nor builds one huge one); returns how many.
+   * Deletes rows received before `cutoff`, `purgeBatchSize` per statement (purgeInBatches); returns how many.
    */
-  async purgeBefore(cutoff: Date): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const rows = await this.database.query(
-        `WITH gone AS (
-           DELETE FROM inbound_messages WHERE (agent_id, wa_message_id) IN (
-             SELECT agent_id, wa_message_id FROM inbound_messages WHERE received_at < $1 LIMIT $2)
-           RETURNING 1
-         )
-         SELECT count(*)::int AS n FROM gone`,
-        [cutoff.toISOString(), this.purgeBatchSize],
-      );
-      const deleted = Number(rows[0]?.n ?? 0);
-      total += deleted;
-      if (deleted < this.purgeBatchSize) return total;
-    }
+  purgeBefore(cutoff: Date): Promise<number> {
+    return purgeInBatches(this.database, STORED_INBOUND, cutoff, this.purgeBatchSize);
   }
 }

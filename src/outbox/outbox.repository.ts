@@ -1,6 +1,7 @@
 // The outbox table: every message an agent sends is a row, queued → sent | failed. ("sending" is the dispatcher's
 // in-memory state while WhatsApp has the message in hand; the table holds it only for rows of older versions.)
 import type { Database, Row } from '../db/client.js';
+import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
 
 /** Every state a message can be seen in; the table holds all but `sending`. */
 export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
@@ -114,8 +115,12 @@ const O_COLUMNS = COLUMNS.split(',')
   .map((column) => `o.${column.trim()}`)
   .join(', ');
 
-/** Rows deleted per statement by the retention purge. */
-export const OUTBOX_PURGE_BATCH_SIZE = 5_000;
+/** What the retention purge deletes: sent and failed rows, by when they last changed. */
+const SETTLED_OUTBOX: PurgeTarget = {
+  table: 'outbox_messages',
+  key: 'id',
+  olderThan: `status IN ('sent', 'failed') AND updated_at < $1`,
+};
 
 export class OutboxRepository {
   constructor(private readonly database: Database) {}
@@ -267,25 +272,11 @@ export class OutboxRepository {
   }
 
   /**
-   * Deletes sent and failed rows last changed before `cutoff` (retention), `batchSize` per statement until none is
-   * left (short transactions, whatever the backlog); returns how many.
+   * Deletes sent and failed rows last changed before `cutoff` (retention), in batches (purgeInBatches); returns how
+   * many.
    */
-  async purgeSettledBefore(cutoff: Date, batchSize = OUTBOX_PURGE_BATCH_SIZE): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const rows = await this.database.query(
-        `WITH gone AS (
-           DELETE FROM outbox_messages WHERE id IN (
-             SELECT id FROM outbox_messages WHERE status IN ('sent', 'failed') AND updated_at < $1 LIMIT $2)
-           RETURNING 1
-         )
-         SELECT count(*)::int AS n FROM gone`,
-        [cutoff.toISOString(), batchSize],
-      );
-      const deleted = Number(rows[0]?.n ?? 0);
-      total += deleted;
-      if (deleted < batchSize) return total;
-    }
+  purgeSettledBefore(cutoff: Date, batchSize?: number): Promise<number> {
+    return purgeInBatches(this.database, SETTLED_OUTBOX, cutoff, batchSize);
   }
 
   /** Rows an earlier version left in `sending` go back to `queued`; returns how many. */

@@ -3,6 +3,7 @@
 // ones, and writes each attempt's outcome.
 import { randomBytes } from 'node:crypto';
 import type { Database, Row } from '../db/client.js';
+import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
 import type {
   CreateWebhook,
   Delivery,
@@ -67,6 +68,13 @@ function toDelivery(row: Row): Delivery {
     createdAt: isoOrEpoch(row.created_at),
   };
 }
+
+/** What the retention purge deletes: delivered and failed deliveries, by when they settled. */
+const SETTLED_DELIVERIES: PurgeTarget = {
+  table: 'webhook_deliveries',
+  key: 'id',
+  olderThan: `status IN ('delivered', 'failed') AND updated_at < $1`,
+};
 
 export class WebhooksRepository {
   constructor(private readonly database: Database) {}
@@ -284,22 +292,8 @@ export class WebhooksRepository {
   }
 
   /** Deletes delivered and failed deliveries settled before `cutoff`, in batches; returns how many. */
-  async purgeSettledBefore(cutoff: Date, batchSize = 5_000): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const rows = await this.database.query(
-        `WITH gone AS (
-           DELETE FROM webhook_deliveries WHERE id IN (
-             SELECT id FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated_at < $1 LIMIT $2)
-           RETURNING 1
-         )
-         SELECT count(*)::int AS n FROM gone`,
-        [cutoff.toISOString(), batchSize],
-      );
-      const deleted = Number(rows[0]?.n ?? 0);
-      total += deleted;
-      if (deleted < batchSize) return total;
-    }
+  purgeSettledBefore(cutoff: Date, batchSize?: number): Promise<number> {
+    return purgeInBatches(this.database, SETTLED_DELIVERIES, cutoff, batchSize);
   }
 
   private async notify(): Promise<void> {
