@@ -189,6 +189,12 @@ describe('one identity per person (LID and phone number)', () => {
       .toBe(true);
     ai.requests.length = 0;
 
+    // A message by number: its chat needs no look-up, and the LID for the AI's metadata comes from the table.
+    await deliver({ from: phone, text: 'zero', pushName: 'Dee' });
+    await settle();
+    expect(aiBodies()[0]?.metadata.sender).toEqual({ phone, lid, jid: `${phone}@c.us`, pushName: 'Dee' });
+    ai.requests.length = 0;
+
     // A fresh process knows the pair only from the table: the LID message waits for its look-up, and the number's
     // message after it still comes second.
     // Both in one turn, as an engine emits a burst: the look-up cannot have finished before the second arrives.

@@ -191,6 +191,14 @@ export class InboundService {
     const lid = (message.fromMe ? null : message.senderLid) || (kind === 'lid' ? message.chatJid : null);
     const people = this.options.people;
     if ((phoneJid && lid) || !people) return canonical(message, { phoneJid, lid, pushName: null });
+    // A chat named by its number is settled: its LID, if any, only completes the AI's metadata later.
+    if (kind === 'user') {
+      return canonical(message, {
+        phoneJid,
+        lid: people.cached(agentId, message.chatJid)?.lid ?? null,
+        pushName: null,
+      });
+    }
     const known = people.cached(agentId, message.chatJid);
     if (known) return canonical(message, merge(known, phoneJid, lid));
     return people.find(agentId, message.chatJid).then((person) => canonical(message, merge(person, phoneJid, lid)));
@@ -291,6 +299,7 @@ export class InboundService {
     // before the AI call, not two.
     const settings = this.options.directory.aiSettings(agentId).catch(() => null);
     const history = this.readHistory(agentId, message, at, logger);
+    const completed = this.completeSender(agentId, sender);
     let claimed: boolean;
     try {
       claimed = await repository.claim(agentId, message, at);
@@ -307,7 +316,7 @@ export class InboundService {
     const outcome = await this.answer(
       agentId,
       message,
-      await this.completeSender(agentId, message, sender),
+      await completed,
       traceId,
       logger,
       releaseSlot,
@@ -319,10 +328,13 @@ export class InboundService {
     });
   }
 
-  /** In a group, the sender's other address is looked up for the AI's metadata only when it is to be answered. */
-  private async completeSender(agentId: string, message: InboundMessage, sender: AiSender): Promise<AiSender> {
+  /**
+   * The sender's other address for the AI's metadata, looked up only for a message to be answered (and alongside its
+   * claim): the LID of a number, a group member's number. The chat never waits for it (see resolve).
+   */
+  private async completeSender(agentId: string, sender: AiSender): Promise<AiSender> {
     const people = this.options.people;
-    if (!people || !message.isGroup || (sender.phone && sender.lid)) return sender;
+    if (!people || (sender.phone && sender.lid)) return sender;
     const address = sender.lid ?? (sender.phone ? `${sender.phone}@c.us` : null);
     if (!address) return sender;
     const person = await people.find(agentId, address);
