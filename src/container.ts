@@ -23,6 +23,8 @@ import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
 import { createWhatsappWebEngine } from './engines/whatsapp-web/whatsapp-web.engine.js';
 import { HistoryRepository } from './history/history.repository.js';
+import { Identities } from './identity/identities.js';
+import { IdentityRepository } from './identity/identity.repository.js';
 import { InboundRepository } from './inbound/inbound.repository.js';
 import { InboundService } from './inbound/inbound.service.js';
 import { createMessaging, type Messaging } from './messaging/messaging.module.js';
@@ -78,6 +80,8 @@ export interface Container {
   run: RunService;
   /** Webhook endpoints and the delivery of their events. */
   webhooks: Webhooks;
+  /** The LID and phone pairs each agent has learned (one identity per person). */
+  identities: Identities;
   startedAt: number;
   /**
    * start() has finished: agent keys loaded, sessions restored or leases taken. Until then /health/ready answers 503,
@@ -221,7 +225,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     clock,
     config,
   });
-  const messaging = createMessaging({ config, outbox, logger, clock });
+  const identityRepo = new IdentityRepository(database);
+  const identities = new Identities({ repository: identityRepo, clock, logger });
+  const messaging = createMessaging({ config, outbox, logger, clock, recipients: identities });
   // AI replies take the same road as API sends: committed to the outbox, then rate-limited and FIFO per agent.
   const replies: ReplySender = {
     sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
@@ -234,6 +240,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     ai,
     replies,
     repository: inboundRepo,
+    people: identities,
     history: { reader: history, limit: config.aiHistoryMessages },
     metrics,
     logger,
@@ -246,6 +253,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   supervisor.on('message', (agentId, message) => inbound.handle(agentId, message));
   // WhatsApp's receipts of what the agents sent are recorded on their outbox rows.
   supervisor.on('ack', (agentId, ack) => outbox.receipt(agentId, ack));
+  supervisor.on('identities', (agentId, pairs) => identities.learn(agentId, pairs));
   const run = new RunService({ directory, ai, replies, defaultCountryCode: config.defaultCountryCode, logger });
   const webhooks = createWebhooks({ config, database, clock, logger, metrics });
   const retention: RetentionJob[] = [];
@@ -271,6 +279,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     history,
     run,
     webhooks,
+    identities,
     startedAt: clock.now(),
     started: false,
     draining: false,
@@ -296,6 +305,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         startRetention({
           name: 'outbox',
           purgeBefore: (cutoff) => outbox.purgeSettledBefore(cutoff),
+          retentionMs: config.messageRetentionDays * DAY_MS,
+          logger,
+          clock,
+        }),
+        startRetention({
+          name: 'identities',
+          purgeBefore: (cutoff) => identityRepo.purgeBefore(cutoff),
           retentionMs: config.messageRetentionDays * DAY_MS,
           logger,
           clock,
@@ -339,6 +355,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         container.draining = true;
         // In-flight AI calls get a bounded grace; one cut off stays claimed and is not answered twice.
         await inbound.close(config.shutdownTimeoutMs / 2);
+        await identities.idle();
         await Promise.all(retention.splice(0).map((job) => job.stop()));
         await keySync.stop();
         await ai.close();

@@ -163,6 +163,8 @@ describe('inbound pipeline', () => {
         message_id: id,
         is_group: false,
         agent_id: AGENT,
+        // One identity per person: the number, the LID where known, the JID as received.
+        sender: { phone: '6281234567890', lid: null, jid: USER, pushName: 'Ann' },
       },
     });
     expect(

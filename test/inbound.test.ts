@@ -129,6 +129,8 @@ describe('inbound messages', () => {
         message_id: messageId,
         is_group: false,
         agent_id: agentId,
+        // One identity per person: the number, the LID where known, the JID as received.
+        sender: { phone: USER, lid: null, jid: USER_JID, pushName: 'Ann' },
       },
     });
     await expect.poll(texts, POLL).toEqual([expect.objectContaining({ to: USER_JID, text: 'Hello from AI' })]);

@@ -21,6 +21,11 @@ export interface ContractInbound {
   text: string;
   mentions?: string[];
   pushName?: string;
+  /**
+   * The sender's LID (`<id>@lid`): WhatsApp addresses the message by it, and tells the engine that `from` is the
+   * number behind it, as the library reports (Baileys: `…Alt` keys; whatsapp-web.js: the contact's id).
+   */
+  fromLid?: string;
   /** Seconds since the epoch, as WhatsApp counts. */
   timestampSeconds: number;
 }
@@ -249,6 +254,43 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
         senderJid: '6289900000002@c.us',
         isGroup: true,
         mentions: [`${PHONE}@c.us`, '123456789012345@lid'],
+      });
+    });
+
+    it('reports both addresses of a sender who writes by LID, in a private chat and in a group', async () => {
+      const session = await connected();
+      const privately = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'MSG3',
+        from: '6289900000003@c.us',
+        fromLid: '210987654321098@lid',
+        text: 'halo',
+        timestampSeconds: 1_764_000_200,
+      });
+      const [message] = await privately;
+      expect(message).toMatchObject({
+        isGroup: false,
+        senderPhoneJid: '6289900000003@c.us',
+        senderLid: '210987654321098@lid',
+      });
+      // Either address may name the chat; it is one of the person's two.
+      expect(['6289900000003@c.us', '210987654321098@lid']).toContain(message.chatJid);
+      expect(message.senderJid).toBe(message.chatJid);
+
+      const inGroup = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'MSG4',
+        from: '6289900000003@c.us',
+        fromLid: '210987654321098@lid',
+        group: '120363025555555555@g.us',
+        text: 'halo semua',
+        timestampSeconds: 1_764_000_300,
+      });
+      const [groupMessage] = await inGroup;
+      expect(groupMessage).toMatchObject({
+        chatJid: '120363025555555555@g.us',
+        senderPhoneJid: '6289900000003@c.us',
+        senderLid: '210987654321098@lid',
       });
     });
 

@@ -30,6 +30,26 @@ export interface InboundMessage {
   quotedMessageId?: string | null | undefined;
   /** What the engine says of an attached file (never its bytes); absent or null for a message without one. */
   media?: InboundMedia | null | undefined;
+  /**
+   * The sender's phone JID (`<digits>@c.us`) where the engine knows it, also when senderJid is a LID; absent or null
+   * when it does not. With senderLid, one person's two addresses (see IdentityPair). In a private chat the person
+   * wrote (not fromMe), they are the chat's addresses too.
+   */
+  senderPhoneJid?: string | null | undefined;
+  /** The sender's LID (`<id>@lid`) where the engine knows it, also when senderJid is a phone JID; absent or null. */
+  senderLid?: string | null | undefined;
+}
+
+/**
+ * One person's two addresses as WhatsApp gave them to this account: the anonymous LID (`<id>@lid`) and the phone JID
+ * (`<digits>@c.us`). An account may learn the pair from a message or elsewhere (Baileys' `lid-mapping.update`,
+ * contacts); which pairs an account knows is its own business, so the service keeps them per agent.
+ */
+export interface IdentityPair {
+  lid: string;
+  phoneJid: string;
+  /** The person's public name, when the source carried one. */
+  pushName?: string | null | undefined;
 }
 
 /** An attachment's metadata, as far as the engine reports it. */
@@ -76,6 +96,8 @@ export interface EngineSessionEvents {
   message: [message: InboundMessage];
   /** A receipt for a message this session sent (acks of other messages, received or sent elsewhere, may come too). */
   ack: [ack: MessageAck];
+  /** LID and phone pairs the engine learned outside a message (Baileys: lid-mapping.update, contacts). Optional. */
+  identities: [pairs: IdentityPair[]];
 }
 
 export interface SendOptions {

@@ -8,7 +8,7 @@ import { type AppError, errorMessage, isAppError } from '../errors.js';
 import { LazyLogger } from '../observability/lazy-logger.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { jidUser, parseRecipient } from '../whatsapp/jid.js';
+import { jidKind, jidUser, parseRecipient } from '../whatsapp/jid.js';
 import { ChatQueue } from './chat-queue.js';
 import type { ReportedDropReason } from './developer-report.js';
 import { DeveloperReporter } from './developer-reporter.js';
@@ -44,6 +44,38 @@ export interface ChatHistoryReader {
   ): Promise<AiHistoryEntry[]>;
 }
 
+/** A person as the agent knows them: either address may be unknown (null). */
+export interface KnownPerson {
+  /** `<digits>@c.us` */
+  phoneJid: string | null;
+  /** `<id>@lid` */
+  lid: string | null;
+  pushName: string | null;
+}
+
+/** Who is behind an address: the LID and phone pairs the agent has learned (implemented by src/identity/). */
+export interface PeopleDirectory {
+  /** Learns the pair a message carries, if it carries one. */
+  learnFrom(agentId: string, message: InboundMessage): void;
+  /** From memory: undefined when only a look-up can say. */
+  cached(agentId: string, jid: string): KnownPerson | undefined;
+  find(agentId: string, jid: string): Promise<KnownPerson>;
+}
+
+/** `metadata.sender` of the AI request: the person's number (digits) and LID where known, and the JID as received. */
+export interface AiSender {
+  phone: string | null;
+  lid: string | null;
+  jid: string;
+  pushName: string | null;
+}
+
+/** A message with its chat named by the person's phone JID whenever it is known, and who sent it. */
+interface Resolved {
+  message: InboundMessage;
+  sender: AiSender;
+}
+
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
 
@@ -52,6 +84,8 @@ export interface InboundServiceOptions {
   ai: AiCaller;
   replies: ReplySender;
   repository: Pick<InboundRepository, 'claim' | 'setOutcome' | 'record'>;
+  /** The LID and phone pairs; absent: only what each message carries is known. */
+  people?: PeopleDirectory | undefined;
   /** `AI_HISTORY_MESSAGES` earlier messages of the chat go to the AI as `metadata.history`; absent or 0: none. */
   history?: { reader: ChatHistoryReader; limit: number } | undefined;
   metrics: Metrics;
@@ -79,6 +113,11 @@ export class InboundService {
   private closing = false;
   /** Stores of messages that go to no claim, under way: onIdle and close wait for them. */
   private readonly records = new Set<Promise<void>>();
+  /**
+   * Per agent, the messages waiting for a look-up of who sent them, chained so that they enter their chats in the
+   * order they came.
+   */
+  private readonly resolving = new Map<string, Promise<void>>();
 
   constructor(private readonly options: InboundServiceOptions) {
     this.queue = new ChatQueue({
@@ -114,6 +153,60 @@ export class InboundService {
   handle(agentId: string, message: InboundMessage): void {
     const traceId = this.newTraceId();
     const logger: MessageLogger = new LazyLogger(this.options.logger, { agentId, traceId, messageId: message.id });
+    if (!this.options.directory.connection(agentId)) {
+      this.count(agentId, 'dropped', logger, { reason: 'not_connected' });
+      return;
+    }
+    this.options.people?.learnFrom(agentId, message);
+    const resolved = this.resolve(agentId, message);
+    if (!(resolved instanceof Promise) && !this.resolving.has(agentId)) {
+      this.admit(agentId, resolved, traceId, logger);
+      return;
+    }
+    // The look-up starts now (look-ups are batched); the message enters its chat after those that came before it.
+    const previous = this.resolving.get(agentId) ?? Promise.resolve();
+    const next = previous
+      .then(async () => this.admit(agentId, await resolved, traceId, logger))
+      .catch((err: unknown) => {
+        logger.warn({ event: 'inbound.not_admitted', err: errorMessage(err) });
+      });
+    this.resolving.set(agentId, next);
+    void next.then(() => {
+      if (this.resolving.get(agentId) === next) this.resolving.delete(agentId);
+    });
+  }
+
+  /**
+   * The chat of a private message named by the person's phone JID when the agent knows it (from the message, or the
+   * pairs learned before), so that their messages by LID and by number are one chat: one queue, one history, one
+   * AI session. Synchronous when the message or the cache can say; a look-up otherwise.
+   */
+  private resolve(agentId: string, message: InboundMessage): Resolved | Promise<Resolved> {
+    const kind = jidKind(message.chatJid);
+    if (message.isGroup || (kind !== 'user' && kind !== 'lid')) {
+      return { message, sender: senderOf(message, message.senderPhoneJid ?? null, message.senderLid ?? null) };
+    }
+    // The sender's addresses are the chat's too, unless the agent wrote it (from another device).
+    const phoneJid = (message.fromMe ? null : message.senderPhoneJid) || (kind === 'user' ? message.chatJid : null);
+    const lid = (message.fromMe ? null : message.senderLid) || (kind === 'lid' ? message.chatJid : null);
+    const people = this.options.people;
+    if ((phoneJid && lid) || !people) return canonical(message, { phoneJid, lid, pushName: null });
+    // A chat named by its number is settled: its LID, if any, only completes the AI's metadata later.
+    if (kind === 'user') {
+      return canonical(message, {
+        phoneJid,
+        lid: people.cached(agentId, message.chatJid)?.lid ?? null,
+        pushName: null,
+      });
+    }
+    const known = people.cached(agentId, message.chatJid);
+    if (known) return canonical(message, merge(known, phoneJid, lid));
+    return people.find(agentId, message.chatJid).then((person) => canonical(message, merge(person, phoneJid, lid)));
+  }
+
+  /** A message whose chat is settled: stored, filtered, and queued behind its chat's earlier messages. */
+  private admit(agentId: string, resolved: Resolved, traceId: string, logger: MessageLogger): void {
+    const { message, sender } = resolved;
     const connection = this.options.directory.connection(agentId);
     if (!connection) {
       this.count(agentId, 'dropped', logger, { reason: 'not_connected' });
@@ -131,7 +224,7 @@ export class InboundService {
       this.count(agentId, 'ignored', logger, { reason: verdict.reason });
       return;
     }
-    const task = (releaseSlot: () => void) => this.process(agentId, message, traceId, logger, releaseSlot);
+    const task = (releaseSlot: () => void) => this.process(agentId, message, sender, traceId, logger, releaseSlot);
     const limit = this.queue.push(agentId, message.chatJid, task);
     if (limit) {
       // Stored as dropped, not claimed: WhatsApp's redelivery, if any, is answered then.
@@ -155,8 +248,13 @@ export class InboundService {
     while (this.records.size > 0) await Promise.all([...this.records]);
   }
 
+  private async resolved(): Promise<void> {
+    while (this.resolving.size > 0) await Promise.all([...this.resolving.values()]);
+  }
+
   /** Resolves when every accepted message has been handled and every report under way has been sent. */
   async onIdle(): Promise<void> {
+    await this.resolved();
     await this.queue.onIdle();
     await this.recordsSettled();
     await this.reporter?.idle();
@@ -173,8 +271,8 @@ export class InboundService {
         })
       : new Promise<void>(() => {});
     // The summaries still counting go out last, while the outbox is still up.
-    const drained = this.queue
-      .onIdle()
+    const drained = this.resolved()
+      .then(() => this.queue.onIdle())
       .then(() => this.recordsSettled())
       .then(() => this.reporter?.close());
     await Promise.race([drained, grace]);
@@ -184,6 +282,7 @@ export class InboundService {
   private async process(
     agentId: string,
     message: InboundMessage,
+    sender: AiSender,
     traceId: string,
     logger: MessageLogger,
     releaseSlot: () => void,
@@ -200,6 +299,7 @@ export class InboundService {
     // before the AI call, not two.
     const settings = this.options.directory.aiSettings(agentId).catch(() => null);
     const history = this.readHistory(agentId, message, at, logger);
+    const completed = this.completeSender(agentId, sender);
     let claimed: boolean;
     try {
       claimed = await repository.claim(agentId, message, at);
@@ -213,15 +313,42 @@ export class InboundService {
       return;
     }
     // ai_error and dropped leave the claim open to WhatsApp's redelivery (InboundRepository.claim takes them over).
-    const outcome = await this.answer(agentId, message, traceId, logger, releaseSlot, await settings, await history);
+    const outcome = await this.answer(
+      agentId,
+      message,
+      await completed,
+      traceId,
+      logger,
+      releaseSlot,
+      await settings,
+      await history,
+    );
     await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
     });
   }
 
+  /**
+   * The sender's other address for the AI's metadata, looked up only for a message to be answered (and alongside its
+   * claim): the LID of a number, a group member's number. The chat never waits for it (see resolve).
+   */
+  private async completeSender(agentId: string, sender: AiSender): Promise<AiSender> {
+    const people = this.options.people;
+    if (!people || (sender.phone && sender.lid)) return sender;
+    const address = sender.lid ?? (sender.phone ? `${sender.phone}@c.us` : null);
+    if (!address) return sender;
+    const person = await people.find(agentId, address);
+    return {
+      ...sender,
+      phone: sender.phone ?? (person.phoneJid ? jidUser(person.phoneJid) : null),
+      lid: sender.lid ?? person.lid,
+    };
+  }
+
   private async answer(
     agentId: string,
     message: InboundMessage,
+    sender: AiSender,
     traceId: string,
     logger: MessageLogger,
     releaseSlot: () => void,
@@ -252,8 +379,9 @@ export class InboundService {
         traceId,
         input: message.text,
         parameters: INBOUND_DEFAULT_PARAMETERS,
-        // The AI keeps its memory per chat: the person in a private chat, the whole group in a group.
-        sessionId: message.isGroup ? message.chatJid : jidUser(message.chatJid),
+        // The AI keeps its memory per chat: the person in a private chat (their number whenever it is known, also
+        // when they wrote by LID; else the LID, `<id>@lid`), the whole group in a group.
+        sessionId: message.isGroup || jidKind(message.chatJid) !== 'user' ? message.chatJid : jidUser(message.chatJid),
         metadata: {
           whatsapp_name: message.pushName,
           chat_name: message.chatName,
@@ -262,6 +390,7 @@ export class InboundService {
           message_id: message.id,
           is_group: message.isGroup,
           agent_id: agentId,
+          sender,
           ...(history ? { history } : {}),
         },
       });
@@ -377,4 +506,31 @@ export class InboundService {
     if (outcome !== 'ai_error') logger[level]({ event: `inbound.${outcome}`, ...fields });
     return outcome;
   }
+}
+
+/** The sender as the AI's metadata names them, from what the message (and the known pairs) say. */
+function senderOf(message: InboundMessage, phoneJid: string | null, lid: string | null): AiSender {
+  const kind = jidKind(message.senderJid);
+  const phone = phoneJid ?? (kind === 'user' ? message.senderJid : null);
+  return {
+    phone: phone ? jidUser(phone) : null,
+    lid: lid ?? (kind === 'lid' ? message.senderJid : null),
+    jid: message.senderJid,
+    pushName: message.pushName,
+  };
+}
+
+/** What the message says of an address, completed by what the agent knows. */
+function merge(known: KnownPerson, phoneJid: string | null, lid: string | null): KnownPerson {
+  return { phoneJid: phoneJid ?? known.phoneJid, lid: lid ?? known.lid, pushName: known.pushName };
+}
+
+/** The private message with its chat (and, when the person wrote it, its sender) named by the phone JID if known. */
+function canonical(message: InboundMessage, person: KnownPerson): Resolved {
+  const chatJid = person.phoneJid ?? person.lid ?? message.chatJid;
+  const senderJid = message.fromMe || message.senderJid !== message.chatJid ? message.senderJid : chatJid;
+  const sender = message.fromMe
+    ? senderOf(message, message.senderPhoneJid ?? null, message.senderLid ?? null)
+    : senderOf(message, person.phoneJid, person.lid);
+  return { message: chatJid === message.chatJid ? message : { ...message, chatJid, senderJid }, sender };
 }

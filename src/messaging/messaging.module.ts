@@ -6,7 +6,7 @@ import type { Outbox } from '../outbox/outbox.js';
 import { type AddressChecker, anyAddress, publicAddressesOnly } from './address-policy.js';
 import { MediaBudget } from './media-budget.js';
 import { MediaFetcher } from './media-fetch.js';
-import { MessagingService } from './messaging.service.js';
+import { MessagingService, type RecipientDirectory } from './messaging.service.js';
 import { PreviewStore } from './preview-store.js';
 
 export type MessagingConfig = Pick<
@@ -26,6 +26,8 @@ export interface MessagingDeps {
   clock: Clock;
   /** Replaces the address policy derived from MEDIA_ALLOW_PRIVATE_NETWORKS (tests). */
   checkAddress?: AddressChecker;
+  /** The LID and phone pairs the agents know: a send to a known LID goes to the number's chat. */
+  recipients?: RecipientDirectory;
 }
 
 export interface Messaging {
@@ -39,7 +41,7 @@ export interface Messaging {
   close(): Promise<void>;
 }
 
-export function createMessaging({ config, outbox, logger, clock, checkAddress }: MessagingDeps): Messaging {
+export function createMessaging({ config, outbox, logger, clock, checkAddress, recipients }: MessagingDeps): Messaging {
   const fetcher = new MediaFetcher({
     maxBytes: config.mediaMaxBytes,
     checkAddress: checkAddress ?? (config.mediaAllowPrivateNetworks ? anyAddress : publicAddressesOnly),
@@ -51,6 +53,7 @@ export function createMessaging({ config, outbox, logger, clock, checkAddress }:
     previews,
     defaultCountryCode: config.defaultCountryCode,
     mediaMaxBytes: config.mediaMaxBytes,
+    recipients,
   });
   const mediaBudget = new MediaBudget({ perAgent: config.mediaInFlightPerAgent, total: config.mediaInFlightMax });
   let closing: Promise<void> | undefined;

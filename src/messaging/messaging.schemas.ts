@@ -10,7 +10,12 @@ const quoteFields = {
 };
 
 export const sendMessageBody = z.object({
-  to: text().min(1).max(64).describe('Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid)'),
+  to: text()
+    .min(1)
+    .max(64)
+    .describe(
+      "Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid). A LID whose number the agent has learned is sent to that number's chat",
+    ),
   message: text().min(1).max(65_536),
   ...quoteFields,
 });

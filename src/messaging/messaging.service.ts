@@ -12,24 +12,34 @@ import type { PreviewStore } from './preview-store.js';
 export type SendTextInput = z.infer<typeof sendMessageBody>;
 export type SendImageInput = z.infer<typeof sendMediaBody>;
 
+/** Where a send to a LID goes when the agent knows the person's number (implemented by src/identity/). */
+export interface RecipientDirectory {
+  /** The phone JID of a known LID, else the LID itself. */
+  recipient(agentId: string, lid: string): Promise<string>;
+}
+
 export interface MessagingServiceOptions {
   outbox: Pick<Outbox, 'submit' | 'findIdempotent' | 'assertReady' | 'get'>;
   fetcher: Pick<MediaFetcher, 'fetch'>;
   previews: Pick<PreviewStore, 'save' | 'remove'>;
   defaultCountryCode: string;
   mediaMaxBytes: number;
+  /** Absent: a LID is sent to as it is. */
+  recipients?: RecipientDirectory | undefined;
 }
 
 export class MessagingService {
   constructor(private readonly options: MessagingServiceOptions) {}
 
   async sendText(agentId: string, input: SendTextInput, context: SubmitContext = {}): Promise<SubmitResult> {
-    const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    const given = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    const toJid = await this.recipient(agentId, given);
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
-    // Only a request that may be repeated needs telling apart from another one with the same key.
+    // Only a request that may be repeated needs telling apart from another one with the same key. By the address as
+    // given: a retry is the same request even when the LID's number became known meanwhile.
     const fingerprint = context.idempotencyKey
-      ? hash({ kind: 'text', toJid, text: input.message, quotedMessageId, mentions })
+      ? hash({ kind: 'text', toJid: given, text: input.message, quotedMessageId, mentions })
       : undefined;
     // `return await`: an async function returning a promise as is costs two more turns of the microtask queue.
     return await this.options.outbox.submit(
@@ -44,7 +54,7 @@ export class MessagingService {
     if ((input.data === undefined) === (input.url === undefined)) {
       throw new AppError('INVALID_PAYLOAD', 'body: exactly one of data or url is required');
     }
-    const toJid = normalizeRecipient(input.to, this.options.defaultCountryCode);
+    const given = normalizeRecipient(input.to, this.options.defaultCountryCode);
     if (input.url !== undefined) checkScheme(input.url); // a malformed request is 400 whatever the session's state
     const quotedMessageId = input.quotedMessageId ?? input.quoteId;
     const mentions = this.mentions(input.mentions);
@@ -52,11 +62,12 @@ export class MessagingService {
     // A retry is answered before the image is fetched or decoded again; a refused send costs no download.
     if (context.idempotencyKey) {
       const source = input.data !== undefined ? { dataSha256: hash(input.data) } : { url: input.url };
-      fingerprint = hash({ kind: 'image', toJid, ...source, caption: input.caption, quotedMessageId, mentions });
+      fingerprint = hash({ kind: 'image', toJid: given, ...source, caption: input.caption, quotedMessageId, mentions });
       const earlier = await outbox.findIdempotent(agentId, context.idempotencyKey, fingerprint);
       if (earlier) return earlier;
     }
     await outbox.assertReady(agentId);
+    const toJid = await this.recipient(agentId, given);
     const bytes =
       input.data !== undefined
         ? decodeBase64Image(input.data, mediaMaxBytes)
@@ -88,6 +99,12 @@ export class MessagingService {
 
   getMessage(agentId: string, messageId: string): Promise<OutboxMessageView> {
     return this.options.outbox.get(agentId, messageId);
+  }
+
+  /** A LID whose number the agent knows is sent to that number, so that both forms of one person reach one chat. */
+  private recipient(agentId: string, jid: string): string | Promise<string> {
+    const { recipients } = this.options;
+    return recipients && jid.endsWith('@lid') ? recipients.recipient(agentId, jid) : jid;
   }
 
   private async discard(previewPath: string, err: unknown): Promise<never> {

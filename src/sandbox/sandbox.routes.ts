@@ -24,7 +24,14 @@ const INBOUND_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker',
 const SPECIAL_CHAT = /^[\w.-]+@(broadcast|newsletter)$/;
 
 const inboundBody = z.object({
-  from: text().min(1),
+  from: text()
+    .min(1)
+    .describe('The sender: a phone number, `<digits>@c.us`, or a LID `<id>@lid` (WhatsApp hiding the number)'),
+  phone: text()
+    .optional()
+    .describe(
+      'With a `from` of the form `<id>@lid`: the phone number the sandbox knows for that LID, reported with it as real engines do',
+    ),
   text: text().default(''),
   chat: text().min(1).optional(),
   isGroup: z.boolean().optional(),
@@ -56,6 +63,9 @@ const sentEntry = z.object({
   quotedMessageId: z.string().optional(),
   mentions: z.array(z.string()).optional(),
   typing: z.boolean().optional(),
+  chat: z
+    .string()
+    .describe("The chat the message reached: `to`, or for a LID whose number the sandbox knows, that number's chat"),
   at: z.string(),
 });
 
@@ -121,6 +131,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
       const body = request.body;
       const senderJid = jid(body.from, 'from');
       const chatJid = body.chat ? jid(body.chat, 'chat') : senderJid;
+      const senderPhoneJid = body.phone === undefined ? null : lidPhone(senderJid, body.phone, defaultCountryCode);
       const messageId = await control(agentId, () =>
         sandbox.deliver(agentId, {
           ...(body.id ? { id: body.id } : {}),
@@ -142,6 +153,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
                 filename: body.media.filename ?? null,
               }
             : null,
+          ...(senderPhoneJid ? { senderPhoneJid, senderLid: senderJid } : {}),
         }),
       );
       return { data: { messageId }, traceId: request.id };
@@ -241,3 +253,13 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     },
   );
 };
+
+/** The phone JID given for a LID sender; `phone` goes only with a `from` of the form `<id>@lid`. */
+function lidPhone(senderJid: string, phone: string, defaultCountryCode: string): string {
+  if (!senderJid.endsWith('@lid')) {
+    throw new AppError('INVALID_PAYLOAD', 'body.phone: phone goes with a from of the form <id>@lid');
+  }
+  const digits = phoneDigits(phone, defaultCountryCode);
+  if (digits === null) throw new AppError('INVALID_RECIPIENT', 'phone must be a phone number (8 to 15 digits)');
+  return `${digits}@c.us`;
+}

@@ -3,7 +3,14 @@ import { EventEmitter } from 'node:events';
 import QRCode from 'qrcode';
 import type { Clock, Timer } from '../clock.js';
 import { isDatabaseUnavailable } from '../db/availability.js';
-import type { Engine, EngineRegistry, EngineSession, InboundMessage, MessageAck } from '../engines/engine.js';
+import type {
+  Engine,
+  EngineRegistry,
+  EngineSession,
+  IdentityPair,
+  InboundMessage,
+  MessageAck,
+} from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -73,6 +80,8 @@ export interface SupervisorEvents {
   message: [agentId: string, message: InboundMessage];
   /** A receipt WhatsApp gave for a message the agent sent. */
   ack: [agentId: string, ack: MessageAck];
+  /** LID and phone pairs the engine learned outside a message. */
+  identities: [agentId: string, pairs: IdentityPair[]];
 }
 
 export interface BackoffOptions {
@@ -335,6 +344,9 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     });
     session.on('ack', (ack) => {
       if (current()) this.emit('ack', agentId, ack);
+    });
+    session.on('identities', (pairs) => {
+      if (current()) this.emit('identities', agentId, pairs);
     });
   }
 

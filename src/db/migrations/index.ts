@@ -377,6 +377,24 @@ export const migrations: Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_session_update();
     `,
   },
+  {
+    id: '0010_identities',
+    // One identity per person (src/identity/): the phone number behind each LID, per agent, because which pairs an
+    // account knows is that account's business (a number one tenant learned must not show to another). Written from
+    // inbound messages and engine events; read by LID (the key) and by phone; purged by updated_at like messages.
+    sql: `
+      CREATE TABLE IF NOT EXISTS identities (
+        agent_id text NOT NULL,
+        lid text NOT NULL,
+        phone text NOT NULL,
+        push_name text,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (agent_id, lid)
+      );
+      CREATE INDEX IF NOT EXISTS identities_phone ON identities (agent_id, phone);
+      CREATE INDEX IF NOT EXISTS identities_updated_at ON identities (updated_at);
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */

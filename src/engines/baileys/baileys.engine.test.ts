@@ -156,6 +156,31 @@ describe('baileys adapter', () => {
     await session.stop();
   });
 
+  it('reports the LID and phone pairs of lid-mapping.update, contacts and history sync as identities', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-identities', fake);
+    const { ev } = fake.latest('b-identities');
+    const reported: unknown[] = [];
+    session.on('identities', (pairs) => reported.push(...pairs));
+    ev.emit('lid-mapping.update', { lid: '210987654321098:2@lid', pn: '6289900000001:2@s.whatsapp.net' });
+    ev.emit('contacts.upsert', [
+      { id: '311122223333444@lid', phoneNumber: '6289900000007@s.whatsapp.net', notify: 'Dewi' },
+      { id: '511122223333444@lid' },
+    ]);
+    ev.emit('messaging-history.set', {
+      chats: [],
+      contacts: [],
+      messages: [],
+      lidPnMappings: [{ lid: '611122223333444@lid', pn: '6289900000009@s.whatsapp.net' }],
+    });
+    expect(reported).toEqual([
+      { lid: '210987654321098@lid', phoneJid: '6289900000001@c.us', pushName: null },
+      { lid: '311122223333444@lid', phoneJid: '6289900000007@c.us', pushName: 'Dewi' },
+      { lid: '611122223333444@lid', phoneJid: '6289900000009@c.us', pushName: null },
+    ]);
+    await session.stop();
+  });
+
   it('rejects start() when Baileys refuses the socket outright, and stays startable', async () => {
     let attempts = 0;
     const sut = createBaileysEngine({

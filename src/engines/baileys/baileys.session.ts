@@ -2,13 +2,21 @@
 import { EventEmitter } from 'node:events';
 import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
-import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import type {
+  EngineSession,
+  EngineSessionEvents,
+  IdentityPair,
+  OutboundImage,
+  SendOptions,
+  SentMessage,
+} from '../engine.js';
 import { KnownRecipients } from '../known-recipients.js';
 import type { BaileysAuthStore } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
 import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
 import { toAcks } from './to-ack.js';
+import { pairsFromContacts, pairsFromMappings } from './to-identity-pairs.js';
 import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
 
 export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
@@ -171,6 +179,14 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       if (!current()) return;
       for (const ack of toAcks(updates)) this.emit('ack', ack);
     });
+    // Which LID is which number: learned here as well as from messages, so a send by LID reaches the number's chat.
+    const identities = (pairs: IdentityPair[]) => {
+      if (current() && pairs.length > 0) this.emit('identities', pairs);
+    };
+    socket.ev.on('lid-mapping.update', (mapping) => identities(pairsFromMappings([mapping])));
+    socket.ev.on('contacts.upsert', (contacts) => identities(pairsFromContacts(contacts)));
+    socket.ev.on('contacts.update', (contacts) => identities(pairsFromContacts(contacts)));
+    socket.ev.on('messaging-history.set', ({ lidPnMappings }) => identities(pairsFromMappings(lidPnMappings ?? [])));
   }
 
   private async onConnectionUpdate(socket: BaileysSocket, update: Partial<ConnectionState>): Promise<void> {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import type { BaileysEventMap, WAMessage } from 'baileys';
+import type { BaileysEventMap, Contact, LIDMapping, WAMessage } from 'baileys';
 import { describe, expect, it } from 'vitest';
+import { pairsFromContacts, pairsFromMappings } from './to-identity-pairs.js';
 import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
 
 /** The first message of a recorded `messages.upsert` payload. */
@@ -31,6 +32,29 @@ describe('toInboundMessage (baileys)', () => {
       chatName: 'Budi Santoso',
       quotedMessageId: null,
       media: null,
+      senderPhoneJid: '6289900000001@c.us',
+      senderLid: '210987654321098@lid',
+    });
+  });
+
+  it('reports the LID of a message addressed by phone number (remoteJidAlt), for the same person', () => {
+    expect(toInboundMessage(fixture('upsert-private-pn'), context)).toMatchObject({
+      chatJid: '6289900000001@c.us',
+      senderJid: '6289900000001@c.us',
+      text: 'ini saya lagi',
+      senderPhoneJid: '6289900000001@c.us',
+      senderLid: '210987654321098@lid',
+    });
+  });
+
+  it('reports a LID sender without a number as a LID only', () => {
+    const { remoteJidAlt: _alt, ...key } = fixture('upsert-private-lid').key;
+    const message = toInboundMessage({ ...fixture('upsert-private-lid'), key }, context);
+    expect(message).toMatchObject({
+      chatJid: '210987654321098@lid',
+      senderJid: '210987654321098@lid',
+      senderPhoneJid: null,
+      senderLid: '210987654321098@lid',
     });
   });
 
@@ -44,6 +68,8 @@ describe('toInboundMessage (baileys)', () => {
       mentions: ['6281234567890@c.us', '123456789012345@lid'],
       timestamp: 1_764_000_100_000,
       chatName: 'Tim Gudang',
+      senderPhoneJid: '6289900000002@c.us',
+      senderLid: '111122223333444@lid',
     });
   });
 
@@ -93,7 +119,28 @@ describe('toInboundMessage (baileys)', () => {
       type: 'other',
       text: '',
       pushName: null,
+      senderPhoneJid: null,
+      senderLid: null,
     });
+  });
+});
+
+describe('LID and phone pairs outside messages (baileys)', () => {
+  const json = (name: string): unknown =>
+    JSON.parse(readFileSync(new URL(`./__fixtures__/${name}.json`, import.meta.url), 'utf8'));
+
+  it('reads lid-mapping.update, dropping the device parts', () => {
+    expect(pairsFromMappings([json('lid-mapping-update') as LIDMapping])).toEqual([
+      { lid: '210987654321098@lid', phoneJid: '6289900000001@c.us', pushName: null },
+    ]);
+    expect(pairsFromMappings([{ lid: '210987654321098@lid', pn: '' }])).toEqual([]);
+  });
+
+  it('reads the contacts that name both a LID and a number, whichever is their id', () => {
+    expect(pairsFromContacts(json('contacts-upsert') as Contact[])).toEqual([
+      { lid: '311122223333444@lid', phoneJid: '6289900000007@c.us', pushName: 'Dewi' },
+      { lid: '411122223333444@lid', phoneJid: '6289900000008@c.us', pushName: null },
+    ]);
   });
 });
 

@@ -23,6 +23,25 @@ function preferPhone(jid: string | null | undefined, alt: string | null | undefi
   return toCanonicalJid(jid);
 }
 
+/**
+ * A person's two addresses from a key's JID and its `…Alt` (Baileys 7 puts the other form there: the phone JID of a
+ * LID-addressed message, the LID of a phone-addressed one), each canonical, or null where it is not given.
+ */
+export function addressesOf(
+  jid: string | null | undefined,
+  alt: string | null | undefined,
+): { phoneJid: string | null; lid: string | null } {
+  let phoneJid: string | null = null;
+  let lid: string | null = null;
+  for (const value of [jid, alt]) {
+    if (!value) continue;
+    const canonical = toCanonicalJid(value);
+    if (canonical.endsWith('@c.us')) phoneJid ??= canonical;
+    else if (canonical.endsWith('@lid')) lid ??= canonical;
+  }
+  return { phoneJid, lid };
+}
+
 type Content = proto.IMessage;
 
 /** Wrappers that carry the real message inside them (disappearing, view-once, captioned documents). */
@@ -121,6 +140,13 @@ export function toInboundMessage(message: WAMessage, context: MessageContext): I
   const senderJid = isGroup ? (participant ?? chatJid) : fromMe ? (context.me ?? chatJid) : chatJid;
   const content = unwrap(message.message);
   const pushName = message.pushName || null;
+  // The sender's addresses: the chat's in a private chat, the participant's in a group. Not for our own messages,
+  // whose `…Alt` may name our own account rather than the chat's.
+  const addresses = fromMe
+    ? { phoneJid: null, lid: null }
+    : isGroup
+      ? addressesOf(key.participant ?? message.participant, key.participantAlt)
+      : addressesOf(key.remoteJid, key.remoteJidAlt);
   return {
     id: key.id ?? '',
     chatJid,
@@ -136,6 +162,8 @@ export function toInboundMessage(message: WAMessage, context: MessageContext): I
     chatName: isGroup ? context.groupName : pushName,
     quotedMessageId: contextInfoOf(content)?.stanzaId || null,
     media: mediaOf(content),
+    senderPhoneJid: addresses.phoneJid,
+    senderLid: addresses.lid,
   };
 }
 

@@ -20,10 +20,12 @@ runEngineContract({
       engine,
       scan: (agentId, phone) => engine.scan(agentId, phone),
       async deliver(agentId, message) {
+        const sender = message.fromLid ?? message.from;
         engine.deliver(agentId, {
           id: message.id,
-          chatJid: message.group ?? message.from,
-          senderJid: message.from,
+          chatJid: message.group ?? sender,
+          senderJid: sender,
+          ...(message.fromLid ? { senderLid: message.fromLid, senderPhoneJid: message.from } : {}),
           text: message.text,
           type: 'text',
           isGroup: message.group !== undefined,
@@ -38,7 +40,7 @@ runEngineContract({
       // The sandbox refuses the next send as WhatsApp would refuse an unknown number: the contract sends to it first.
       notOnWhatsApp: (agentId) => engine.failSends(agentId, 1, 'not_on_whatsapp'),
       async sent(agentId) {
-        return engine.sent(agentId).map(({ messageId: _id, at: _at, ...entry }): ContractSent => entry);
+        return engine.sent(agentId).map(({ messageId: _id, at: _at, chat: _chat, ...entry }): ContractSent => entry);
       },
       async ack(agentId, waMessageId, status) {
         if (!engine.ack(agentId, waMessageId, status)) throw new Error(`the sandbox sent no ${waMessageId}`);

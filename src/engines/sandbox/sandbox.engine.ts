@@ -32,6 +32,11 @@ export interface SandboxSentEntry {
   quotedMessageId?: string;
   mentions?: string[];
   typing?: boolean;
+  /**
+   * The chat the message reached: `to`, or for a LID whose number the sandbox's network knows (a message delivered
+   * from it with `phone`), that number's chat, as WhatsApp shows one person's messages in one chat.
+   */
+  chat: string;
   at: string;
 }
 
@@ -62,6 +67,8 @@ export class SandboxEngine implements Engine {
   private readonly sessions = new Map<string, SandboxSession>();
   /** Kept with the time as a Date: formatted only when a test reads the log, not on every send. */
   private readonly sentLog = new Map<string, Array<{ entry: Omit<SandboxSentEntry, 'at'>; at: Date }>>();
+  /** The phone JID behind each LID the simulated network has seen a number for, oldest first. */
+  private readonly phoneOfLid = new Map<string, string>();
 
   readonly clock: Clock;
   private readonly logins: SandboxLogins;
@@ -110,6 +117,7 @@ export class SandboxEngine implements Engine {
     const session = this.requireSession(agentId);
     if (session.state !== 'connected') throw new SandboxStateError(`the session is ${session.state}, not connected`);
     const id = message.id ?? `SBX${randomBytes(8).toString('hex').toUpperCase()}`;
+    if (message.senderLid && message.senderPhoneJid) this.learnPhone(message.senderLid, message.senderPhoneJid);
     session.emit('message', { ...message, id });
     return id;
   }
@@ -160,7 +168,8 @@ export class SandboxEngine implements Engine {
 
   // ---- used by SandboxSession ------------------------------------------------------------------------------------
 
-  record(agentId: string, entry: Omit<SandboxSentEntry, 'at'>): void {
+  record(agentId: string, sent: Omit<SandboxSentEntry, 'at' | 'chat'>): void {
+    const entry = { ...sent, chat: this.phoneOfLid.get(sent.to) ?? sent.to };
     let log = this.sentLog.get(agentId);
     if (!log) {
       log = [];
@@ -169,6 +178,15 @@ export class SandboxEngine implements Engine {
     log.push({ entry, at: new Date(this.clock.now()) });
     // The oldest go a batch at a time: shift() on a full log would move all of it on every send.
     if (log.length >= 2 * MAX_SENT_PER_AGENT) log.splice(0, log.length - MAX_SENT_PER_AGENT);
+  }
+
+  private learnPhone(lid: string, phoneJid: string): void {
+    this.phoneOfLid.delete(lid);
+    this.phoneOfLid.set(lid, phoneJid);
+    if (this.phoneOfLid.size > MAX_SENT_PER_AGENT) {
+      const oldest = this.phoneOfLid.keys().next().value;
+      if (oldest !== undefined) this.phoneOfLid.delete(oldest);
+    }
   }
 
   get qrRefreshMs(): number {

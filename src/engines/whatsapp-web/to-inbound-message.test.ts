@@ -29,6 +29,8 @@ describe('toInboundMessage (whatsapp-web)', () => {
       chatName: 'Budi',
       quotedMessageId: null,
       media: null,
+      senderPhoneJid: '6289900000001@c.us',
+      senderLid: null,
     });
   });
 
@@ -44,6 +46,8 @@ describe('toInboundMessage (whatsapp-web)', () => {
       mentions: ['6281234567890@c.us', '123456789012345@lid'],
       pushName: 'Sari',
       chatName: 'Tim Gudang',
+      senderPhoneJid: '6289900000002@c.us',
+      senderLid: null,
     });
   });
 
@@ -56,6 +60,25 @@ describe('toInboundMessage (whatsapp-web)', () => {
       text: 'foto struk',
       pushName: 'Ani',
       media: { mimeType: 'image/jpeg', size: null, filename: null },
+      senderPhoneJid: null,
+      senderLid: '210987654321098@lid',
+    });
+  });
+
+  it("takes a LID sender's number from their contact, whose id whatsapp-web.js gives as the phone JID", () => {
+    const contact = JSON.parse(
+      readFileSync(new URL('./__fixtures__/contact-lid-with-phone.json', import.meta.url), 'utf8'),
+    ) as { id: { _serialized: string }; pushname: string };
+    const message = toInboundMessage(fixture('message-lid-image'), {
+      chatName: null,
+      contactPushName: contact.pushname,
+      contactId: contact.id._serialized,
+    });
+    expect(message).toMatchObject({
+      chatJid: '210987654321098@lid',
+      senderJid: '210987654321098@lid',
+      senderPhoneJid: '6289900000001@c.us',
+      senderLid: '210987654321098@lid',
     });
   });
 

@@ -27,16 +27,24 @@ export interface MessageContext {
   chatName: string | null;
   /** The sender's public name from their contact, used when the message does not carry one. */
   contactPushName: string | null;
+  /**
+   * The sender's contact id (`contact.id._serialized`): whatsapp-web.js gives the phone JID there for a LID sender
+   * whose number WhatsApp Web knows, so it is the sender's other address. Absent or null when unknown.
+   */
+  contactId?: string | null | undefined;
 }
 
 export function toInboundMessage(message: WwebMessageData, context: MessageContext): InboundMessage {
   const chatJid = toCanonicalJid(message.id.remote || (message.fromMe ? message.to : message.from));
   const isGroup = chatJid.endsWith('@g.us');
   const sender = message.author || message.from;
+  const senderJid = sender ? toCanonicalJid(sender) : chatJid;
+  // Not for our own messages: their contact is ours, not the chat's.
+  const addresses = message.fromMe ? { phoneJid: null, lid: null } : addressesOf(senderJid, context.contactId);
   return {
     id: message.id._serialized,
     chatJid,
-    senderJid: sender ? toCanonicalJid(sender) : chatJid,
+    senderJid,
     text: message.body ?? '',
     type: TYPES[message.type] ?? 'other',
     isGroup,
@@ -47,6 +55,20 @@ export function toInboundMessage(message: WwebMessageData, context: MessageConte
     chatName: context.chatName,
     quotedMessageId: rawString(message.rawData, 'quotedStanzaID'),
     media: message.hasMedia ? mediaOf(message.rawData) : null,
+    senderPhoneJid: addresses.phoneJid,
+    senderLid: addresses.lid,
+  };
+}
+
+/** The phone JID and the LID among a sender's JID and its contact id, canonical; null where neither is one. */
+function addressesOf(
+  senderJid: string,
+  contactId: string | null | undefined,
+): { phoneJid: string | null; lid: string | null } {
+  const ids = [senderJid, contactId ? toCanonicalJid(contactId) : null];
+  return {
+    phoneJid: ids.find((jid) => jid?.endsWith('@c.us')) ?? null,
+    lid: ids.find((jid) => jid?.endsWith('@lid')) ?? null,
   };
 }
 

@@ -222,7 +222,11 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     try {
       this.emit(
         'message',
-        toInboundMessage(message, { chatName: chat?.name || null, contactPushName: contact?.pushname || null }),
+        toInboundMessage(message, {
+          chatName: chat?.name || null,
+          contactPushName: contact?.pushname || null,
+          contactId: contact?.id?._serialized ?? null,
+        }),
       );
     } catch (error) {
       this.options.logger.warn({ event: 'engine.message.unmapped', err: errorMessage(error) }, 'message dropped');

@@ -9,7 +9,8 @@ export type WwebMessageData = Pick<
 
 export type WwebMessage = WwebMessageData & {
   getChat(): Promise<Pick<Chat, 'name'>>;
-  getContact(): Promise<{ pushname?: string; name?: string }>;
+  /** `id` is the phone JID for a LID sender whose number WhatsApp Web knows (its getContactModel swaps it in). */
+  getContact(): Promise<{ pushname?: string; name?: string; id?: { _serialized: string } }>;
 };
 
 /** The fields of the Message a `message_ack` event carries that the adapter reads. */

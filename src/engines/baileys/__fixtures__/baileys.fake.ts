@@ -139,7 +139,10 @@ export class FakeBaileysSocket implements BaileysSocket {
   }
 
   deliver(message: ContractInbound): void {
-    const from = toBaileysJid(message.from);
+    const phone = toBaileysJid(message.from);
+    // Addressed by LID, Baileys 7 puts the number in the key's `…Alt` field.
+    const from = message.fromLid ?? phone;
+    const alt = message.fromLid ? phone : undefined;
     const mentions = message.mentions?.map(toBaileysJid);
     const waMessage: WAMessage = {
       key: {
@@ -147,6 +150,8 @@ export class FakeBaileysSocket implements BaileysSocket {
         fromMe: false,
         id: message.id,
         ...(message.group ? { participant: from } : {}),
+        ...(alt ? (message.group ? { participantAlt: alt } : { remoteJidAlt: alt }) : {}),
+        ...(message.fromLid ? { addressingMode: 'lid' } : {}),
       },
       message: mentions?.length
         ? { extendedTextMessage: { text: message.text, contextInfo: { mentionedJid: mentions } } }

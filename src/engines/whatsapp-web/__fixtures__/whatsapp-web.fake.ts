@@ -124,14 +124,16 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
   }
 
   deliver(message: ContractInbound): void {
-    const chat = message.group ?? message.from;
+    // A sender who writes by LID: the message names the LID, the contact's id the number (getContactModel).
+    const sender = message.fromLid ?? message.from;
+    const chat = message.group ?? sender;
     const me = this.info?.wid?._serialized ?? '';
-    const serialized = `false_${chat}_${message.id}${message.group ? `_${message.from}` : ''}`;
+    const serialized = `false_${chat}_${message.id}${message.group ? `_${sender}` : ''}`;
     const wwebMessage: WwebMessage = {
       id: { fromMe: false, remote: chat, id: message.id, _serialized: serialized },
       from: chat,
       to: me,
-      ...(message.group ? { author: message.from } : {}),
+      ...(message.group ? { author: sender } : {}),
       body: message.text,
       type: 'chat' as WwebMessage['type'],
       timestamp: message.timestampSeconds,
@@ -140,7 +142,7 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
       mentionedIds: message.mentions ?? [],
       rawData: { notifyName: message.pushName ?? '' },
       getChat: async () => ({ name: message.group ? 'Fake group' : (message.pushName ?? chat) }),
-      getContact: async () => ({ pushname: message.pushName ?? '' }),
+      getContact: async () => ({ pushname: message.pushName ?? '', id: { _serialized: message.from } }),
     };
     this.emit('message', wwebMessage);
   }
