@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
 import { type ConnectedAgent, connectAgent, sendText, sent, until } from './helpers/messaging.js';
 
 const START = Date.UTC(2026, 0, 1);
@@ -193,6 +193,17 @@ describe('pacing profiles', () => {
     });
   });
 
+  it.runIf(usingPostgres())('tells the other members of a cluster when a profile changes', async () => {
+    const one = await build();
+    const two = await build();
+    await connectAgent(one.t, 'shared-bot');
+    expect((await patch(two.t, 'shared-bot', { pacing: 'human' })).statusCode).toBe(200);
+    await until(() => one.t.container.pacing.profiles.profile('shared-bot') !== null);
+    expect(one.t.container.pacing.profiles.profile('shared-bot')?.maxGapMs).toBe(8_000);
+    await patch(two.t, 'shared-bot', { pacing: 'off' });
+    await until(() => one.t.container.pacing.profiles.profile('shared-bot') === null);
+  });
+
   describe('new contacts', () => {
     async function cappedAgent(t: TestApp, agentId: string, newContactsPerDay: number): Promise<ConnectedAgent> {
       const agent = await connectAgent(t, agentId);
@@ -249,6 +260,13 @@ describe('pacing profiles', () => {
       // With pacing off, no cap.
       await patch(t, 'cap-bot', { pacing: 'off' });
       expect((await sendText(t, agent, { to: '6281200000005', message: 'hi 5' })).statusCode).toBe(202);
+      // A deleted agent's count goes with it.
+      const quota = () => db.database.query(`SELECT 1 FROM pacing_contact_quota WHERE agent_id = 'cap-bot'`);
+      expect(await quota()).toHaveLength(1);
+      expect((await t.app.inject({ method: 'DELETE', url: '/sessions/cap-bot', headers: t.admin })).statusCode).toBe(
+        200,
+      );
+      expect(await quota()).toHaveLength(0);
     });
 
     it('admits exactly the cap when first messages to new contacts race each other', async () => {

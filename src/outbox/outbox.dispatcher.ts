@@ -353,17 +353,17 @@ export class OutboxDispatcher {
   private async plan(message: QueuedMessage, profile: PacingProfile, length: number): Promise<number> {
     const { clock, repository, logger, pacing } = this.options;
     const now = clock.now();
+    const random = pacing?.random?.() ?? Math.random();
     try {
       const lastToRecipient =
         this.lastSent.get(message.agentId)?.get(message.toJid) ??
         (profile.perRecipientGapMs > 0 ? await repository.lastSentTo(message.agentId, message.toJid) : null);
-      const random = pacing?.random?.() ?? Math.random();
       const { sendAt } = planSend({ profile, now, length, lastToRecipient, random });
       return (await repository.setNotBefore(message.id, sendAt)) ?? sendAt;
     } catch (err) {
       // The database cannot answer: paced from memory, as if from the table; a restart plans it again.
       logger.warn({ event: 'outbox.pacing.plan_failed', agentId: message.agentId, err: errorMessage(err) });
-      return planSend({ profile, now, length, lastToRecipient: null, random: Math.random() }).sendAt;
+      return planSend({ profile, now, length, lastToRecipient: null, random }).sendAt;
     }
   }
 

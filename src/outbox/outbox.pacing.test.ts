@@ -83,7 +83,7 @@ function setup({ random = () => 0, profiles = { paced: PROFILE } }: SetupOptions
     failures: 0,
     ...extra,
   });
-  return { clock, dispatcher, events, message, notBefore, lastSent, start: clock.now() };
+  return { clock, dispatcher, events, message, notBefore, lastSent, sessions, start: clock.now() };
 }
 
 const settle = async () => {
@@ -178,6 +178,20 @@ describe('OutboxDispatcher pacing', () => {
     await clock.advance(1_500);
     await settle();
     expect(events.at(-1)).toMatchObject({ kind: 'text', at: start + 1_500 });
+  });
+
+  it('sends on time, without the indicator, through an engine that has no typing indicator', async () => {
+    const { clock, dispatcher, events, message, sessions, start } = setup();
+    sessions.setReady('paced', {
+      sendText: async (to: string, text: string): Promise<SentMessage> => {
+        events.push({ agentId: 'paced', kind: 'text', to, text, at: clock.now() });
+        return { id: 'wa-1' };
+      },
+    } as unknown as EngineSession);
+    dispatcher.enqueue(message('paced', 'x'.repeat(50)));
+    await settle();
+    while (events.length === 0 && (await clock.next())) await settle();
+    expect(events).toEqual([{ agentId: 'paced', kind: 'text', to: ALICE, text: 'x'.repeat(50), at: start + 4_000 }]);
   });
 
   it('never holds an agent that is not paced while a paced one waits', async () => {
