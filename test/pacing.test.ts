@@ -77,8 +77,11 @@ describe('pacing profiles', () => {
       const off = await patch(t, 'patch-bot', { pacing: 'off' });
       expect(off.json().data.pacing).toBe('off');
       expect(t.container.pacing.profiles.profile('patch-bot')).toBeNull();
-      const stored = await db.database.query(`SELECT pacing FROM whatsapp_user WHERE agent_id = 'patch-bot'`);
-      expect(stored[0]?.pacing).toBeNull();
+      // SQL NULL, not a JSON null.
+      const stored = await db.database.query(
+        `SELECT pacing IS NULL AS off FROM whatsapp_user WHERE agent_id = 'patch-bot'`,
+      );
+      expect(stored[0]?.off).toBe(true);
     });
 
     it('refuses a bad profile with 400 naming the field, an unknown agent with 404', async () => {
