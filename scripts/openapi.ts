@@ -8,7 +8,8 @@ const database = await openDatabase({ memory: true });
 try {
   const document = await buildOpenApiDocument(database);
   await writeFile('openapi.json', `${JSON.stringify(document, null, 2)}\n`);
-  await writeFile('openapi.yaml', stringify(document));
+  // YAML 1.1 quoting: strings such as off, on, yes and no stay strings for 1.1 readers (PyYAML, many tools).
+  await writeFile('openapi.yaml', stringify(document, { version: '1.1' }));
   process.stdout.write('wrote openapi.json and openapi.yaml\n');
 } finally {
   await database.close();

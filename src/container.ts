@@ -31,6 +31,7 @@ import { createMessaging, type Messaging } from './messaging/messaging.module.js
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createOutbox, type Outbox } from './outbox/outbox.js';
+import { createPacing, type Pacing } from './pacing/pacing.module.js';
 import { secureEmbeddedDatabase, securePrivateDirs } from './private-files.js';
 import { SessionBoard } from './sessions/session-board.js';
 import { createSessionGateway } from './sessions/session-gateway.js';
@@ -82,6 +83,8 @@ export interface Container {
   webhooks: Webhooks;
   /** The LID and phone pairs each agent has learned (one identity per person). */
   identities: Identities;
+  /** Per-agent pacing profiles and the daily cap on new contacts. */
+  pacing: Pacing;
   startedAt: number;
   /**
    * start() has finished: agent keys loaded, sessions restored or leases taken. Until then /health/ready answers 503,
@@ -184,6 +187,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     instanceId: cluster.instanceId,
     shared: !cluster.single,
   });
+  const pacing = createPacing({ database, clock, logger });
   const sessions = new SessionsService({
     repo: sessionsRepo,
     apiKeys,
@@ -197,7 +201,10 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     defaultCountryCode: config.defaultCountryCode,
     board,
     cluster,
+    pacing: pacing.profiles,
   });
+  // A deleted agent's profile and count of new contacts go with it.
+  sessions.onRemoval((agentId) => pacing.forget(agentId));
   const forwarder = createForwarder({
     cluster,
     // One process forwards nothing; members share the secret (CLUSTER_SECRET, or one kept in the database).
@@ -224,6 +231,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     logger,
     clock,
     config,
+    pacing: pacing.outbox,
   });
   const identityRepo = new IdentityRepository(database);
   const identities = new Identities({ repository: identityRepo, clock, logger });
@@ -280,6 +288,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     run,
     webhooks,
     identities,
+    pacing,
     startedAt: clock.now(),
     started: false,
     draining: false,
@@ -328,6 +337,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       // Any member delivers any due delivery (claimed in the database, one member at a time): what a previous
       // process left pending goes out now.
       await webhooks.dispatcher.start();
+      // Before any queue is dispatched: a paced agent's messages keep their pace from the first one.
+      await pacing.start();
       // Before sessions come back, so what a previous process left queued goes out as each one is ready.
       await outbox.resumeAll();
       await board.start();
@@ -362,6 +373,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         await messaging.close();
         // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.
         await outbox.close();
+        await pacing.stop();
         // Attempts under way end (each within its timeout) and their outcomes are written; the rest stays pending.
         await webhooks.dispatcher.stop();
         // Then every lease is given up (its session stopped, its login saved, by the hooks) so that other members

@@ -23,6 +23,10 @@ export const ERRORS = {
   UNSUPPORTED_CONTENT_TYPE: { status: 415, message: 'The request body must be JSON.' },
   MEDIA_FETCH_FAILED: { status: 422, message: 'The media URL could not be fetched.' },
   RATE_LIMITED: { status: 429, message: "The agent's send queue is full." },
+  NEW_CONTACT_LIMIT: {
+    status: 429,
+    message: 'This agent has written to as many new contacts as its pacing profile allows in 24 h.',
+  },
   TOO_MANY_AUTH_FAILURES: { status: 429, message: 'Too many failed authentications. Retry later.' },
   INTERNAL_ERROR: { status: 500, message: 'Internal server error.' },
   ENGINE_UNSUPPORTED: { status: 501, message: "This agent's engine does not support this." },
@@ -40,12 +44,15 @@ export interface AppErrorOptions {
   cause?: unknown;
   /** Extra response headers, such as Retry-After. */
   headers?: Record<string, string>;
+  /** Machine-readable facts about the error, sent as `error.details` (NEW_CONTACT_LIMIT: limit, retryAfter). */
+  details?: Record<string, unknown>;
 }
 
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly headers: Record<string, string>;
+  readonly details: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, message?: string, options: AppErrorOptions = {}) {
     super(message ?? ERRORS[code].message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -53,6 +60,7 @@ export class AppError extends Error {
     this.code = code;
     this.status = ERRORS[code].status;
     this.headers = options.headers ?? {};
+    this.details = options.details;
   }
 }
 

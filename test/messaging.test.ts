@@ -64,6 +64,7 @@ describe('POST /agents/{agentId}/messages', () => {
       updatedAt: expect.any(String),
       sentAt: expect.any(String),
       receipts: { server: null, delivered: null, read: null, played: null, error: null, errorAt: null },
+      notBefore: null,
     });
   });
 

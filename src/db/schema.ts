@@ -1,5 +1,5 @@
 // Drizzle table definitions. The SQL that creates them lives in migrations/ (one schema for PostgreSQL and PGlite).
-import { boolean, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { boolean, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 const tz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -25,6 +25,8 @@ export const whatsappUser = pgTable(
     lastError: text('last_error'),
     /** 'api_keys' or 'admin' (see migration 0003); NULL on rows from before it until the key sync derives it. */
     apiKeySource: text('api_key_source'),
+    /** The pacing setting (src/pacing/, migration 0013): "human" or a profile object; NULL is off. */
+    pacing: jsonb('pacing'),
   },
   (t) => [primaryKey({ columns: [t.userId, t.agentId] })],
 );

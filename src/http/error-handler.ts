@@ -51,7 +51,14 @@ export function installErrorHandlers(app: FastifyInstance, metrics: Metrics): vo
     return reply
       .status(appError.status)
       .headers(appError.headers)
-      .send({ error: { code: appError.code, message: appError.message, traceId: request.id } });
+      .send({
+        error: {
+          code: appError.code,
+          message: appError.message,
+          traceId: request.id,
+          ...(appError.details ? { details: appError.details } : {}),
+        },
+      });
   });
 
   app.setNotFoundHandler((request, reply) =>

@@ -18,7 +18,12 @@ export const agentIdSchema = text().regex(AGENT_ID_PATTERN, 'must match ^[A-Za-z
 export const agentParams = z.object({ agentId: agentIdSchema });
 
 const errorEnvelope = z.object({
-  error: z.object({ code: z.string(), message: z.string(), traceId: z.string() }),
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    traceId: z.string(),
+    details: z.record(z.string(), z.unknown()).optional().describe('Facts about some errors (NEW_CONTACT_LIMIT)'),
+  }),
 });
 
 export const envelope = <T extends z.ZodType>(data: T) => z.object({ data, traceId: z.string() });

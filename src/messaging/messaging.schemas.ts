@@ -83,4 +83,8 @@ export const messageStateSchema = z.object({
         'receipt implies those before it (a message read was delivered), and a time is never changed once set. ' +
         'Written behind the send, like its outcome.',
     ),
+  notBefore: z
+    .string()
+    .nullable()
+    .describe("A paced agent's message (PATCH /sessions/{agentId} pacing): when it goes out, once planned; else null"),
 });

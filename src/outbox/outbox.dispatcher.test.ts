@@ -24,7 +24,7 @@ function setup() {
   const sessions = new InMemorySessions();
   sessions.setReady('agent', session);
   const dispatcher = new OutboxDispatcher({
-    repository: { media: async () => null },
+    repository: { media: async () => null, setNotBefore: async (_id, at) => at, lastSentTo: async () => null },
     store: { record: (transition) => void recorded.push(transition) },
     waits: { settle: () => {} },
     sessions,

@@ -5,8 +5,10 @@ import { type EngineSession, RecipientRejectedError, type SendOptions, type Sent
 import { AppError, errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { PacingProfile } from '../pacing/pacing.schemas.js';
+import { pacingStep, planSend, typingMs } from '../pacing/pacing-plan.js';
 import { jidUser } from '../whatsapp/jid.js';
-import type { OutboxSessions } from './outbox.ports.js';
+import type { OutboxPacing, OutboxSessions } from './outbox.ports.js';
 import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
 import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
@@ -24,11 +26,18 @@ function sameAccount(acceptedFor: string | undefined, connected: string | null):
 export type QueuedMessage = Pick<OutboxRecord, 'id' | 'agentId' | 'kind' | 'toJid' | 'payload' | 'attempts'> & {
   /** Failed attempts in this process, counted only while the session stayed ready. */
   failures: number;
+  /** Paced: when it is sent (epoch ms), from its row or planned when its dispatcher first took it. */
+  notBefore?: number | undefined;
+  /** Paced: this process has shown the typing indicator for it. */
+  typingShown?: boolean;
 };
 
+/** Recipients whose last send time each paced agent keeps in memory; past this the oldest are read from the table. */
+const RECENT_RECIPIENTS = 1_000;
+
 export interface OutboxDispatcherOptions {
-  /** Reads an image's bytes just before it is sent. */
-  repository: Pick<OutboxRepository, 'media'>;
+  /** Reads an image's bytes just before it is sent; keeps a paced message's send time, and reads the last ones. */
+  repository: Pick<OutboxRepository, 'media' | 'setNotBefore' | 'lastSentTo'>;
   /** Where each attempt's outcome goes; the dispatcher never waits for it to be written. */
   store: Pick<OutboxStore, 'record'>;
   waits: Pick<SendWaits, 'settle'>;
@@ -43,6 +52,8 @@ export interface OutboxDispatcherOptions {
   maxRetries?: number | undefined;
   /** Wait before retry n (1-based). Exponential by default: 1 s, 2 s, 4 s. */
   retryDelayMs?: ((retry: number) => number) | undefined;
+  /** Which agents are paced (src/pacing/); none without it. */
+  pacing?: Pick<OutboxPacing, 'profile' | 'random'> | undefined;
 }
 
 interface AgentQueue {
@@ -69,6 +80,8 @@ export class OutboxDispatcher {
   private readonly queues = new Map<string, AgentQueue>();
   /** For each read of the table in progress (watchDone), the messages sent or failed here since it began. */
   private readonly watchers = new Set<Set<string>>();
+  /** Paced agents: when each last sent to each recipient here (epoch ms), the latest last. */
+  private readonly lastSent = new Map<string, Map<string, number>>();
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private closed = false;
@@ -84,8 +97,8 @@ export class OutboxDispatcher {
   }
 
   static fromRecord(record: OutboxRecord): QueuedMessage {
-    const { id, agentId, kind, toJid, payload, attempts } = record;
-    return { id, agentId, kind, toJid, payload, attempts, failures: 0 };
+    const { id, agentId, kind, toJid, payload, attempts, notBefore } = record;
+    return { id, agentId, kind, toJid, payload, attempts, failures: 0, notBefore: notBefore?.getTime() };
   }
 
   /** Adds a message at the end of its agent's queue, and starts dispatching if idle. */
@@ -132,6 +145,17 @@ export class OutboxDispatcher {
   }
 
   /**
+   * The agent's pacing profile changed: a queue waiting out a gap looks again now (switched off, it sends at once).
+   */
+  repace(agentId: string): void {
+    const queue = this.queues.get(agentId);
+    if (!queue?.timer) return;
+    queue.timer.cancel();
+    queue.timer = undefined;
+    this.kick(queue);
+  }
+
+  /**
    * Forgets an agent's queue from memory: its agent was deleted, or its lease went to another member (whose turn it is
    * to load the rows). A send already in flight completes, and is not retried; its id is returned so that its row is
    * kept.
@@ -139,6 +163,7 @@ export class OutboxDispatcher {
   forget(agentId: string): string[] {
     const queue = this.queues.get(agentId);
     this.options.buckets.delete(agentId);
+    this.lastSent.delete(agentId);
     if (!queue) return [];
     queue.timer?.cancel();
     queue.timer = undefined;
@@ -211,6 +236,16 @@ export class OutboxDispatcher {
         // Fencing: a member whose lease ended (paused, partitioned) hands nothing more to WhatsApp; the lease's new
         // owner loads the queue from the table.
         if (!this.options.mayDispatch(queue.agentId)) return;
+        // Paced agents only: for the others this is one map lookup.
+        const profile = this.options.pacing?.profile(queue.agentId) ?? null;
+        if (profile) {
+          const pause = await this.pace(session, message, profile);
+          if (pause === 'again') continue; // it awaited: the queue, the session or the lease may have changed
+          if (pause > 0) {
+            this.schedule(queue, pause);
+            return;
+          }
+        }
         const wait = this.options.buckets.take(queue.agentId);
         if (wait > 0) {
           this.schedule(queue, wait);
@@ -279,9 +314,72 @@ export class OutboxDispatcher {
       return 'retry';
     }
     this.transition(queue, message, 'sent', { waMessageId: sent.id });
+    if (message.notBefore !== undefined) this.sentTo(message.agentId, message.toJid);
     metrics.countSent(message.kind, message.agentId);
     this.options.waits.settle(message.id, { status: 'sent', waMessageId: sent.id });
     return 'next';
+  }
+
+  /**
+   * A paced head message: plans its send time the first time (kept on its row: 'again'), shows the typing indicator
+   * when its time comes ('again'), and otherwise returns how long to wait (0: send now).
+   */
+  private async pace(
+    session: EngineSession,
+    message: QueuedMessage,
+    profile: PacingProfile,
+  ): Promise<number | 'again'> {
+    const { clock, logger } = this.options;
+    const length = (message.payload.text ?? message.payload.caption ?? '').length;
+    const typing = typingMs(profile, length);
+    if (message.notBefore === undefined) {
+      message.notBefore = await this.plan(message, profile, length);
+      return 'again';
+    }
+    const step = pacingStep(clock.now(), message.notBefore, typing, message.typingShown === true);
+    if (step.action === 'send') return 0;
+    if (step.action === 'wait') return step.ms;
+    message.typingShown = true;
+    try {
+      // Best effort: an engine without a typing indicator, or one that fails to show it, still sends on time.
+      await session.setTyping?.(message.toJid, true);
+    } catch (err) {
+      logger.debug({ event: 'outbox.pacing.typing_failed', agentId: message.agentId, err: errorMessage(err) });
+    }
+    return 'again';
+  }
+
+  /** The message's send time: planned now, and kept on its row first (the row's own, if it has one already, wins). */
+  private async plan(message: QueuedMessage, profile: PacingProfile, length: number): Promise<number> {
+    const { clock, repository, logger, pacing } = this.options;
+    const now = clock.now();
+    const random = pacing?.random?.() ?? Math.random();
+    try {
+      const lastToRecipient =
+        this.lastSent.get(message.agentId)?.get(message.toJid) ??
+        (profile.perRecipientGapMs > 0 ? await repository.lastSentTo(message.agentId, message.toJid) : null);
+      const { sendAt } = planSend({ profile, now, length, lastToRecipient, random });
+      return (await repository.setNotBefore(message.id, sendAt)) ?? sendAt;
+    } catch (err) {
+      // The database cannot answer: paced from memory, as if from the table; a restart plans it again.
+      logger.warn({ event: 'outbox.pacing.plan_failed', agentId: message.agentId, err: errorMessage(err) });
+      return planSend({ profile, now, length, lastToRecipient: null, random }).sendAt;
+    }
+  }
+
+  /** A paced agent sent to `toJid` now. */
+  private sentTo(agentId: string, toJid: string): void {
+    let recent = this.lastSent.get(agentId);
+    if (!recent) {
+      recent = new Map();
+      this.lastSent.set(agentId, recent);
+    }
+    recent.delete(toJid); // re-inserted last: the map stays in order of sends
+    recent.set(toJid, this.options.clock.now());
+    if (recent.size > RECENT_RECIPIENTS) {
+      const oldest = recent.keys().next().value;
+      if (oldest !== undefined) recent.delete(oldest);
+    }
   }
 
   /** The message will not be sent: its row says why, and its waiting request hears it. */

@@ -1,5 +1,6 @@
 // What the outbox needs from the sessions side: the live session of a ready agent, and word of changes.
 import type { EngineSession } from '../engines/engine.js';
+import type { PacingProfile } from '../pacing/pacing.schemas.js';
 
 export interface OutboxSessions {
   /**
@@ -32,4 +33,19 @@ export interface OutboxOwnership {
   readonly instanceId: string;
   /** The epoch of this member's lease on the agent while it is valid by the local clock; null otherwise. O(1). */
   epochOf(agentId: string): number | null;
+}
+
+/**
+ * Per-agent pacing (src/pacing/): which agents send like a person, and their daily cap on new contacts. An agent
+ * without a profile sends as fast as its token bucket lets it, as when the port is absent.
+ */
+export interface OutboxPacing {
+  /** The agent's profile, null when it is not paced. Asked on every submit and every dispatch: O(1). */
+  profile(agentId: string): PacingProfile | null;
+  /** Before a message to `toJid` is committed: throws NEW_CONTACT_LIMIT when it would be one new contact too many. */
+  admit(agentId: string, toJid: string, limit: number): Promise<void>;
+  /** Calls `listener` when an agent's profile changes; returns an unsubscribe. */
+  onChange(listener: (agentId: string) => void): () => void;
+  /** A number in [0, 1) that picks each gap (Math.random when absent). */
+  random?(): number;
 }

@@ -52,6 +52,8 @@ export interface OutboxRecord {
   updatedAt: Date;
   sentAt: Date | null;
   receipts: MessageReceipts;
+  /** A paced message: when it may be sent (set when its dispatcher first took it); null otherwise, or not yet. */
+  notBefore: Date | null;
 }
 
 /** What WhatsApp said became of a sent message: when each receipt first came (null: none yet), and its error. */
@@ -109,7 +111,7 @@ const INSERTED = `inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key)`;
 const KEYED_IDS = 'SELECT id FROM inserted WHERE idempotency_key IS NOT NULL';
 
 const COLUMNS = `id, seq, agent_id, kind, to_jid, payload, status, attempts, wa_message_id, error, trace_id,
-  created_at, updated_at, sent_at, server_at, delivered_at, read_at, played_at, ack_error, ack_error_at`;
+  created_at, updated_at, sent_at, server_at, delivered_at, read_at, played_at, ack_error, ack_error_at, not_before`;
 /** COLUMNS of the row aliased `o`, for a join. */
 const O_COLUMNS = COLUMNS.split(',')
   .map((column) => `o.${column.trim()}`)
@@ -334,6 +336,30 @@ export class OutboxRepository {
     }));
   }
 
+  /**
+   * A paced message's send time, kept the first time it is set (epoch ms): a restart, or another member taking the
+   * agent over, waits for what is left of it. Returns the time the row holds, or null when the row is gone.
+   */
+  async setNotBefore(id: string, at: number): Promise<number | null> {
+    const rows = await this.database.query(
+      `UPDATE outbox_messages SET not_before = coalesce(not_before, to_timestamp($2::float8 / 1000))
+       WHERE id = $1 RETURNING (extract(epoch FROM not_before) * 1000)::float8 AS at`,
+      [id, at],
+    );
+    return rows[0] ? Number(rows[0].at) : null;
+  }
+
+  /** When the agent last sent a message to `toJid` (epoch ms), as the table says; null when never. */
+  async lastSentTo(agentId: string, toJid: string): Promise<number | null> {
+    const rows = await this.database.query(
+      `SELECT (extract(epoch FROM max(sent_at)) * 1000)::float8 AS at FROM outbox_messages
+       WHERE agent_id = $1 AND to_jid = $2 AND status = 'sent'`,
+      [agentId, toJid],
+    );
+    const at = rows[0]?.at;
+    return at == null ? null : Number(at);
+  }
+
   /** The agent's messages not sent yet, in the table: the queue's depth as any member can read it. */
   async countQueued(agentId: string): Promise<number> {
     const rows = await this.database.query(
@@ -391,6 +417,7 @@ function toRecord(row: Row): OutboxRecord {
       error: row.ack_error == null ? null : String(row.ack_error),
       errorAt: toDateOrNull(row.ack_error_at),
     },
+    notBefore: toDateOrNull(row.not_before),
   };
 }
 

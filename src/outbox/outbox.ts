@@ -10,7 +10,7 @@ import { AppError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { OutboxDispatcher, type QueuedMessage } from './outbox.dispatcher.js';
-import type { OutboxOwnership, OutboxSessions } from './outbox.ports.js';
+import type { OutboxOwnership, OutboxPacing, OutboxSessions } from './outbox.ports.js';
 import {
   type NewOutboxMessage,
   type OutboxKind,
@@ -70,6 +70,8 @@ export interface OutboxMessageView {
     error: string | null;
     errorAt: string | null;
   };
+  /** A paced message: when it goes out (ISO 8601), once its agent's dispatcher has planned it; null otherwise. */
+  notBefore: string | null;
 }
 
 export type OutboxConfig = Pick<
@@ -88,12 +90,15 @@ export interface OutboxDeps {
   config: OutboxConfig;
   /** Send retries after a failed attempt, and the wait before retry n (1 s, 2 s, 4 s by default). */
   retries?: { max?: number; delayMs?: (retry: number) => number } | undefined;
+  /** Per-agent pacing profiles and the daily cap on new contacts (src/pacing/); no agent is paced without it. */
+  pacing?: OutboxPacing | undefined;
 }
 
 export interface Outbox {
   /**
    * Commits the message, queues it, and waits up to SEND_WAIT_MS for its send. Throws SESSION_NOT_READY,
-   * RATE_LIMITED (queue full), IDEMPOTENCY_KEY_REUSED, or DATABASE_UNAVAILABLE (nothing was sent).
+   * RATE_LIMITED (queue full), NEW_CONTACT_LIMIT (a paced agent's daily cap), IDEMPOTENCY_KEY_REUSED, or
+   * DATABASE_UNAVAILABLE (nothing was sent).
    */
   submit(agentId: string, draft: OutboxDraft, context?: SubmitContext): Promise<SubmitResult>;
   /** The earlier message sent with this Idempotency-Key, or null; IDEMPOTENCY_KEY_REUSED for another request. */
@@ -188,11 +193,13 @@ class DurableOutbox implements Outbox {
       maxRetries: retries?.max,
       retryDelayMs: retries?.delayMs,
       mayDispatch: (agentId) => this.owns(agentId),
+      pacing: deps.pacing,
     });
     this.remote = new RemoteOutcomes({ database, repository: this.repository, waits: this.waits, clock, logger });
     this.receipts = new OutboxReceipts({ repository: this.repository, store: this.store, clock, logger, metrics });
     this.unsubscribe = [
       sessions.onSessionReady((agentId) => this.dispatcher.wake(agentId)),
+      deps.pacing?.onChange((agentId) => this.dispatcher.repace(agentId)) ?? (() => {}),
       sessions.onAgentDeleted(async (agentId) => {
         try {
           await this.drop(agentId);
@@ -229,6 +236,9 @@ class DurableOutbox implements Outbox {
     if (this.owns(agentId)) this.assertRoom(agentId, this.depth(agentId));
     // Another member dispatches it: its queue is in the table.
     else this.assertRoom(agentId, (await this.repository.countQueued(agentId)) + this.store.committing(agentId));
+    // A paced agent's first message to someone new counts toward its daily cap; refused, nothing is committed.
+    const limit = this.deps.pacing?.profile(agentId)?.newContactsPerDay;
+    if (limit !== undefined && limit !== null) await this.deps.pacing?.admit(agentId, draft.toJid, limit);
     const id = randomUUID();
     const account = this.deps.sessions.account(agentId) ?? undefined;
     // The wait starts before the commit, so that SEND_WAIT_MS bounds the whole request and no outcome is missed.
@@ -511,5 +521,6 @@ function toView(record: OutboxRecord): OutboxMessageView {
       error: record.receipts.error,
       errorAt: record.receipts.errorAt?.toISOString() ?? null,
     },
+    notBefore: record.notBefore?.toISOString() ?? null,
   };
 }

@@ -17,6 +17,7 @@ export type SessionPatch = Partial<
     | 'waJid'
     | 'lastError'
     | 'apiKeySource'
+    | 'pacing'
   >
 > & { status?: SessionStatusValue };
 

@@ -14,6 +14,7 @@ import {
   qrResultSchema,
   sessionListSchema,
   sessionStatusSchema,
+  updateSessionBody,
 } from './sessions.schemas.js';
 import type { SessionsService } from './sessions.service.js';
 
@@ -83,6 +84,27 @@ export const sessionsRoutes: FastifyPluginAsyncZod<SessionsRoutesOptions> = asyn
       },
     },
     async (request) => ({ data: await sessions.get(request.params.agentId), traceId: request.id }),
+  );
+
+  app.patch(
+    '/sessions/:agentId',
+    {
+      onRequest: adminOrAgent,
+      schema: {
+        tags,
+        security,
+        summary: "Change an agent's settings: its pacing profile",
+        description:
+          'pacing: "off" (the default: sends go as fast as the rate limit lets them), "human" (random 2-8 s gaps, ' +
+          'typing shown ~40 ms a character up to 6 s, 20 s between messages to one recipient, 20 new contacts a ' +
+          'day), or a profile object whose missing fields take the "human" values. Queued messages keep the send ' +
+          'time already planned for them; switched off, they go at once.',
+        params: agentParams,
+        body: updateSessionBody,
+        response: { 200: envelope(sessionStatusSchema), ...errorResponses(400, 401, 403, 404, 413, 429) },
+      },
+    },
+    async (request) => ({ data: await sessions.update(request.params.agentId, request.body), traceId: request.id }),
   );
 
   app.delete(

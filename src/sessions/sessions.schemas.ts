@@ -1,6 +1,7 @@
 // Request and response schemas of the /sessions endpoints.
 import { z } from 'zod';
 import { agentIdSchema, text } from '../http/schemas.js';
+import { pacingSettingSchema, pacingViewSchema } from '../pacing/pacing.schemas.js';
 import { ENGINE_NAMES } from '../whatsapp/engine-names.js';
 
 export const createSessionBody = z.object({
@@ -9,8 +10,15 @@ export const createSessionBody = z.object({
   agentName: text().trim().min(1).max(200),
   apikey: text().min(1).max(512).optional(),
   engine: z.enum(ENGINE_NAMES).optional(),
+  pacing: pacingSettingSchema.optional(),
 });
 export type CreateSessionInput = z.output<typeof createSessionBody>;
+
+/** PATCH /sessions/{agentId}: what may change on an agent after its creation. */
+export const updateSessionBody = z.object({
+  pacing: pacingSettingSchema.optional(),
+});
+export type UpdateSessionInput = z.output<typeof updateSessionBody>;
 
 const booleanQuery = z
   .enum(['true', 'false', '1', '0'])
@@ -58,6 +66,7 @@ export const sessionStatusSchema = z.object({
     .string()
     .nullable()
     .describe('The instance (INSTANCE_ID) that runs this session now; null while none does (its lease is moving)'),
+  pacing: pacingViewSchema.describe('How the agent paces its sends: "off", "human", or its custom profile'),
   liveState: liveStateSchema,
 });
 export type SessionStatus = z.infer<typeof sessionStatusSchema>;

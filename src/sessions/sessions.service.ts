@@ -6,12 +6,14 @@ import type { Cluster } from '../cluster/cluster.js';
 import type { Engine } from '../engines/engine.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import { type PacingSetting, pacingColumn, storedPacing } from '../pacing/pacing.schemas.js';
+import type { PacingProfiles } from '../pacing/pacing-profiles.js';
 import type { EngineName } from '../whatsapp/engine-names.js';
 import { phoneDigits } from '../whatsapp/jid.js';
 import type { SessionBoard } from './session-board.js';
 import { runWithConcurrency, type SessionSupervisor } from './session-supervisor.js';
 import type { SessionRow, SessionsRepository } from './sessions.repository.js';
-import type { CreateSessionInput, SessionStatus } from './sessions.schemas.js';
+import type { CreateSessionInput, SessionStatus, UpdateSessionInput } from './sessions.schemas.js';
 
 export interface SessionsServiceOptions {
   repo: SessionsRepository;
@@ -28,6 +30,8 @@ export interface SessionsServiceOptions {
   board: Pick<SessionBoard, 'entry' | 'removed' | 'handOver'>;
   /** Which member runs which session: a session starts only where its lease is held. */
   cluster: Pick<Cluster, 'single' | 'epochOf' | 'claim' | 'forget'>;
+  /** Told when an agent's pacing setting is saved (src/pacing/). */
+  pacing?: Pick<PacingProfiles, 'changed'> | undefined;
 }
 
 export class SessionsService {
@@ -80,6 +84,7 @@ export class SessionsService {
         endpointUrlRun,
         engine: engineName,
         status: 'awaiting_qr',
+        ...(input.pacing === undefined ? {} : { pacing: pacingColumn(input.pacing) }),
       });
       // A concurrent create of the same agent inserted it first: answer as for an agent that exists (200 or 409).
       if (!inserted) return this.create(input, { waitForQr });
@@ -90,8 +95,10 @@ export class SessionsService {
         apiKeySource,
         endpointUrlRun,
         engine: engineName,
+        ...(input.pacing === undefined ? {} : { pacing: pacingColumn(input.pacing) }),
       });
     }
+    if (input.pacing !== undefined) this.pacingChanged(input.agentId, input.pacing);
     keys.set(input.agentId, input.userId, apiKey, apiKeySource);
     // In a cluster, the member that created the agent takes its lease; should another have been quicker, that one
     // starts the session when it is asked for a QR code.
@@ -104,6 +111,21 @@ export class SessionsService {
 
   async get(agentId: string): Promise<SessionStatus> {
     return this.toStatus(await this.requireRow(agentId));
+  }
+
+  /** PATCH /sessions/{agentId}: changes what is given (the pacing setting), keeps the rest. */
+  async update(agentId: string, input: UpdateSessionInput): Promise<SessionStatus> {
+    await this.requireRow(agentId);
+    if (input.pacing !== undefined) {
+      await this.options.repo.update(agentId, { pacing: pacingColumn(input.pacing) });
+      this.pacingChanged(agentId, input.pacing);
+      this.options.logger.info({ event: 'session.pacing', agentId, pacing: input.pacing }, 'pacing changed');
+    }
+    return this.get(agentId);
+  }
+
+  private pacingChanged(agentId: string, setting: PacingSetting): void {
+    this.options.pacing?.changed(agentId, setting);
   }
 
   async list(limit: number, offset: number) {
@@ -284,6 +306,7 @@ export class SessionsService {
       weakApiKey: row.apiKey !== null && isWeakKey(row.apiKey),
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
+      pacing: storedPacing(row.pacing),
       ...this.live(row.agentId),
     };
   }

@@ -395,6 +395,23 @@ export const migrations: Migration[] = [
       CREATE INDEX IF NOT EXISTS identities_updated_at ON identities (updated_at);
     `,
   },
+  {
+    id: '0013_pacing',
+    // Pacing profiles (src/pacing/): the agent's setting ('"human"' or an object; NULL is off). An outbox row's
+    // not_before is when a paced message may go (set once, when its agent's dispatcher first takes it, so that a
+    // restart honours what is left of the wait). pacing_contact_quota holds, per agent, the new contacts of the last
+    // 24 h ({ "<jid>": epoch ms }): one row, updated in one statement, so that two first messages racing the daily cap
+    // take turns on its row lock (and only that agent's).
+    sql: `
+      ALTER TABLE whatsapp_user ADD COLUMN IF NOT EXISTS pacing jsonb;
+      ALTER TABLE outbox_messages ADD COLUMN IF NOT EXISTS not_before timestamptz;
+      CREATE TABLE IF NOT EXISTS pacing_contact_quota (
+        agent_id text PRIMARY KEY,
+        contacts jsonb NOT NULL DEFAULT '{}',
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
