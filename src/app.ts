@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { activityRoutes } from './activity/activity.routes.js';
 import { runRoutes } from './ai/run.routes.js';
 import { clusterRoutes } from './cluster/cluster.routes.js';
 import type { Container } from './container.js';
@@ -115,6 +116,7 @@ export async function buildApp(container: Container): Promise<App> {
     auth: container.auth,
     defaultCountryCode: config.defaultCountryCode,
   });
+  await app.register(activityRoutes, { activity: container.activity, auth: container.auth });
   await app.register(webhooksRoutes, {
     repository: container.webhooks.repository,
     auth: container.auth,

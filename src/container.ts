@@ -1,6 +1,7 @@
 // The composition root: reads the configuration, opens the database, picks the engines and wires the services.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { ActivityRepository } from './activity/activity.repository.js';
 import { createAgentDirectory } from './ai/agent-directory.js';
 import type { ReplySender } from './ai/agent-ports.js';
 import { AiClient } from './ai/ai-client.js';
@@ -78,6 +79,8 @@ export interface Container {
   inbound: InboundService;
   /** The stored messages of each agent's chats, both directions. */
   history: HistoryRepository;
+  /** Per-minute counts and AI latency of an agent (GET /agents/{agentId}/activity). */
+  activity: ActivityRepository;
   run: RunService;
   /** Webhook endpoints and the delivery of their events. */
   webhooks: Webhooks;
@@ -243,6 +246,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
   };
   const inboundRepo = new InboundRepository(database);
   const history = new HistoryRepository(database);
+  const activity = new ActivityRepository(database, clock);
   const inbound = new InboundService({
     directory,
     ai,
@@ -285,6 +289,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     messaging,
     inbound,
     history,
+    activity,
     run,
     webhooks,
     identities,

@@ -5,7 +5,7 @@ import { OutboxRepository } from '../src/outbox/outbox.repository.js';
 import { type AiServer, startAiServer } from './helpers/ai-server.js';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { type ConnectedAgent, connectAgent, sendText } from './helpers/messaging.js';
+import { type ConnectedAgent, connectAgent, sendText, until } from './helpers/messaging.js';
 
 const USER = '6281234567890';
 const USER_JID = `${USER}@c.us`;
@@ -27,7 +27,21 @@ interface Item {
   media: { mimeType: string | null; size: number | null; filename: string | null } | null;
   timestamp: string;
   status: string | null;
+  receipts: Receipts | null;
+  error: string | null;
 }
+
+interface Receipts {
+  server: string | null;
+  delivered: string | null;
+  read: string | null;
+  played: string | null;
+  error: string | null;
+  errorAt: string | null;
+}
+
+const NO_RECEIPTS: Receipts = { server: null, delivered: null, read: null, played: null, error: null, errorAt: null };
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 interface Chat {
   chatId: string;
@@ -139,6 +153,8 @@ describe('message store and chat history', () => {
           media: null,
           timestamp: expect.any(String),
           status: null,
+          receipts: null,
+          error: null,
         },
       ],
       nextCursor: null,
@@ -162,7 +178,7 @@ describe('message store and chat history', () => {
       media: { mimeType: 'image/jpeg', size: 48_213, filename: null },
     });
     // Sent from the account's phone: outgoing, though no outbox row stands for it.
-    expect(own).toMatchObject({ direction: 'out', text: 'typed on the phone', status: null });
+    expect(own).toMatchObject({ direction: 'out', text: 'typed on the phone', status: null, receipts: null });
     // A redelivery of the same id is stored once.
     await deliver({ from: USER, chat: GROUP, text: 'hello all', id: groupId });
     expect((await messages(GROUP)).items).toHaveLength(1);
@@ -205,6 +221,84 @@ describe('message store and chat history', () => {
     // A chat id may be given as a phone number or any JID form.
     expect((await messages(`+${USER}`)).items).toHaveLength(11);
     expect((await messages(`${USER}@s.whatsapp.net`)).items).toHaveLength(11);
+  });
+
+  it("carries each sent message's receipts and its send's error, and none on received ones", async () => {
+    const ack = async (waMessageId: string, status: string, error?: string) => {
+      const response = await t.app.inject({
+        method: 'POST',
+        url: `/sandbox/agents/${agent.agentId}/ack`,
+        headers: t.admin,
+        payload: { waMessageId, status, ...(error ? { error } : {}) },
+      });
+      expect(response.statusCode).toBe(200);
+    };
+    const send = async (message: string) => {
+      const response = await sendText(t, agent, { to: OTHER, message });
+      expect(response.statusCode).toBe(200);
+      return response.json().data as { messageId: string; waMessageId: string };
+    };
+    const item = async (id: string) => (await messages(OTHER)).items.find((entry) => entry.id === id);
+    /** Receipts are written behind the send, in batches: the history shows them a moment later. */
+    const receiptsOf = async (id: string, done: (receipts: Receipts) => boolean) => {
+      let last: Receipts | null | undefined;
+      await until(async () => {
+        last = (await item(id))?.receipts;
+        return Boolean(last && done(last));
+      }).catch(() => {
+        throw new Error(`receipts never arrived: ${JSON.stringify(last)}`);
+      });
+      return last as Receipts;
+    };
+
+    const received = await deliver({ from: OTHER, text: 'no receipts here' });
+    const read = await send('will be read');
+    const delivered = await send('only delivered');
+    const refused = await send('refused by WhatsApp');
+    expect(await item(read.messageId)).toMatchObject({ status: 'sent', receipts: NO_RECEIPTS, error: null });
+
+    await ack(read.waMessageId, 'server');
+    await ack(read.waMessageId, 'delivered');
+    await ack(read.waMessageId, 'read');
+    await ack(delivered.waMessageId, 'delivered');
+    await ack(refused.waMessageId, 'error', 'recipient unreachable');
+    const readReceipts = await receiptsOf(read.messageId, (r) => r.read !== null);
+    expect(readReceipts).toEqual({
+      ...NO_RECEIPTS,
+      server: expect.stringMatching(ISO),
+      delivered: expect.stringMatching(ISO),
+      read: expect.stringMatching(ISO),
+    });
+    expect(Date.parse(readReceipts.read ?? '')).toBeGreaterThanOrEqual(Date.parse(readReceipts.server ?? ''));
+    // A receipt implies those before it: delivered was on the server first.
+    expect(await receiptsOf(delivered.messageId, (r) => r.delivered !== null)).toEqual({
+      ...NO_RECEIPTS,
+      server: expect.stringMatching(ISO),
+      delivered: expect.stringMatching(ISO),
+    });
+    expect(await receiptsOf(refused.messageId, (r) => r.errorAt !== null)).toEqual({
+      ...NO_RECEIPTS,
+      error: 'recipient unreachable',
+      errorAt: expect.stringMatching(ISO),
+    });
+    expect(await item(received)).toMatchObject({ direction: 'in', receipts: null, error: null });
+
+    // A send WhatsApp refuses fails for good: the item says why, and no receipt ever comes.
+    const failSends = await t.app.inject({
+      method: 'POST',
+      url: `/sandbox/agents/${agent.agentId}/fail-sends`,
+      headers: t.admin,
+      payload: { count: 1, reason: 'not_on_whatsapp' },
+    });
+    expect(failSends.statusCode).toBe(200);
+    const failed = await sendText(t, agent, { to: OTHER, message: 'never arrives' });
+    const failedId = failed.json().data.messageId as string;
+    await until(async () => (await item(failedId))?.status === 'failed');
+    expect(await item(failedId)).toMatchObject({
+      status: 'failed',
+      receipts: NO_RECEIPTS,
+      error: expect.stringMatching(/\S/),
+    });
   });
 
   it('lists the chats, latest first, with a preview and counts, in pages', async () => {

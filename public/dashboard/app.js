@@ -1,4 +1,5 @@
 // The operator dashboard: sign in with the admin key, watch sessions live, link phones, manage and test agents.
+import { createAgentView } from './agent-view.js';
 import { ApiError, createApi } from './api.js';
 import { renderCluster } from './cluster-view.js';
 import { openEventStream } from './event-stream.js';
@@ -75,6 +76,31 @@ async function loadSessions() {
   else renderDetail();
   showMessage('sessions-error', '');
   return true;
+}
+
+// ---- agent page (#/agents/{agentId}) ------------------------------------------------------------------------------
+
+const agentView = createAgentView({
+  api,
+  guarded,
+  errorText,
+  onUnauthorized: () => signOut('The service refused the admin key. Sign in again.'),
+});
+
+const AGENT_ROUTE = /^#\/agents\/([A-Za-z0-9_-]{1,64})$/;
+
+/** Shows the view the address names: an agent's page, or the sessions overview. */
+function route() {
+  if ($('app-view').hidden) return;
+  const agentId = AGENT_ROUTE.exec(location.hash)?.[1];
+  if (agentId) {
+    $('overview').hidden = true;
+    void agentView.show(agentId);
+  } else if (agentView.hide() || $('overview').hidden) {
+    $('overview').hidden = false;
+    // Back from an agent page: focus to the list's heading, where the keyboard left off.
+    $('sessions-title').focus();
+  }
 }
 
 // ---- cluster panel -----------------------------------------------------------------------------------------------
@@ -294,6 +320,7 @@ function startStream() {
       } else if (event === 'session') {
         state.eventCount.set(data.agentId, (state.eventCount.get(data.agentId) ?? 0) + 1);
         upsert(data);
+        agentView.renderSession(data);
         refreshClusterSoon();
       } else if (event === 'removed') {
         removeSession(data.agentId);
@@ -311,6 +338,7 @@ function showApp() {
   $('sign-out').hidden = false;
   startStream();
   startClusterRefresh();
+  route();
 }
 
 function signOut(reason = '') {
@@ -326,6 +354,8 @@ function signOut(reason = '') {
   $('cluster-updated').textContent = '';
   showMessage('cluster-error', '');
   $('detail').hidden = true;
+  agentView.hide();
+  $('overview').hidden = false;
   $('app-view').hidden = true;
   $('sign-out').hidden = true;
   $('sign-in-view').hidden = false;
@@ -389,7 +419,7 @@ async function onSignIn(event) {
   input.value = '';
   showMessage('sign-in-error', '');
   showApp();
-  $('sessions-title').focus();
+  if (!$('overview').hidden) $('sessions-title').focus();
 }
 
 function init() {
@@ -412,6 +442,7 @@ function init() {
   $('delete').addEventListener('click', onDelete);
   $('send-form').addEventListener('submit', onSend);
   $('create-form').addEventListener('submit', onCreate);
+  window.addEventListener('hashchange', route);
   if (sessionStorage.getItem(KEY_STORAGE)) showApp();
   else $('admin-key').focus();
 }

@@ -70,6 +70,9 @@ export function statusLabel(session) {
   }
 }
 
+/** The address of an agent's page (agent-view.js), linkable and kept across a reload. */
+export const agentPageHref = (agentId) => `#/agents/${encodeURIComponent(agentId)}`;
+
 // ---- sessions table ---------------------------------------------------------------------------------------------
 
 const COLUMNS = ['Agent', 'User', 'Engine', 'Status', 'Owner', 'Connected number', 'Last connected', 'Last error'];
@@ -92,7 +95,12 @@ export function renderRow(session) {
     open.textContent = session.agentId;
     const name = document.createElement('span');
     name.className = 'sub';
-    row.cells[0].append(open, name);
+    const page = document.createElement('a');
+    page.className = 'row-link';
+    page.href = agentPageHref(session.agentId);
+    page.textContent = 'Agent page';
+    page.setAttribute('aria-label', `Agent page of ${session.agentId}: chats, webhooks and activity`);
+    row.cells[0].append(open, name, page);
     body.append(row);
   }
   const label = statusLabel(session);
@@ -186,6 +194,7 @@ export function renderDetail() {
   const live = session.liveState;
   const label = statusLabel(session);
   $('detail-agent').textContent = session.agentId;
+  /** @type {HTMLAnchorElement} */ ($('detail-agent-page')).href = agentPageHref(session.agentId);
   $('detail-owner').textContent = session.owner ?? 'no instance now';
   const status = $('detail-status');
   status.textContent = label.text;

@@ -1,5 +1,7 @@
 // Serves the operator dashboard: static HTML, CSS and ES modules, no build step, nothing from a CDN.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
@@ -22,6 +24,39 @@ const CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * Third-party files the page loads, served from this origin under /dashboard/vendor/: the installed package's own
+ * files, found the way Node resolves the package (so an upgrade is picked up, and nothing is copied or fetched).
+ */
+export const VENDOR_FILES: Record<string, { module: string; type: string }> = {
+  'uPlot.esm.js': { module: 'uplot/dist/uPlot.esm.js', type: 'text/javascript; charset=utf-8' },
+  'uPlot.min.css': { module: 'uplot/dist/uPlot.min.css', type: 'text/css; charset=utf-8' },
+};
+
+/** Every file of the page: revalidated every time (ETag), so a deploy shows at once (the files are small). */
+const DASHBOARD_HEADERS = {
+  'cache-control': 'no-cache',
+  'content-security-policy': CONTENT_SECURITY_POLICY,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+interface VendorFile {
+  body: Buffer;
+  type: string;
+  etag: string;
+}
+
+async function loadVendorFiles(): Promise<Map<string, VendorFile>> {
+  const files = new Map<string, VendorFile>();
+  for (const [name, { module, type }] of Object.entries(VENDOR_FILES)) {
+    const body = await readFile(fileURLToPath(import.meta.resolve(module)));
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+    files.set(name, { body, type, etag });
+  }
+  return files;
+}
+
 export interface DashboardRoutesOptions {
   /** The folder to serve; the repository's public/dashboard by default. */
   root?: string;
@@ -31,6 +66,14 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = async
   const root = options.root ?? DASHBOARD_ROOT;
   if (!existsSync(`${root}/index.html`)) throw new Error(`dashboard: no index.html in ${root}`);
   app.get('/dashboard', { schema: { hide: true } }, (_request, reply) => reply.redirect('/dashboard/', 301));
+  const vendor = await loadVendorFiles();
+  app.get<{ Params: { file: string } }>('/dashboard/vendor/:file', { schema: { hide: true } }, (request, reply) => {
+    const file = vendor.get(request.params.file);
+    if (!file) return reply.callNotFound();
+    reply.headers(DASHBOARD_HEADERS).header('etag', file.etag).type(file.type);
+    if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
+    return reply.send(file.body);
+  });
   await app.register(fastifyStatic, {
     root,
     prefix: '/dashboard/',
@@ -38,11 +81,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = async
     dotfiles: 'ignore',
     cacheControl: false,
     setHeaders(res) {
-      // Revalidate every time (ETag), so a deploy shows at once; the files are small.
-      res.setHeader('cache-control', 'no-cache');
-      res.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
-      res.setHeader('x-content-type-options', 'nosniff');
-      res.setHeader('referrer-policy', 'no-referrer');
+      for (const [name, value] of Object.entries(DASHBOARD_HEADERS)) res.setHeader(name, value);
     },
   });
 };

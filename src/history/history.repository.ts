@@ -35,15 +35,22 @@ const fromMicros = (param: string) => `('epoch'::timestamptz + ${param}::bigint 
 const NOT_AN_ECHO = `NOT (m.from_me IS TRUE AND EXISTS (
   SELECT 1 FROM outbox_messages e WHERE e.agent_id = m.agent_id AND e.wa_message_id = m.wa_message_id))`;
 
+/** A sent row's receipts (each one's first time, and WhatsApp's error) and its send's error. */
+const RECEIPTS = `o.server_at AS r_server, o.delivered_at AS r_delivered, o.read_at AS r_read, o.played_at AS r_played,
+  o.ack_error AS r_error, o.ack_error_at AS r_error_at, o.error`;
+/** RECEIPTS' columns for a received row, which has none. */
+const NO_RECEIPTS = `NULL::timestamptz AS r_server, NULL::timestamptz AS r_delivered, NULL::timestamptz AS r_read,
+  NULL::timestamptz AS r_played, NULL::text AS r_error, NULL::timestamptz AS r_error_at, NULL::text AS error`;
+
 const INBOUND_ITEM = `'i'::text AS src, m.wa_message_id AS id, m.wa_message_id AS wa_id,
   CASE WHEN m.from_me THEN 'out' ELSE 'in' END AS direction, m.sender_jid AS sender, m.type, m.text,
-  m.quoted_message_id AS quoted, m.media, NULL::text AS status, m.received_at AS at`;
+  m.quoted_message_id AS quoted, m.media, NULL::text AS status, m.received_at AS at, ${NO_RECEIPTS}`;
 const OUTBOX_ITEM = `'o'::text AS src, o.id, o.wa_message_id AS wa_id, 'out' AS direction,
   o.payload->>'account' AS sender, o.kind AS type, o.payload->>'text' AS text,
   o.payload->>'quotedMessageId' AS quoted,
   CASE WHEN o.kind = 'image' THEN jsonb_build_object('mimeType', o.payload->>'mimeType', 'size', NULL,
     'filename', o.payload->>'filename') END AS media,
-  o.status, o.created_at AS at, o.payload->>'caption' AS caption`;
+  o.status, o.created_at AS at, ${RECEIPTS}, o.payload->>'caption' AS caption`;
 
 export const encodeCursor = (parts: readonly string[]): string =>
   Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
@@ -108,8 +115,22 @@ function toItem(row: Row, chatId: string): HistoryItem {
     media: toMedia(row.media),
     timestamp: iso(row.at_us),
     status: row.src === 'o' ? (String(row.status) as OutboxStatus) : null,
+    receipts:
+      row.src === 'o'
+        ? {
+            server: isoOrNull(row.r_server),
+            delivered: isoOrNull(row.r_delivered),
+            read: isoOrNull(row.r_read),
+            played: isoOrNull(row.r_played),
+            error: str(row.r_error),
+            errorAt: isoOrNull(row.r_error_at),
+          }
+        : null,
+    error: row.src === 'o' ? str(row.error) : null,
   };
 }
+
+const isoOrNull = (value: unknown): string | null => (value == null ? null : toDate(value).toISOString());
 
 export class HistoryRepository implements ChatHistoryReader {
   constructor(private readonly database: Database) {}
@@ -129,7 +150,8 @@ export class HistoryRepository implements ChatHistoryReader {
     // Each side is read through its (agent, chat, time) index from the cursor's time down, at most limit + 1 rows,
     // then the two are merged. (The plain bound on the time is what the index can start from.)
     const rows = await this.database.query(
-      `SELECT src, id, wa_id, direction, sender, type, text, caption, quoted, media, status, ${micros('at')} AS at_us
+      `SELECT src, id, wa_id, direction, sender, type, text, caption, quoted, media, status, ${micros('at')} AS at_us,
+         r_server, r_delivered, r_read, r_played, r_error, r_error_at, error
        FROM (
          (SELECT ${INBOUND_ITEM}, NULL::text AS caption FROM inbound_messages m
           WHERE m.agent_id = $1 AND m.chat_jid = $2

@@ -30,6 +30,23 @@ const mediaSchema = z
   .nullable()
   .describe("An attachment's metadata as WhatsApp reported it (the bytes are not kept); null without one");
 
+const receiptTime = z.string().nullable();
+
+const receiptsSchema = z
+  .object({
+    server: receiptTime.describe("When WhatsApp's server took the message (one grey tick)"),
+    delivered: receiptTime.describe("When it reached the recipient's phone (two grey ticks)"),
+    read: receiptTime.describe('When the recipient read it (two blue ticks)'),
+    played: receiptTime.describe('When the recipient played it (voice and video messages)'),
+    error: z.string().nullable().describe('What WhatsApp reported when it could not deliver the message'),
+    errorAt: receiptTime.describe('When that error was reported'),
+  })
+  .nullable()
+  .describe(
+    "A message sent through this API: WhatsApp's receipts, as in GET /agents/{agentId}/messages/{messageId} (when " +
+      'each first came, ISO 8601, null until it does); null for received messages and for those sent from the phone',
+  );
+
 export const historyItemSchema = z.object({
   id: z.string().describe("WhatsApp's id for a received message; our outbox id for one sent through this API"),
   waMessageId: z.string().nullable().describe("WhatsApp's id (a sent message has it once sent)"),
@@ -48,6 +65,8 @@ export const historyItemSchema = z.object({
     .enum(OUTBOX_STATUSES)
     .nullable()
     .describe('A message sent through this API: its outbox state; null for the others'),
+  receipts: receiptsSchema,
+  error: z.string().nullable().describe('A message sent through this API whose send failed: why; null otherwise'),
 });
 
 export const chatMessagesSchema = z.object({

@@ -37,6 +37,8 @@ interface OutcomeUpdate {
   agentId: string;
   waMessageId: string;
   outcome: InboundOutcome;
+  /** How long the AI took to answer or fail, in whole milliseconds; null when it was not called. */
+  aiLatencyMs: number | null;
 }
 
 const keyOf = (agentId: string, waMessageId: string) => `${agentId}\u0000${waMessageId}`;
@@ -120,8 +122,14 @@ export class InboundRepository {
     return this.records.add({ agentId, message, at, outcome });
   }
 
-  setOutcome(agentId: string, waMessageId: string, outcome: InboundOutcome): Promise<void> {
-    return this.outcomes.add({ agentId, waMessageId, outcome });
+  /** The outcome, with the AI's latency when it was called (the activity route's per-minute latency reads it). */
+  setOutcome(
+    agentId: string,
+    waMessageId: string,
+    outcome: InboundOutcome,
+    aiLatencyMs: number | null = null,
+  ): Promise<void> {
+    return this.outcomes.add({ agentId, waMessageId, outcome, aiLatencyMs });
   }
 
   /** One INSERT … ON CONFLICT for many claims; within the batch the first claim of an id wins. */
@@ -163,10 +171,15 @@ export class InboundRepository {
 
   async setOutcomes(items: OutcomeUpdate[]): Promise<void> {
     await this.database.queryRelaxed(
-      `UPDATE inbound_messages AS m SET outcome = v.outcome
-       FROM unnest($1::text[], $2::text[], $3::text[]) AS v (agent_id, wa_message_id, outcome)
+      `UPDATE inbound_messages AS m SET outcome = v.outcome, ai_latency_ms = v.ai_latency_ms
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS v (agent_id, wa_message_id, outcome, ai_latency_ms)
        WHERE m.agent_id = v.agent_id AND m.wa_message_id = v.wa_message_id`,
-      [items.map((item) => item.agentId), items.map((item) => item.waMessageId), items.map((item) => item.outcome)],
+      [
+        items.map((item) => item.agentId),
+        items.map((item) => item.waMessageId),
+        items.map((item) => item.outcome),
+        items.map((item) => item.aiLatencyMs),
+      ],
       'inbound_outcome',
     );
   }

@@ -79,6 +79,11 @@ interface Resolved {
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
 
+/** What answer() measured of the AI call, for the stored outcome: null when the AI was not called. */
+interface AiTiming {
+  latencyMs: number | null;
+}
+
 export interface InboundServiceOptions {
   directory: AgentDirectory;
   ai: AiCaller;
@@ -313,6 +318,7 @@ export class InboundService {
       return;
     }
     // ai_error and dropped leave the claim open to WhatsApp's redelivery (InboundRepository.claim takes them over).
+    const timing: AiTiming = { latencyMs: null };
     const outcome = await this.answer(
       agentId,
       message,
@@ -322,8 +328,9 @@ export class InboundService {
       releaseSlot,
       await settings,
       await history,
+      timing,
     );
-    await repository.setOutcome(agentId, message.id, outcome).catch((err: unknown) => {
+    await repository.setOutcome(agentId, message.id, outcome, timing.latencyMs).catch((err: unknown) => {
       logger.warn({ event: 'inbound.outcome_not_saved', err: errorMessage(err) });
     });
   }
@@ -354,6 +361,7 @@ export class InboundService {
     releaseSlot: () => void,
     settings: AgentAiSettings | null,
     history: AiHistoryEntry[] | null,
+    timing: AiTiming,
   ): Promise<InboundOutcome> {
     const { directory, ai, replies } = this.options;
     const connection = directory.connection(agentId);
@@ -371,6 +379,8 @@ export class InboundService {
     let answer: AiAnswer | undefined;
     let failure: unknown;
     await setTyping(true);
+    // The same stopwatch as the AI client's latency (it measures a failure too, which throws without one).
+    const started = performance.now();
     try {
       answer = await ai.execute({
         agentId,
@@ -397,6 +407,7 @@ export class InboundService {
     } catch (err) {
       failure = err;
     } finally {
+      timing.latencyMs = Math.round(answer?.latencyMs ?? performance.now() - started);
       await setTyping(false);
     }
     // What is left waits on the outbox's rate limit, not on this process: other chats may use the slot meanwhile,
