@@ -92,7 +92,8 @@ describe('message store and chat history', () => {
     t = await createTestApp({
       database: db.database,
       dataDir,
-      env: { AI_BACKEND_URL: ai.url, AI_TIMEOUT_MS: '2000', AI_HISTORY_MESSAGES: '3' },
+      // Text only, as before media forwarding: the files below are stored without going to the AI.
+      env: { AI_BACKEND_URL: ai.url, AI_TIMEOUT_MS: '2000', AI_HISTORY_MESSAGES: '3', AI_FORWARD_TYPES: 'text' },
     });
   });
   afterAll(async () => {

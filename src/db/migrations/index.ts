@@ -377,6 +377,26 @@ export const migrations: Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_session_update();
     `,
   },
+  {
+    id: '0012_media_store',
+    // One row per inbound file downloaded for the AI (src/media-store/). The bytes live on the disk of the member that
+    // downloaded them (instance_id), under MEDIA_STORE_DIR, named by id; rows and files go after MEDIA_RETENTION_HOURS.
+    sql: `
+      CREATE TABLE IF NOT EXISTS media_files (
+        id text PRIMARY KEY,
+        agent_id text NOT NULL,
+        message_id text NOT NULL,
+        instance_id text NOT NULL,
+        kind text NOT NULL,
+        mime_type text NOT NULL,
+        filename text,
+        size_bytes bigint NOT NULL,
+        sha256 text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX IF NOT EXISTS media_files_created_at ON media_files (created_at);
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
