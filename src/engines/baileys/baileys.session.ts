@@ -2,14 +2,28 @@
 import { EventEmitter } from 'node:events';
 import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
-import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import type {
+  EngineSession,
+  EngineSessionEvents,
+  MediaDownload,
+  OutboundImage,
+  SendOptions,
+  SentMessage,
+} from '../engine.js';
 import { KnownRecipients } from '../known-recipients.js';
 import type { BaileysAuthStore } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
-import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
+import type { BaileysMediaDownloader, BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
 import { toAcks } from './to-ack.js';
-import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
+import {
+  mediaOfMessage,
+  toBaileysJid,
+  toCanonicalJid,
+  toCloseAction,
+  toIdentity,
+  toInboundMessage,
+} from './to-inbound-message.js';
 
 export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
 
@@ -24,6 +38,8 @@ export interface BaileysSessionOptions {
   libraryLogger: Logger;
   auth: BaileysAuthStore;
   createSocket: BaileysSocketFactory;
+  /** Baileys' downloadMediaMessage (a fake in tests). */
+  downloadMedia: BaileysMediaDownloader;
   /** Where the socket connects; WhatsApp's address when absent. */
   webSocketUrl?: string | undefined;
   connectTimeoutMs?: number | undefined;
@@ -107,6 +123,21 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       ...(mentions?.length ? { mentions } : {}),
     };
     return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+  }
+
+  async downloadMedia(messageId: string): Promise<MediaDownload> {
+    const socket = this.connectedSocket();
+    const message = this.recent.get(messageId);
+    const media = message ? mediaOfMessage(message) : null;
+    if (!message || !media) throw new Error('baileys: no recent message with a file has this id');
+    // An expired link on WhatsApp's servers is renewed by asking the sender's phone to upload the file again.
+    const stream = await this.options.downloadMedia(
+      message,
+      'stream',
+      {},
+      { logger: this.options.libraryLogger, reuploadRequest: (m) => socket.updateMediaMessage(m) },
+    );
+    return { stream, mimeType: media.mimeType, filename: media.filename };
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {
