@@ -38,7 +38,7 @@ export interface MediaStoreOptions {
   maxTotalBytes: number;
   /** MEDIA_DOWNLOAD_MAX_MB: no file larger than this (each kind has a lower cap of its own). */
   maxDownloadBytes: number;
-  repository: MediaStoreRepository;
+  repository: Pick<MediaStoreRepository, 'insert' | 'purgeBefore'>;
   slots: DownloadSlots;
   instanceId: string;
   clock: Clock;
