@@ -43,7 +43,7 @@ describe.skipIf(!usingPostgres())('inbound media on two members', () => {
       return t;
     };
     const a = await start('media-a', db.database, portA, baseA);
-    const b = await start('media-b', second, portB, baseB);
+    await start('media-b', second, portB, baseB);
 
     const agentId = 'media-cluster-bot';
     const created = await a.app.inject({
