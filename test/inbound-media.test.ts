@@ -164,6 +164,10 @@ describe('inbound media', () => {
     expect(fetched?.headers.get('content-disposition')).toMatch(/^attachment; filename="audio-[0-9a-z]+\.ogg"/);
     expect(fetched?.headers.get('x-content-type-options')).toBe('nosniff');
 
+    // The signature is a credential while it lasts: no log line carries it.
+    const sig = new URL(attachment?.url ?? '').searchParams.get('sig') ?? '';
+    expect(t.logs.filter((line) => JSON.stringify(line).includes(sig))).toEqual([]);
+
     // Still good just before its expiry; refused (403) once it has passed.
     const url = attachment?.url ?? '';
     await clock.advance(599_000);
