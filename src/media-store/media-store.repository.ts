@@ -17,10 +17,14 @@ export interface MediaFileRow {
 }
 
 export class MediaStoreRepository {
-  constructor(private readonly database: Pick<Database, 'query'>) {}
+  constructor(private readonly database: Pick<Database, 'query' | 'queryRelaxed'>) {}
 
+  /**
+   * Committed without waiting for the disk flush (it is on the path of every file to the AI): a crash of the database
+   * server itself can forget the last rows, whose links then answer 404 while their files wait for the purge.
+   */
   async insert(row: MediaFileRow): Promise<void> {
-    await this.database.query(
+    await this.database.queryRelaxed(
       `INSERT INTO media_files (id, agent_id, message_id, instance_id, kind, mime_type, filename, size_bytes, sha256, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
