@@ -338,6 +338,29 @@ describe('inbound media', () => {
     expect(ai.requests).toHaveLength(1);
   });
 
+  it('takes a data: URI in the sandbox, and refuses bytes that are not base64 or a location out of range (400)', async () => {
+    const png = randomBytes(500);
+    const messageId = await deliver({
+      from: USER,
+      type: 'image',
+      media: { data: `data:image/png;base64,${png.toString('base64')}`, mimeType: 'image/png' },
+    });
+    expect(fetchedByAi.get(messageId)?.bytes.equals(png)).toBe(true);
+    for (const payload of [
+      { from: USER, type: 'image', media: { data: 'not base64!', mimeType: 'image/png' } },
+      { from: USER, type: 'location', location: { latitude: 91, longitude: 0 } },
+    ]) {
+      const response = await t.app.inject({
+        method: 'POST',
+        url: `/sandbox/agents/${agentId}/inbound`,
+        headers: t.admin,
+        payload,
+      });
+      expect(response.statusCode).toBe(400);
+      expect(response.json().error.code).toBe('INVALID_PAYLOAD');
+    }
+  });
+
   it('sends a plain text without attachments', async () => {
     await deliver({ from: USER, text: 'hello' });
     expect(ai.requests[0]?.body).not.toHaveProperty('attachments');
