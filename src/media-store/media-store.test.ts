@@ -20,9 +20,10 @@ describe('MediaStore', () => {
   let store: MediaStore;
   const clock = new FakeClock(Date.UTC(2026, 5, 1));
 
-  const build = (maxTotalBytes = 4 * MIB, maxDownloadBytes = 64 * MIB) =>
+  const build = (maxTotalBytes = 4 * MIB, maxDownloadBytes = 64 * MIB, downloadTimeoutMs = 60_000) =>
     new MediaStore({
       dir,
+      downloadTimeoutMs,
       maxTotalBytes,
       maxDownloadBytes,
       repository: {
@@ -117,6 +118,23 @@ describe('MediaStore', () => {
     expect(await store.save(request([], { download: undefined }))).toEqual({ stored: false, reason: 'unsupported' });
     expect(await files()).toEqual([]);
     expect(store.usedBytes).toBe(0);
+  });
+
+  it('gives up a download that hangs or stalls after its timeout, and leaves nothing behind', async () => {
+    const slow = build(4 * MIB, 64 * MIB, 5_000);
+    await slow.init();
+    const never = slow.save(request([], { download: () => new Promise<MediaDownload>(() => {}) }));
+    const stalled = new Readable({ read() {} });
+    stalled.push(Buffer.alloc(100));
+    const stalling = slow.save(
+      request([], { download: async () => ({ stream: stalled, mimeType: null, filename: null }) }),
+    );
+    await clock.advance(5_000);
+    expect(await never).toEqual({ stored: false, reason: 'download_failed' });
+    expect(await stalling).toEqual({ stored: false, reason: 'download_failed' });
+    expect(stalled.destroyed).toBe(true);
+    expect(await files()).toEqual([]);
+    expect(slow.usedBytes).toBe(0);
   });
 
   it('refuses new downloads once full, takes purged bytes off, and counts what a restart finds', async () => {

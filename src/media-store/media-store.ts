@@ -44,7 +44,11 @@ export interface MediaStoreOptions {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
+  /** The longest one download may take, slot wait excluded (60 s by default). */
+  downloadTimeoutMs?: number;
 }
+
+const DOWNLOAD_TIMEOUT_MS = 60_000;
 
 /** The id's first part is its creation time (base 36, fixed width), so the disk can be purged by name alone. */
 const TIME_WIDTH = 9;
@@ -120,8 +124,15 @@ export class MediaStore {
       const id = newMediaId(createdAt);
       const temp = path.join(this.options.dir, `${TEMP_PREFIX}${id}`);
       let written = 0;
+      // An engine that never answers, or a stream that stalls, must not hold the slot (and the chat) for ever.
+      const controller = new AbortController();
+      const { signal } = controller;
+      const timer = this.options.clock.setTimeout(
+        () => controller.abort(new Error('the download timed out')),
+        this.options.downloadTimeoutMs ?? DOWNLOAD_TIMEOUT_MS,
+      );
       try {
-        const download = await request.download();
+        const download = await untilAborted(request.download(), signal);
         const hash = createHash('sha256');
         const meter = new Transform({
           transform: (chunk: Buffer, _encoding, done) => {
@@ -133,7 +144,7 @@ export class MediaStore {
             done(null, chunk);
           },
         });
-        await pipeline(download.stream, meter, createWriteStream(temp, { mode: PRIVATE_FILE_MODE }));
+        await pipeline(download.stream, meter, createWriteStream(temp, { mode: PRIVATE_FILE_MODE }), { signal });
         await rename(temp, path.join(this.options.dir, id));
         const row: MediaFileRow = {
           id,
@@ -166,6 +177,8 @@ export class MediaStore {
         }
         logger.warn({ event: 'media.download_failed', kind, err: errorMessage(err) });
         return { stored: false, reason: 'download_failed' };
+      } finally {
+        timer.cancel();
       }
     } finally {
       release();
@@ -226,6 +239,31 @@ export class MediaStore {
       return false;
     }
   }
+}
+
+/** The promise's value, or a rejection once `signal` aborts; a stream that arrives too late is destroyed. */
+function untilAborted(promise: Promise<MediaDownload>, signal: AbortSignal): Promise<MediaDownload> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      void promise.then(
+        (late) => late.stream.destroy(),
+        () => {},
+      );
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Time first (so the purge can read it), then 96 random bits: unguessable, though the link's signature is the lock. */
