@@ -361,6 +361,16 @@ describe('inbound media', () => {
     }
   });
 
+  it('downloads a redelivered voice note once: the duplicate is neither stored again nor sent to the AI', async () => {
+    const voice = randomBytes(1_000).toString('base64');
+    const before = await storedFiles();
+    const body = { from: USER, id: 'VOICE-REDELIVERED', type: 'audio', media: { data: voice, mimeType: 'audio/ogg' } };
+    await deliver(body);
+    await deliver(body);
+    expect(ai.requests).toHaveLength(1);
+    expect((await storedFiles()).length).toBe(before.length + 1);
+  });
+
   it('sends a plain text without attachments', async () => {
     await deliver({ from: USER, text: 'hello' });
     expect(ai.requests[0]?.body).not.toHaveProperty('attachments');
