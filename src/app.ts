@@ -18,6 +18,7 @@ import { healthRoutes } from './http/health.routes.js';
 import { metricsRoutes } from './http/metrics.routes.js';
 import { setSecurityHeaders } from './http/security-headers.js';
 import { serializerCompiler } from './http/serializer.js';
+import { mediaRoutes } from './media-store/media.routes.js';
 import { messagingRoutes } from './messaging/messaging.routes.js';
 import { lazyChildLogger } from './observability/lazy-logger.js';
 import { sandboxRoutes } from './sandbox/sandbox.routes.js';
@@ -135,6 +136,7 @@ export async function buildApp(container: Container): Promise<App> {
     clock: container.clock,
   });
   await app.register(dashboardRoutes);
+  await app.register(mediaRoutes, { files: container.media.files });
   if (container.sandbox) {
     await app.register(sandboxRoutes, {
       sandbox: container.sandbox,

@@ -36,6 +36,49 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads the inbound media settings, with their defaults', () => {
+    expect(loadConfig({})).toMatchObject({
+      appBaseUrl: undefined,
+      aiForwardTypes: ['text', 'image', 'audio', 'document', 'location'],
+      mediaStoreDir: path.resolve('.data/media'),
+      mediaStoreMaxBytes: 1024 * 1024 * 1024,
+      mediaRetentionMs: 24 * 60 * 60 * 1000,
+      mediaUrlTtlMs: 3_600_000,
+      mediaDownloadMaxBytes: 64 * 1024 * 1024,
+      mediaDownloadsPerAgent: 2,
+      mediaDownloadsMax: 16,
+    });
+    const config = loadConfig({
+      APP_BASE_URL: 'https://wa.example.com/api/',
+      MEDIA_STORE_DIR: '/srv/media',
+      MEDIA_RETENTION_HOURS: '1',
+      MEDIA_URL_TTL_SECONDS: '7200',
+    });
+    expect(config.appBaseUrl).toBe('https://wa.example.com/api');
+    expect(config.mediaStoreDir).toBe('/srv/media');
+    // A link never outlives the file it points to.
+    expect(config.mediaUrlTtlMs).toBe(3_600_000);
+  });
+
+  it('reads AI_FORWARD_TYPES in any case and separator, with aliases and all, and refuses an unknown type', () => {
+    expect(loadConfig({ AI_FORWARD_TYPES: 'text' }).aiForwardTypes).toEqual(['text']);
+    expect(loadConfig({ AI_FORWARD_TYPES: ' Text, IMAGE  voice,ptt ' }).aiForwardTypes).toEqual([
+      'text',
+      'image',
+      'audio',
+    ]);
+    expect(loadConfig({ AI_FORWARD_TYPES: 'all' }).aiForwardTypes).toEqual([
+      'text',
+      'image',
+      'audio',
+      'video',
+      'document',
+      'sticker',
+      'location',
+    ]);
+    expect(() => loadConfig({ AI_FORWARD_TYPES: 'text,gif' })).toThrow(/AI_FORWARD_TYPES/);
+  });
+
   it('reads TRUST_PROXY as on, off, or a list of proxies, and refuses anything else', () => {
     expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(false);

@@ -14,6 +14,35 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().in
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
 
+/** The message types AI_FORWARD_TYPES may name (the port's InboundMessageType, but `other`). */
+export const FORWARDABLE_TYPES = ['text', 'image', 'audio', 'video', 'document', 'sticker', 'location'] as const;
+export type ForwardableType = (typeof FORWARDABLE_TYPES)[number];
+export const DEFAULT_AI_FORWARD_TYPES: ForwardableType[] = ['text', 'image', 'audio', 'document', 'location'];
+/** Other names people use for the same types. */
+const FORWARD_TYPE_ALIASES: Record<string, ForwardableType> = {
+  chat: 'text',
+  voice: 'audio',
+  ptt: 'audio',
+  photo: 'image',
+  file: 'document',
+};
+
+/** AI_FORWARD_TYPES: comma- or space-separated, any case; `all` or `*` for every type; null when a name is unknown. */
+function parseForwardTypes(value: string): ForwardableType[] | null {
+  const names = value
+    .split(/[\s,]+/)
+    .map((name) => name.trim().toLowerCase())
+    .filter(Boolean);
+  if (names.includes('all') || names.includes('*')) return [...FORWARDABLE_TYPES];
+  const types = new Set<ForwardableType>();
+  for (const name of names) {
+    const type = FORWARD_TYPE_ALIASES[name] ?? FORWARDABLE_TYPES.find((known) => known === name);
+    if (!type) return null;
+    types.add(type);
+  }
+  return [...types];
+}
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -76,6 +105,21 @@ const envSchema = z.object({
   MAX_SESSIONS: z.preprocess(emptyAsUndefined, int(1).optional()),
   LEASE_TTL_MS: int(1_000, 600_000).default(10_000),
   CLUSTER_SECRET: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
+  APP_BASE_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
+  AI_FORWARD_TYPES: z
+    .string()
+    .default(DEFAULT_AI_FORWARD_TYPES.join(','))
+    .refine(
+      (value) => parseForwardTypes(value) !== null,
+      `must be a comma-separated list of ${FORWARDABLE_TYPES.join(', ')} (or all)`,
+    ),
+  MEDIA_STORE_DIR: optionalString,
+  MEDIA_STORE_MAX_MB: int(1).default(1_024),
+  MEDIA_RETENTION_HOURS: int(1, 24 * 365).default(24),
+  MEDIA_URL_TTL_SECONDS: int(10).default(3_600),
+  MEDIA_DOWNLOAD_MAX_MB: int(1, 2_048).default(64),
+  MEDIA_DOWNLOADS_PER_AGENT: int(1, 1_000).default(2),
+  MEDIA_DOWNLOADS_MAX: int(1, 10_000).default(16),
 });
 
 /** proxy-addr's names for ranges, which Fastify's trustProxy accepts beside addresses and CIDRs. */
@@ -203,5 +247,21 @@ function toConfig(e: z.output<typeof envSchema>) {
     leaseTtlMs: e.LEASE_TTL_MS,
     /** Shared by the members: proves a forwarded request comes from a peer. */
     clusterSecret: e.CLUSTER_SECRET,
+    /** How the AI backend reaches this service: the base of the signed media links; unset: attachments carry no url. */
+    appBaseUrl: e.APP_BASE_URL?.replace(/\/+$/, ''),
+    /** Inbound message types sent to the AI; the others are stored and ignored. */
+    aiForwardTypes: parseForwardTypes(e.AI_FORWARD_TYPES) ?? DEFAULT_AI_FORWARD_TYPES,
+    /** Inbound files downloaded for the AI live here, this member's own disk. */
+    mediaStoreDir: path.resolve(e.MEDIA_STORE_DIR ?? path.join(dataDir, 'media')),
+    mediaStoreMaxBytes: e.MEDIA_STORE_MAX_MB * 1024 * 1024,
+    /** Stored inbound files (and their rows) are deleted this long after they were downloaded. */
+    mediaRetentionMs: e.MEDIA_RETENTION_HOURS * 60 * 60 * 1000,
+    /** How long a signed media link works; never past the file's retention. */
+    mediaUrlTtlMs: Math.min(e.MEDIA_URL_TTL_SECONDS * 1000, e.MEDIA_RETENTION_HOURS * 60 * 60 * 1000),
+    /** The largest inbound file downloaded (each type has a lower cap of its own: media-store/media-limits.ts). */
+    mediaDownloadMaxBytes: e.MEDIA_DOWNLOAD_MAX_MB * 1024 * 1024,
+    /** Inbound downloads at once per agent, and in the process. */
+    mediaDownloadsPerAgent: e.MEDIA_DOWNLOADS_PER_AGENT,
+    mediaDownloadsMax: e.MEDIA_DOWNLOADS_MAX,
   };
 }

@@ -28,6 +28,7 @@ import { Identities } from './identity/identities.js';
 import { IdentityRepository } from './identity/identity.repository.js';
 import { InboundRepository } from './inbound/inbound.repository.js';
 import { InboundService } from './inbound/inbound.service.js';
+import { createMediaStore, type MediaStoreModule } from './media-store/media-store.module.js';
 import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -41,6 +42,8 @@ import { createSessionsRepository } from './sessions/sessions.repository.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import { createWebhooks, type Webhooks } from './webhooks/webhooks.module.js';
 import type { EngineName } from './whatsapp/engine-names.js';
+
+const MEDIA_PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Session states of a client that is being linked to a phone, or starting: a rebalance leaves them where they are. */
 const LINKING_STATES = new Set(['starting', 'qr', 'authenticated']);
@@ -88,6 +91,8 @@ export interface Container {
   identities: Identities;
   /** Per-agent pacing profiles and the daily cap on new contacts. */
   pacing: Pacing;
+  /** Inbound files downloaded for the AI, and their signed links. */
+  media: MediaStoreModule;
   startedAt: number;
   /**
    * start() has finished: agent keys loaded, sessions restored or leases taken. Until then /health/ready answers 503,
@@ -244,6 +249,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     sendText: (agentId, to, text, { quotedMessageId, traceId }) =>
       messaging.service.sendText(agentId, { to, message: text, quotedMessageId }, { traceId }),
   };
+  const media = createMediaStore({ config, database, secret: adminKey, cluster, clock, logger, metrics });
   const inboundRepo = new InboundRepository(database);
   const history = new HistoryRepository(database);
   const activity = new ActivityRepository(database, clock);
@@ -254,6 +260,8 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     repository: inboundRepo,
     people: identities,
     history: { reader: history, limit: config.aiHistoryMessages },
+    forwardTypes: new Set(config.aiForwardTypes),
+    attachments: media.attachments,
     metrics,
     logger,
     developerNumber: config.developerNumber,
@@ -294,6 +302,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     webhooks,
     identities,
     pacing,
+    media,
     startedAt: clock.now(),
     started: false,
     draining: false,
@@ -308,7 +317,17 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       }
       // Before anything else: keys revoked in api_keys while the service was down must not work, even briefly.
       await keySync.start();
+      await media.start();
       retention.push(
+        startRetention({
+          name: 'media',
+          purgeBefore: (cutoff) => media.store.purgeBefore(cutoff),
+          retentionMs: config.mediaRetentionMs,
+          // Hours of retention, not days: purged within minutes of their time, not an hour late.
+          intervalMs: MEDIA_PURGE_INTERVAL_MS,
+          logger,
+          clock,
+        }),
         startRetention({
           name: 'inbound',
           purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
@@ -375,6 +394,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         await Promise.all(retention.splice(0).map((job) => job.stop()));
         await keySync.stop();
         await ai.close();
+        await media.close();
         await messaging.close();
         // Sends in flight finish, and their outcomes are written, while sessions and the database are still up.
         await outbox.close();

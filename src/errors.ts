@@ -9,6 +9,8 @@ export const ERRORS = {
   UNAUTHORIZED: { status: 401, message: 'A valid API key is required.' },
   FORBIDDEN: { status: 403, message: 'This key does not cover this agent.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },
+  MEDIA_LINK_INVALID: { status: 403, message: 'The media link is invalid or has expired.' },
+  MEDIA_NOT_FOUND: { status: 404, message: 'The file is no longer stored.' },
   SESSION_NOT_FOUND: { status: 404, message: 'No session exists for this agent.' },
   WEBHOOK_NOT_FOUND: { status: 404, message: 'No webhook with this id exists here.' },
   DELIVERY_NOT_FOUND: { status: 404, message: 'No delivery with this id exists for this webhook.' },

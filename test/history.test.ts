@@ -106,7 +106,8 @@ describe('message store and chat history', () => {
     t = await createTestApp({
       database: db.database,
       dataDir,
-      env: { AI_BACKEND_URL: ai.url, AI_TIMEOUT_MS: '2000', AI_HISTORY_MESSAGES: '3' },
+      // Text only, as before media forwarding: the files below are stored without going to the AI.
+      env: { AI_BACKEND_URL: ai.url, AI_TIMEOUT_MS: '2000', AI_HISTORY_MESSAGES: '3', AI_FORWARD_TYPES: 'text' },
     });
   });
   afterAll(async () => {
@@ -375,6 +376,14 @@ describe('message store and chat history', () => {
 
   it('purges messages past the retention period in batches, both directions', async () => {
     for (const text of ['a', 'b', 'c', 'd']) await deliver({ from: USER, text });
+    // The replies are committed when the inbound pipeline is idle; wait until all four went out (settled rows only).
+    await until(async () => {
+      const [row] = await db.database.query(
+        `SELECT count(*)::int AS n FROM outbox_messages WHERE agent_id = $1 AND status = 'sent'`,
+        [agent.agentId],
+      );
+      return row?.n === 4;
+    });
     const longAgo = new Date(Date.now() - 40 * DAY).toISOString();
     // Three received messages and all four replies are old; the last message is not.
     await db.database.query(

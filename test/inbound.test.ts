@@ -191,7 +191,9 @@ describe('inbound messages', () => {
     ['a status update', { from: USER, chat: 'status@broadcast', text: 'my story' }],
     ['a channel post', { from: USER, chat: '120363000000000000@newsletter', text: 'news' }],
     ['our own message', { from: USER, text: 'typed on the phone', fromMe: true }],
-    ['an image', { from: USER, text: 'caption', type: 'image' }],
+    // AI_FORWARD_TYPES's default forwards images, voice notes, documents and locations (test/inbound-media.test.ts).
+    ['a video', { from: USER, text: 'caption', type: 'video' }],
+    ['a sticker', { from: USER, type: 'sticker' }],
   ])('ignores %s', async (_name, body) => {
     const before = await received('ignored');
     await deliver(body);

@@ -18,7 +18,8 @@ export function createAgentDirectory(
       const identity = supervisor.identity(agentId);
       if (!session || !identity) return null;
       const setTyping = session.setTyping?.bind(session);
-      return setTyping ? { identity, setTyping } : { identity };
+      const downloadMedia = session.downloadMedia?.bind(session);
+      return { identity, ...(setTyping ? { setTyping } : {}), ...(downloadMedia ? { downloadMedia } : {}) };
     },
   };
 }

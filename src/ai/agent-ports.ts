@@ -1,6 +1,6 @@
 // What the AI flows (inbound pipeline, /run) need from sessions and from the outbox, as small ports.
 
-import type { EngineIdentity } from '../engines/engine.js';
+import type { EngineIdentity, MediaDownload } from '../engines/engine.js';
 import type { OutboxStatus } from '../outbox/outbox.js';
 
 /** The agent's row, as far as calling its AI backend is concerned. */
@@ -15,6 +15,8 @@ export interface AgentConnection {
   identity: EngineIdentity;
   /** Absent when the engine cannot show a typing indicator. */
   setTyping?(chatJid: string, typing: boolean): Promise<void>;
+  /** The file of an inbound message; absent when the engine cannot download files. */
+  downloadMedia?(messageId: string): Promise<MediaDownload>;
 }
 
 /** Implemented over the sessions service. */

@@ -37,6 +37,32 @@ export interface AiRequest {
   metadata: unknown;
   /** Caller fields passed to the backend unchanged (openai_api_key, memory_enable…). */
   passThrough?: Record<string, unknown>;
+  /** Inbound: the message's file or location (docs/inbound-media.md); sent only when there is one. */
+  attachments?: AiAttachment[] | undefined;
+}
+
+/** What a file (or a location) of an inbound message looks like to the AI backend. */
+export interface AiAttachment {
+  type: 'image' | 'audio' | 'video' | 'document' | 'sticker' | 'location';
+  mimeType: string | null;
+  size: number | null;
+  filename: string | null;
+  caption: string | null;
+  durationSeconds: number | null;
+  /** A signed link to the bytes on this service, expiring at `expiresAt`; null when unavailable or no APP_BASE_URL. */
+  url: string | null;
+  /** ISO 8601; null without a url. */
+  expiresAt: string | null;
+  /** False when the file could not be downloaded or stored (see `unavailableReason`); the text still comes. */
+  available: boolean;
+  unavailableReason: 'store_full' | 'too_large' | 'download_failed' | 'unsupported' | null;
+  /** Hex SHA-256 of the stored bytes; null when not stored. */
+  sha256: string | null;
+  /** Locations only. */
+  latitude?: number;
+  longitude?: number;
+  name?: string | null;
+  address?: string | null;
 }
 
 export interface AiAnswer {
@@ -125,6 +151,7 @@ export class AiClient implements AiCaller {
       parameters: request.parameters,
       session_id: request.sessionId,
       metadata: request.metadata,
+      ...(request.attachments?.length ? { attachments: request.attachments } : {}),
     };
     // No redirect is followed (undici's request never does): following one would resend the agent's key elsewhere
     // and turn the POST into a GET, so a 3xx is a failed answer like any other non-2xx.

@@ -28,6 +28,19 @@ export interface ContractInbound {
   fromLid?: string;
   /** Seconds since the epoch, as WhatsApp counts. */
   timestampSeconds: number;
+  /** A file sent with the message (`text` is then its caption). */
+  media?: ContractMedia;
+  /** A shared location (the message is then of type location). */
+  location?: { latitude: number; longitude: number; name: string };
+}
+
+/** A file as the phone sends it; an `audio` is a voice note. */
+export interface ContractMedia {
+  kind: 'image' | 'audio' | 'document';
+  data: Buffer;
+  mimeType: string;
+  filename?: string;
+  durationSeconds?: number;
 }
 
 /** What the harness saw the engine hand to WhatsApp, translated back to canonical JIDs. */
@@ -292,6 +305,64 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
         senderPhoneJid: '6289900000003@c.us',
         senderLid: '210987654321098@lid',
       });
+    });
+
+    it("hands over a voice note's file byte for byte, with its type, mime type and duration", async () => {
+      const session = await connected();
+      expect(session.downloadMedia).toBeTypeOf('function');
+      const voice = Buffer.concat([Buffer.from('OggS'), Buffer.alloc(3_000, 7)]);
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'VOICE1',
+        from: '6289900000001@c.us',
+        text: '',
+        timestampSeconds: 1_764_000_200,
+        media: { kind: 'audio', data: voice, mimeType: 'audio/ogg; codecs=opus', durationSeconds: 7 },
+      });
+      const [message] = await received;
+      expect(message).toMatchObject({ type: 'audio', text: '', chatJid: '6289900000001@c.us' });
+      expect(message.media).toMatchObject({ mimeType: 'audio/ogg; codecs=opus', durationSeconds: 7 });
+      const download = await session.downloadMedia?.(message.id);
+      const chunks: Buffer[] = [];
+      for await (const chunk of download?.stream ?? []) chunks.push(Buffer.from(chunk as Uint8Array));
+      expect(Buffer.concat(chunks).equals(voice)).toBe(true);
+      expect(download?.mimeType).toBe('audio/ogg; codecs=opus');
+    });
+
+    it("hands over a document's file with its name and caption, and refuses a message it does not know", async () => {
+      const session = await connected();
+      const pdf = Buffer.from('%PDF-1.7 fake invoice');
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'DOC1',
+        from: '6289900000001@c.us',
+        text: 'the invoice',
+        timestampSeconds: 1_764_000_300,
+        media: { kind: 'document', data: pdf, mimeType: 'application/pdf', filename: 'invoice.pdf' },
+      });
+      const [message] = await received;
+      expect(message).toMatchObject({ type: 'document', text: 'the invoice' });
+      expect(message.media).toMatchObject({ mimeType: 'application/pdf', filename: 'invoice.pdf' });
+      const download = await session.downloadMedia?.(message.id);
+      const chunks: Buffer[] = [];
+      for await (const chunk of download?.stream ?? []) chunks.push(Buffer.from(chunk as Uint8Array));
+      expect(Buffer.concat(chunks).toString()).toBe(pdf.toString());
+      await expect(session.downloadMedia?.('NO-SUCH-MESSAGE')).rejects.toThrow();
+    });
+
+    it('delivers a location with its coordinates and name', async () => {
+      const session = await connected();
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'LOC1',
+        from: '6289900000001@c.us',
+        text: '',
+        timestampSeconds: 1_764_000_400,
+        location: { latitude: -6.175392, longitude: 106.827153, name: 'Monas' },
+      });
+      const [message] = await received;
+      expect(message.type).toBe('location');
+      expect(message.location).toMatchObject({ latitude: -6.175392, longitude: 106.827153, name: 'Monas' });
     });
 
     it('sends text with a quote and mentions, and an image with a caption', async () => {

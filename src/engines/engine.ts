@@ -1,5 +1,6 @@
 // The engine port: what the services need from a WhatsApp library. Adapters implement it; vendor objects stay behind it.
 import type { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../observability/logger.js';
 import type { EngineName } from '../whatsapp/engine-names.js';
 
@@ -38,6 +39,26 @@ export interface InboundMessage {
   senderPhoneJid?: string | null | undefined;
   /** The sender's LID (`<id>@lid`) where the engine knows it, also when senderJid is a phone JID; absent or null. */
   senderLid?: string | null | undefined;
+  /** A shared location (type `location`); absent or null otherwise. */
+  location?: InboundLocation | null | undefined;
+}
+
+/** Where a location message points. */
+export interface InboundLocation {
+  latitude: number;
+  longitude: number;
+  /** The place's name, when the sender picked a place; null for a bare pin. */
+  name: string | null;
+  address?: string | null | undefined;
+}
+
+/** An inbound message's file, as the engine hands it over: streamed, never a vendor object. */
+export interface MediaDownload {
+  /** The bytes, to be read once. */
+  stream: Readable;
+  /** What the engine says the bytes are, where it knows better than the message did. */
+  mimeType: string | null;
+  filename: string | null;
 }
 
 /**
@@ -58,6 +79,8 @@ export interface InboundMedia {
   /** In bytes. */
   size: number | null;
   filename: string | null;
+  /** Voice notes, audio and video: their length in seconds, where the engine reports it. */
+  durationSeconds?: number | null | undefined;
 }
 
 /** The connected account: its phone JID and, where the engine knows it, its LID. */
@@ -154,6 +177,12 @@ export interface EngineSession extends EventEmitter<EngineSessionEvents> {
   sendImage(to: string, image: OutboundImage, options?: SendOptions): Promise<SentMessage>;
   setTyping?(chatJid: string, typing: boolean): Promise<void>;
   requestPairingCode?(phone: string): Promise<string>;
+  /**
+   * The file of an inbound message this session delivered (by its `InboundMessage.id`). Rejects when the session no
+   * longer knows the message (engines keep a bounded number of recent ones), the message has no file, or WhatsApp's
+   * servers no longer have it. The caller reads the stream once and caps its size.
+   */
+  downloadMedia?(messageId: string): Promise<MediaDownload>;
 }
 
 export interface CreateSessionOptions {

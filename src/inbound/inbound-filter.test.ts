@@ -62,4 +62,24 @@ describe('filterInbound', () => {
   ])('%s', (_name, input, expected, identity = BOT) => {
     expect(filterInbound(input, identity)).toEqual(expected);
   });
+
+  describe('with AI_FORWARD_TYPES', () => {
+    const types = new Set(['text', 'image', 'audio', 'document', 'location'] as const);
+    it.each<[string, InboundMessage, FilterVerdict | ReturnType<typeof no>]>([
+      ['an image with a caption passes', message({ type: 'image', text: 'look' }), PASS],
+      ['a voice note without text passes', message({ type: 'audio', text: '' }), PASS],
+      ['a location passes', message({ type: 'location', text: '' }), PASS],
+      ['a video is ignored when not listed', message({ type: 'video', text: 'clip' }), no('not_text')],
+      ['an empty text is still ignored', message({ text: ' ' }), no('empty')],
+      ['an image in a group still needs a mention', inGroup({ type: 'image', text: 'for all' }), no('not_mentioned')],
+      [
+        'an image in a group that mentions the bot passes',
+        inGroup({ type: 'image', text: '', mentions: ['6281100000000@c.us'] }),
+        PASS,
+      ],
+      ['a status image is still ignored', message({ type: 'image', chatJid: 'status@broadcast' }), no('status')],
+    ])('%s', (_name, input, expected) => {
+      expect(filterInbound(input, BOT, types)).toEqual(expected);
+    });
+  });
 });

@@ -1,5 +1,5 @@
 // Decides which inbound messages deserve an AI answer. Pure: the message and the bot's identity in, a verdict out.
-import type { EngineIdentity, InboundMessage } from '../engines/engine.js';
+import type { EngineIdentity, InboundMessage, InboundMessageType } from '../engines/engine.js';
 import { jidUser } from '../whatsapp/jid.js';
 
 export type IgnoreReason = 'status' | 'broadcast' | 'channel' | 'from_me' | 'not_text' | 'empty' | 'not_mentioned';
@@ -8,14 +8,25 @@ export type FilterVerdict = { pass: true } | { pass: false; reason: IgnoreReason
 
 const ignore = (reason: IgnoreReason): FilterVerdict => ({ pass: false, reason });
 
-export function filterInbound(message: InboundMessage, identity: EngineIdentity): FilterVerdict {
+/** Text only: what the service forwarded before media forwarding (AI_FORWARD_TYPES's default is wider). */
+const TEXT_ONLY: ReadonlySet<InboundMessageType> = new Set(['text']);
+
+/**
+ * `forwardTypes`: AI_FORWARD_TYPES. A message of another type is ignored (`not_text`, the reason's historical name).
+ * Text must not be blank; a file or a location may come without a caption.
+ */
+export function filterInbound(
+  message: InboundMessage,
+  identity: EngineIdentity,
+  forwardTypes: ReadonlySet<InboundMessageType> = TEXT_ONLY,
+): FilterVerdict {
   const chat = message.chatJid.toLowerCase();
   if (chat === 'status@broadcast') return ignore('status');
   if (chat.endsWith('@broadcast')) return ignore('broadcast');
   if (chat.endsWith('@newsletter')) return ignore('channel');
   if (message.fromMe) return ignore('from_me');
-  if (message.type !== 'text') return ignore('not_text');
-  if (message.text.trim() === '') return ignore('empty');
+  if (!forwardTypes.has(message.type)) return ignore('not_text');
+  if (message.type === 'text' && message.text.trim() === '') return ignore('empty');
   if (message.isGroup && !mentionsBot(message, identity)) return ignore('not_mentioned');
   return { pass: true };
 }

@@ -1,9 +1,9 @@
 // The inbound pipeline: store → filter → dedup → typing → AI → reply through the outbox, in order within each chat.
 import { randomUUID } from 'node:crypto';
-import type { AgentAiSettings, AgentDirectory, ReplySender } from '../ai/agent-ports.js';
-import type { AiAnswer, AiCaller } from '../ai/ai-client.js';
+import type { AgentAiSettings, AgentConnection, AgentDirectory, ReplySender } from '../ai/agent-ports.js';
+import type { AiAnswer, AiAttachment, AiCaller } from '../ai/ai-client.js';
 import type { Clock, Timer } from '../clock.js';
-import type { InboundMessage } from '../engines/engine.js';
+import type { InboundMessage, InboundMessageType } from '../engines/engine.js';
 import { type AppError, errorMessage, isAppError } from '../errors.js';
 import { LazyLogger } from '../observability/lazy-logger.js';
 import type { Logger } from '../observability/logger.js';
@@ -76,6 +76,12 @@ interface Resolved {
   sender: AiSender;
 }
 
+/** Turns a message's file or location into the AI request's `attachments` (implemented by src/media-store/). */
+export interface AttachmentCollector {
+  /** Never throws: a file that cannot be had is an attachment marked unavailable. Empty for a plain text. */
+  collect(agentId: string, message: InboundMessage, connection: AgentConnection): Promise<AiAttachment[]>;
+}
+
 /** A message's logger: bound to its agent, trace and id, built only when a line at an enabled level is written. */
 type MessageLogger = Pick<Logger, 'debug' | 'info' | 'warn'>;
 
@@ -93,6 +99,10 @@ export interface InboundServiceOptions {
   people?: PeopleDirectory | undefined;
   /** `AI_HISTORY_MESSAGES` earlier messages of the chat go to the AI as `metadata.history`; absent or 0: none. */
   history?: { reader: ChatHistoryReader; limit: number } | undefined;
+  /** `AI_FORWARD_TYPES`: the message types the AI gets; text only when absent. */
+  forwardTypes?: ReadonlySet<InboundMessageType> | undefined;
+  /** Downloads files for the AI; without one, messages go to the AI without attachments. */
+  attachments?: AttachmentCollector | undefined;
   metrics: Metrics;
   logger: Logger;
   /** `DEVELOPER_NUMBER`, as configured; AI failures and dropped messages are reported there when it is set. */
@@ -223,7 +233,7 @@ export class InboundService {
       this.count(agentId, 'dropped', logger, { reason: 'shutting_down' });
       return;
     }
-    const verdict = filterInbound(message, connection.identity);
+    const verdict = filterInbound(message, connection.identity, this.options.forwardTypes);
     if (!verdict.pass) {
       this.record(agentId, message, 'ignored', logger);
       this.count(agentId, 'ignored', logger, { reason: verdict.reason });
@@ -382,6 +392,7 @@ export class InboundService {
     // The same stopwatch as the AI client's latency (it measures a failure too, which throws without one).
     const started = performance.now();
     try {
+      const attachments = (await this.options.attachments?.collect(agentId, message, connection)) ?? [];
       answer = await ai.execute({
         agentId,
         apiKey: settings.apiKey,
@@ -403,6 +414,7 @@ export class InboundService {
           sender,
           ...(history ? { history } : {}),
         },
+        attachments,
       });
     } catch (err) {
       failure = err;

@@ -151,6 +151,23 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       help: 'Webhook endpoints disabled after failing through WEBHOOK_RETRY_HOURS',
       registers,
     }),
+    mediaDownloads: new Counter({
+      name: 'whatsapp_media_downloads_total',
+      help: 'Inbound files downloaded for the AI, by outcome (stored, store_full, too_large, failed, unsupported)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    mediaDownloadSeconds: new Histogram({
+      name: 'whatsapp_media_download_seconds',
+      help: 'Time to download an inbound file into the media store, waiting for a download slot included',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    mediaStoreBytes: new Gauge({
+      name: 'whatsapp_media_store_bytes',
+      help: "Bytes of inbound files in this member's media store",
+      registers,
+    }),
     clusterLeaseLosses: new Counter({
       name: 'whatsapp_cluster_lease_losses_total',
       help: 'Leases this member lost: not renewed in time by its own clock, or taken over after they expired',

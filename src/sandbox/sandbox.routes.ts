@@ -6,6 +6,7 @@ import { type Forwarder, toOwner } from '../cluster/forward.js';
 import { ACK_STATUSES } from '../engines/engine.js';
 import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
+import { mediaBodyLimit } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses, optionalBody, text } from '../http/schemas.js';
 import { normalizeRecipient, phoneDigits } from '../whatsapp/jid.js';
 
@@ -22,6 +23,10 @@ export interface SandboxRoutesOptions {
 const INBOUND_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker', 'location', 'other'] as const;
 /** Chats that are not people or groups; the sandbox delivers them as they are so the filter can be tested. */
 const SPECIAL_CHAT = /^[\w.-]+@(broadcast|newsletter)$/;
+
+/** An inbound file's bytes in base64: up to 32 MiB, far above what a test or demo sends. */
+const SANDBOX_FILE_MAX_BYTES = 32 * 1024 * 1024;
+const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/;
 
 const inboundBody = z.object({
   from: text()
@@ -44,13 +49,35 @@ const inboundBody = z.object({
   quotedMessageId: text().min(1).max(256).optional(),
   media: z
     .object({
+      data: z
+        .string()
+        .max(Math.ceil(SANDBOX_FILE_MAX_BYTES / 3) * 4 + 1024)
+        .refine((value) => BASE64.test(value.replace(/^data:[^,]*,/, '')), 'must be base64')
+        .optional()
+        .describe('The file in base64 (a data: URI prefix is allowed); without it a download of the message fails'),
       mimeType: text().max(255).optional(),
-      size: z.number().int().min(0).optional(),
+      size: z.number().int().min(0).optional().describe('Defaults to the length of `data`'),
       filename: text().max(255).optional(),
+      durationSeconds: z.number().min(0).optional().describe('Voice notes, audio and video'),
     })
     .optional()
-    .describe("An attachment's metadata (the sandbox carries no bytes)"),
+    .describe('The attachment of an image, audio, video, document or sticker message: its bytes and metadata'),
+  location: z
+    .object({
+      latitude: z.number().min(-90).max(90),
+      longitude: z.number().min(-180).max(180),
+      name: text().max(1_024).optional(),
+      address: text().max(1_024).optional(),
+    })
+    .optional()
+    .describe('With `type` location: where it points'),
 });
+
+/** The file's bytes from `media.data`: base64, optionally behind a data: URI prefix. */
+function fileBytes(data: string | undefined): Buffer | undefined {
+  if (data === undefined) return undefined;
+  return Buffer.from(data.replace(/^data:[^,]*,/, ''), 'base64');
+}
 
 const sentEntry = z.object({
   messageId: z.string(),
@@ -117,6 +144,7 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
     {
       onRequest,
       preHandler,
+      bodyLimit: mediaBodyLimit(SANDBOX_FILE_MAX_BYTES),
       schema: {
         tags,
         security,
@@ -132,29 +160,43 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
       const senderJid = jid(body.from, 'from');
       const chatJid = body.chat ? jid(body.chat, 'chat') : senderJid;
       const senderPhoneJid = body.phone === undefined ? null : lidPhone(senderJid, body.phone, defaultCountryCode);
+      const file = fileBytes(body.media?.data);
       const messageId = await control(agentId, () =>
-        sandbox.deliver(agentId, {
-          ...(body.id ? { id: body.id } : {}),
-          chatJid,
-          senderJid,
-          text: body.text,
-          type: body.type,
-          isGroup: body.isGroup ?? chatJid.endsWith('@g.us'),
-          mentions: body.mentions.map((m) => jid(m, 'mentions')),
-          fromMe: body.fromMe,
-          timestamp: Date.now(),
-          pushName: body.pushName ?? null,
-          chatName: body.chatName ?? null,
-          quotedMessageId: body.quotedMessageId ?? null,
-          media: body.media
-            ? {
-                mimeType: body.media.mimeType ?? null,
-                size: body.media.size ?? null,
-                filename: body.media.filename ?? null,
-              }
-            : null,
-          ...(senderPhoneJid ? { senderPhoneJid, senderLid: senderJid } : {}),
-        }),
+        sandbox.deliver(
+          agentId,
+          {
+            ...(body.id ? { id: body.id } : {}),
+            chatJid,
+            senderJid,
+            text: body.text,
+            type: body.type,
+            isGroup: body.isGroup ?? chatJid.endsWith('@g.us'),
+            mentions: body.mentions.map((m) => jid(m, 'mentions')),
+            fromMe: body.fromMe,
+            timestamp: Date.now(),
+            pushName: body.pushName ?? null,
+            chatName: body.chatName ?? null,
+            quotedMessageId: body.quotedMessageId ?? null,
+            media: body.media
+              ? {
+                  mimeType: body.media.mimeType ?? null,
+                  size: body.media.size ?? file?.length ?? null,
+                  filename: body.media.filename ?? null,
+                  durationSeconds: body.media.durationSeconds ?? null,
+                }
+              : null,
+            location: body.location
+              ? {
+                  latitude: body.location.latitude,
+                  longitude: body.location.longitude,
+                  name: body.location.name ?? null,
+                  address: body.location.address ?? null,
+                }
+              : null,
+            ...(senderPhoneJid ? { senderPhoneJid, senderLid: senderJid } : {}),
+          },
+          file,
+        ),
       );
       return { data: { messageId }, traceId: request.id };
     },

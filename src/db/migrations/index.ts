@@ -416,6 +416,26 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    id: '0012_media_store',
+    // One row per inbound file downloaded for the AI (src/media-store/). The bytes live on the disk of the member that
+    // downloaded them (instance_id), under MEDIA_STORE_DIR, named by id; rows and files go after MEDIA_RETENTION_HOURS.
+    sql: `
+      CREATE TABLE IF NOT EXISTS media_files (
+        id text PRIMARY KEY,
+        agent_id text NOT NULL,
+        message_id text NOT NULL,
+        instance_id text NOT NULL,
+        kind text NOT NULL,
+        mime_type text NOT NULL,
+        filename text,
+        size_bytes bigint NOT NULL,
+        sha256 text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX IF NOT EXISTS media_files_created_at ON media_files (created_at);
+    `,
+  },
+  {
     id: '0013_pacing',
     // Pacing profiles (src/pacing/): the agent's setting ('"human"' or an object; NULL is off). An outbox row's
     // not_before is when a paced message may go (set once, when its agent's dispatcher first takes it, so that a

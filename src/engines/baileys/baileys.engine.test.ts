@@ -28,7 +28,12 @@ runEngineContract({
     const fake = new FakeBaileys();
     await test.database.query('DELETE FROM baileys_auth');
     return {
-      engine: createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket }),
+      engine: createBaileysEngine({
+        database: test.database,
+        logger,
+        createSocket: fake.createSocket,
+        downloadMedia: fake.downloadMediaMessage,
+      }),
       scan: async (agentId, phone) => fake.latest(agentId).scan(phone),
       deliver: async (agentId, message) => fake.latest(agentId).deliver(message),
       drop: async (agentId, loggedOut) => fake.latest(agentId).drop(loggedOut),
@@ -39,7 +44,12 @@ runEngineContract({
       released: (agentId) => fake.released(agentId),
       connections: (agentId) => fake.sockets.get(agentId)?.length ?? 0,
       otherInstance: async () =>
-        createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket }),
+        createBaileysEngine({
+          database: test.database,
+          logger,
+          createSocket: fake.createSocket,
+          downloadMedia: fake.downloadMediaMessage,
+        }),
       close: async () => {},
     };
   },
@@ -47,7 +57,12 @@ runEngineContract({
 
 describe('baileys adapter', () => {
   const linked = async (agentId: string, fake: FakeBaileys) => {
-    const sut = createBaileysEngine({ database: test.database, logger, createSocket: fake.createSocket });
+    const sut = createBaileysEngine({
+      database: test.database,
+      logger,
+      createSocket: fake.createSocket,
+      downloadMedia: fake.downloadMediaMessage,
+    });
     const session = sut.createSession(agentId, { logger });
     await session.start();
     await nextEvent(session, 'qr');
@@ -81,6 +96,7 @@ describe('baileys adapter', () => {
       database: test.database,
       logger,
       createSocket: fake.createSocket,
+      downloadMedia: fake.downloadMediaMessage,
     }).createSession('b-store', { logger });
     const ready = nextEvent(again, 'ready');
     await again.start();
@@ -138,6 +154,38 @@ describe('baileys adapter', () => {
     await session.sendText('6289900000001@c.us', 'answer', { quotedMessageId: 'IN1' });
     const call = fake.latest('b-quote').calls[0];
     expect(call?.method === 'sendMessage' && call.options?.quoted?.message).toEqual({ conversation: 'question' });
+    await session.stop();
+  });
+
+  it("downloads a file whose link expired by asking the sender's phone to upload it again, and fails when it cannot", async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-reupload', fake);
+    const voice = Buffer.from('OggS voice note');
+    const deliverVoice = async (id: string) => {
+      const received = nextEvent(session, 'message');
+      fake.latest('b-reupload').deliver({
+        id,
+        from: '6289900000001@c.us',
+        text: '',
+        timestampSeconds: 1,
+        media: { kind: 'audio', data: voice, mimeType: 'audio/ogg; codecs=opus', durationSeconds: 3 },
+      });
+      return (await received)[0];
+    };
+    const read = async (stream: NodeJS.ReadableStream) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+      return Buffer.concat(chunks);
+    };
+    const first = await deliverVoice('VOICE-OLD');
+    fake.mediaServer.clear(); // WhatsApp's servers dropped it
+    const renewed = await session.downloadMedia?.(first.id);
+    expect(renewed && (await read(renewed.stream)).equals(voice)).toBe(true);
+
+    const second = await deliverVoice('VOICE-GONE');
+    fake.mediaServer.clear();
+    fake.latest('b-reupload').phoneFiles.clear(); // and the phone deleted it
+    await expect(session.downloadMedia?.(second.id)).rejects.toThrow(/re-upload failed/);
     await session.stop();
   });
 
@@ -203,6 +251,7 @@ describe('baileys adapter', () => {
       database: test.database,
       logger,
       createSocket: fake.createSocket,
+      downloadMedia: fake.downloadMediaMessage,
     }).createSession('b-pair', { logger });
     await session.start();
     await nextEvent(session, 'qr');

@@ -5,13 +5,15 @@ import type { CreateSessionOptions, Engine, EngineSession } from '../engine.js';
 import { BaileysAuthStore, deleteStoredAuth, hasStoredCreds } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
 import { BaileysSession } from './baileys.session.js';
-import type { BaileysSocketFactory } from './baileys.types.js';
+import type { BaileysMediaDownloader, BaileysSocketFactory } from './baileys.types.js';
 
 export interface BaileysEngineOptions {
   database: Database;
   logger: Logger;
   /** Builds the socket; tests pass a fake. Defaults to Baileys' makeWASocket. */
   createSocket?: BaileysSocketFactory;
+  /** Downloads an inbound message's file; tests pass a fake. Defaults to Baileys' downloadMediaMessage. */
+  downloadMedia?: BaileysMediaDownloader;
   /** Where sockets connect; WhatsApp's address when absent. Tests point it at a local server. */
   webSocketUrl?: string;
   connectTimeoutMs?: number;
@@ -24,6 +26,10 @@ const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 export function createBaileysEngine(options: BaileysEngineOptions): Engine {
   // Sockets are built after start() has loaded Baileys (the auth store loads it first).
   const createSocket: BaileysSocketFactory = options.createSocket ?? ((config) => loadedBaileys().makeWASocket(config));
+  const downloadMedia: BaileysMediaDownloader =
+    options.downloadMedia ??
+    ((message, type, downloadOptions, ctx) =>
+      loadedBaileys().downloadMediaMessage(message, type, downloadOptions, ctx));
   return {
     name: 'baileys',
     createSession(agentId: string, sessionOptions: CreateSessionOptions): EngineSession {
@@ -37,6 +43,7 @@ export function createBaileysEngine(options: BaileysEngineOptions): Engine {
         ),
         auth: new BaileysAuthStore(options.database, agentId),
         createSocket,
+        downloadMedia,
         webSocketUrl: options.webSocketUrl,
         connectTimeoutMs: options.connectTimeoutMs,
       });

@@ -6,6 +6,7 @@ import type {
   EngineSession,
   EngineSessionEvents,
   IdentityPair,
+  MediaDownload,
   OutboundImage,
   SendOptions,
   SentMessage,
@@ -13,11 +14,18 @@ import type {
 import { KnownRecipients } from '../known-recipients.js';
 import type { BaileysAuthStore } from './auth-state.js';
 import { loadedBaileys } from './baileys.runtime.js';
-import type { BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
+import type { BaileysMediaDownloader, BaileysSocket, BaileysSocketFactory } from './baileys.types.js';
 import { RecentMessages } from './recent-messages.js';
 import { toAcks } from './to-ack.js';
 import { pairsFromContacts, pairsFromMappings } from './to-identity-pairs.js';
-import { toBaileysJid, toCanonicalJid, toCloseAction, toIdentity, toInboundMessage } from './to-inbound-message.js';
+import {
+  mediaOfMessage,
+  toBaileysJid,
+  toCanonicalJid,
+  toCloseAction,
+  toIdentity,
+  toInboundMessage,
+} from './to-inbound-message.js';
 
 export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
 
@@ -32,6 +40,8 @@ export interface BaileysSessionOptions {
   libraryLogger: Logger;
   auth: BaileysAuthStore;
   createSocket: BaileysSocketFactory;
+  /** Baileys' downloadMediaMessage (a fake in tests). */
+  downloadMedia: BaileysMediaDownloader;
   /** Where the socket connects; WhatsApp's address when absent. */
   webSocketUrl?: string | undefined;
   connectTimeoutMs?: number | undefined;
@@ -115,6 +125,21 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       ...(mentions?.length ? { mentions } : {}),
     };
     return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+  }
+
+  async downloadMedia(messageId: string): Promise<MediaDownload> {
+    const socket = this.connectedSocket();
+    const message = this.recent.get(messageId);
+    const media = message ? mediaOfMessage(message) : null;
+    if (!message || !media) throw new Error('baileys: no recent message with a file has this id');
+    // An expired link on WhatsApp's servers is renewed by asking the sender's phone to upload the file again.
+    const stream = await this.options.downloadMedia(
+      message,
+      'stream',
+      {},
+      { logger: this.options.libraryLogger, reuploadRequest: (m) => socket.updateMediaMessage(m) },
+    );
+    return { stream, mimeType: media.mimeType, filename: media.filename };
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {

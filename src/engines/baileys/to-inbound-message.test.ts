@@ -34,6 +34,32 @@ describe('toInboundMessage (baileys)', () => {
       media: null,
       senderPhoneJid: '6289900000001@c.us',
       senderLid: '210987654321098@lid',
+      location: null,
+    });
+  });
+
+  it('maps a voice note: type audio, its duration in seconds, the file metadata and never its bytes', () => {
+    expect(toInboundMessage(fixture('upsert-voice-note'), context)).toMatchObject({
+      id: '3A9F8E7D6C5B4A392817',
+      type: 'audio',
+      text: '',
+      pushName: 'Rudi',
+      media: { mimeType: 'audio/ogg; codecs=opus', size: 10_322, filename: null, durationSeconds: 7 },
+      location: null,
+    });
+  });
+
+  it('maps a location: coordinates in degrees, the place name and address', () => {
+    expect(toInboundMessage(fixture('upsert-location'), context)).toMatchObject({
+      type: 'location',
+      text: '',
+      media: null,
+      location: {
+        latitude: -6.175392,
+        longitude: 106.827153,
+        name: 'Monumen Nasional',
+        address: 'Gambir, Jakarta Pusat',
+      },
     });
   });
 

@@ -1,6 +1,6 @@
 // Pure translation between Baileys 7 (messages, JIDs, close reasons) and the port's types.
 import type { proto, WAMessage } from 'baileys';
-import type { InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
+import type { InboundLocation, InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
 
 /** Baileys addresses users as `<digits>@s.whatsapp.net` (with a `:device` part for own devices); the port uses `@c.us`. */
 export function toCanonicalJid(jid: string): string {
@@ -113,7 +113,28 @@ function mediaOf(content: Content | null): InboundMedia | null {
   const length = file.fileLength;
   const size = length == null ? null : typeof length === 'number' ? length : Number(length.toString());
   const filename = content.documentMessage?.fileName ?? null;
-  return { mimeType: file.mimetype ?? null, size: Number.isFinite(size) ? size : null, filename: filename || null };
+  const seconds = content.audioMessage?.seconds ?? content.videoMessage?.seconds ?? null;
+  return {
+    mimeType: file.mimetype ?? null,
+    size: Number.isFinite(size) ? size : null,
+    filename: filename || null,
+    durationSeconds: seconds ?? null,
+  };
+}
+
+/** A pinned or live location: coordinates in degrees, and the place's name and address when one was picked. */
+function locationOf(content: Content | null): InboundLocation | null {
+  const pin = content?.locationMessage;
+  const live = content?.liveLocationMessage;
+  const latitude = pin?.degreesLatitude ?? live?.degreesLatitude;
+  const longitude = pin?.degreesLongitude ?? live?.degreesLongitude;
+  if (latitude == null || longitude == null) return null;
+  return { latitude, longitude, name: pin?.name || null, address: pin?.address || null };
+}
+
+/** The file's metadata of a message the session kept (for downloadMedia); null when it carries none. */
+export function mediaOfMessage(message: WAMessage): InboundMedia | null {
+  return mediaOf(unwrap(message.message));
 }
 
 /** protobuf timestamps arrive as numbers, or as Long objects (`{ low, high }`) when decoded from the wire. */
@@ -164,6 +185,7 @@ export function toInboundMessage(message: WAMessage, context: MessageContext): I
     media: mediaOf(content),
     senderPhoneJid: addresses.phoneJid,
     senderLid: addresses.lid,
+    location: locationOf(content),
   };
 }
 

@@ -20,21 +20,35 @@ runEngineContract({
       engine,
       scan: (agentId, phone) => engine.scan(agentId, phone),
       async deliver(agentId, message) {
+        const { media, location } = message;
         const sender = message.fromLid ?? message.from;
-        engine.deliver(agentId, {
-          id: message.id,
-          chatJid: message.group ?? sender,
-          senderJid: sender,
-          ...(message.fromLid ? { senderLid: message.fromLid, senderPhoneJid: message.from } : {}),
-          text: message.text,
-          type: 'text',
-          isGroup: message.group !== undefined,
-          mentions: message.mentions ?? [],
-          fromMe: false,
-          timestamp: message.timestampSeconds * 1000,
-          pushName: message.pushName ?? null,
-          chatName: null,
-        });
+        engine.deliver(
+          agentId,
+          {
+            id: message.id,
+            chatJid: message.group ?? sender,
+            senderJid: sender,
+            ...(message.fromLid ? { senderLid: message.fromLid, senderPhoneJid: message.from } : {}),
+            text: message.text,
+            type: media?.kind ?? (location ? 'location' : 'text'),
+            isGroup: message.group !== undefined,
+            mentions: message.mentions ?? [],
+            fromMe: false,
+            timestamp: message.timestampSeconds * 1000,
+            pushName: message.pushName ?? null,
+            chatName: null,
+            media: media
+              ? {
+                  mimeType: media.mimeType,
+                  size: media.data.length,
+                  filename: media.filename ?? null,
+                  durationSeconds: media.durationSeconds ?? null,
+                }
+              : null,
+            location: location ? { ...location } : null,
+          },
+          media?.data,
+        );
       },
       drop: (agentId, loggedOut) => engine.disconnect(agentId, loggedOut),
       // The sandbox refuses the next send as WhatsApp would refuse an unknown number: the contract sends to it first.

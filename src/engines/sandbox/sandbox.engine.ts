@@ -1,6 +1,7 @@
 // The sandbox engine: a simulated WhatsApp network in memory, for tests and demos. Logins persist in the database.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { Database } from '../../db/client.js';
 import {
@@ -9,6 +10,7 @@ import {
   type EngineSession,
   type EngineSessionEvents,
   type InboundMessage,
+  type MediaDownload,
   type OutboundImage,
   RecipientRejectedError,
   type SendOptions,
@@ -18,6 +20,8 @@ import { databaseSandboxLogins, memorySandboxLogins, type SandboxLogins } from '
 
 const SANDBOX_DEFAULT_PHONE = '6281100000000';
 const MAX_SENT_PER_AGENT = 10_000;
+/** Files of delivered messages a session keeps for downloadMedia, as real engines keep their recent messages. */
+const MAX_MEDIA_PER_SESSION = 500;
 const MESSAGE_ID_PREFIX = randomBytes(4).toString('hex').toUpperCase();
 let messageCounter = 0;
 
@@ -112,12 +116,21 @@ export class SandboxEngine implements Engine {
     session.connect(phone);
   }
 
-  /** Delivers a message to the agent as a real engine would. */
-  deliver(agentId: string, message: Omit<InboundMessage, 'id'> & { id?: string }): string {
+  /**
+   * Delivers a message to the agent as a real engine would. `file`: the bytes of its attachment, which the session's
+   * downloadMedia then hands out; without them a download of the message fails, as one WhatsApp purged would.
+   */
+  deliver(agentId: string, message: Omit<InboundMessage, 'id'> & { id?: string }, file?: Buffer): string {
     const session = this.requireSession(agentId);
     if (session.state !== 'connected') throw new SandboxStateError(`the session is ${session.state}, not connected`);
     const id = message.id ?? `SBX${randomBytes(8).toString('hex').toUpperCase()}`;
     if (message.senderLid && message.senderPhoneJid) this.learnPhone(message.senderLid, message.senderPhoneJid);
+    if (file)
+      session.keepMedia(id, {
+        data: file,
+        mimeType: message.media?.mimeType ?? null,
+        filename: message.media?.filename ?? null,
+      });
     session.emit('message', { ...message, id });
     return id;
   }
@@ -219,6 +232,7 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   failureReason: SandboxFailure = 'network';
   private qrTimer: Timer | undefined;
   private phone: string | null = null;
+  private readonly media = new Map<string, SandboxFile>();
 
   constructor(
     readonly agentId: string,
@@ -286,6 +300,23 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
     return code;
   }
 
+  async downloadMedia(messageId: string): Promise<MediaDownload> {
+    if (this.state !== 'connected') throw new Error('sandbox: not connected');
+    const file = this.media.get(messageId);
+    if (!file) throw new Error('sandbox: the message has no file to download');
+    return { stream: Readable.from([file.data]), mimeType: file.mimeType, filename: file.filename };
+  }
+
+  /** Keeps a delivered message's file for downloadMedia; the oldest goes past the bound. */
+  keepMedia(messageId: string, file: SandboxFile): void {
+    this.media.delete(messageId);
+    this.media.set(messageId, file);
+    if (this.media.size > MAX_MEDIA_PER_SESSION) {
+      const oldest = this.media.keys().next().value;
+      if (oldest !== undefined) this.media.delete(oldest);
+    }
+  }
+
   /** Called by the control surface: the phone scanned, or the stored login was resumed. */
   connect(phone: string): void {
     if (this.state === 'stopped') return;
@@ -321,6 +352,12 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
     this.qrTimer?.cancel();
     this.qrTimer = undefined;
   }
+}
+
+interface SandboxFile {
+  data: Buffer;
+  mimeType: string | null;
+  filename: string | null;
 }
 
 function sendExtras(options: SendOptions): Pick<SandboxSentEntry, 'quotedMessageId' | 'mentions'> {

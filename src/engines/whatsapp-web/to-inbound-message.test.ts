@@ -31,6 +31,32 @@ describe('toInboundMessage (whatsapp-web)', () => {
       media: null,
       senderPhoneJid: '6289900000001@c.us',
       senderLid: null,
+      location: null,
+    });
+  });
+
+  it('maps a voice note (ptt): type audio, its duration in seconds, the file metadata and never its bytes', () => {
+    expect(toInboundMessage(fixture('message-voice-note'), noContext)).toMatchObject({
+      id: 'false_6289900000006@c.us_3A9F8E7D6C5B4A392817',
+      type: 'audio',
+      text: '',
+      pushName: 'Rudi',
+      media: { mimeType: 'audio/ogg; codecs=opus', size: 10_322, filename: null, durationSeconds: 7 },
+      location: null,
+    });
+  });
+
+  it('maps a location: coordinates, the place name and address, and no text (its body is a thumbnail)', () => {
+    expect(toInboundMessage(fixture('message-location'), noContext)).toMatchObject({
+      type: 'location',
+      text: '',
+      media: null,
+      location: {
+        latitude: -6.175392,
+        longitude: 106.827153,
+        name: 'Monumen Nasional',
+        address: 'Gambir, Jakarta Pusat',
+      },
     });
   });
 

@@ -1,5 +1,5 @@
 // Pure translation of whatsapp-web.js messages and ids into the port's types.
-import type { InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
+import type { InboundLocation, InboundMedia, InboundMessage, InboundMessageType } from '../engine.js';
 import type { WwebMessageData } from './whatsapp-web.types.js';
 
 /** whatsapp-web.js already uses `@c.us`; only a stray `@s.whatsapp.net` and a `:device` suffix need folding. */
@@ -45,7 +45,8 @@ export function toInboundMessage(message: WwebMessageData, context: MessageConte
     id: message.id._serialized,
     chatJid,
     senderJid,
-    text: message.body ?? '',
+    // A location's body is its map thumbnail in base64, not anything the sender wrote.
+    text: message.type === 'location' ? '' : (message.body ?? ''),
     type: TYPES[message.type] ?? 'other',
     isGroup,
     mentions: (message.mentionedIds ?? []).map(mentionJid).filter((jid) => jid !== ''),
@@ -54,9 +55,30 @@ export function toInboundMessage(message: WwebMessageData, context: MessageConte
     pushName: notifyName(message.rawData) ?? context.contactPushName,
     chatName: context.chatName,
     quotedMessageId: rawString(message.rawData, 'quotedStanzaID'),
-    media: message.hasMedia ? mediaOf(message.rawData) : null,
+    media: message.hasMedia ? { ...mediaOf(message.rawData), durationSeconds: seconds(message.duration) } : null,
+    location: message.type === 'location' ? locationOf(message.location) : null,
     senderPhoneJid: addresses.phoneJid,
     senderLid: addresses.lid,
+  };
+}
+
+/** whatsapp-web.js gives a duration as a string of seconds (sometimes a number); absent for files without one. */
+function seconds(value: unknown): number | null {
+  const parsed = typeof value === 'string' ? Number(value) : value;
+  return typeof parsed === 'number' && Number.isFinite(parsed) && parsed >= 0 ? parsed : null;
+}
+
+/** whatsapp-web.js's Location: coordinates as strings (or numbers), the place's name and address when one was picked. */
+function locationOf(location: WwebMessageData['location']): InboundLocation | null {
+  if (!location) return null;
+  const latitude = Number(location.latitude);
+  const longitude = Number(location.longitude);
+  if (!Number.isFinite(latitude) || !Number.isFinite(longitude)) return null;
+  return {
+    latitude,
+    longitude,
+    name: location.name || location.description?.split('\n')[0] || null,
+    address: location.address || null,
   };
 }
 

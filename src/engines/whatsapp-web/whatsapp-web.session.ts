@@ -1,9 +1,17 @@
 // One agent's whatsapp-web.js Client behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import type { Logger } from '../../observability/logger.js';
 import { jidUser } from '../../whatsapp/jid.js';
-import type { EngineSession, EngineSessionEvents, OutboundImage, SendOptions, SentMessage } from '../engine.js';
+import type {
+  EngineSession,
+  EngineSessionEvents,
+  MediaDownload,
+  OutboundImage,
+  SendOptions,
+  SentMessage,
+} from '../engine.js';
 import { KnownRecipients } from '../known-recipients.js';
 import { type ProfileSync, removeProfile } from './profile-sync.js';
 import { errorMessage, exists, sendOptions, withTimeout } from './session-helpers.js';
@@ -12,6 +20,9 @@ import { toAck } from './to-ack.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
 import { createMessageMedia } from './whatsapp-web.client.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
+
+/** Messages with a file kept for downloadMedia: the inbound pipeline downloads within seconds of their arrival. */
+const RECENT_MEDIA_MESSAGES = 500;
 
 export type WwebSessionState = 'idle' | 'starting' | 'qr' | 'authenticated' | 'connected' | 'disconnected' | 'stopped';
 
@@ -39,6 +50,8 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   private authenticatedThisRun = false;
   private readonly watched = new WeakSet<object>();
   private readonly recipients = new KnownRecipients();
+  /** The library's messages with a file, by id, for downloadMedia: the newest few hundred, never sent past the port. */
+  private readonly withMedia = new Map<string, WwebMessage>();
 
   constructor(private readonly options: WhatsappWebSessionOptions) {
     super();
@@ -213,7 +226,30 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
     }
   }
 
+  async downloadMedia(messageId: string): Promise<MediaDownload> {
+    const message = this.withMedia.get(messageId);
+    if (!message) throw new Error('whatsapp-web: no recent message with a file has this id');
+    const media = await message.downloadMedia();
+    if (!media) throw new Error('whatsapp-web: the file is no longer available');
+    return {
+      stream: Readable.from([Buffer.from(media.data, 'base64')]),
+      mimeType: media.mimetype || null,
+      filename: media.filename || null,
+    };
+  }
+
+  private rememberMedia(message: WwebMessage): void {
+    const id = message.id._serialized;
+    this.withMedia.delete(id);
+    this.withMedia.set(id, message);
+    if (this.withMedia.size > RECENT_MEDIA_MESSAGES) {
+      const oldest = this.withMedia.keys().next().value;
+      if (oldest !== undefined) this.withMedia.delete(oldest);
+    }
+  }
+
   private async onMessage(message: WwebMessage): Promise<void> {
+    if (message.hasMedia) this.rememberMedia(message);
     // Names need a round trip into the page; a failure there must not lose the message.
     const [chat, contact] = await Promise.all([
       message.getChat().catch(() => null),

@@ -5,12 +5,18 @@ import type { Chat, ContactId, Message, MessageAck, MessageMedia, MessageSendOpt
 export type WwebMessageData = Pick<
   Message,
   'id' | 'from' | 'to' | 'author' | 'body' | 'type' | 'timestamp' | 'fromMe' | 'mentionedIds' | 'hasMedia'
-> & { rawData?: object };
+> &
+  Partial<Pick<Message, 'duration' | 'location'>> & { rawData?: object };
+
+/** What Message.downloadMedia() resolves to: the file in base64, or nothing when WhatsApp no longer has it. */
+export type WwebDownloadedMedia = Pick<MessageMedia, 'mimetype' | 'data'> & { filename?: string | null | undefined };
 
 export type WwebMessage = WwebMessageData & {
   getChat(): Promise<Pick<Chat, 'name'>>;
   /** `id` is the phone JID for a LID sender whose number WhatsApp Web knows (its getContactModel swaps it in). */
   getContact(): Promise<{ pushname?: string; name?: string; id?: { _serialized: string } }>;
+  /** Typed as MessageMedia by the library; it resolves to undefined (or null) when the file cannot be had. */
+  downloadMedia(): Promise<WwebDownloadedMedia | null | undefined>;
 };
 
 /** The fields of the Message a `message_ack` event carries that the adapter reads. */

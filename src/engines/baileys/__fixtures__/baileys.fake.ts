@@ -1,6 +1,7 @@
 // A stand-in for a Baileys 7 socket (its `ev` events, methods and payloads), and the phone and server behind it.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
 import type {
   AnyMessageContent,
   AuthenticationCreds,
@@ -13,7 +14,7 @@ import type {
   WAPresence,
 } from 'baileys';
 import type { ContractInbound, ContractSent } from '../../engine.contract.js';
-import type { BaileysEvents, BaileysSocket } from '../baileys.types.js';
+import type { BaileysEvents, BaileysMediaDownloader, BaileysSocket } from '../baileys.types.js';
 import { toBaileysJid, toCanonicalJid } from '../to-inbound-message.js';
 
 /** Baileys' errors are Booms: an Error with the HTTP-like status in `output.statusCode`. */
@@ -59,6 +60,8 @@ export class FakeBaileysSocket implements BaileysSocket {
   constructor(
     readonly config: UserFacingSocketConfig,
     failWith: string | null,
+    /** WhatsApp's media servers: encrypted files by their url (here, the plain bytes). */
+    private readonly mediaServer: Map<string, Buffer> = new Map(),
   ) {
     this.creds = config.auth.creds;
     // As the real socket does: every creds update is merged into the state it was given, then others hear of it.
@@ -138,6 +141,25 @@ export class FakeBaileysSocket implements BaileysSocket {
     void this.end(boom('Stream Errored (restart required)', 515));
   }
 
+  /** Files the phone on the other side still has, by message id: what it can upload again. */
+  readonly phoneFiles = new Map<string, Buffer>();
+
+  /** As the real socket: the sender's phone uploads the file again, and the message comes back with its new url. */
+  async updateMediaMessage(message: WAMessage): Promise<WAMessage> {
+    this.assertOpen();
+    const id = message.key.id ?? '';
+    const bytes = this.phoneFiles.get(id);
+    if (!bytes) throw boom('Media re-upload failed: the phone no longer has the file', 404);
+    const url = `https://mmg.whatsapp.net/v/t62.7117-24/${id}-reuploaded.enc`;
+    this.mediaServer.set(url, bytes);
+    const content = message.message ?? {};
+    const renewed: proto.IMessage = { ...content };
+    if (content.imageMessage) renewed.imageMessage = { ...content.imageMessage, url };
+    if (content.audioMessage) renewed.audioMessage = { ...content.audioMessage, url };
+    if (content.documentMessage) renewed.documentMessage = { ...content.documentMessage, url };
+    return { ...message, message: renewed };
+  }
+
   deliver(message: ContractInbound): void {
     const phone = toBaileysJid(message.from);
     // Addressed by LID, Baileys 7 puts the number in the key's `…Alt` field.
@@ -153,13 +175,49 @@ export class FakeBaileysSocket implements BaileysSocket {
         ...(alt ? (message.group ? { participantAlt: alt } : { remoteJidAlt: alt }) : {}),
         ...(message.fromLid ? { addressingMode: 'lid' } : {}),
       },
-      message: mentions?.length
-        ? { extendedTextMessage: { text: message.text, contextInfo: { mentionedJid: mentions } } }
-        : { conversation: message.text },
+      message: this.contentOf(message, mentions),
       messageTimestamp: message.timestampSeconds,
       ...(message.pushName ? { pushName: message.pushName } : {}),
     };
     this.ev.emit('messages.upsert', { messages: [waMessage], type: 'notify' });
+  }
+
+  /** The proto content of a delivered message: text, a file (uploaded to the media server first), or a location. */
+  private contentOf(message: ContractInbound, mentions: string[] | undefined): proto.IMessage {
+    const { media, location } = message;
+    if (location) {
+      return {
+        locationMessage: {
+          degreesLatitude: location.latitude,
+          degreesLongitude: location.longitude,
+          name: location.name,
+        },
+      };
+    }
+    if (media) {
+      const url = `https://mmg.whatsapp.net/v/t62.7117-24/${message.id}.enc`;
+      this.mediaServer.set(url, media.data);
+      this.phoneFiles.set(message.id, media.data);
+      const file = {
+        url,
+        directPath: `/v/t62.7117-24/${message.id}.enc`,
+        mediaKey: new Uint8Array(32).fill(9),
+        mimetype: media.mimeType,
+        fileLength: media.data.length,
+      };
+      if (media.kind === 'audio') {
+        return { audioMessage: { ...file, ptt: true, seconds: media.durationSeconds ?? 0 } };
+      }
+      if (media.kind === 'image') return { imageMessage: { ...file, caption: message.text } };
+      // A captioned document arrives wrapped, as WhatsApp sends it.
+      const document = { ...file, fileName: media.filename ?? null, caption: message.text };
+      return message.text
+        ? { documentWithCaptionMessage: { message: { documentMessage: document } } }
+        : { documentMessage: document };
+    }
+    return mentions?.length
+      ? { extendedTextMessage: { text: message.text, contextInfo: { mentionedJid: mentions } } }
+      : { conversation: message.text };
   }
 
   /**
@@ -188,9 +246,11 @@ export class FakeBaileysSocket implements BaileysSocket {
 export class FakeBaileys {
   readonly sockets = new Map<string, FakeBaileysSocket[]>();
   private readonly failures = new Set<string>();
+  /** WhatsApp's media servers, shared by the sockets: files by url. */
+  readonly mediaServer = new Map<string, Buffer>();
 
   readonly createSocket = (config: UserFacingSocketConfig, agentId: string): FakeBaileysSocket => {
-    const socket = new FakeBaileysSocket(config, this.failures.delete(agentId) ? OFFLINE_ERROR : null);
+    const socket = new FakeBaileysSocket(config, this.failures.delete(agentId) ? OFFLINE_ERROR : null, this.mediaServer);
     this.sockets.set(agentId, [...(this.sockets.get(agentId) ?? []), socket]);
     return socket;
   };
@@ -199,6 +259,32 @@ export class FakeBaileys {
     this.failures.add(agentId);
     return OFFLINE_ERROR;
   }
+
+  /**
+   * Stands in for Baileys' downloadMediaMessage: the media content of the (unwrapped) message, its file fetched by url
+   * from the media server; a file the server no longer has is asked for again through `ctx.reuploadRequest` once,
+   * then fails with a 404 Boom, as the real one does.
+   */
+  readonly downloadMediaMessage: BaileysMediaDownloader = async (message, type, _options, ctx) => {
+    if (type !== 'stream') throw new Error('the adapter downloads as a stream');
+    const content = message.message?.documentWithCaptionMessage?.message ?? message.message;
+    const file =
+      content?.imageMessage ??
+      content?.videoMessage ??
+      content?.audioMessage ??
+      content?.documentMessage ??
+      content?.stickerMessage;
+    if (!file) throw boom('not a media message', 400);
+    let bytes = this.mediaServer.get(file.url ?? '');
+    if (!bytes) {
+      const renewed = await ctx.reuploadRequest(message);
+      const again = renewed.message?.documentWithCaptionMessage?.message ?? renewed.message;
+      const url = (again?.imageMessage ?? again?.audioMessage ?? again?.documentMessage)?.url ?? '';
+      bytes = this.mediaServer.get(url);
+    }
+    if (!bytes) throw boom('Failed to fetch stream from https://mmg.whatsapp.net', 404);
+    return Readable.from([bytes]);
+  };
 
   latest(agentId: string): FakeBaileysSocket {
     const socket = this.sockets.get(agentId)?.at(-1);

@@ -129,20 +129,45 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     const chat = message.group ?? sender;
     const me = this.info?.wid?._serialized ?? '';
     const serialized = `false_${chat}_${message.id}${message.group ? `_${sender}` : ''}`;
+    const { media, location } = message;
+    // As whatsapp-web.js builds a Message: a voice note is `ptt`, its duration a string of seconds, the file's
+    // metadata in `_data`, a location's coordinates as strings.
+    const type = media ? (media.kind === 'audio' ? 'ptt' : media.kind) : location ? 'location' : 'chat';
     const wwebMessage: WwebMessage = {
       id: { fromMe: false, remote: chat, id: message.id, _serialized: serialized },
       from: chat,
       to: me,
       ...(message.group ? { author: sender } : {}),
       body: message.text,
-      type: 'chat' as WwebMessage['type'],
+      type: type as WwebMessage['type'],
       timestamp: message.timestampSeconds,
       fromMe: false,
-      hasMedia: false,
+      hasMedia: media !== undefined,
       mentionedIds: message.mentions ?? [],
-      rawData: { notifyName: message.pushName ?? '' },
+      ...(media?.durationSeconds !== undefined ? { duration: String(media.durationSeconds) } : {}),
+      ...(location
+        ? {
+            location: {
+              latitude: String(location.latitude),
+              longitude: String(location.longitude),
+              name: location.name,
+              description: location.name,
+            },
+          }
+        : {}),
+      rawData: {
+        notifyName: message.pushName ?? '',
+        ...(media
+          ? { mimetype: media.mimeType, size: media.data.length, ...(media.filename ? { filename: media.filename } : {}) }
+          : {}),
+      },
       getChat: async () => ({ name: message.group ? 'Fake group' : (message.pushName ?? chat) }),
       getContact: async () => ({ pushname: message.pushName ?? '', id: { _serialized: message.from } }),
+      // As Message.downloadMedia(): the file in base64 while the page still has it; undefined for a message without.
+      downloadMedia: async () =>
+        media
+          ? { mimetype: media.mimeType, data: media.data.toString('base64'), filename: media.filename ?? null }
+          : undefined,
     };
     this.emit('message', wwebMessage);
   }
