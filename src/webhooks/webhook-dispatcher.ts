@@ -147,13 +147,21 @@ export class WebhookDispatcher {
       }
       this.inFlight.set(delivery.endpointId, n + 1);
       this.total++;
-      const attempt = this.attempt(delivery).finally(() => {
+      let released = false;
+      // The slot is the request: free once the answer is in (or the attempt failed), while its outcome is written.
+      const release = () => {
+        if (released) return;
+        released = true;
         this.total--;
         const left = (this.inFlight.get(delivery.endpointId) ?? 1) - 1;
         if (left > 0) this.inFlight.set(delivery.endpointId, left);
         else this.inFlight.delete(delivery.endpointId);
+        this.wake();
+      };
+      const attempt = this.attempt(delivery, release).finally(() => {
+        release();
         this.running.delete(attempt);
-        // What waited behind it (the next event of its chat, or a free slot) may go now.
+        // What waited behind it (the next event of its chat) may go now.
         this.wake();
       });
       this.running.add(attempt);
@@ -163,9 +171,14 @@ export class WebhookDispatcher {
     if (claimed.length === free && extra.length === 0) this.again = true;
   }
 
-  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+  /**
+   * POSTs the delivery, then writes its outcome. `answered` is called once the request is over: its concurrency slot
+   * is free then. The delivery stays claimed and pending until its outcome is written, so the next of its chat waits.
+   */
+  private async attempt(delivery: ClaimedDelivery, answered: () => void): Promise<void> {
     const { clock, logger, metrics, retryWindowMs } = this.options;
     const { statusCode, error } = await this.post(delivery);
+    answered();
     const now = clock.now();
     let outcome: AttemptOutcome;
     const verdict = statusCode === null ? 'retry' : classify(statusCode);

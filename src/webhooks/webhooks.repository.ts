@@ -227,9 +227,7 @@ export class WebhooksRepository {
     let after = 0;
     for (;;) {
       const busy = [...used].filter(([, n]) => n >= room.perEndpoint).map(([id]) => id);
-      // A relaxed commit: other members see the claim at once all the same; lost in a crash of the database server,
-      // it only lets a delivery be attempted again (at least once).
-      const rows = await this.database.queryRelaxed(
+      const rows = await this.database.query(
         `WITH oldest AS (
            SELECT seq, id FROM webhook_deliveries WHERE status = 'pending' AND seq > $5::bigint ORDER BY seq LIMIT 1
          ), window_rows AS MATERIALIZED (
@@ -306,7 +304,7 @@ export class WebhooksRepository {
   /** Gives back deliveries claimed but not attempted (this member's per-endpoint limit, or a shutdown). */
   async unclaim(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.database.queryRelaxed(
+    await this.database.query(
       'UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = ANY ($1::text[])',
       [ids],
       'webhook_unclaim',
