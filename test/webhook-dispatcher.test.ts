@@ -8,7 +8,7 @@ import { anyAddress } from '../src/messaging/address-policy.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { classify, nextDelayMs, WebhookDispatcher } from '../src/webhooks/webhook-dispatcher.js';
-import { WebhooksRepository } from '../src/webhooks/webhooks.repository.js';
+import { type ClaimedDelivery, WebhooksRepository } from '../src/webhooks/webhooks.repository.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { until } from './helpers/messaging.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -143,5 +143,74 @@ describe('webhook dispatcher', () => {
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
+  });
+
+  it("claims past a window of blocked deliveries, within each endpoint's room, and records a batch of outcomes", async () => {
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const url = 'http://127.0.0.1:9/hook';
+    const blocked = await repository.create(null, { url, enabled: true });
+    const wide = await repository.create(null, { url, enabled: true });
+    const late = await repository.create(null, { url, enabled: true });
+    const write = (endpointId: string, prefix: string, from: number, to: number, chats: number) =>
+      db.database.query(
+        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, type, order_key, payload)
+         SELECT 'whd_' || $2 || g, 'evt_' || $2 || g, $1, 'message.received', $2 || (g % $5), '{}'::jsonb
+         FROM generate_series($3::int, $4::int) AS g ORDER BY g`,
+        [endpointId, prefix, from, to, chats],
+      );
+    // 2,000 deliveries of one chat (one eligible: the first), then 6 chats of another endpoint, then one more
+    // endpoint's delivery: beyond the largest window (1,024 seq) of the oldest pending one.
+    await write(blocked.id, 'blk', 1, 2_000, 1);
+    await write(wide.id, 'wide', 1, 6, 6);
+    await write(late.id, 'late', 1, 1, 1);
+    const now = new Date(clock.now());
+    const until = new Date(clock.now() + 30_000);
+    const room = (inFlight: Array<[string, number]>) => ({ perEndpoint: 4, inFlight: new Map(inFlight) });
+
+    const first = await repository.claim(now, until, 20, room([[wide.id, 2]]));
+    expect(first.map((d) => d.id)).toEqual(['whd_blk1', 'whd_wide1', 'whd_wide2', 'whd_late1']);
+    // Claimed: not again, and the next of a chat waits for the first's outcome; the other endpoint's room is 4 now.
+    const second = await repository.claim(now, until, 20, room([]));
+    expect(second.map((d) => d.id)).toEqual(['whd_wide3', 'whd_wide4', 'whd_wide5', 'whd_wide6']);
+
+    // One statement records a delivery, a retry and a final failure; only failures mark the endpoint failing.
+    const [blk1, wide1, wide2] = first as [ClaimedDelivery, ClaimedDelivery, ClaimedDelivery];
+    const disabled = await repository.recordAttempts(
+      [
+        { delivery: blk1, outcome: { kind: 'delivered', statusCode: 204 }, at: now },
+        {
+          delivery: wide1,
+          outcome: { kind: 'retry', statusCode: 503, error: 'HTTP 503', nextAttemptAt: until, giveUpAt: until },
+          at: now,
+        },
+        { delivery: wide2, outcome: { kind: 'failed', statusCode: 410, error: 'HTTP 410' }, at: now },
+      ],
+      60_000,
+    );
+    expect(disabled).toEqual([false, false, false]);
+    const states = await db.database.query(
+      `SELECT id, status, attempts, last_status_code, next_attempt_at IS NOT NULL AS waits, claimed_until IS NULL AS free
+       FROM webhook_deliveries WHERE id = ANY ($1::text[]) ORDER BY id`,
+      [['whd_blk1', 'whd_wide1', 'whd_wide2']],
+    );
+    expect(states).toEqual([
+      { id: 'whd_blk1', status: 'delivered', attempts: 1, last_status_code: 204, waits: false, free: true },
+      { id: 'whd_wide1', status: 'pending', attempts: 1, last_status_code: 503, waits: true, free: true },
+      { id: 'whd_wide2', status: 'failed', attempts: 1, last_status_code: 410, waits: false, free: true },
+    ]);
+    expect((await repository.get(null, blocked.id))?.enabled).toBe(true);
+    const failing = await db.database.query(
+      'SELECT id, failing_since IS NOT NULL AS failing FROM webhook_endpoints WHERE id = ANY ($1::text[])',
+      [[blocked.id, wide.id, late.id]],
+    );
+    expect(failing.filter((row) => row.failing).map((row) => row.id)).toEqual([wide.id]);
+
+    // The chat's next delivery is eligible now; the retried one waits for its time.
+    const next = await repository.claim(now, until, 20, room([]));
+    expect(next.map((d) => d.id)).toEqual(['whd_blk2']);
+    await db.database.query(`DELETE FROM webhook_endpoints WHERE id = ANY ($1::text[])`, [
+      [blocked.id, wide.id, late.id],
+    ]);
   });
 });

@@ -22,6 +22,8 @@ const SWEEP_MS = 1_000;
 const BODY_READ_LIMIT = 64 * 1024;
 /** 4xx answers that are retried; every other 4xx fails the delivery at once (a 410 says the receiver is gone). */
 const RETRIED_4XX = new Set([408, 409, 425, 429]);
+/** Outcomes written by one statement at most. */
+const MAX_RECORD_BATCH = 500;
 
 export interface WebhookDispatcherOptions {
   repository: WebhooksRepository;
@@ -50,6 +52,15 @@ export function classify(statusCode: number): 'delivered' | 'retry' | 'failed' {
   return 'retry';
 }
 
+/** An attempt's outcome waiting to be written, and who waits for that write. */
+interface PendingOutcome {
+  delivery: ClaimedDelivery;
+  outcome: AttemptOutcome;
+  at: Date;
+  done: (disabled: boolean) => void;
+  failed: (err: unknown) => void;
+}
+
 export class WebhookDispatcher {
   private readonly agent: Agent;
   private readonly inFlight = new Map<string, number>();
@@ -59,6 +70,9 @@ export class WebhookDispatcher {
    * so a delivery seen twice always shows two attempts; it is retried after its backoff, by this or another member.
    */
   private readonly shutdown = new AbortController();
+  /** Outcomes waiting for the next write, and whether one is under way: one statement records a batch. */
+  private readonly outcomes: PendingOutcome[] = [];
+  private writing = false;
   private total = 0;
   private ticking = false;
   private again = false;
@@ -119,9 +133,11 @@ export class WebhookDispatcher {
     const { repository, clock, perEndpoint, max } = this.options;
     const free = max - this.total;
     if (free <= 0) return;
-    const busy = [...this.inFlight].filter(([, n]) => n >= perEndpoint).map(([id]) => id);
     const now = clock.now();
-    const claimed = await repository.claim(new Date(now), new Date(now + CLAIM_MS), free, busy);
+    const claimed = await repository.claim(new Date(now), new Date(now + CLAIM_MS), free, {
+      perEndpoint,
+      inFlight: this.inFlight,
+    });
     const extra: string[] = [];
     for (const delivery of claimed) {
       const n = this.inFlight.get(delivery.endpointId) ?? 0;
@@ -131,13 +147,21 @@ export class WebhookDispatcher {
       }
       this.inFlight.set(delivery.endpointId, n + 1);
       this.total++;
-      const attempt = this.attempt(delivery).finally(() => {
+      let released = false;
+      // The slot is the request: free once the answer is in (or the attempt failed), while its outcome is written.
+      const release = () => {
+        if (released) return;
+        released = true;
         this.total--;
         const left = (this.inFlight.get(delivery.endpointId) ?? 1) - 1;
         if (left > 0) this.inFlight.set(delivery.endpointId, left);
         else this.inFlight.delete(delivery.endpointId);
+        this.wake();
+      };
+      const attempt = this.attempt(delivery, release).finally(() => {
+        release();
         this.running.delete(attempt);
-        // What waited behind it (the next event of its chat, or a free slot) may go now.
+        // What waited behind it (the next event of its chat) may go now.
         this.wake();
       });
       this.running.add(attempt);
@@ -147,9 +171,14 @@ export class WebhookDispatcher {
     if (claimed.length === free && extra.length === 0) this.again = true;
   }
 
-  private async attempt(delivery: ClaimedDelivery): Promise<void> {
-    const { clock, logger, metrics, repository, retryWindowMs } = this.options;
+  /**
+   * POSTs the delivery, then writes its outcome. `answered` is called once the request is over: its concurrency slot
+   * is free then. The delivery stays claimed and pending until its outcome is written, so the next of its chat waits.
+   */
+  private async attempt(delivery: ClaimedDelivery, answered: () => void): Promise<void> {
+    const { clock, logger, metrics, retryWindowMs } = this.options;
     const { statusCode, error } = await this.post(delivery);
+    answered();
     const now = clock.now();
     let outcome: AttemptOutcome;
     const verdict = statusCode === null ? 'retry' : classify(statusCode);
@@ -166,7 +195,7 @@ export class WebhookDispatcher {
     }
     metrics.webhookDeliveries.inc({ outcome: outcome.kind });
     try {
-      const disabled = await repository.recordAttempt(delivery, outcome, new Date(now), retryWindowMs);
+      const disabled = await this.record(delivery, outcome, new Date(now));
       if (disabled) {
         metrics.webhookEndpointsDisabled.inc();
         logger.warn(
@@ -186,6 +215,34 @@ export class WebhookDispatcher {
     } catch (err) {
       // The claim expires and the delivery is attempted again: at least once.
       logger.warn({ event: 'webhook.record_failed', deliveryId: delivery.id, err });
+    }
+  }
+
+  /**
+   * Queues an outcome for the next write; resolves once it is written (true when it disabled the endpoint). One write
+   * at a time: the outcomes of the attempts that end meanwhile gather, and go in the next one (group commit).
+   */
+  private record(delivery: ClaimedDelivery, outcome: AttemptOutcome, at: Date): Promise<boolean> {
+    return new Promise<boolean>((done, failed) => {
+      this.outcomes.push({ delivery, outcome, at, done, failed });
+      if (!this.writing) void this.write();
+    });
+  }
+
+  private async write(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.outcomes.length > 0) {
+        const batch = this.outcomes.splice(0, MAX_RECORD_BATCH);
+        try {
+          const disabled = await this.options.repository.recordAttempts(batch, this.options.retryWindowMs);
+          for (const [i, pending] of batch.entries()) pending.done(disabled[i] === true);
+        } catch (err) {
+          for (const pending of batch) pending.failed(err);
+        }
+      }
+    } finally {
+      this.writing = false;
     }
   }
 

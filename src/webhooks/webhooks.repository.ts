@@ -39,6 +39,9 @@ const iso = (value: unknown): string | null =>
   value == null ? null : (value instanceof Date ? value : new Date(String(value))).toISOString();
 const isoOrEpoch = (value: unknown): string => iso(value) ?? new Date(0).toISOString();
 
+/** The consecutive `seq` a claim statement looks at: 8 per delivery wanted, within these bounds (see claim). */
+const CLAIM_WINDOW = { min: 128, max: 1024 };
+
 const ENDPOINT_COLUMNS = 'id, agent_id, url, events, enabled, description, disabled_at, created_at';
 
 function toWebhook(row: Row): Webhook {
@@ -203,31 +206,88 @@ export class WebhooksRepository {
    * Claims up to `limit` due deliveries until `claimedUntil`, skipping rows another member has locked or claimed:
    * only the oldest pending delivery of each (endpoint, chat) is eligible, so a chat's events go out in order, and
    * one claimed is not claimed again before `claimedUntil` (longer than an attempt can take).
+   *
+   * The pending deliveries are looked at oldest first, in windows of consecutive `seq` (CLAIM_WINDOW) from the oldest
+   * pending one, one window per statement, the next only when a window did not yield `limit`: with a backlog the
+   * chats' first deliveries are among the oldest rows, so one window is usually enough, and a statement costs its
+   * window, not the backlog. Its plan cannot come to depend on the table's statistics (stale while a backlog builds
+   * up): the oldest pending row comes from an ordered index scan that stops at the first one (a plain index scan,
+   * which marks the index entries of rows delivered meanwhile dead as it passes them), and a window is a range of the
+   * same index. Endpoints are filtered by exclusion (busy or disabled), which no index can serve.
    */
-  async claim(now: Date, claimedUntil: Date, limit: number, busyEndpoints: string[]): Promise<ClaimedDelivery[]> {
-    const rows = await this.database.query(
-      `WITH due AS (
-         SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         WHERE d.status = 'pending' AND e.enabled
-           AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $1)
-           AND (d.claimed_until IS NULL OR d.claimed_until <= $1)
-           AND NOT (d.endpoint_id = ANY ($4::text[]))
-           AND NOT EXISTS (
+  async claim(
+    now: Date,
+    claimedUntil: Date,
+    limit: number,
+    room: { perEndpoint: number; inFlight: ReadonlyMap<string, number> },
+  ): Promise<ClaimedDelivery[]> {
+    const claimed: Row[] = [];
+    const used = new Map(room.inFlight);
+    const window = Math.min(CLAIM_WINDOW.max, Math.max(CLAIM_WINDOW.min, 8 * limit));
+    let after = 0;
+    for (;;) {
+      const busy = [...used].filter(([, n]) => n >= room.perEndpoint).map(([id]) => id);
+      const rows = await this.database.query(
+        `WITH oldest AS (
+           SELECT seq, id FROM webhook_deliveries WHERE status = 'pending' AND seq > $5::bigint ORDER BY seq LIMIT 1
+         ), window_rows AS MATERIALIZED (
+           SELECT d.id, d.seq FROM webhook_deliveries d
+           WHERE d.status = 'pending'
+             AND d.seq >= (SELECT seq FROM oldest) AND d.seq < (SELECT seq FROM oldest) + $6::bigint
+             AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $1)
+             AND (d.claimed_until IS NULL OR d.claimed_until <= $1)
+             AND NOT (d.endpoint_id = ANY ($4::text[] || ARRAY(SELECT id FROM webhook_endpoints WHERE NOT enabled)))
+         ), heads AS (
+           SELECT c.id, c.seq, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY c.seq) AS n,
+             coalesce(u.n, 0) AS used
+           FROM window_rows c JOIN webhook_deliveries d ON d.id = c.id
+             LEFT JOIN unnest($7::text[], $8::int[]) AS u (endpoint_id, n) ON u.endpoint_id = d.endpoint_id
+           WHERE NOT EXISTS (
              SELECT 1 FROM webhook_deliveries p
              WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key AND p.status = 'pending'
                AND p.seq < d.seq)
-         ORDER BY d.seq
-         LIMIT $3
-         FOR UPDATE OF d SKIP LOCKED
-       )
-       UPDATE webhook_deliveries w SET claimed_until = $2
-       FROM due, webhook_endpoints e
-       WHERE w.id = due.id AND e.id = w.endpoint_id
-       RETURNING w.id, w.event_id, w.endpoint_id, w.payload::text AS body, w.attempts, w.give_up_at, w.seq,
-         e.url, e.secret, CASE WHEN e.previous_secret_until > $1 THEN e.previous_secret END AS previous_secret`,
-      [now.toISOString(), claimedUntil.toISOString(), limit, busyEndpoints],
-    );
-    return rows
+         ), due AS (
+           SELECT d.id FROM heads h JOIN webhook_deliveries d ON d.id = h.id
+           WHERE h.n + h.used <= $9 AND d.status = 'pending' AND (d.claimed_until IS NULL OR d.claimed_until <= $1)
+           ORDER BY h.seq
+           LIMIT $3
+           FOR UPDATE OF d SKIP LOCKED
+         ), taken AS (
+           UPDATE webhook_deliveries w SET claimed_until = $2
+           FROM due, webhook_endpoints e
+           WHERE w.id = due.id AND e.id = w.endpoint_id
+           RETURNING w.id, w.event_id, w.endpoint_id, w.payload::text AS body, w.attempts, w.give_up_at, w.seq,
+             e.url, e.secret, CASE WHEN e.previous_secret_until > $1 THEN e.previous_secret END AS previous_secret
+         )
+         SELECT taken.*, NULL::bigint AS window_end, NULL::int AS enabled FROM taken
+         UNION ALL
+         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT seq FROM oldest) + $6::bigint - 1,
+           (SELECT count(*)::int FROM webhook_endpoints WHERE enabled)`,
+        [
+          now.toISOString(),
+          claimedUntil.toISOString(),
+          limit - claimed.length,
+          busy,
+          after,
+          window,
+          [...used.keys()],
+          [...used.values()],
+          room.perEndpoint,
+        ],
+        'webhook_claim',
+      );
+      for (const row of rows) {
+        if (row.id == null) continue;
+        claimed.push(row);
+        used.set(String(row.endpoint_id), (used.get(String(row.endpoint_id)) ?? 0) + 1);
+      }
+      const summary = rows.find((row) => row.id == null);
+      const full = [...used.values()].filter((n) => n >= room.perEndpoint).length;
+      // Enough; no pending delivery after this window; or every enabled endpoint at its limit.
+      if (claimed.length >= limit || summary?.window_end == null || full >= Number(summary.enabled)) break;
+      after = Number(summary.window_end);
+    }
+    return claimed
       .sort((a, b) => Number(a.seq) - Number(b.seq))
       .map((row) => ({
         id: String(row.id),
@@ -244,7 +304,11 @@ export class WebhooksRepository {
   /** Gives back deliveries claimed but not attempted (this member's per-endpoint limit, or a shutdown). */
   async unclaim(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.database.query('UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = ANY ($1::text[])', [ids]);
+    await this.database.query(
+      'UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = ANY ($1::text[])',
+      [ids],
+      'webhook_unclaim',
+    );
   }
 
   /**
@@ -257,38 +321,71 @@ export class WebhooksRepository {
     now: Date,
     windowMs: number,
   ): Promise<boolean> {
-    const status = outcome.kind === 'retry' ? 'pending' : outcome.kind;
-    await this.database.query(
-      `UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, claimed_until = NULL,
-         next_attempt_at = $3, give_up_at = $4, last_status_code = $5, last_error = $6, last_attempt_at = $7,
-         updated_at = now()
-       WHERE id = $1`,
-      [
-        delivery.id,
-        status,
-        outcome.kind === 'retry' ? outcome.nextAttemptAt.toISOString() : null,
-        outcome.kind === 'retry' ? outcome.giveUpAt.toISOString() : null,
-        outcome.statusCode,
-        outcome.kind === 'delivered' ? null : outcome.error.slice(0, 500),
-        now.toISOString(),
-      ],
-    );
-    if (outcome.kind === 'delivered') {
-      await this.database.query(
-        'UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL',
-        [delivery.endpointId],
-      );
-      return false;
+    const [disabled] = await this.recordAttempts([{ delivery, outcome, at: now }], windowMs);
+    return disabled === true;
+  }
+
+  /**
+   * Writes the outcomes of several attempts in one statement (and one more per failure that marks its endpoint
+   * failing). Written with a relaxed commit: an outcome lost in a crash of the database server leaves its delivery
+   * pending, and it is attempted again once its claim expires (at least once). Returns, per attempt, whether it
+   * disabled its endpoint.
+   */
+  async recordAttempts(
+    attempts: ReadonlyArray<{ delivery: ClaimedDelivery; outcome: AttemptOutcome; at: Date }>,
+    windowMs: number,
+  ): Promise<boolean[]> {
+    if (attempts.length === 0) return [];
+    // An endpoint that answered a success clears its failing mark; one that failed after its last success in the
+    // batch is marked below.
+    const lastSuccess = new Map<string, number>();
+    for (const { delivery, outcome, at } of attempts) {
+      if (outcome.kind !== 'delivered') continue;
+      lastSuccess.set(delivery.endpointId, Math.max(lastSuccess.get(delivery.endpointId) ?? 0, at.getTime()));
     }
-    const rows = await this.database.query(
-      `UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2),
-         enabled = enabled AND COALESCE(failing_since, $2) > $3,
-         disabled_at = CASE WHEN enabled AND COALESCE(failing_since, $2) <= $3 THEN $2 ELSE disabled_at END
-       WHERE id = $1
-       RETURNING disabled_at = $2 AS disabled_now`,
-      [delivery.endpointId, now.toISOString(), new Date(now.getTime() - windowMs).toISOString()],
+    await this.database.queryRelaxed(
+      `WITH o AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[],
+           $7::timestamptz[]) AS o (id, status, next_attempt_at, give_up_at, last_status_code, last_error, at)
+       ), recorded AS (
+         UPDATE webhook_deliveries d SET status = o.status, attempts = d.attempts + 1, claimed_until = NULL,
+           next_attempt_at = o.next_attempt_at, give_up_at = o.give_up_at, last_status_code = o.last_status_code,
+           last_error = o.last_error, last_attempt_at = o.at, updated_at = now()
+         FROM o WHERE d.id = o.id
+         RETURNING d.id
+       )
+       UPDATE webhook_endpoints SET failing_since = NULL
+       WHERE id = ANY ($8::text[]) AND failing_since IS NOT NULL`,
+      [
+        attempts.map(({ delivery }) => delivery.id),
+        attempts.map(({ outcome }) => (outcome.kind === 'retry' ? 'pending' : outcome.kind)),
+        attempts.map(({ outcome }) => (outcome.kind === 'retry' ? outcome.nextAttemptAt.toISOString() : null)),
+        attempts.map(({ outcome }) => (outcome.kind === 'retry' ? outcome.giveUpAt.toISOString() : null)),
+        attempts.map(({ outcome }) => outcome.statusCode),
+        attempts.map(({ outcome }) => (outcome.kind === 'delivered' ? null : outcome.error.slice(0, 500))),
+        attempts.map(({ at }) => at.toISOString()),
+        [...lastSuccess.keys()],
+      ],
+      'webhook_record',
     );
-    return rows[0]?.disabled_now === true;
+    const disabled: boolean[] = [];
+    for (const { delivery, outcome, at } of attempts) {
+      const succeededLater = (lastSuccess.get(delivery.endpointId) ?? -1) >= at.getTime();
+      if (outcome.kind === 'delivered' || succeededLater) {
+        disabled.push(false);
+        continue;
+      }
+      const rows = await this.database.query(
+        `UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2),
+           enabled = enabled AND COALESCE(failing_since, $2) > $3,
+           disabled_at = CASE WHEN enabled AND COALESCE(failing_since, $2) <= $3 THEN $2 ELSE disabled_at END
+         WHERE id = $1
+         RETURNING disabled_at = $2 AS disabled_now`,
+        [delivery.endpointId, at.toISOString(), new Date(at.getTime() - windowMs).toISOString()],
+      );
+      disabled.push(rows[0]?.disabled_now === true);
+    }
+    return disabled;
   }
 
   /** Deletes delivered and failed deliveries settled before `cutoff`, in batches; returns how many. */
