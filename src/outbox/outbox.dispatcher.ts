@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { jidUser } from '../whatsapp/jid.js';
 import type { OutboxSessions } from './outbox.ports.js';
-import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
+import { isMediaKind, type OutboxRecord, type OutboxRepository, type OutboxTransition } from './outbox.repository.js';
 import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
@@ -243,9 +243,9 @@ export class OutboxDispatcher {
   private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
     const { metrics, logger } = this.options;
     queue.inFlight = message;
-    let sent: SentMessage;
+    let sent: SentMessage | null;
     try {
-      const media = message.kind === 'image' ? await this.options.repository.media(message.id) : null;
+      const media = isMediaKind(message.kind) ? await this.options.repository.media(message.id) : null;
       // Checked again after the read: a member paused during it may have lost the lease meanwhile.
       if (!this.options.mayDispatch(message.agentId)) {
         queue.inFlight = undefined;
@@ -278,9 +278,11 @@ export class OutboxDispatcher {
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
-    this.transition(queue, message, 'sent', { waMessageId: sent.id });
+    // A read mark or typing has no WhatsApp message of its own.
+    const waMessageId = sent?.id ?? null;
+    this.transition(queue, message, 'sent', waMessageId === null ? {} : { waMessageId });
     metrics.countSent(message.kind, message.agentId);
-    this.options.waits.settle(message.id, { status: 'sent', waMessageId: sent.id });
+    this.options.waits.settle(message.id, { status: 'sent', waMessageId });
     return 'next';
   }
 
@@ -326,15 +328,56 @@ export class OutboxDispatcher {
     return { done, stop: () => void this.watchers.delete(done) };
   }
 
-  private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {
-    const { payload } = message;
+  private async send(
+    session: EngineSession,
+    message: QueuedMessage,
+    media: Buffer | null,
+  ): Promise<SentMessage | null> {
+    const { payload, kind, toJid } = message;
     const options: SendOptions = { quotedMessageId: payload.quotedMessageId, mentions: payload.mentions };
-    if (message.kind === 'text') return session.sendText(message.toJid, payload.text ?? '', options);
-    if (!media) throw new AppError('INTERNAL_ERROR', 'the image bytes are missing');
-    return session.sendImage(
-      message.toJid,
-      { data: media, mimeType: payload.mimeType ?? 'image/jpeg', filename: payload.filename, caption: payload.caption },
-      options,
-    );
+    switch (kind) {
+      case 'text':
+        return session.sendText(toJid, payload.text ?? '', options);
+      case 'location':
+        if (!payload.location) throw new AppError('INTERNAL_ERROR', 'the location is missing');
+        return (session.sendLocation ?? unsupported('locations')).call(session, toJid, payload.location, options);
+      case 'contact':
+        if (!payload.contact) throw new AppError('INTERNAL_ERROR', 'the contact is missing');
+        return (session.sendContact ?? unsupported('contacts')).call(session, toJid, payload.contact, options);
+      case 'reaction': {
+        const reaction = payload.reaction;
+        if (!reaction) throw new AppError('INTERNAL_ERROR', 'the reaction is missing');
+        const { emoji, ...target } = reaction;
+        await (session.react ?? unsupported('reactions')).call(session, target, emoji);
+        return null;
+      }
+      case 'read':
+        await (session.markRead ?? unsupported('read marks')).call(session, toJid);
+        return null;
+      case 'typing':
+        await (session.setTyping ?? unsupported('typing')).call(session, toJid, payload.typing ?? true);
+        return null;
+      default: {
+        if (!media) throw new AppError('INTERNAL_ERROR', 'the file is missing');
+        const file = {
+          data: media,
+          mimeType: payload.mimeType ?? 'application/octet-stream',
+          filename: payload.filename,
+          caption: payload.caption,
+        };
+        if (kind === 'image' && !session.sendMedia) return session.sendImage(toJid, file, options);
+        return (session.sendMedia ?? unsupported(`${kind} messages`)).call(
+          session,
+          toJid,
+          { ...file, kind, voice: payload.voice },
+          options,
+        );
+      }
+    }
   }
+}
+
+/** An engine without the member: the message fails at once (an AppError is never retried). */
+function unsupported(what: string): never {
+  throw new AppError('ENGINE_UNSUPPORTED', `This agent's engine cannot send ${what}.`);
 }

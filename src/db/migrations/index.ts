@@ -377,6 +377,21 @@ export const migrations: Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION wamt_webhook_session_update();
     `,
   },
+  {
+    id: '0011_outbox_media',
+    // Outbound files (documents up to 100 MB, audio, video, stickers, images) are stored as ~1 MB chunks, written in
+    // the same transaction as their outbox row and read back by whichever member sends them: no single parameter
+    // (or value in memory) ever holds a whole large file. A row's chunks go when it is sent or failed (outbox_write)
+    // or deleted (the cascade).
+    sql: `
+      CREATE TABLE IF NOT EXISTS outbox_media_chunks (
+        message_id text NOT NULL REFERENCES outbox_messages (id) ON DELETE CASCADE,
+        n integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (message_id, n)
+      );
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
