@@ -1,7 +1,9 @@
 // Downloads an image from a caller's URL without letting the URL reach internal networks (SSRF) or exhaust memory.
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { dirname } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
@@ -54,6 +56,8 @@ export class MediaFetcher {
           callback(size > maxBytes ? new AppError('MEDIA_TOO_LARGE') : null, chunk);
         },
       });
+      // Only now: a refused URL leaves no folder behind.
+      await mkdir(dirname(path), { recursive: true });
       await pipeline(body, limit, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
       return size;
     });

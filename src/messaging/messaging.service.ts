@@ -1,6 +1,6 @@
 // Sending on an agent's behalf: validates and normalizes a text or image request, then hands it to the outbox.
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import { AppError, isAppError } from '../errors.js';
@@ -146,7 +146,6 @@ export class MessagingService {
         head = await readHead(upload.path);
       } else {
         downloaded = path.join(this.options.tempDir, `download-${randomUUID()}`);
-        await mkdir(this.options.tempDir, { recursive: true });
         const size = await this.options.fetcher.fetchToFile(input.url ?? '', downloaded, maxBytes);
         media = { path: downloaded, size };
         head = await readHead(downloaded);
