@@ -7,6 +7,7 @@ import type {
   MiscMessageGenerationOptions,
   UserFacingSocketConfig,
   WAMessage,
+  WAMessageKey,
   WAPresence,
 } from 'baileys';
 
@@ -28,6 +29,7 @@ export interface BaileysSocket {
   logout(msg?: string): Promise<void>;
   end(error: Error | undefined): Promise<void> | void;
   groupMetadata(jid: string): Promise<Pick<GroupMetadata, 'subject'>>;
+  readMessages(keys: WAMessageKey[]): Promise<void>;
   onWhatsApp(...jids: string[]): Promise<{ jid: string; exists: boolean }[] | undefined>;
 }
 
