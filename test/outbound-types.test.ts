@@ -308,6 +308,33 @@ describe('outbound message types over HTTP (sandbox)', () => {
     ]);
   });
 
+  it("shows files, locations and contacts in the chat's history, and no reactions, read marks or typing", async () => {
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/agents/${agent.agentId}/chats/${TO}/messages?limit=100`,
+      headers: agent.auth,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const items = res.json().data.items as Array<{ type: string; text: string | null; media: unknown }>;
+    const types = new Set(items.map((item) => item.type));
+    expect([...types].sort()).toEqual([
+      'audio',
+      'contact',
+      'document',
+      'image',
+      'location',
+      'sticker',
+      'text',
+      'video',
+    ]);
+    expect(items.filter((item) => item.type === 'document').map((item) => item.media)).toEqual([
+      { mimeType: 'text/csv', size: FILES.csv.length, filename: 'contacts.csv' },
+      { mimeType: 'application/pdf', size: FILES.pdf.length, filename: 'invoice.pdf' },
+    ]);
+    expect(items.find((item) => item.type === 'location')?.text).toBe('Monas');
+    expect(items.filter((item) => item.type === 'contact').map((item) => item.text)).toEqual(['Budi', 'Siti']);
+  });
+
   it('answers 409 SESSION_NOT_READY for every kind while the session is down', async () => {
     const down = await connectAgent(t, 'down-bot');
     await t.app.inject({
