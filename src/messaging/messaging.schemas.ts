@@ -42,25 +42,35 @@ export const sendMessageBody = z.object({
 /** A boolean as JSON gives it, or as a multipart form field ("true"/"false"). */
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]);
 
-export const sendMediaBody = z.object({
-  to: text().min(1).max(64),
-  type: z
-    .enum(MEDIA_KINDS)
-    .default('image')
-    .describe(
-      'What to send: image (JPEG, PNG, WebP, GIF), document (any type, with filename), audio (MP3, AAC/M4A, Ogg, AMR; ' +
-        'Ogg/Opus with voice: true for a voice note), video (MP4), sticker (WebP). The bytes must match it.',
-    ),
-  data: text().min(1).optional().describe('Base64 of the file; a data: URI prefix is allowed'),
-  url: text().min(1).max(2_048).optional().describe('http(s) URL of the file'),
-  caption: text().max(4_096).optional().describe('image, video and document only'),
-  filename: text().min(1).max(255).optional().describe("The name a document shows (default: the upload's name)"),
-  voice: flag.optional().describe('audio: send as a voice note (Ogg/Opus)'),
-  mimeType: text().max(100).optional().describe('Informative: the type is read from the bytes'),
-  mimetype: text().max(100).optional().describe('Alias of mimeType (seed)'),
-  save_to_temp: flag.default(true).describe('Images only: keep a preview copy in TEMP_DIR'),
-  ...quoteFields,
-});
+export const sendMediaBody = z
+  .object({
+    to: text().min(1).max(64),
+    type: z
+      .enum(MEDIA_KINDS)
+      .default('image')
+      .describe(
+        'What to send: image (JPEG, PNG, WebP, GIF), document (any type, with filename), audio (MP3, AAC/M4A, Ogg, AMR; ' +
+          'Ogg/Opus with voice: true for a voice note), video (MP4), sticker (WebP). The bytes must match it.',
+      ),
+    data: text().min(1).optional().describe('Base64 of the file; a data: URI prefix is allowed'),
+    url: text().min(1).max(2_048).optional().describe('http(s) URL of the file'),
+    caption: text().max(4_096).optional().describe('image, video and document only'),
+    filename: text().min(1).max(255).optional().describe("The name a document shows (default: the upload's name)"),
+    voice: flag.optional().describe('audio: send as a voice note (Ogg/Opus)'),
+    mimeType: text().max(100).optional().describe('Informative: the type is read from the bytes'),
+    mimetype: text().max(100).optional().describe('Alias of mimeType (seed)'),
+    save_to_temp: flag.default(true).describe('Images only: keep a preview copy in TEMP_DIR'),
+    ...quoteFields,
+  })
+  .meta({
+    example: {
+      to: '6281234567890',
+      type: 'document',
+      url: 'https://example.com/files/invoice-2026-11.pdf',
+      filename: 'invoice-2026-11.pdf',
+      caption: 'Your invoice',
+    },
+  });
 
 export const reactionParams = z.object({
   agentId: agentIdSchema,
@@ -84,9 +94,11 @@ export const chatParams = z.object({
   chatId: text().min(1).max(64).describe('Phone number or JID of the chat'),
 });
 
-export const typingBody = z.object({
-  on: z.boolean().default(true).describe('true shows "typing…", false clears it'),
-});
+export const typingBody = z
+  .object({
+    on: z.boolean().default(true).describe('true shows "typing…", false clears it'),
+  })
+  .meta({ example: { on: true } });
 
 export const idempotencyHeaders = z.object({
   'idempotency-key': text().min(1).max(256).optional(),
