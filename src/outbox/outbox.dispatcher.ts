@@ -43,7 +43,15 @@ export interface OutboxDispatcherOptions {
   maxRetries?: number | undefined;
   /** Wait before retry n (1-based). Exponential by default: 1 s, 2 s, 4 s. */
   retryDelayMs?: ((retry: number) => number) | undefined;
+  /**
+   * Files read back and handed to engines at once, in the process (MEDIA_IN_FLIGHT_MAX): each is whole in memory
+   * while it is sent. A queue whose head is a file waits (FILE_WAIT_MS, no strike) for a place. Unbounded when absent.
+   */
+  maxFileSends?: number | undefined;
 }
+
+/** How long a queue whose head is a file waits before it asks again for a place among the file sends. */
+const FILE_WAIT_MS = 100;
 
 interface AgentQueue {
   agentId: string;
@@ -72,6 +80,8 @@ export class OutboxDispatcher {
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private closed = false;
+  /** Files being read back or sent now (maxFileSends). */
+  private fileSends = 0;
 
   constructor(private readonly options: OutboxDispatcherOptions) {
     this.maxRetries = options.maxRetries ?? 3;
@@ -211,6 +221,11 @@ export class OutboxDispatcher {
         // Fencing: a member whose lease ended (paused, partitioned) hands nothing more to WhatsApp; the lease's new
         // owner loads the queue from the table.
         if (!this.options.mayDispatch(queue.agentId)) return;
+        // A file waits for a place among the file sends before it takes a token: no attempt, no strike.
+        if (!this.fileSendFree(message)) {
+          this.schedule(queue, FILE_WAIT_MS);
+          return;
+        }
         const wait = this.options.buckets.take(queue.agentId);
         if (wait > 0) {
           this.schedule(queue, wait);
@@ -241,6 +256,21 @@ export class OutboxDispatcher {
   }
 
   private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
+    const isFile = isMediaKind(message.kind);
+    if (isFile) this.fileSends += 1;
+    try {
+      return await this.sendOneHeld(session, message, queue);
+    } finally {
+      if (isFile) this.fileSends -= 1;
+    }
+  }
+
+  private fileSendFree(message: QueuedMessage): boolean {
+    const { maxFileSends } = this.options;
+    return maxFileSends === undefined || !isMediaKind(message.kind) || this.fileSends < maxFileSends;
+  }
+
+  private async sendOneHeld(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
     const { metrics, logger } = this.options;
     queue.inFlight = message;
     let sent: SentMessage | null;

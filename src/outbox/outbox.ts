@@ -83,7 +83,8 @@ export interface OutboxMessageView {
 export type OutboxConfig = Pick<
   Config,
   'sendWaitMs' | 'queueMaxPerAgent' | 'rateLimitPerMinute' | 'rateLimitBurst' | 'dbStatementTimeoutMs'
->;
+> &
+  Partial<Pick<Config, 'mediaInFlightMax'>>;
 
 export interface OutboxDeps {
   database: Database;
@@ -198,6 +199,7 @@ class DurableOutbox implements Outbox {
       maxRetries: retries?.max,
       retryDelayMs: retries?.delayMs,
       mayDispatch: (agentId) => this.owns(agentId),
+      maxFileSends: config.mediaInFlightMax,
     });
     this.remote = new RemoteOutcomes({ database, repository: this.repository, waits: this.waits, clock, logger });
     this.receipts = new OutboxReceipts({ repository: this.repository, store: this.store, clock, logger, metrics });
