@@ -160,7 +160,7 @@ describe('outbound message types over HTTP (sandbox)', () => {
     expect(big.json().error.code).toBe('MEDIA_TOO_LARGE');
     // The download waited in TEMP_DIR while its row committed, and is gone.
     const left = await readdir(t.container.config.tempDir).catch(() => []);
-    expect(left.filter((name) => name.startsWith('download-'))).toEqual([]);
+    expect(left.filter((name) => name.startsWith('wa-download-'))).toEqual([]);
   });
 
   it('sends a sticker uploaded as multipart/form-data; a PNG is no sticker (415), nor a caption on one (400)', async () => {
@@ -199,7 +199,7 @@ describe('outbound message types over HTTP (sandbox)', () => {
     expect(audio.statusCode).toBe(413);
     await until(async () => {
       const left = await readdir(t.container.config.tempDir).catch(() => []);
-      return left.every((name) => !name.startsWith('upload-'));
+      return left.every((name) => !name.startsWith('wa-upload-'));
     });
   });
 

@@ -8,6 +8,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { AppError, errorMessage, isAppError } from '../errors.js';
+import { PRIVATE_DIR_MODE } from '../private-files.js';
 import type { AddressChecker } from './address-policy.js';
 
 export type HostLookup = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
@@ -57,7 +58,7 @@ export class MediaFetcher {
         },
       });
       // Only now: a refused URL leaves no folder behind.
-      await mkdir(dirname(path), { recursive: true });
+      await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
       await pipeline(body, limit, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
       return size;
     });

@@ -13,6 +13,7 @@ import { AppError } from '../errors.js';
 import { TEXT_BODY_LIMIT } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
 import type { SubmitResult } from '../outbox/outbox.js';
+import { PRIVATE_DIR_MODE } from '../private-files.js';
 import type { MediaBudget } from './media-budget.js';
 import {
   chatParams,
@@ -28,6 +29,7 @@ import {
   typingBody,
 } from './messaging.schemas.js';
 import type { MessagingService, UploadedFile } from './messaging.service.js';
+import { UPLOAD_PREFIX } from './preview-store.js';
 
 export interface MessagingRoutesOptions {
   messaging: MessagingService;
@@ -273,8 +275,8 @@ async function receiveUpload(
         continue;
       }
       if (file) throw new AppError('INVALID_PAYLOAD', 'one file per request');
-      await mkdir(dir, { recursive: true });
-      const target = path.join(dir, `upload-${randomUUID()}`);
+      await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      const target = path.join(dir, `${UPLOAD_PREFIX}${randomUUID()}`);
       created(target);
       const sha = createHash('sha256');
       let size = 0;

@@ -10,7 +10,7 @@ import { normalizeRecipient } from '../whatsapp/jid.js';
 import { decodeBase64Image, detectMedia, type MediaKind, type MediaLimits, readHead, safeFilename } from './media.js';
 import { checkScheme, type MediaFetcher } from './media-fetch.js';
 import { type reactionBody, sendMediaBody, type sendMessageBody } from './messaging.schemas.js';
-import type { PreviewStore } from './preview-store.js';
+import { DOWNLOAD_PREFIX, type PreviewStore } from './preview-store.js';
 
 export type SendTextInput = z.infer<typeof sendMessageBody>;
 export type SendImageInput = z.input<typeof sendMediaBody>;
@@ -145,7 +145,7 @@ export class MessagingService {
         media = { path: upload.path, size: upload.size };
         head = await readHead(upload.path);
       } else {
-        downloaded = path.join(this.options.tempDir, `download-${randomUUID()}`);
+        downloaded = path.join(this.options.tempDir, `${DOWNLOAD_PREFIX}${randomUUID()}`);
         const size = await this.options.fetcher.fetchToFile(input.url ?? '', downloaded, maxBytes);
         media = { path: downloaded, size };
         head = await readHead(downloaded);
