@@ -9,11 +9,10 @@ import type { OutboxMediaSource } from '../outbox/outbox.repository.js';
 import { normalizeRecipient } from '../whatsapp/jid.js';
 import { decodeBase64Image, detectMedia, type MediaKind, type MediaLimits, readHead, safeFilename } from './media.js';
 import { checkScheme, type MediaFetcher } from './media-fetch.js';
-import { type reactionBody, sendMediaBody, type sendMessageBody } from './messaging.schemas.js';
+import type { reactionBody, sendMediaBody, sendMessageBody } from './messaging.schemas.js';
 import { DOWNLOAD_PREFIX, type PreviewStore } from './preview-store.js';
 
 export type SendTextInput = z.infer<typeof sendMessageBody>;
-export type SendImageInput = z.input<typeof sendMediaBody>;
 export type SendMediaInput = z.output<typeof sendMediaBody>;
 export type ReactionInput = z.infer<typeof reactionBody>;
 
@@ -87,16 +86,6 @@ export class MessagingService {
    * Sends a file of any kind, from base64, a URL, or an upload on disk (exactly one). The type is read from the bytes;
    * each kind has its size limit. Images keep their preview copy (save_to_temp).
    */
-  async sendImage(
-    agentId: string,
-    input: SendImageInput,
-    context: SubmitContext = {},
-    upload?: UploadedFile,
-  ): Promise<SubmitResult> {
-    const parsed = sendMediaBody.parse(input);
-    return this.sendMedia(agentId, parsed, context, upload);
-  }
-
   async sendMedia(
     agentId: string,
     input: SendMediaInput,
