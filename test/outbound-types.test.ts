@@ -195,6 +195,13 @@ describe('outbound message types over HTTP (sandbox)', () => {
     );
     expect(res.statusCode).toBe(413);
     expect(res.json().error.code).toBe('MEDIA_TOO_LARGE');
+    // Past the largest limit of any kind (images, 10 MiB here) the upload is cut off while it streams.
+    const endless = await upload(
+      { type: 'document' },
+      { name: 'huge.bin', type: 'application/octet-stream', chunks: [Buffer.alloc(11 * MB)] },
+    );
+    expect(endless.statusCode).toBe(413);
+    expect(endless.json().error.code).toBe('MEDIA_TOO_LARGE');
     const audio = await media({ type: 'audio', data: Buffer.alloc(MB + 1).toString('base64') });
     expect(audio.statusCode).toBe(413);
     await until(async () => {
