@@ -454,3 +454,51 @@ describe('a 100 MB upload', () => {
     });
   }, 120_000);
 });
+
+describe('a file committed on one member and sent by another', () => {
+  let db: TestDatabase;
+  let owner: TestApp;
+  let other: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    owner = await createTestApp({ database: db.database });
+    other = await createTestApp({ database: db.database });
+  });
+  afterAll(async () => {
+    await other?.close();
+    await owner?.close();
+    await db?.drop();
+  });
+
+  it('goes out whole from the member that runs the session, read back from the chunks in PostgreSQL', async () => {
+    const agent = await connectAgent(owner, 'shared-bot');
+    const running = (t: TestApp) => t.container.sandbox?.session('shared-bot')?.state === 'connected';
+    await until(() => running(owner) || running(other));
+    const [runner, committer] = running(owner) ? [owner, other] : [other, owner];
+    // 2.5 MiB: three chunks, the last one short.
+    const pdf = Buffer.concat([FILES.pdf, Buffer.alloc(2.5 * MB, 1)]);
+    const res = await committer.app.inject({
+      method: 'POST',
+      url: '/agents/shared-bot/media',
+      headers: agent.auth,
+      payload: { to: TO, type: 'document', filename: 'big.pdf', data: pdf.toString('base64') },
+    });
+    expect([200, 202], res.body).toContain(res.statusCode);
+    await until(() => (runner.container.sandbox?.sent('shared-bot') ?? []).some((e) => e.kind === 'document'));
+    expect(runner.container.sandbox?.sent('shared-bot').find((e) => e.kind === 'document')).toMatchObject({
+      filename: 'big.pdf',
+      bytes: pdf.length,
+      sha256: sha256(pdf),
+    });
+    expect(committer.container.sandbox?.sent('shared-bot') ?? []).toEqual([]);
+    // Sent: its chunks are gone with it.
+    await until(async () => {
+      const rows = await db.database.query(
+        `SELECT count(*)::int AS n FROM outbox_media_chunks c JOIN outbox_messages o ON o.id = c.message_id
+         WHERE o.agent_id = 'shared-bot'`,
+      );
+      return Number(rows[0]?.n) === 0;
+    });
+  });
+});
