@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-const BENCHES = ['memory', 'engine-memory', 'messages', 'inbound', 'inbound-media', 'failover', 'webhooks'];
+const BENCHES = ['memory', 'engine-memory', 'messages', 'inbound', 'inbound-media', 'failover', 'webhooks', 'uploads'];
 const only = process.argv.slice(2);
 // The benchmarks load the service from dist/, as `npm start` runs it (bench/build.ts).
 const build = spawnSync('npm', ['run', 'build'], { stdio: 'inherit' });

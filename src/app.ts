@@ -109,8 +109,10 @@ export async function buildApp(container: Container): Promise<App> {
   await app.register(messagingRoutes, {
     messaging: container.messaging.service,
     auth: container.auth,
-    mediaBodyLimit: mediaBodyLimit(config.mediaMaxBytes),
+    mediaBodyLimit: mediaBodyLimit(config.mediaJsonMaxBytes),
     mediaBudget: container.messaging.mediaBudget,
+    uploadDir: config.tempDir,
+    uploadMaxBytes: Math.max(...Object.values(config.mediaLimits)),
   });
   await app.register(historyRoutes, {
     history: container.history,

@@ -10,6 +10,7 @@ import { ENGINE_NAMES } from './whatsapp/engine-names.js';
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const MiB = 1024 * 1024;
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
@@ -82,6 +83,11 @@ const envSchema = z.object({
   QUEUE_MAX_PER_AGENT: int(1).default(500),
   MEDIA_MAX_BYTES: int(1024).default(10 * 1024 * 1024),
   MEDIA_IN_FLIGHT_PER_AGENT: int(1, 1_000).default(2),
+  MEDIA_MAX_AUDIO_MB: int(1, 2_048).default(16),
+  MEDIA_MAX_VIDEO_MB: int(1, 2_048).default(16),
+  MEDIA_MAX_DOCUMENT_MB: int(1, 2_048).default(100),
+  MEDIA_MAX_STICKER_MB: int(1, 100).default(1),
+  MEDIA_JSON_MAX_MB: int(1, 2_048).default(16),
   MEDIA_IN_FLIGHT_MAX: int(1, 10_000).default(8),
   SESSION_START_CONCURRENCY: int(1, 64).default(4),
   METRICS_PER_AGENT: bool.default(false),
@@ -222,6 +228,19 @@ function toConfig(e: z.output<typeof envSchema>) {
     /** Images in flight (received, decoded, being committed or sent) per agent and in the process; 429 past them. */
     mediaInFlightPerAgent: e.MEDIA_IN_FLIGHT_PER_AGENT,
     mediaInFlightMax: e.MEDIA_IN_FLIGHT_MAX,
+    /** Largest file of each kind, in bytes (images: MEDIA_MAX_BYTES), by base64, URL or upload alike. */
+    mediaLimits: {
+      image: e.MEDIA_MAX_BYTES,
+      audio: e.MEDIA_MAX_AUDIO_MB * MiB,
+      video: e.MEDIA_MAX_VIDEO_MB * MiB,
+      document: e.MEDIA_MAX_DOCUMENT_MB * MiB,
+      sticker: e.MEDIA_MAX_STICKER_MB * MiB,
+    },
+    /**
+     * Largest file sent as base64 in a JSON body (the body is held whole in memory while it is parsed): larger files
+     * go as a multipart upload (streamed to disk) or by URL. The media route's JSON body limit follows from it.
+     */
+    mediaJsonMaxBytes: Math.max(e.MEDIA_MAX_BYTES, e.MEDIA_JSON_MAX_MB * MiB),
     sessionStartConcurrency: e.SESSION_START_CONCURRENCY,
     metricsPerAgent: e.METRICS_PER_AGENT,
     metricsToken: e.METRICS_TOKEN,

@@ -46,7 +46,7 @@ function sendHeadersThenStall(port: number, head: string, declared: number, sent
 }
 
 describe('authentication before the body', () => {
-  const f = useTestApp({ env: { MEDIA_MAX_BYTES: String(MB) } });
+  const f = useTestApp({ env: { MEDIA_MAX_BYTES: String(MB), MEDIA_JSON_MAX_MB: '1' } });
   let port = 0;
 
   const listen = async () => {
@@ -156,7 +156,7 @@ describe('authentication before the body', () => {
       payload: escaped,
     });
     expect(text.statusCode).not.toBe(413);
-    // The media route takes MEDIA_MAX_BYTES (1 MiB here) in base64, and refuses a body far past it.
+    // The media route takes MEDIA_JSON_MAX_MB (1 MiB here) in base64, and refuses a body far past it.
     const image = Buffer.alloc(MB, 0);
     const fits = await f.t.app.inject({
       method: 'POST',

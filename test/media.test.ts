@@ -185,8 +185,8 @@ describe('POST /agents/{agentId}/media', () => {
     expect(lying.json().error.code).toBe('MEDIA_TOO_LARGE');
   });
 
-  it('answers 413 for a 20 MB body, past the route limit of 15 MB', async () => {
-    const res = await media({ to: '6281234567890', data: 'A'.repeat(20 * MB) });
+  it('answers 413 for a 30 MB body, past the JSON limit (MEDIA_JSON_MAX_MB, 16 MB, in base64: about 24 MB)', async () => {
+    const res = await media({ to: '6281234567890', data: 'A'.repeat(30 * MB) });
     expect(res.statusCode).toBe(413);
     expect(res.json().error.code).toBe('PAYLOAD_TOO_LARGE');
   });

@@ -31,6 +31,11 @@ export interface Database {
   /** Runs fn on a single dedicated connection (for advisory locks and multi-statement migrations). */
   withConnection<T>(fn: (query: QueryFn) => Promise<T>): Promise<T>;
   /**
+   * Runs fn in one transaction, its statements alone on their connection (on PGlite no other statement runs in
+   * between): committed when fn resolves, rolled back when it throws. Statements keep the statement_timeout.
+   */
+  transaction<T>(fn: (query: QueryFn) => Promise<T>): Promise<T>;
+  /**
    * Calls `handler` with each payload NOTIFY sends on `channel`; resolves once listening, with the unsubscribe. On
    * PostgreSQL a dedicated connection listens and comes back after a drop; `resync` is called then, because what was
    * notified meanwhile is lost.
@@ -92,6 +97,24 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
         conn.release();
       }
     },
+    async transaction(fn) {
+      const conn = await pool.connect();
+      let broken = false;
+      try {
+        await conn.query('BEGIN');
+        const result = await fn((sql, params, name) => run(conn, sql, params, name));
+        await conn.query('COMMIT');
+        return result;
+      } catch (err) {
+        await conn.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw err;
+      } finally {
+        // A connection that could not even roll back is dropped, not handed to the next caller mid-transaction.
+        conn.release(broken);
+      }
+    },
     listen: (channel, handler, resync) => listener.listen(channel, handler, resync),
     async ping() {
       await pool.query('SELECT 1');
@@ -145,6 +168,15 @@ async function openPglite(location: { dataDir: string } | { memory: true }): Pro
       const result = turn.then(() => fn(query));
       turn = result.catch(() => {});
       return result;
+    },
+    transaction(fn) {
+      if (closed) return Promise.reject(new Error('database is closed'));
+      return pglite.transaction((tx) =>
+        fn(async (sql, params) => {
+          if (params === undefined || params.length === 0) return ((await tx.exec(sql)).at(-1)?.rows ?? []) as Row[];
+          return (await tx.query<Row>(sql, params)).rows;
+        }),
+      );
     },
     async listen(channel, handler) {
       // One process, one connection: nothing can be missed, so there is never anything to resynchronize.

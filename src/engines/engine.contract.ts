@@ -46,11 +46,33 @@ export interface ContractMedia {
 /** What the harness saw the engine hand to WhatsApp, translated back to canonical JIDs. */
 export interface ContractSent {
   to: string;
-  kind: 'text' | 'image' | 'typing';
+  kind:
+    | 'text'
+    | 'image'
+    | 'document'
+    | 'audio'
+    | 'video'
+    | 'sticker'
+    | 'location'
+    | 'contact'
+    | 'reaction'
+    | 'read'
+    | 'typing';
   text?: string;
   caption?: string;
   mimeType?: string;
   bytes?: number;
+  sha256?: string;
+  filename?: string;
+  voice?: boolean;
+  latitude?: number;
+  longitude?: number;
+  name?: string;
+  address?: string;
+  vcard?: string;
+  displayName?: string;
+  emoji?: string;
+  targetMessageId?: string;
   quotedMessageId?: string;
   mentions?: string[];
   typing?: boolean;
@@ -420,6 +442,94 @@ export function runEngineContract({ name, createHarness }: EngineContractOptions
       expect(refused).toMatchObject({ reason: 'not_on_whatsapp', recipient: '6289900000009@c.us' });
       await session.sendText('6289900000001@c.us', 'hello');
       expect(await harness.sent(agentId)).toEqual([{ to: '6289900000001@c.us', kind: 'text', text: 'hello' }]);
+    });
+
+    it('sends documents, audio, voice notes, video and stickers as their kind', async () => {
+      const session = await connected();
+      if (!session.sendMedia) throw new Error(`${name} has no sendMedia`);
+      const file = (n: number) => Buffer.alloc(n, n);
+      const to = '6289900000001@c.us';
+      const ids = [
+        await session.sendMedia(to, {
+          kind: 'document',
+          data: file(11),
+          mimeType: 'application/pdf',
+          filename: 'invoice.pdf',
+          caption: 'the invoice',
+        }),
+        await session.sendMedia(to, { kind: 'audio', data: file(12), mimeType: 'audio/mpeg' }),
+        await session.sendMedia(to, { kind: 'audio', data: file(13), mimeType: 'audio/ogg; codecs=opus', voice: true }),
+        await session.sendMedia(to, { kind: 'video', data: file(14), mimeType: 'video/mp4', caption: 'clip' }),
+        await session.sendMedia(
+          to,
+          { kind: 'sticker', data: file(15), mimeType: 'image/webp' },
+          { quotedMessageId: 'Q1' },
+        ),
+      ];
+      expect(new Set(ids.map((sent) => sent.id)).size).toBe(5);
+      const sent = (await harness.sent(agentId)).map(({ sha256: _, ...entry }) => entry);
+      expect(sent).toEqual([
+        {
+          to,
+          kind: 'document',
+          mimeType: 'application/pdf',
+          bytes: 11,
+          filename: 'invoice.pdf',
+          caption: 'the invoice',
+        },
+        { to, kind: 'audio', mimeType: 'audio/mpeg', bytes: 12, voice: false },
+        { to, kind: 'audio', mimeType: 'audio/ogg; codecs=opus', bytes: 13, voice: true },
+        { to, kind: 'video', mimeType: 'video/mp4', bytes: 14, caption: 'clip' },
+        { to, kind: 'sticker', mimeType: 'image/webp', bytes: 15, quotedMessageId: 'Q1' },
+      ]);
+    });
+
+    it('sends a location and a contact card', async () => {
+      const session = await connected();
+      if (!session.sendLocation || !session.sendContact) throw new Error(`${name} lacks sendLocation/sendContact`);
+      const vcard = 'BEGIN:VCARD\nVERSION:3.0\nFN:Budi\nTEL;type=CELL;waid=6281234567891:+6281234567891\nEND:VCARD';
+      const place = await session.sendLocation('120363025555555555@g.us', {
+        latitude: -6.1754,
+        longitude: 106.8272,
+        name: 'Monas',
+        address: 'Jakarta',
+      });
+      const card = await session.sendContact('6289900000001@c.us', { vcard, displayName: 'Budi' });
+      expect(place.id).not.toBe(card.id);
+      expect(await harness.sent(agentId)).toEqual([
+        {
+          to: '120363025555555555@g.us',
+          kind: 'location',
+          latitude: -6.1754,
+          longitude: 106.8272,
+          name: 'Monas',
+          address: 'Jakarta',
+        },
+        { to: '6289900000001@c.us', kind: 'contact', vcard, displayName: 'Budi' },
+      ]);
+    });
+
+    it('reacts to a message it sent and to one it received, and marks a chat read', async () => {
+      const session = await connected();
+      if (!session.react || !session.markRead) throw new Error(`${name} lacks react/markRead`);
+      const received = nextEvent(session, 'message');
+      await harness.deliver(agentId, {
+        id: 'MSGR',
+        from: '6289900000001@c.us',
+        text: 'halo',
+        timestampSeconds: 1_764_000_000,
+      });
+      const [inbound] = await received;
+      const mine = await session.sendText('6289900000001@c.us', 'hello');
+      await session.react({ chatJid: '6289900000001@c.us', waMessageId: mine.id, fromMe: true }, '👍');
+      await session.react({ chatJid: inbound.chatJid, waMessageId: inbound.id, fromMe: false }, '');
+      await session.markRead('6289900000001@c.us');
+      const sent = (await harness.sent(agentId)).filter((entry) => entry.kind !== 'text');
+      expect(sent).toEqual([
+        { to: '6289900000001@c.us', kind: 'reaction', emoji: '👍', targetMessageId: mine.id },
+        { to: '6289900000001@c.us', kind: 'reaction', emoji: '', targetMessageId: inbound.id },
+        { to: '6289900000001@c.us', kind: 'read' },
+      ]);
     });
 
     it('shows and clears the typing indicator', async () => {

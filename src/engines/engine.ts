@@ -135,6 +135,46 @@ export interface OutboundImage {
   caption?: string | undefined;
 }
 
+/** The kinds of file a message can carry (sendMedia). */
+export const OUTBOUND_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
+export type OutboundMediaKind = (typeof OUTBOUND_MEDIA_KINDS)[number];
+
+/**
+ * A file to send. `image`, `video`: shown inline with the caption; `document`: as a file with its name (any type);
+ * `audio`: a voice note when `voice` (Ogg/Opus), else an audio file; `sticker`: a WebP, without caption.
+ */
+export interface OutboundMedia {
+  kind: OutboundMediaKind;
+  data: Buffer;
+  mimeType: string;
+  filename?: string | undefined;
+  caption?: string | undefined;
+  voice?: boolean | undefined;
+}
+
+/** A pinned location; `name` and `address` are what the recipient sees under the map. */
+export interface OutboundLocation {
+  latitude: number;
+  longitude: number;
+  name?: string | undefined;
+  address?: string | undefined;
+}
+
+/** A contact card: one vCard (3.0) text, and the name shown on the card. */
+export interface OutboundContact {
+  vcard: string;
+  displayName: string;
+}
+
+/** The message a reaction is for: its chat, WhatsApp's id of it, whether this account sent it, and (in a group, a
+ * message received) who wrote it. */
+export interface ReactionTarget {
+  chatJid: string;
+  waMessageId: string;
+  fromMe: boolean;
+  participant?: string | undefined;
+}
+
 /**
  * Thrown by sendText and sendImage when WhatsApp refuses the recipient itself (the number is not on WhatsApp, or has
  * blocked the account): trying again cannot help, so the message fails at once instead of holding its queue through
@@ -176,6 +216,14 @@ export interface EngineSession extends EventEmitter<EngineSessionEvents> {
   sendText(to: string, text: string, options?: SendOptions): Promise<SentMessage>;
   sendImage(to: string, image: OutboundImage, options?: SendOptions): Promise<SentMessage>;
   setTyping?(chatJid: string, typing: boolean): Promise<void>;
+  /** Sends a file of any kind (sendImage is sendMedia with kind `image`). */
+  sendMedia?(to: string, media: OutboundMedia, options?: SendOptions): Promise<SentMessage>;
+  sendLocation?(to: string, location: OutboundLocation, options?: SendOptions): Promise<SentMessage>;
+  sendContact?(to: string, contact: OutboundContact, options?: SendOptions): Promise<SentMessage>;
+  /** Reacts to a message with an emoji; an empty emoji takes the reaction back. */
+  react?(target: ReactionTarget, emoji: string): Promise<void>;
+  /** Marks the chat's received messages read (blue ticks for their senders). */
+  markRead?(chatJid: string): Promise<void>;
   requestPairingCode?(phone: string): Promise<string>;
   /**
    * The file of an inbound message this session delivered (by its `InboundMessage.id`). Rejects when the session no

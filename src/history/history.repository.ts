@@ -46,11 +46,16 @@ const INBOUND_ITEM = `'i'::text AS src, m.wa_message_id AS id, m.wa_message_id A
   CASE WHEN m.from_me THEN 'out' ELSE 'in' END AS direction, m.sender_jid AS sender, m.type, m.text,
   m.quoted_message_id AS quoted, m.media, NULL::text AS status, m.received_at AS at, ${NO_RECEIPTS}`;
 const OUTBOX_ITEM = `'o'::text AS src, o.id, o.wa_message_id AS wa_id, 'out' AS direction,
-  o.payload->>'account' AS sender, o.kind AS type, o.payload->>'text' AS text,
+  o.payload->>'account' AS sender, o.kind AS type,
+  COALESCE(o.payload->>'text', o.payload->'contact'->>'displayName', o.payload->'location'->>'name') AS text,
   o.payload->>'quotedMessageId' AS quoted,
-  CASE WHEN o.kind = 'image' THEN jsonb_build_object('mimeType', o.payload->>'mimeType', 'size', NULL,
-    'filename', o.payload->>'filename') END AS media,
+  CASE WHEN o.kind IN ('image', 'document', 'audio', 'video', 'sticker') THEN jsonb_build_object(
+    'mimeType', o.payload->>'mimeType', 'size', (o.payload->>'size')::bigint, 'filename', o.payload->>'filename') END
+    AS media,
   o.status, o.created_at AS at, ${RECEIPTS}, o.payload->>'caption' AS caption`;
+
+/** Outbox rows that are no message of their own (a reaction, a read mark, typing): not in a chat's history. */
+const OUTBOX_MESSAGE = `o.kind NOT IN ('reaction', 'read', 'typing')`;
 
 export const encodeCursor = (parts: readonly string[]): string =>
   Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
@@ -161,7 +166,7 @@ export class HistoryRepository implements ChatHistoryReader {
           ORDER BY m.received_at DESC, m.wa_message_id DESC LIMIT $6)
          UNION ALL
          (SELECT ${OUTBOX_ITEM} FROM outbox_messages o
-          WHERE o.agent_id = $1 AND o.to_jid = $2
+          WHERE o.agent_id = $1 AND o.to_jid = $2 AND ${OUTBOX_MESSAGE}
             AND ($3::text IS NULL OR (o.created_at <= ${fromMicros('$3')}
               AND (o.created_at, 'o'::text, o.id) < (${fromMicros('$3')}, $4, $5)))
           ORDER BY o.created_at DESC, o.id DESC LIMIT $6)
@@ -191,7 +196,7 @@ export class HistoryRepository implements ChatHistoryReader {
          UNION ALL
          SELECT o.to_jid, o.created_at, 'o'::text, o.id, 'out', o.kind,
            COALESCE(o.payload->>'text', o.payload->>'caption'), NULL
-         FROM outbox_messages o WHERE o.agent_id = $1
+         FROM outbox_messages o WHERE o.agent_id = $1 AND ${OUTBOX_MESSAGE}
        ),
        latest AS (
          SELECT DISTINCT ON (chat) chat, at, direction, type, text FROM messages ORDER BY chat, at DESC, src DESC, id DESC
@@ -247,7 +252,7 @@ export class HistoryRepository implements ChatHistoryReader {
          UNION ALL
          (SELECT 'out', COALESCE(o.payload->>'text', o.payload->>'caption', ''), o.created_at, 'o'::text, o.id
           FROM outbox_messages o
-          WHERE o.agent_id = $1 AND o.to_jid = $2 AND o.created_at <= $3 AND o.status <> 'failed'
+          WHERE o.agent_id = $1 AND o.to_jid = $2 AND o.created_at <= $3 AND o.status <> 'failed' AND ${OUTBOX_MESSAGE}
           ORDER BY o.created_at DESC, o.id DESC LIMIT $5)
        ) t
        ORDER BY at DESC, src DESC, id DESC LIMIT $5`,

@@ -23,7 +23,17 @@ export const chatParams = z.object({
     .describe('The chat: a JID (@c.us, @s.whatsapp.net, @g.us, @lid, @broadcast, @newsletter) or a phone number'),
 });
 
-export const MESSAGE_TYPES = ['text', 'image', 'video', 'audio', 'document', 'sticker', 'location', 'other'] as const;
+export const MESSAGE_TYPES = [
+  'text',
+  'image',
+  'video',
+  'audio',
+  'document',
+  'sticker',
+  'location',
+  'contact',
+  'other',
+] as const;
 
 const mediaSchema = z
   .object({ mimeType: z.string().nullable(), size: z.number().nullable(), filename: z.string().nullable() })

@@ -1,8 +1,14 @@
 // Downloads an image from a caller's URL without letting the URL reach internal networks (SSRF) or exhaust memory.
 import { lookup as dnsLookup } from 'node:dns/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { dirname } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { AppError, errorMessage, isAppError } from '../errors.js';
+import { PRIVATE_DIR_MODE } from '../private-files.js';
 import type { AddressChecker } from './address-policy.js';
 
 export type HostLookup = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
@@ -34,18 +40,46 @@ export class MediaFetcher {
   }
 
   /** The image bytes at `url`, or an AppError: MEDIA_URL_FORBIDDEN, MEDIA_TOO_LARGE or MEDIA_FETCH_FAILED. */
-  async fetch(url: string): Promise<Buffer> {
+  async fetch(url: string, maxBytes = this.options.maxBytes): Promise<Buffer> {
+    return this.download(url, maxBytes, (body) => this.readLimited(body, maxBytes));
+  }
+
+  /**
+   * Streams the file at `url` into `path` (created; the caller removes it), at most maxBytes, never whole in memory;
+   * resolves with its size. Errors as fetch().
+   */
+  async fetchToFile(url: string, path: string, maxBytes: number): Promise<number> {
+    return this.download(url, maxBytes, async (body) => {
+      let size = 0;
+      const limit = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          size += chunk.length;
+          callback(size > maxBytes ? new AppError('MEDIA_TOO_LARGE') : null, chunk);
+        },
+      });
+      // Only now: a refused URL leaves no folder behind.
+      await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await pipeline(body, limit, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+      return size;
+    });
+  }
+
+  private async download<T>(
+    url: string,
+    maxBytes: number,
+    read: (body: Dispatcher.ResponseData['body']) => Promise<T>,
+  ) {
     const start = checkScheme(url);
     const signal = AbortSignal.timeout(this.options.totalTimeoutMs ?? 30_000);
     try {
-      await this.precheck(start, signal);
+      await this.precheck(start, signal, maxBytes);
       const response = await this.follow('GET', start, signal);
       if (response.statusCode >= 400) {
         await response.body.dump();
         throw new AppError('MEDIA_FETCH_FAILED', `The media URL answered ${response.statusCode}.`);
       }
-      this.assertLength(response.headers['content-length']);
-      return await this.readLimited(response.body);
+      this.assertLength(response.headers['content-length'], maxBytes);
+      return await read(response.body);
     } catch (err) {
       throw toAppError(err);
     }
@@ -56,11 +90,11 @@ export class MediaFetcher {
   }
 
   /** HEAD first, so an announced oversize body is refused before a byte of it is downloaded. */
-  private async precheck(url: URL, signal: AbortSignal): Promise<void> {
+  private async precheck(url: URL, signal: AbortSignal, maxBytes: number): Promise<void> {
     const head = await this.follow('HEAD', url, signal);
     await head.body.dump();
     // Servers that refuse HEAD (405 and the like) still get their GET; the streamed limit protects that one.
-    if (head.statusCode < 400) this.assertLength(head.headers['content-length']);
+    if (head.statusCode < 400) this.assertLength(head.headers['content-length'], maxBytes);
   }
 
   private async follow(method: 'HEAD' | 'GET', url: URL, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
@@ -78,19 +112,19 @@ export class MediaFetcher {
     }
   }
 
-  private assertLength(header: string | string[] | undefined): void {
+  private assertLength(header: string | string[] | undefined, maxBytes: number): void {
     const length = Number(Array.isArray(header) ? header[0] : header);
-    if (Number.isFinite(length) && length > this.options.maxBytes) throw new AppError('MEDIA_TOO_LARGE');
+    if (Number.isFinite(length) && length > maxBytes) throw new AppError('MEDIA_TOO_LARGE');
   }
 
   /** Reads at most maxBytes; a missing or false Content-Length cannot get past this. */
-  private async readLimited(body: Dispatcher.ResponseData['body']): Promise<Buffer> {
+  private async readLimited(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of body) {
       const buffer = chunk as Buffer;
       size += buffer.length;
-      if (size > this.options.maxBytes) {
+      if (size > maxBytes) {
         body.destroy();
         throw new AppError('MEDIA_TOO_LARGE');
       }

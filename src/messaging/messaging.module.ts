@@ -17,6 +17,7 @@ export type MessagingConfig = Pick<
   | 'defaultCountryCode'
   | 'mediaInFlightPerAgent'
   | 'mediaInFlightMax'
+  | 'mediaLimits'
 >;
 
 export interface MessagingDeps {
@@ -54,6 +55,8 @@ export function createMessaging({ config, outbox, logger, clock, checkAddress, r
     defaultCountryCode: config.defaultCountryCode,
     mediaMaxBytes: config.mediaMaxBytes,
     recipients,
+    mediaLimits: config.mediaLimits,
+    tempDir: config.tempDir,
   });
   const mediaBudget = new MediaBudget({ perAgent: config.mediaInFlightPerAgent, total: config.mediaInFlightMax });
   let closing: Promise<void> | undefined;

@@ -1,5 +1,7 @@
-// /agents/{agentId}/messages and /media: send text and images through the outbox, and read a message's state.
-import type { onRequestHookHandler } from 'fastify';
+// /agents/{agentId}/messages, /media, reactions, read marks and typing: all through the outbox; a message's state.
+import { rm } from 'node:fs/promises';
+import fastifyMultipart from '@fastify/multipart';
+import type { FastifyRequest, onRequestHookHandler, preValidationAsyncHookHandler } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { AppError } from '../errors.js';
@@ -8,28 +10,49 @@ import { agentParams, envelope, errorResponses } from '../http/schemas.js';
 import type { SubmitResult } from '../outbox/outbox.js';
 import type { MediaBudget } from './media-budget.js';
 import {
+  chatParams,
   idempotencyHeaders,
   messageParams,
   messageStateSchema,
+  reactionBody,
+  reactionParams,
   sendMediaBody,
   sendMediaResultSchema,
   sendMessageBody,
   sendResultSchema,
+  typingBody,
 } from './messaging.schemas.js';
-import type { MessagingService } from './messaging.service.js';
+import type { MessagingService, UploadedFile } from './messaging.service.js';
+import { receiveUpload } from './multipart-upload.js';
 
 export interface MessagingRoutesOptions {
   messaging: MessagingService;
   auth: Auth;
-  /** The media route's body limit: MEDIA_MAX_BYTES in base64 plus the JSON around it (http/body-limits.ts). */
+  /** The media route's JSON body limit: MEDIA_JSON_MAX_MB in base64 plus the JSON around it (http/body-limits.ts). */
   mediaBodyLimit: number;
   mediaBudget: MediaBudget;
+  /** A multipart upload streams to a file here (removed once the request is answered), cut off past uploadMaxBytes. */
+  uploadDir: string;
+  /** The largest file of any kind: the service applies each kind's own limit after. */
+  uploadMaxBytes: number;
 }
 
 export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = async (
   app,
-  { messaging, auth, mediaBodyLimit, mediaBudget },
+  { messaging, auth, mediaBodyLimit, mediaBudget, uploadDir, uploadMaxBytes },
 ) => {
+  // Parts are read by the media route's own hook (streamed to disk), never buffered by the plugin.
+  await app.register(fastifyMultipart, { limits: { fileSize: uploadMaxBytes, files: 1, fields: 32, parts: 33 } });
+  const uploads = new WeakMap<FastifyRequest, UploadedFile>();
+  const readUpload: preValidationAsyncHookHandler = async (request, reply) => {
+    if (!request.isMultipart()) return;
+    const { fields, file } = await receiveUpload(request, uploadDir, uploadMaxBytes, (path) => {
+      // Removed once the answer is sent or the client went away, whatever happened in between.
+      reply.raw.once('close', () => void rm(path, { force: true }));
+    });
+    request.body = fields;
+    if (file) uploads.set(request, file);
+  };
   const tags = ['messages'];
   const security = [{ bearerAuth: [] }];
   const onRequest = auth.agent();
@@ -58,7 +81,7 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       schema: {
         tags,
         security,
-        summary: 'Send a text message (200 when sent within SEND_WAIT_MS, else 202 and queued)',
+        summary: 'Send a text, a location or a contact card (200 when sent within SEND_WAIT_MS, else 202 and queued)',
         params: agentParams,
         headers: idempotencyHeaders,
         body: sendMessageBody,
@@ -82,11 +105,18 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
     '/agents/:agentId/media',
     {
       onRequest: [onRequest, takeMediaPlace],
+      preValidation: readUpload,
       bodyLimit: mediaBodyLimit,
       schema: {
         tags,
         security,
-        summary: 'Send an image from base64 or a URL (JPEG, PNG, WebP or GIF, checked on the bytes)',
+        summary:
+          'Send a file: an image, document, audio or voice note, video or sticker (the type is read from the bytes)',
+        description:
+          'JSON with the file as base64 (`data`, up to MEDIA_JSON_MAX_MB) or a `url`; or `multipart/form-data` with ' +
+          'the same fields as form fields and the file as one file part (streamed to disk, up to the limit of its ' +
+          'kind: images MEDIA_MAX_BYTES, audio MEDIA_MAX_AUDIO_MB, video MEDIA_MAX_VIDEO_MB, documents ' +
+          'MEDIA_MAX_DOCUMENT_MB, stickers MEDIA_MAX_STICKER_MB). `type` says what to send (default image).',
         params: agentParams,
         headers: idempotencyHeaders,
         body: sendMediaBody,
@@ -98,13 +128,91 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const data = await messaging.sendImage(request.params.agentId, request.body, {
-        idempotencyKey: request.headers['idempotency-key'],
-        traceId: request.id,
-      });
+      const data = await messaging.sendMedia(
+        request.params.agentId,
+        request.body,
+        { idempotencyKey: request.headers['idempotency-key'], traceId: request.id },
+        uploads.get(request),
+      );
       return reply
         .code(data.delivered ? 200 : 202)
         .send({ data: { ...sendResult(data), previewPath: data.previewPath ?? null }, traceId: request.id });
+    },
+  );
+
+  const accepted = {
+    200: envelope(sendResultSchema),
+    202: envelope(sendResultSchema),
+  };
+
+  app.post(
+    '/agents/:agentId/messages/:messageId/reaction',
+    {
+      onRequest,
+      schema: {
+        tags,
+        security,
+        summary: 'React to a message with an emoji ("" takes the reaction back), through the outbox',
+        description:
+          "`messageId` is our outbox id of a message the agent sent, or WhatsApp's id of one it sent or received " +
+          '(one this service has no record of needs `chatId`). 409 MESSAGE_NOT_SENT while the message is queued.',
+        params: reactionParams,
+        headers: idempotencyHeaders,
+        body: reactionBody,
+        response: { ...accepted, ...errorResponses(400, 401, 403, 404, 409, 429) },
+      },
+    },
+    async (request, reply) => {
+      const data = await messaging.react(request.params.agentId, request.params.messageId, request.body, {
+        idempotencyKey: request.headers['idempotency-key'],
+        traceId: request.id,
+      });
+      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+    },
+  );
+
+  app.post(
+    '/agents/:agentId/chats/:chatId/read',
+    {
+      onRequest,
+      schema: {
+        tags,
+        security,
+        summary: "Mark the chat's received messages read (blue ticks), in order with the agent's sends",
+        params: chatParams,
+        headers: idempotencyHeaders,
+        response: { ...accepted, ...errorResponses(400, 401, 403, 409, 429) },
+      },
+    },
+    async (request, reply) => {
+      const data = await messaging.markRead(request.params.agentId, request.params.chatId, {
+        idempotencyKey: request.headers['idempotency-key'],
+        traceId: request.id,
+      });
+      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+    },
+  );
+
+  app.post(
+    '/agents/:agentId/chats/:chatId/typing',
+    {
+      onRequest,
+      schema: {
+        tags,
+        security,
+        summary: 'Show ("on": true) or clear the typing indicator in the chat, in order with the agent\'s sends',
+        params: chatParams,
+        headers: idempotencyHeaders,
+        body: typingBody,
+        response: { ...accepted, ...errorResponses(400, 401, 403, 409, 429) },
+      },
+    },
+    async (request, reply) => {
+      const data = await messaging.setTyping(request.params.agentId, request.params.chatId, request.body.on, {
+        idempotencyKey: request.headers['idempotency-key'],
+        traceId: request.id,
+      });
+      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
     },
   );
 

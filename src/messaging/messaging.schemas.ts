@@ -1,13 +1,35 @@
 // Request and response schemas of the agent messaging endpoints; the types come from them.
 import { z } from 'zod';
 import { agentIdSchema, text } from '../http/schemas.js';
-import { OUTBOX_STATUSES } from '../outbox/outbox.js';
+import { OUTBOX_KINDS, OUTBOX_STATUSES } from '../outbox/outbox.js';
+import { MEDIA_KINDS } from './media.js';
 
 const quoteFields = {
   quotedMessageId: text().min(1).max(256).optional(),
   quoteId: text().min(1).max(256).optional().describe('Alias of quotedMessageId (seed)'),
   mentions: z.array(text().min(1).max(64)).max(256).optional(),
 };
+
+export const locationSchema = z
+  .object({
+    latitude: z.number().min(-90).max(90),
+    longitude: z.number().min(-180).max(180),
+    name: text().min(1).max(256).optional().describe("The place's name, shown under the map"),
+    address: text().min(1).max(512).optional().describe("The place's address, shown under its name"),
+  })
+  .meta({ example: { latitude: -6.1754, longitude: 106.8272, name: 'Monas', address: 'Gambir, Jakarta Pusat' } });
+
+export const contactSchema = z
+  .object({
+    vcard: text()
+      .min(1)
+      .max(16_384)
+      .optional()
+      .describe('A vCard (BEGIN:VCARD … END:VCARD) with an FN line; or give name and phone instead'),
+    name: text().min(1).max(256).optional().describe('With phone: the card is built from them'),
+    phone: text().min(1).max(64).optional().describe('With name: the number on the card (a WhatsApp link to it)'),
+  })
+  .meta({ example: { name: 'Budi Santoso', phone: '+62 812-3456-7890' } });
 
 export const sendMessageBody = z.object({
   to: text()
@@ -16,26 +38,72 @@ export const sendMessageBody = z.object({
     .describe(
       "Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid). A LID whose number the agent has learned is sent to that number's chat",
     ),
-  message: text().min(1).max(65_536),
+  message: text().min(1).max(65_536).optional().describe('A text message; exactly one of message, location, contact'),
+  location: locationSchema.optional().describe('A pinned location'),
+  contact: contactSchema.optional().describe('A contact card'),
   ...quoteFields,
 });
+
+/** A boolean as JSON gives it, or as a multipart form field ("true"/"false"). */
+const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]);
 
 export const sendMediaBody = z
   .object({
     to: text().min(1).max(64),
-    data: text().min(1).optional().describe('Base64 image; a data: URI prefix is allowed'),
-    url: text().min(1).max(2_048).optional().describe('http(s) URL of the image'),
-    caption: text().max(4_096).optional(),
-    filename: text().min(1).max(255).optional(),
+    type: z
+      .enum(MEDIA_KINDS)
+      .default('image')
+      .describe(
+        'What to send: image (JPEG, PNG, WebP, GIF), document (any type, with filename), audio (MP3, AAC/M4A, Ogg, AMR; ' +
+          'Ogg/Opus with voice: true for a voice note), video (MP4), sticker (WebP). The bytes must match it.',
+      ),
+    data: text().min(1).optional().describe('Base64 of the file; a data: URI prefix is allowed'),
+    url: text().min(1).max(2_048).optional().describe('http(s) URL of the file'),
+    caption: text().max(4_096).optional().describe('image, video and document only'),
+    filename: text().min(1).max(255).optional().describe("The name a document shows (default: the upload's name)"),
+    voice: flag.optional().describe('audio: send as a voice note (Ogg/Opus)'),
     mimeType: text().max(100).optional().describe('Informative: the type is read from the bytes'),
     mimetype: text().max(100).optional().describe('Alias of mimeType (seed)'),
-    save_to_temp: z.boolean().default(true),
+    save_to_temp: flag.default(true).describe('Images only: keep a preview copy in TEMP_DIR'),
     ...quoteFields,
   })
-  .refine((body) => (body.data === undefined) !== (body.url === undefined), {
-    message: 'exactly one of data or url is required',
-    path: ['data'],
+  .meta({
+    example: {
+      to: '6281234567890',
+      type: 'document',
+      url: 'https://example.com/files/invoice-2026-11.pdf',
+      filename: 'invoice-2026-11.pdf',
+      caption: 'Your invoice',
+    },
   });
+
+export const reactionParams = z.object({
+  agentId: agentIdSchema,
+  messageId: text()
+    .min(1)
+    .max(256)
+    .describe("Our outbox id of a message the agent sent, or WhatsApp's id of one it sent or received"),
+});
+
+export const reactionBody = z.object({
+  emoji: text().max(32).describe('One emoji; "" takes the reaction back'),
+  chatId: text()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('The chat, needed only for a WhatsApp id this service has no record of'),
+});
+
+export const chatParams = z.object({
+  agentId: agentIdSchema,
+  chatId: text().min(1).max(64).describe('Phone number or JID of the chat'),
+});
+
+export const typingBody = z
+  .object({
+    on: z.boolean().default(true).describe('true shows "typing…", false clears it'),
+  })
+  .meta({ example: { on: true } });
 
 export const idempotencyHeaders = z.object({
   'idempotency-key': text().min(1).max(256).optional(),
@@ -58,7 +126,7 @@ export const messageStateSchema = z.object({
   messageId: z.string(),
   agentId: z.string(),
   to: z.string(),
-  kind: z.enum(['text', 'image']),
+  kind: z.enum(OUTBOX_KINDS),
   status: z.enum(OUTBOX_STATUSES),
   waMessageId: z.string().nullable(),
   error: z.string().nullable(),

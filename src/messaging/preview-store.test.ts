@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../__fixtures__/fake-clock.js';
 import { createLogger } from '../observability/logger.js';
-import { PreviewStore } from './preview-store.js';
+import { DOWNLOAD_PREFIX, PreviewStore, UPLOAD_PREFIX } from './preview-store.js';
 
 const HOUR = 3_600_000;
 
@@ -44,6 +44,19 @@ describe('PreviewStore', () => {
     await age(foreign, 48);
     expect(await sut.sweep()).toBe(1);
     expect((await readdir(dir)).sort()).toEqual([path.basename(fresh), 'someone-elses.jpg'].sort());
+  });
+
+  it('sweeps uploads and downloads a crash left behind, after 24 h like previews', async () => {
+    const sut = make();
+    const upload = path.join(dir, `${UPLOAD_PREFIX}1`);
+    const download = path.join(dir, `${DOWNLOAD_PREFIX}1`);
+    const recent = path.join(dir, `${UPLOAD_PREFIX}2`);
+    for (const file of [upload, download, recent]) await writeFile(file, 'bytes');
+    await age(upload, 25);
+    await age(download, 25);
+    await age(recent, 1);
+    expect(await sut.sweep()).toBe(2);
+    expect(await readdir(dir)).toEqual([path.basename(recent)]);
   });
 
   it('runs the sweep every 30 minutes once started, and stops cleanly', async () => {

@@ -8,6 +8,13 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../private-files.js';
 
 /** Only files with this prefix are ours: TEMP_DIR may be shared (/tmp), and the job must not touch the rest. */
 const PREFIX = 'wa-preview-';
+/**
+ * Uploads and downloads wait in TEMP_DIR while their row commits, and are removed then; one a crash left behind is
+ * removed by the same sweep.
+ */
+export const UPLOAD_PREFIX = 'wa-upload-';
+export const DOWNLOAD_PREFIX = 'wa-download-';
+const SWEPT = [PREFIX, UPLOAD_PREFIX, DOWNLOAD_PREFIX];
 
 export interface PreviewStoreOptions {
   dir: string;
@@ -74,7 +81,7 @@ export class PreviewStore {
     }
     let removed = 0;
     for (const name of names) {
-      if (!name.startsWith(PREFIX)) continue;
+      if (!SWEPT.some((prefix) => name.startsWith(prefix))) continue;
       const file = path.join(dir, name);
       try {
         if ((await stat(file)).mtimeMs < cutoff) {

@@ -101,7 +101,8 @@ export function createMetrics({ perAgent, collectProcessMetrics = true }: Metric
       outboxTally.add('queued', agentId);
     },
     /** A message sent: `whatsapp_messages_sent_total` by type, and its `sent` state. */
-    countSent(type: 'text' | 'image', agentId: string): void {
+    // type: an outbox kind (a bounded set).
+    countSent(type: string, agentId: string): void {
       sentTally.add(type, agentId);
       outboxTally.add('sent', agentId);
     },

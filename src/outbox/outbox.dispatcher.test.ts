@@ -11,7 +11,7 @@ import { OutboxDispatcher, type QueuedMessage } from './outbox.dispatcher.js';
 import type { OutboxTransition } from './outbox.repository.js';
 import { TokenBuckets } from './token-bucket.js';
 
-function setup() {
+function setup(extra: Partial<EngineSession> = {}, maxFileSends?: number) {
   const clock = new FakeClock();
   const sent: string[] = [];
   const recorded: OutboxTransition[] = [];
@@ -20,11 +20,16 @@ function setup() {
       sent.push(text);
       return { id: `wa-${sent.length}` };
     },
+    ...extra,
   } as unknown as EngineSession;
   const sessions = new InMemorySessions();
   sessions.setReady('agent', session);
   const dispatcher = new OutboxDispatcher({
-    repository: { media: async () => null, setNotBefore: async (_id, at) => at, lastSentTo: async () => null },
+    repository: {
+      media: async () => Buffer.from('%PDF-1.4'),
+      setNotBefore: async (_id, at) => at,
+      lastSentTo: async () => null,
+    },
     store: { record: (transition) => void recorded.push(transition) },
     waits: { settle: () => {} },
     sessions,
@@ -33,6 +38,7 @@ function setup() {
     metrics: createMetrics({ perAgent: false, collectProcessMetrics: false }),
     logger: createLogger({ level: 'silent' }),
     clock,
+    maxFileSends,
   });
   const message = (id: string): QueuedMessage => ({
     id,
@@ -43,7 +49,13 @@ function setup() {
     attempts: 0,
     failures: 0,
   });
-  return { clock, dispatcher, sent, recorded, message };
+  const file = (id: string, agentId = 'agent'): QueuedMessage => ({
+    ...message(id),
+    agentId,
+    kind: 'document',
+    payload: { mimeType: 'application/pdf', filename: `${id}.pdf` },
+  });
+  return { clock, dispatcher, sent, recorded, message, file, sessions, session };
 }
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
@@ -78,5 +90,55 @@ describe('OutboxDispatcher', () => {
     await settle();
     expect(sent).toEqual(['text of m1']);
     expect(dispatcher.holds('agent', 'm1')).toBe(false);
+  });
+});
+
+describe('OutboxDispatcher, kinds beyond text', () => {
+  it('fails a kind the engine lacks at once with ENGINE_UNSUPPORTED, and goes on with the next', async () => {
+    const { dispatcher, recorded, sent, message, file } = setup();
+    dispatcher.enqueue(file('doc'));
+    dispatcher.enqueue({ ...message('place'), kind: 'location', payload: { location: { latitude: 1, longitude: 2 } } });
+    dispatcher.enqueue(message('after'));
+    await settle();
+    expect(recorded.map((r) => [r.id, r.status, r.attempts])).toEqual([
+      ['doc', 'failed', 1],
+      ['place', 'failed', 1],
+      ['after', 'sent', 1],
+    ]);
+    expect(recorded[0]?.error).toContain('cannot send document messages');
+    expect(sent).toEqual(['text of after']);
+  });
+
+  it('sends at most maxFileSends files at once; the others wait for a place without a strike', async () => {
+    const releases: Array<() => void> = [];
+    const sending: string[] = [];
+    const { clock, dispatcher, recorded, file, sessions, session } = setup(
+      {
+        sendMedia: async (_to, media) => {
+          sending.push(media.filename ?? '');
+          await new Promise<void>((resolve) => releases.push(resolve));
+          return { id: `wa-${media.filename}` };
+        },
+      },
+      1,
+    );
+    sessions.setReady('other', session);
+    dispatcher.enqueue(file('a'));
+    dispatcher.enqueue(file('b', 'other'));
+    await settle();
+    expect(sending).toEqual(['a.pdf']);
+    await clock.advance(1_000);
+    expect(sending).toEqual(['a.pdf']); // still held: its place is taken
+    releases.shift()?.();
+    await settle();
+    // The waiting queue asks again within 100 ms of the clock.
+    await clock.advance(100);
+    expect(sending).toEqual(['a.pdf', 'b.pdf']);
+    releases.shift()?.();
+    await settle();
+    expect(recorded.map((r) => [r.id, r.status, r.attempts])).toEqual([
+      ['a', 'sent', 1],
+      ['b', 'sent', 1],
+    ]);
   });
 });

@@ -9,7 +9,13 @@ import type { PacingProfile } from '../pacing/pacing.schemas.js';
 import { pacingStep, planSend, typingMs } from '../pacing/pacing-plan.js';
 import { jidUser } from '../whatsapp/jid.js';
 import type { OutboxPacing, OutboxSessions } from './outbox.ports.js';
-import type { OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
+import {
+  isMediaKind,
+  type OutboxKind,
+  type OutboxRecord,
+  type OutboxRepository,
+  type OutboxTransition,
+} from './outbox.repository.js';
 import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';
@@ -54,7 +60,18 @@ export interface OutboxDispatcherOptions {
   retryDelayMs?: ((retry: number) => number) | undefined;
   /** Which agents are paced (src/pacing/); none without it. */
   pacing?: Pick<OutboxPacing, 'profile' | 'random'> | undefined;
+  /**
+   * Files read back and handed to engines at once, in the process (MEDIA_IN_FLIGHT_MAX): each is whole in memory
+   * while it is sent. A queue whose head is a file waits (FILE_WAIT_MS, no strike) for a place. Unbounded when absent.
+   */
+  maxFileSends?: number | undefined;
 }
+
+/** How long a queue whose head is a file waits before it asks again for a place among the file sends. */
+const FILE_WAIT_MS = 100;
+
+/** Not messages of their own: a paced agent's read marks and typing go without a gap. */
+const UNPACED_KINDS: ReadonlySet<OutboxKind> = new Set(['read', 'typing']);
 
 interface AgentQueue {
   agentId: string;
@@ -85,6 +102,8 @@ export class OutboxDispatcher {
   private readonly maxRetries: number;
   private readonly retryDelayMs: (retry: number) => number;
   private closed = false;
+  /** Files being read back or sent now (maxFileSends). */
+  private fileSends = 0;
 
   constructor(private readonly options: OutboxDispatcherOptions) {
     this.maxRetries = options.maxRetries ?? 3;
@@ -237,7 +256,8 @@ export class OutboxDispatcher {
         // owner loads the queue from the table.
         if (!this.options.mayDispatch(queue.agentId)) return;
         // Paced agents only: for the others this is one map lookup.
-        const profile = this.options.pacing?.profile(queue.agentId) ?? null;
+        // A read mark or typing is no message of its own: it is not paced.
+        const profile = UNPACED_KINDS.has(message.kind) ? null : (this.options.pacing?.profile(queue.agentId) ?? null);
         if (profile) {
           const pause = await this.pace(session, message, profile);
           if (pause === 'again') continue; // it awaited: the queue, the session or the lease may have changed
@@ -245,6 +265,11 @@ export class OutboxDispatcher {
             this.schedule(queue, pause);
             return;
           }
+        }
+        // A file waits for a place among the file sends before it takes a token: no attempt, no strike.
+        if (!this.fileSendFree(message)) {
+          this.schedule(queue, FILE_WAIT_MS);
+          return;
         }
         const wait = this.options.buckets.take(queue.agentId);
         if (wait > 0) {
@@ -276,11 +301,26 @@ export class OutboxDispatcher {
   }
 
   private async sendOne(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
+    const isFile = isMediaKind(message.kind);
+    if (isFile) this.fileSends += 1;
+    try {
+      return await this.sendOneHeld(session, message, queue);
+    } finally {
+      if (isFile) this.fileSends -= 1;
+    }
+  }
+
+  private fileSendFree(message: QueuedMessage): boolean {
+    const { maxFileSends } = this.options;
+    return maxFileSends === undefined || !isMediaKind(message.kind) || this.fileSends < maxFileSends;
+  }
+
+  private async sendOneHeld(session: EngineSession, message: QueuedMessage, queue: AgentQueue): Promise<Step> {
     const { metrics, logger } = this.options;
     queue.inFlight = message;
-    let sent: SentMessage;
+    let sent: SentMessage | null;
     try {
-      const media = message.kind === 'image' ? await this.options.repository.media(message.id) : null;
+      const media = isMediaKind(message.kind) ? await this.options.repository.media(message.id) : null;
       // Checked again after the read: a member paused during it may have lost the lease meanwhile.
       if (!this.options.mayDispatch(message.agentId)) {
         queue.inFlight = undefined;
@@ -313,10 +353,12 @@ export class OutboxDispatcher {
       logger.info({ event: 'outbox.retry', agentId: message.agentId, messageId: message.id, err: reason });
       return 'retry';
     }
-    this.transition(queue, message, 'sent', { waMessageId: sent.id });
+    // A read mark or typing has no WhatsApp message of its own.
+    const waMessageId = sent?.id ?? null;
+    this.transition(queue, message, 'sent', waMessageId === null ? {} : { waMessageId });
     if (message.notBefore !== undefined) this.sentTo(message.agentId, message.toJid);
     metrics.countSent(message.kind, message.agentId);
-    this.options.waits.settle(message.id, { status: 'sent', waMessageId: sent.id });
+    this.options.waits.settle(message.id, { status: 'sent', waMessageId });
     return 'next';
   }
 
@@ -424,15 +466,56 @@ export class OutboxDispatcher {
     return { done, stop: () => void this.watchers.delete(done) };
   }
 
-  private send(session: EngineSession, message: QueuedMessage, media: Buffer | null): Promise<SentMessage> {
-    const { payload } = message;
+  private async send(
+    session: EngineSession,
+    message: QueuedMessage,
+    media: Buffer | null,
+  ): Promise<SentMessage | null> {
+    const { payload, kind, toJid } = message;
     const options: SendOptions = { quotedMessageId: payload.quotedMessageId, mentions: payload.mentions };
-    if (message.kind === 'text') return session.sendText(message.toJid, payload.text ?? '', options);
-    if (!media) throw new AppError('INTERNAL_ERROR', 'the image bytes are missing');
-    return session.sendImage(
-      message.toJid,
-      { data: media, mimeType: payload.mimeType ?? 'image/jpeg', filename: payload.filename, caption: payload.caption },
-      options,
-    );
+    switch (kind) {
+      case 'text':
+        return session.sendText(toJid, payload.text ?? '', options);
+      case 'location':
+        if (!payload.location) throw new AppError('INTERNAL_ERROR', 'the location is missing');
+        return (session.sendLocation ?? unsupported('locations')).call(session, toJid, payload.location, options);
+      case 'contact':
+        if (!payload.contact) throw new AppError('INTERNAL_ERROR', 'the contact is missing');
+        return (session.sendContact ?? unsupported('contacts')).call(session, toJid, payload.contact, options);
+      case 'reaction': {
+        const reaction = payload.reaction;
+        if (!reaction) throw new AppError('INTERNAL_ERROR', 'the reaction is missing');
+        const { emoji, ...target } = reaction;
+        await (session.react ?? unsupported('reactions')).call(session, target, emoji);
+        return null;
+      }
+      case 'read':
+        await (session.markRead ?? unsupported('read marks')).call(session, toJid);
+        return null;
+      case 'typing':
+        await (session.setTyping ?? unsupported('typing')).call(session, toJid, payload.typing ?? true);
+        return null;
+      default: {
+        if (!media) throw new AppError('INTERNAL_ERROR', 'the file is missing');
+        const file = {
+          data: media,
+          mimeType: payload.mimeType ?? 'application/octet-stream',
+          filename: payload.filename,
+          caption: payload.caption,
+        };
+        if (kind === 'image' && !session.sendMedia) return session.sendImage(toJid, file, options);
+        return (session.sendMedia ?? unsupported(`${kind} messages`)).call(
+          session,
+          toJid,
+          { ...file, kind, voice: payload.voice },
+          options,
+        );
+      }
+    }
   }
+}
+
+/** An engine without the member: the message fails at once (an AppError is never retried). */
+function unsupported(what: string): never {
+  throw new AppError('ENGINE_UNSUPPORTED', `This agent's engine cannot send ${what}.`);
 }

@@ -1,5 +1,6 @@
 // The outbox table: every message an agent sends is a row, queued → sent | failed. ("sending" is the dispatcher's
 // in-memory state while WhatsApp has the message in hand; the table holds it only for rows of older versions.)
+import { open } from 'node:fs/promises';
 import type { Database, Row } from '../db/client.js';
 import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
 
@@ -7,7 +8,38 @@ import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
 export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
 
-export type OutboxKind = 'text' | 'image';
+/** What a row sends: a text, a file (media kinds), a location, a contact card, a reaction, a read mark or typing. */
+export const OUTBOX_KINDS = [
+  'text',
+  'image',
+  'document',
+  'audio',
+  'video',
+  'sticker',
+  'location',
+  'contact',
+  'reaction',
+  'read',
+  'typing',
+] as const;
+export type OutboxKind = (typeof OUTBOX_KINDS)[number];
+
+/** The kinds whose row carries a file (in outbox_media_chunks). */
+export const OUTBOX_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
+export type OutboxMediaKind = (typeof OUTBOX_MEDIA_KINDS)[number];
+
+export function isMediaKind(kind: OutboxKind): kind is OutboxMediaKind {
+  return (OUTBOX_MEDIA_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * A new row's file: bytes in memory (decoded base64), or a file on disk (an upload or a download streamed there),
+ * read a chunk at a time while the row commits.
+ */
+export type OutboxMediaSource = Buffer | { path: string; size: number };
+
+/** Chunks of a file are written (and read) this large: bounded memory per statement, few statements per file. */
+export const MEDIA_CHUNK_BYTES = 1024 * 1024;
 
 /** What the engine needs to send the message again after a restart, minus the image bytes (kept in `media`). */
 export interface OutboxPayload {
@@ -18,6 +50,22 @@ export interface OutboxPayload {
   quotedMessageId?: string | undefined;
   mentions?: string[] | undefined;
   previewPath?: string | undefined;
+  /** audio: send as a voice note (push to talk). */
+  voice?: boolean | undefined;
+  /** A file's size in bytes. */
+  size?: number | undefined;
+  location?: { latitude: number; longitude: number; name?: string | undefined; address?: string | undefined };
+  contact?: { vcard: string; displayName: string };
+  /** reaction: the emoji ('' takes it back) and the message it is for. */
+  reaction?: {
+    emoji: string;
+    chatJid: string;
+    waMessageId: string;
+    fromMe: boolean;
+    participant?: string | undefined;
+  };
+  /** typing: on or off. */
+  typing?: boolean | undefined;
   /** The account (its phone JID) the message was accepted for: it is never sent from another one. */
   account?: string | undefined;
   /** With an Idempotency-Key: a hash of the request, so that a retry can be told from a reused key. */
@@ -30,7 +78,7 @@ export interface NewOutboxMessage {
   kind: OutboxKind;
   toJid: string;
   payload: OutboxPayload;
-  media: Buffer | null;
+  media: OutboxMediaSource | null;
   idempotencyKey: string | null;
   traceId: string | null;
 }
@@ -138,18 +186,18 @@ export class OutboxRepository {
    */
   async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
     if (inserts.length === 0 && transitions.length === 0) return new Set();
+    const withMedia = inserts.find((row) => row.media);
+    if (withMedia) {
+      if (inserts.length > 1 || transitions.length > 0) throw new Error('a row with media is written alone');
+      return this.writeWithMedia(withMedia);
+    }
     // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows. Times go
     // as epoch milliseconds: formatting dates costs more than the rest of the row.
     const rows = JSON.stringify(inserts.map(toRowValues));
     // A batch with no outcomes to write skips the UPDATE, and the planning of it.
     const inserted =
       transitions.length === 0
-        ? await this.database.query(
-            `WITH ${INSERTED} ${KEYED_IDS}`,
-            [rows],
-            // The same statement, named apart for rows with image bytes (they go alone): visible in counts and waits.
-            inserts.some((row) => row.media) ? 'outbox_insert_media' : 'outbox_insert',
-          )
+        ? await this.database.query(`WITH ${INSERTED} ${KEYED_IDS}`, [rows], 'outbox_insert')
         : await this.database.query(
             `WITH moved AS (
                UPDATE outbox_messages AS o
@@ -165,6 +213,10 @@ export class OutboxRepository {
                -- Batches commit side by side: an older outcome of a row (a retry's error) that lands after a newer
                -- one (the retry's success) must not undo it. Each attempt ends in one outcome, so attempts order them.
                WHERE o.id = v.id AND o.attempts <= v.attempts
+               RETURNING o.id, o.status
+             ), unchunked AS (
+               -- A sent or failed row's file is of no more use: its chunks go in the same commit.
+               DELETE FROM outbox_media_chunks c USING moved m WHERE c.message_id = m.id AND m.status <> 'queued'
              ), ${INSERTED}
              ${KEYED_IDS}`,
             [
@@ -235,10 +287,77 @@ export class OutboxRepository {
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
-  /** An image's bytes, read just before it is sent; null once the row is sent, failed or gone. */
+  /**
+   * A row with a file: the row and its file's chunks in one transaction, on one connection, a chunk (MEDIA_CHUNK_BYTES)
+   * per statement, read from disk as it goes, so that a 100 MB document is never one parameter (nor whole in memory).
+   * Returns as write() does.
+   */
+  private async writeWithMedia(row: NewOutboxMessage): Promise<Set<string>> {
+    const media = row.media;
+    return this.database.transaction(async (query) => {
+      const inserted = await query(
+        `WITH inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key) SELECT id, idempotency_key FROM inserted`,
+        [JSON.stringify([toRowValues({ ...row, media: null })])],
+        'outbox_insert_media',
+      );
+      if (inserted.length > 0 && media) {
+        let n = 0;
+        for await (const chunk of mediaChunks(media)) {
+          await query(
+            'INSERT INTO outbox_media_chunks (message_id, n, data) VALUES ($1, $2, $3)',
+            [row.id, n, chunk],
+            'outbox_media_chunk',
+          );
+          n += 1;
+        }
+      }
+      return new Set(inserted.filter((r) => r.idempotency_key != null).map((r) => String(r.id)));
+    });
+  }
+
+  /**
+   * A file's bytes, read just before it is sent: its chunks in order (or, for a row of an older version, its media
+   * column); null once the row is sent, failed or gone.
+   */
   async media(id: string): Promise<Buffer | null> {
+    const chunks = await this.database.query('SELECT data FROM outbox_media_chunks WHERE message_id = $1 ORDER BY n', [
+      id,
+    ]);
+    if (chunks.length > 0) {
+      const buffers = chunks.map((row) => toBuffer(row.data) ?? Buffer.alloc(0));
+      return buffers.length === 1 ? (buffers[0] ?? null) : Buffer.concat(buffers);
+    }
     const rows = await this.database.query('SELECT media FROM outbox_messages WHERE id = $1', [id]);
     return toBuffer(rows[0]?.media);
+  }
+
+  /**
+   * The message a reaction names, by our outbox id or WhatsApp's id: one the agent sent (its row's chat and WhatsApp
+   * id; `waMessageId` null while it is not sent yet), else one it received (the stored inbound message). Null when
+   * the agent has neither.
+   */
+  async findMessageRef(
+    agentId: string,
+    messageId: string,
+  ): Promise<{ chatJid: string; waMessageId: string | null; fromMe: boolean; participant: string | null } | null> {
+    const rows = await this.database.query(
+      `(SELECT to_jid AS chat_jid, wa_message_id, true AS from_me, NULL::text AS participant, 0 AS rank
+          FROM outbox_messages WHERE agent_id = $1 AND (id = $2 OR wa_message_id = $2)
+          AND kind NOT IN ('reaction', 'read', 'typing'))
+       UNION ALL
+       (SELECT chat_jid, wa_message_id, COALESCE(from_me, false), CASE WHEN is_group THEN sender_jid END, 1
+          FROM inbound_messages WHERE agent_id = $1 AND wa_message_id = $2)
+       ORDER BY rank LIMIT 1`,
+      [agentId, messageId],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      chatJid: String(row.chat_jid),
+      waMessageId: row.wa_message_id == null ? null : String(row.wa_message_id),
+      fromMe: row.from_me === true,
+      participant: row.participant == null ? null : String(row.participant),
+    };
   }
 
   /**
@@ -387,7 +506,8 @@ function toRowValues(m: NewOutboxMessage): unknown[] {
     m.kind,
     m.toJid,
     m.payload,
-    m.media ? m.media.toString('base64') : null,
+    null, // a file goes to outbox_media_chunks (writeWithMedia); the column serves rows of older versions
+
     m.idempotencyKey,
     m.traceId,
   ];
@@ -398,7 +518,7 @@ function toRecord(row: Row): OutboxRecord {
     id: String(row.id),
     seq: Number(row.seq),
     agentId: String(row.agent_id),
-    kind: row.kind === 'image' ? 'image' : 'text',
+    kind: (OUTBOX_KINDS as readonly unknown[]).includes(row.kind) ? (row.kind as OutboxKind) : 'text',
     toJid: String(row.to_jid),
     payload: (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as OutboxPayload,
     status: row.status as OutboxStatus,
@@ -432,6 +552,26 @@ function toDateOrNull(value: unknown): Date | null {
 
 function toDate(value: unknown): Date {
   return value instanceof Date ? value : new Date(String(value));
+}
+
+/** A file's chunks: slices of the buffer (no copy), or reads of the file, MEDIA_CHUNK_BYTES each. */
+async function* mediaChunks(media: OutboxMediaSource): AsyncGenerator<Buffer> {
+  if (Buffer.isBuffer(media)) {
+    for (let at = 0; at < media.length; at += MEDIA_CHUNK_BYTES) yield media.subarray(at, at + MEDIA_CHUNK_BYTES);
+    return;
+  }
+  const file = await open(media.path, 'r');
+  try {
+    for (;;) {
+      // A fresh buffer per chunk: the driver may still hold the previous one while it writes it out.
+      const buffer = Buffer.allocUnsafe(MEDIA_CHUNK_BYTES);
+      const { bytesRead } = await file.read(buffer, 0, MEDIA_CHUNK_BYTES, null);
+      if (bytesRead === 0) return;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await file.close();
+  }
 }
 
 function toBuffer(value: unknown): Buffer | null {

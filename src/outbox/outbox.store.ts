@@ -76,6 +76,9 @@ interface Lane {
   handedOver: Promise<void>;
 }
 
+/** A row's commit may take its timeout once more for every this many bytes of file (commitTimeoutMs()). */
+const FILE_BYTES_PER_TIMEOUT = 10 * 1024 * 1024;
+
 const TIMED_OUT = 'not sent: the database did not confirm the write in time';
 const LOST_CONNECTION = 'not sent: the connection to the database broke while the write was under way';
 
@@ -111,6 +114,7 @@ export class OutboxStore {
    */
   insert(row: NewOutboxMessage): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
+      let fileTimer: Timer | undefined;
       const entry: Committing = {
         row,
         deadline: this.options.clock.now() + this.options.commitTimeoutMs,
@@ -119,6 +123,7 @@ export class OutboxStore {
         answer: (result) => {
           if (entry.answered) return;
           entry.answered = true;
+          fileTimer?.cancel();
           this.release(row.agentId);
           this.watchCommits();
           if (result instanceof Error) reject(result);
@@ -126,13 +131,30 @@ export class OutboxStore {
         },
       };
       this.committingByAgent.set(row.agentId, this.committing(row.agentId) + 1);
-      this.commitQueue.push(entry);
-      this.watchCommits();
+      if (row.media) {
+        // A file's deadline grows with its size (commitTimeoutMs()): it keeps a timer of its own, so that the queue
+        // of the others stays in deadline order.
+        const timeoutMs = this.commitTimeoutMs(row);
+        entry.deadline = this.options.clock.now() + timeoutMs;
+        fileTimer = this.options.clock.setTimeout(() => this.expire([entry]), timeoutMs);
+      } else {
+        this.commitQueue.push(entry);
+        this.watchCommits();
+      }
       (row.media ? this.images : this.shared).batcher.add({ kind: 'insert', entry }).then(
         (result) => entry.answer(result ?? false),
         (err: unknown) => entry.answer(asError(err)),
       );
     });
+  }
+
+  /**
+   * How long a row's caller waits for its commit: a file's chunks are one statement each (each bounded by the
+   * database's statement timeout), so a large file gets the timeout once more for every 10 MB it carries.
+   */
+  private commitTimeoutMs(row: NewOutboxMessage): number {
+    const size = row.media ? (Buffer.isBuffer(row.media) ? row.media.length : row.media.size) : 0;
+    return this.options.commitTimeoutMs * (1 + Math.floor(size / FILE_BYTES_PER_TIMEOUT));
   }
 
   /** The agent's rows whose commit has not ended: they hold places in its queue. */
@@ -376,12 +398,17 @@ export class OutboxStore {
       if (entry.deadline > now) break;
       expired.push(entry);
     }
+    this.expire(expired);
+    this.watchCommits();
+  }
+
+  private expire(expired: readonly Committing[]): void {
     for (const entry of expired) {
+      if (entry.answered) continue;
       entry.abandoned = true;
       this.options.logger.warn({ event: 'outbox.commit.timeout', agentId: entry.row.agentId, messageId: entry.row.id });
       entry.answer(databaseUnavailable(undefined, 'The database did not commit the message in time: it was not sent.'));
     }
-    this.watchCommits();
   }
 }
 

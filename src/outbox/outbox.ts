@@ -14,6 +14,7 @@ import type { OutboxOwnership, OutboxPacing, OutboxSessions } from './outbox.por
 import {
   type NewOutboxMessage,
   type OutboxKind,
+  type OutboxMediaSource,
   type OutboxPayload,
   type OutboxRecord,
   OutboxRepository,
@@ -25,13 +26,20 @@ import { RemoteOutcomes } from './remote-outcomes.js';
 import { type SendOutcome, SendWaits } from './send-waits.js';
 import { TokenBuckets } from './token-bucket.js';
 
-export { OUTBOX_STATUSES, type OutboxKind, type OutboxPayload, type OutboxStatus } from './outbox.repository.js';
+export {
+  OUTBOX_KINDS,
+  OUTBOX_STATUSES,
+  type OutboxKind,
+  type OutboxPayload,
+  type OutboxStatus,
+} from './outbox.repository.js';
 
 export interface OutboxDraft {
   kind: OutboxKind;
   toJid: string;
   payload: OutboxPayload;
-  media?: Buffer | null;
+  /** A file: committed in chunks with the row (outbox_media_chunks); a file on disk is read while it commits. */
+  media?: OutboxMediaSource | null;
 }
 
 export interface SubmitContext {
@@ -77,7 +85,8 @@ export interface OutboxMessageView {
 export type OutboxConfig = Pick<
   Config,
   'sendWaitMs' | 'queueMaxPerAgent' | 'rateLimitPerMinute' | 'rateLimitBurst' | 'dbStatementTimeoutMs'
->;
+> &
+  Partial<Pick<Config, 'mediaInFlightMax'>>;
 
 export interface OutboxDeps {
   database: Database;
@@ -106,6 +115,8 @@ export interface Outbox {
   /** Throws SESSION_NOT_READY unless the agent can send now. */
   assertReady(agentId: string): Promise<void>;
   get(agentId: string, messageId: string): Promise<OutboxMessageView>;
+  /** The message a reaction names (our id or WhatsApp's, sent or received; see OutboxRepository.findMessageRef). */
+  findMessageRef(agentId: string, messageId: string): ReturnType<OutboxRepository['findMessageRef']>;
   /** A receipt an engine reported for a message the agent sent: recorded on its row, written behind (receipts.ts). */
   receipt(agentId: string, ack: MessageAck): void;
   /** Messages of the agent accepted and not yet sent or failed, counting those still committing. */
@@ -194,6 +205,7 @@ class DurableOutbox implements Outbox {
       retryDelayMs: retries?.delayMs,
       mayDispatch: (agentId) => this.owns(agentId),
       pacing: deps.pacing,
+      maxFileSends: config.mediaInFlightMax,
     });
     this.remote = new RemoteOutcomes({ database, repository: this.repository, waits: this.waits, clock, logger });
     this.receipts = new OutboxReceipts({ repository: this.repository, store: this.store, clock, logger, metrics });
@@ -271,6 +283,11 @@ class DurableOutbox implements Outbox {
     const record = await this.repository.find(agentId, messageId);
     if (!record) throw new AppError('MESSAGE_NOT_FOUND');
     return toView(this.current(record));
+  }
+
+  async findMessageRef(agentId: string, messageId: string): ReturnType<OutboxRepository['findMessageRef']> {
+    await this.store.flush(); // a send that just ended has its WhatsApp id written
+    return this.repository.findMessageRef(agentId, messageId);
   }
 
   receipt(agentId: string, ack: MessageAck): void {

@@ -55,7 +55,7 @@ export class RemoteOutcomes {
   /** A send of this member ended, and no request waits for it here: the member where one may wait hears it. */
   tell(id: string, outcome: SendOutcome): void {
     if (this.closed) return;
-    this.untold.push([id, outcome.status, outcome.status === 'sent' ? outcome.waMessageId : outcome.error]);
+    this.untold.push([id, outcome.status, outcome.status === 'sent' ? (outcome.waMessageId ?? '') : outcome.error]);
     this.telling ??= Promise.resolve()
       .then(() => this.flush())
       .finally(() => {
@@ -97,7 +97,7 @@ export class RemoteOutcomes {
       if (!this.watched.delete(id)) continue;
       this.options.waits.settle(
         id,
-        status === 'sent' ? { status: 'sent', waMessageId: detail } : { status: 'failed', error: detail },
+        status === 'sent' ? { status: 'sent', waMessageId: detail || null } : { status: 'failed', error: detail },
       );
     }
   }
@@ -113,7 +113,7 @@ export class RemoteOutcomes {
           waits.settle(
             outcome.id,
             outcome.status === 'sent'
-              ? { status: 'sent', waMessageId: outcome.waMessageId ?? '' }
+              ? { status: 'sent', waMessageId: outcome.waMessageId }
               : { status: 'failed', error: outcome.error ?? 'failed' },
           );
         }

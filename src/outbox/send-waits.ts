@@ -3,7 +3,7 @@
 // earliest deadline, serves them all.
 import type { Clock, Timer } from '../clock.js';
 
-export type SendOutcome = { status: 'sent'; waMessageId: string } | { status: 'failed'; error: string };
+export type SendOutcome = { status: 'sent'; waMessageId: string | null } | { status: 'failed'; error: string };
 
 interface Waiter {
   resolve: (outcome: SendOutcome | null) => void;

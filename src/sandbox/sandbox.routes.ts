@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Auth } from '../auth/auth.hooks.js';
 import { type Forwarder, toOwner } from '../cluster/forward.js';
 import { ACK_STATUSES } from '../engines/engine.js';
-import { type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
+import { SANDBOX_SENT_KINDS, type SandboxEngine, SandboxStateError } from '../engines/sandbox/sandbox.engine.js';
 import { AppError } from '../errors.js';
 import { mediaBodyLimit } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses, optionalBody, text } from '../http/schemas.js';
@@ -79,22 +79,48 @@ function fileBytes(data: string | undefined): Buffer | undefined {
   return Buffer.from(data.replace(/^data:[^,]*,/, ''), 'base64');
 }
 
-const sentEntry = z.object({
-  messageId: z.string(),
-  to: z.string(),
-  kind: z.enum(['text', 'image', 'typing']),
-  text: z.string().optional(),
-  caption: z.string().optional(),
-  mimeType: z.string().optional(),
-  bytes: z.number().optional(),
-  quotedMessageId: z.string().optional(),
-  mentions: z.array(z.string()).optional(),
-  typing: z.boolean().optional(),
-  chat: z
-    .string()
-    .describe("The chat the message reached: `to`, or for a LID whose number the sandbox knows, that number's chat"),
-  at: z.string(),
-});
+const sentEntry = z
+  .object({
+    messageId: z.string().describe("WhatsApp's id of what was sent (a read mark or typing has one in the log only)"),
+    to: z.string().describe('The chat, canonical JID'),
+    kind: z.enum(SANDBOX_SENT_KINDS),
+    text: z.string().optional().describe('text: the message'),
+    caption: z.string().optional().describe('image, video, document: the caption'),
+    mimeType: z.string().optional().describe('Files: the type read from the bytes'),
+    bytes: z.number().optional().describe("Files: the file's size"),
+    sha256: z.string().optional().describe("Files: SHA-256 of the file's bytes, hex"),
+    filename: z.string().optional().describe('document: the file name the recipient sees'),
+    voice: z.boolean().optional().describe('audio: sent as a voice note'),
+    latitude: z.number().optional().describe('location'),
+    longitude: z.number().optional().describe('location'),
+    name: z.string().optional().describe("location: the place's name"),
+    address: z.string().optional().describe("location: the place's address"),
+    vcard: z.string().optional().describe('contact: the vCard'),
+    displayName: z.string().optional().describe('contact: the name on the card'),
+    emoji: z.string().optional().describe('reaction: the emoji ("" takes a reaction back)'),
+    targetMessageId: z.string().optional().describe("reaction: WhatsApp's id of the message reacted to"),
+    quotedMessageId: z.string().optional(),
+    mentions: z.array(z.string()).optional(),
+    typing: z.boolean().optional().describe('typing: on or off'),
+    chat: z
+      .string()
+      .describe("The chat the message reached: `to`, or for a LID whose number the sandbox knows, that number's chat"),
+    at: z.string(),
+  })
+  .meta({
+    example: {
+      messageId: 'true_6281100000000@c.us_SBX1A2B3C4D00000001',
+      to: '6281234567890@c.us',
+      chat: '6281234567890@c.us',
+      kind: 'document',
+      mimeType: 'application/pdf',
+      bytes: 48213,
+      sha256: '9f2c4e0d5b1a7c3e8f6d2b4a0c9e7f1d3b5a8c6e4f2d0b9a7c5e3f1d8b6a4c2e',
+      filename: 'invoice-2026-11.pdf',
+      caption: 'Your invoice',
+      at: '2026-11-29T18:00:00.000Z',
+    },
+  });
 
 export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async (app, options) => {
   const { sandbox, auth, defaultCountryCode, settled } = options;

@@ -56,6 +56,7 @@ export function faultyDatabase(inner: Database): FaultyDatabase {
     query,
     queryRelaxed: wrap(inner.queryRelaxed),
     withConnection: (fn) => inner.withConnection((connection) => fn(wrap(connection))),
+    transaction: (fn) => inner.transaction((connection) => fn(wrap(connection))),
     async ping() {
       await query('SELECT 1', [], 'ping');
     },

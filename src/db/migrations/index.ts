@@ -416,6 +416,21 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    id: '0011_outbox_media',
+    // Outbound files (documents up to 100 MB, audio, video, stickers, images) are stored as ~1 MB chunks, written in
+    // the same transaction as their outbox row and read back by whichever member sends them: no single parameter
+    // (or value in memory) ever holds a whole large file. A row's chunks go when it is sent or failed (outbox_write)
+    // or deleted (the cascade).
+    sql: `
+      CREATE TABLE IF NOT EXISTS outbox_media_chunks (
+        message_id text NOT NULL REFERENCES outbox_messages (id) ON DELETE CASCADE,
+        n integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (message_id, n)
+      );
+    `,
+  },
+  {
     id: '0012_media_store',
     // One row per inbound file downloaded for the AI (src/media-store/). The bytes live on the disk of the member that
     // downloaded them (instance_id), under MEDIA_STORE_DIR, named by id; rows and files go after MEDIA_RETENTION_HOURS.

@@ -7,7 +7,11 @@ import type {
   EngineSessionEvents,
   IdentityPair,
   MediaDownload,
+  OutboundContact,
   OutboundImage,
+  OutboundLocation,
+  OutboundMedia,
+  ReactionTarget,
   SendOptions,
   SentMessage,
 } from '../engine.js';
@@ -26,12 +30,16 @@ import {
   toIdentity,
   toInboundMessage,
 } from './to-inbound-message.js';
+import { toMediaContent } from './to-media-content.js';
 
 export type BaileysSessionState = 'idle' | 'starting' | 'qr' | 'connected' | 'disconnected' | 'stopped';
 
 /** Restarts asked for by WhatsApp in a row (after pairing it asks once); more means something is wrong. */
 const MAX_RESTARTS = 3;
 const GROUP_NAME_TIMEOUT_MS = 3_000;
+/** Unread message keys kept per chat, and chats kept, for markRead. */
+const MAX_UNREAD_PER_CHAT = 50;
+const MAX_UNREAD_CHATS = 1_000;
 
 export interface BaileysSessionOptions {
   agentId: string;
@@ -56,6 +64,8 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   private readonly recent = new RecentMessages(500);
   private readonly groupNames = new Map<string, string | null>();
   private readonly recipients = new KnownRecipients();
+  /** Keys of the messages received in each chat (Baileys JID) since it was last marked read: markRead sends these. */
+  private readonly unread = new Map<string, WAMessageKey[]>();
   /** Inbound messages are mapped one after another, so their order survives the group-name lookups. */
   private inbound: Promise<void> = Promise.resolve();
 
@@ -114,15 +124,29 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    return this.sendMedia(to, { ...image, kind: 'image' }, options);
+  }
+
+  async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
     const socket = this.connectedSocket();
     await this.checkRecipient(socket, to);
     const jid = toBaileysJid(to);
     const mentions = options.mentions?.map(toBaileysJid);
+    const content = toMediaContent(media, mentions ?? []);
+    return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+  }
+
+  async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
+    const socket = this.connectedSocket();
+    await this.checkRecipient(socket, to);
+    const jid = toBaileysJid(to);
     const content = {
-      image: image.data,
-      mimetype: image.mimeType,
-      ...(image.caption ? { caption: image.caption } : {}),
-      ...(mentions?.length ? { mentions } : {}),
+      location: {
+        degreesLatitude: location.latitude,
+        degreesLongitude: location.longitude,
+        ...(location.name ? { name: location.name } : {}),
+        ...(location.address ? { address: location.address } : {}),
+      },
     };
     return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
   }
@@ -140,6 +164,40 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
       { logger: this.options.libraryLogger, reuploadRequest: (m) => socket.updateMediaMessage(m) },
     );
     return { stream, mimeType: media.mimeType, filename: media.filename };
+  }
+
+  async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
+    const socket = this.connectedSocket();
+    await this.checkRecipient(socket, to);
+    const jid = toBaileysJid(to);
+    const content = {
+      contacts: {
+        displayName: contact.displayName,
+        contacts: [{ displayName: contact.displayName, vcard: contact.vcard }],
+      },
+    };
+    return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+  }
+
+  async react(target: ReactionTarget, emoji: string): Promise<void> {
+    const socket = this.connectedSocket();
+    const remoteJid = toBaileysJid(target.chatJid);
+    const key: WAMessageKey = {
+      remoteJid,
+      id: target.waMessageId,
+      fromMe: target.fromMe,
+      ...(target.participant ? { participant: toBaileysJid(target.participant) } : {}),
+    };
+    await socket.sendMessage(remoteJid, { react: { text: emoji, key } });
+  }
+
+  /** Sends read receipts for the messages received in the chat since the last time (WhatsApp reads by message). */
+  async markRead(chatJid: string): Promise<void> {
+    const socket = this.connectedSocket();
+    const remoteJid = toBaileysJid(chatJid);
+    const keys = this.unread.get(remoteJid) ?? [];
+    this.unread.delete(remoteJid);
+    if (keys.length > 0) await socket.readMessages(keys);
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {
@@ -268,6 +326,7 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
 
   private enqueueInbound(socket: BaileysSocket, message: WAMessage): void {
     this.recent.remember(message);
+    this.rememberUnread(message.key);
     this.inbound = this.inbound.then(async () => {
       try {
         const jid = message.key.remoteJid ?? '';
@@ -278,6 +337,19 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
         this.options.logger.warn({ event: 'engine.message.unmapped', err: String(error) }, 'message dropped');
       }
     });
+  }
+
+  private rememberUnread(key: WAMessageKey): void {
+    if (key.fromMe || !key.remoteJid) return;
+    const keys = this.unread.get(key.remoteJid) ?? [];
+    keys.push(key);
+    // A chat nobody reads keeps only its latest messages: reading those reads the chat.
+    if (keys.length > MAX_UNREAD_PER_CHAT) keys.splice(0, keys.length - MAX_UNREAD_PER_CHAT);
+    this.unread.set(key.remoteJid, keys);
+    if (this.unread.size > MAX_UNREAD_CHATS) {
+      const oldest = this.unread.keys().next().value;
+      if (oldest !== undefined) this.unread.delete(oldest);
+    }
   }
 
   /** Baileys does not put a group's subject on its messages; ask once per group, and never hold a message long. */

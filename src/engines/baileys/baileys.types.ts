@@ -8,6 +8,7 @@ import type {
   MiscMessageGenerationOptions,
   UserFacingSocketConfig,
   WAMessage,
+  WAMessageKey,
   WAPresence,
 } from 'baileys';
 
@@ -29,6 +30,7 @@ export interface BaileysSocket {
   logout(msg?: string): Promise<void>;
   end(error: Error | undefined): Promise<void> | void;
   groupMetadata(jid: string): Promise<Pick<GroupMetadata, 'subject'>>;
+  readMessages(keys: WAMessageKey[]): Promise<void>;
   onWhatsApp(...jids: string[]): Promise<{ jid: string; exists: boolean }[] | undefined>;
   /** Asks the sender's phone to upload a file again whose link on WhatsApp's servers has expired. */
   updateMediaMessage(message: WAMessage): Promise<WAMessage>;

@@ -54,7 +54,9 @@ runEngineContract({
       // The sandbox refuses the next send as WhatsApp would refuse an unknown number: the contract sends to it first.
       notOnWhatsApp: (agentId) => engine.failSends(agentId, 1, 'not_on_whatsapp'),
       async sent(agentId) {
-        return engine.sent(agentId).map(({ messageId: _id, at: _at, chat: _chat, ...entry }): ContractSent => entry);
+        return engine
+          .sent(agentId)
+          .map(({ messageId: _id, at: _at, chat: _chat, sha256: _sha, ...entry }): ContractSent => entry);
       },
       async ack(agentId, waMessageId, status) {
         if (!engine.ack(agentId, waMessageId, status)) throw new Error(`the sandbox sent no ${waMessageId}`);

@@ -1,5 +1,5 @@
 // The sandbox engine: a simulated WhatsApp network in memory, for tests and demos. Logins persist in the database.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
@@ -11,7 +11,11 @@ import {
   type EngineSessionEvents,
   type InboundMessage,
   type MediaDownload,
+  type OutboundContact,
   type OutboundImage,
+  type OutboundLocation,
+  type OutboundMedia,
+  type ReactionTarget,
   RecipientRejectedError,
   type SendOptions,
   type SentMessage,
@@ -28,11 +32,24 @@ let messageCounter = 0;
 export interface SandboxSentEntry {
   messageId: string;
   to: string;
-  kind: 'text' | 'image' | 'typing';
+  kind: SandboxSentKind;
   text?: string;
   caption?: string;
   mimeType?: string;
   bytes?: number;
+  /** SHA-256 of a file's bytes (hex), so a test can check exactly what went out. */
+  sha256?: string;
+  filename?: string;
+  voice?: boolean;
+  latitude?: number;
+  longitude?: number;
+  name?: string;
+  address?: string;
+  vcard?: string;
+  displayName?: string;
+  emoji?: string;
+  /** reaction: WhatsApp's id of the message reacted to. */
+  targetMessageId?: string;
   quotedMessageId?: string;
   mentions?: string[];
   typing?: boolean;
@@ -43,6 +60,21 @@ export interface SandboxSentEntry {
   chat: string;
   at: string;
 }
+
+export const SANDBOX_SENT_KINDS = [
+  'text',
+  'image',
+  'document',
+  'audio',
+  'video',
+  'sticker',
+  'location',
+  'contact',
+  'reaction',
+  'read',
+  'typing',
+] as const;
+export type SandboxSentKind = (typeof SANDBOX_SENT_KINDS)[number];
 
 /** How an injected send failure looks: a network error, or WhatsApp refusing the recipient. */
 export type SandboxFailure = 'network' | RecipientRejectedError['reason'];
@@ -161,7 +193,7 @@ export class SandboxEngine implements Engine {
     const session = this.requireSession(agentId);
     if (session.state !== 'connected') throw new SandboxStateError(`the session is ${session.state}, not connected`);
     const known = (this.sentLog.get(agentId) ?? []).some(
-      ({ entry }) => entry.messageId === waMessageId && entry.kind !== 'typing',
+      ({ entry }) => entry.messageId === waMessageId && !NO_MESSAGE_KINDS.has(entry.kind),
     );
     if (!known) return false;
     session.emit('ack', {
@@ -274,18 +306,72 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    return this.sendMedia(to, { ...image, kind: 'image' }, options);
+  }
+
+  async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
     this.assertCanSend(to);
     const messageId = this.newMessageId();
     this.engine.record(this.agentId, {
       messageId,
       to,
-      kind: 'image',
-      mimeType: image.mimeType,
-      bytes: image.data.length,
-      ...(image.caption ? { caption: image.caption } : {}),
+      kind: media.kind,
+      mimeType: media.mimeType,
+      bytes: media.data.length,
+      sha256: createHash('sha256').update(media.data).digest('hex'),
+      ...(media.caption ? { caption: media.caption } : {}),
+      ...(media.kind === 'document' && media.filename ? { filename: media.filename } : {}),
+      ...(media.kind === 'audio' ? { voice: media.voice === true } : {}),
       ...sendExtras(options),
     });
     return { id: messageId };
+  }
+
+  async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
+    this.assertCanSend(to);
+    const messageId = this.newMessageId();
+    const { latitude, longitude, name, address } = location;
+    this.engine.record(this.agentId, {
+      messageId,
+      to,
+      kind: 'location',
+      latitude,
+      longitude,
+      ...(name ? { name } : {}),
+      ...(address ? { address } : {}),
+      ...sendExtras(options),
+    });
+    return { id: messageId };
+  }
+
+  async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
+    this.assertCanSend(to);
+    const messageId = this.newMessageId();
+    this.engine.record(this.agentId, {
+      messageId,
+      to,
+      kind: 'contact',
+      vcard: contact.vcard,
+      displayName: contact.displayName,
+      ...sendExtras(options),
+    });
+    return { id: messageId };
+  }
+
+  async react(target: ReactionTarget, emoji: string): Promise<void> {
+    this.assertCanSend(target.chatJid);
+    this.engine.record(this.agentId, {
+      messageId: this.newMessageId(),
+      to: target.chatJid,
+      kind: 'reaction',
+      emoji,
+      targetMessageId: target.waMessageId,
+    });
+  }
+
+  async markRead(chatJid: string): Promise<void> {
+    if (this.state !== 'connected') throw new Error('sandbox: not connected');
+    this.engine.record(this.agentId, { messageId: this.newMessageId(), to: chatJid, kind: 'read' });
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {
@@ -359,6 +445,9 @@ interface SandboxFile {
   mimeType: string | null;
   filename: string | null;
 }
+
+/** Entries that are no message of their own: WhatsApp reports no receipts for them. */
+const NO_MESSAGE_KINDS = new Set<SandboxSentKind>(['typing', 'read', 'reaction']);
 
 function sendExtras(options: SendOptions): Pick<SandboxSentEntry, 'quotedMessageId' | 'mentions'> {
   return {

@@ -1,6 +1,7 @@
 // Builds the real whatsapp-web.js Client: LocalAuth per agent, the system Chromium, flags that work as root in a container.
 import { access, constants } from 'node:fs/promises';
-import type { MessageMedia } from 'whatsapp-web.js';
+import type { Location, MessageMedia } from 'whatsapp-web.js';
+import type { OutboundLocation } from '../engine.js';
 import type { WwebClient, WwebClientSettings } from './whatsapp-web.types.js';
 
 /**
@@ -86,4 +87,13 @@ export async function createMessageMedia(
 ): Promise<MessageMedia> {
   const { MessageMedia } = await loadWweb();
   return new MessageMedia(mimeType, base64, filename);
+}
+
+/** A location as whatsapp-web.js sends it: sendMessage recognises it by this class. */
+export async function createLocation(location: OutboundLocation): Promise<Location> {
+  const { Location } = await loadWweb();
+  return new Location(location.latitude, location.longitude, {
+    ...(location.name ? { name: location.name } : {}),
+    ...(location.address ? { address: location.address } : {}),
+  });
 }

@@ -8,7 +8,11 @@ import type {
   EngineSession,
   EngineSessionEvents,
   MediaDownload,
+  OutboundContact,
   OutboundImage,
+  OutboundLocation,
+  OutboundMedia,
+  ReactionTarget,
   SendOptions,
   SentMessage,
 } from '../engine.js';
@@ -18,7 +22,8 @@ import { errorMessage, exists, sendOptions, withTimeout } from './session-helper
 import { killBrowsersOnProfile } from './stray-browsers.js';
 import { toAck } from './to-ack.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
-import { createMessageMedia } from './whatsapp-web.client.js';
+import { toMediaSendOptions, toSerializedId } from './to-send-options.js';
+import { createLocation, createMessageMedia } from './whatsapp-web.client.js';
 import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
 
 /** Messages with a file kept for downloadMedia: the inbound pipeline downloads within seconds of their arrival. */
@@ -138,14 +143,42 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
+    return this.sendMedia(to, { ...image, kind: 'image' }, options);
+  }
+
+  async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
     const client = this.connectedClient();
     await this.checkRecipient(client, to);
-    const media = await createMessageMedia(image.mimeType, image.data.toString('base64'), image.filename ?? null);
-    const sent = await client.sendMessage(to, media, {
-      ...sendOptions(options),
-      ...(image.caption ? { caption: image.caption } : {}),
-    });
+    const file = await createMessageMedia(media.mimeType, media.data.toString('base64'), media.filename ?? null);
+    const sent = await client.sendMessage(to, file, { ...sendOptions(options), ...toMediaSendOptions(media) });
     return { id: sent.id._serialized };
+  }
+
+  async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
+    const client = this.connectedClient();
+    await this.checkRecipient(client, to);
+    const place = await createLocation(location);
+    const sent = await client.sendMessage(to, place, sendOptions(options));
+    return { id: sent.id._serialized };
+  }
+
+  /** A string that is a vCard goes out as a contact card (parseVCards, whatsapp-web.js's default, said out loud). */
+  async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
+    const client = this.connectedClient();
+    await this.checkRecipient(client, to);
+    const sent = await client.sendMessage(to, contact.vcard, { ...sendOptions(options), parseVCards: true });
+    return { id: sent.id._serialized };
+  }
+
+  async react(target: ReactionTarget, emoji: string): Promise<void> {
+    const client = this.connectedClient();
+    const message = await client.getMessageById(toSerializedId(target));
+    if (!message) throw new Error(`whatsapp-web: no message ${target.waMessageId} to react to`);
+    await message.react(emoji);
+  }
+
+  async markRead(chatJid: string): Promise<void> {
+    await this.connectedClient().sendSeen(chatJid);
   }
 
   async setTyping(chatJid: string, typing: boolean): Promise<void> {

@@ -1,5 +1,5 @@
 // The slice of whatsapp-web.js this adapter uses, so a fake Client can stand in for the real one in tests.
-import type { Chat, ContactId, Message, MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+import type { Chat, ContactId, Location, Message, MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
 
 /** The fields of a whatsapp-web.js Message the translation reads; `rawData` is the library's `_data`. */
 export type WwebMessageData = Pick<
@@ -48,9 +48,13 @@ export interface WwebClient {
   logout(): Promise<void>;
   sendMessage(
     chatId: string,
-    content: string | MessageMedia,
+    content: string | MessageMedia | Location,
     options?: MessageSendOptions,
   ): Promise<{ id: { _serialized: string } }>;
+  /** The message with this serialized id; null (or a throw) when the page does not know it. */
+  getMessageById(messageId: string): Promise<Pick<Message, 'react'> | null>;
+  /** Marks the chat's messages read (blue ticks). */
+  sendSeen(chatId: string): Promise<boolean>;
   getChatById(chatId: string): Promise<Pick<Chat, 'sendStateTyping' | 'clearState'>>;
   requestPairingCode(phoneNumber: string, showNotification?: boolean): Promise<string>;
   getContactLidAndPhone(userIds: string[]): Promise<{ lid: string; pn: string }[]>;

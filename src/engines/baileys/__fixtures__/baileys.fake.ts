@@ -10,6 +10,7 @@ import type {
   proto,
   UserFacingSocketConfig,
   WAMessage,
+  WAMessageKey,
   WAMessageUpdate,
   WAPresence,
 } from 'baileys';
@@ -45,7 +46,8 @@ export type FakeBaileysCall =
       content: AnyMessageContent;
       options?: MiscMessageGenerationOptions | undefined;
     }
-  | { method: 'sendPresenceUpdate'; type: WAPresence; jid?: string | undefined };
+  | { method: 'sendPresenceUpdate'; type: WAPresence; jid?: string | undefined }
+  | { method: 'readMessages'; keys: WAMessageKey[] };
 
 export class FakeBaileysSocket implements BaileysSocket {
   readonly ev = new FakeEvents();
@@ -96,6 +98,11 @@ export class FakeBaileysSocket implements BaileysSocket {
   async sendPresenceUpdate(type: WAPresence, jid?: string): Promise<void> {
     this.assertOpen();
     this.calls.push({ method: 'sendPresenceUpdate', type, jid });
+  }
+
+  async readMessages(keys: WAMessageKey[]): Promise<void> {
+    this.assertOpen();
+    this.calls.push({ method: 'readMessages', keys });
   }
 
   async requestPairingCode(_phoneNumber: string): Promise<string> {
@@ -305,22 +312,58 @@ function toContractSent(call: FakeBaileysCall): ContractSent {
   if (call.method === 'sendPresenceUpdate') {
     return { to: toCanonicalJid(call.jid ?? ''), kind: 'typing', typing: call.type === 'composing' };
   }
+  if (call.method === 'readMessages') return { to: toCanonicalJid(call.keys[0]?.remoteJid ?? ''), kind: 'read' };
   const { content, options } = call;
+  const to = toCanonicalJid(call.jid);
   const mentions = 'mentions' in content && content.mentions?.length ? content.mentions.map(toCanonicalJid) : [];
   const extras = {
     ...(options?.quoted?.key.id ? { quotedMessageId: options.quoted.key.id } : {}),
     ...(mentions.length ? { mentions } : {}),
   };
-  if ('text' in content) return { to: toCanonicalJid(call.jid), kind: 'text', text: content.text, ...extras };
-  if ('image' in content) {
+  const caption = 'caption' in content && content.caption ? { caption: content.caption } : {};
+  const file = (data: unknown) => ({
+    mimeType: ('mimetype' in content && content.mimetype) || '',
+    bytes: Buffer.isBuffer(data) ? data.length : 0,
+  });
+  if ('text' in content) return { to, kind: 'text', text: content.text, ...extras };
+  if ('image' in content) return { to, kind: 'image', ...caption, ...file(content.image), ...extras };
+  if ('video' in content) return { to, kind: 'video', ...file(content.video), ...caption, ...extras };
+  if ('audio' in content) return { to, kind: 'audio', ...file(content.audio), voice: content.ptt === true, ...extras };
+  if ('sticker' in content) return { to, kind: 'sticker', ...file(content.sticker), ...extras };
+  if ('document' in content) {
     return {
-      to: toCanonicalJid(call.jid),
-      kind: 'image',
-      ...('caption' in content && content.caption ? { caption: content.caption } : {}),
-      mimeType: ('mimetype' in content && content.mimetype) || '',
-      bytes: Buffer.isBuffer(content.image) ? content.image.length : 0,
+      to,
+      kind: 'document',
+      ...file(content.document),
+      ...(content.fileName ? { filename: content.fileName } : {}),
+      ...caption,
       ...extras,
     };
+  }
+  if ('location' in content) {
+    const { degreesLatitude, degreesLongitude, name, address } = content.location;
+    return {
+      to,
+      kind: 'location',
+      latitude: Number(degreesLatitude),
+      longitude: Number(degreesLongitude),
+      ...(name ? { name } : {}),
+      ...(address ? { address } : {}),
+      ...extras,
+    };
+  }
+  if ('contacts' in content) {
+    const [card] = content.contacts.contacts;
+    return {
+      to,
+      kind: 'contact',
+      vcard: card?.vcard ?? '',
+      displayName: content.contacts.displayName ?? '',
+      ...extras,
+    };
+  }
+  if ('react' in content) {
+    return { to, kind: 'reaction', emoji: content.react.text ?? '', targetMessageId: content.react.key?.id ?? '' };
   }
   throw new Error('the adapter sent a kind of message the contract does not know');
 }

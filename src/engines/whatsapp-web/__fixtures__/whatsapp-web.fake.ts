@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
+import type { Location, MessageAck, MessageMedia, MessageSendOptions } from 'whatsapp-web.js';
 import type { ContractInbound, ContractSent } from '../../engine.contract.js';
 import type { WwebAckedMessage, WwebClient, WwebClientSettings, WwebMessage } from '../whatsapp-web.types.js';
 
@@ -24,10 +24,13 @@ class FakeBrowser extends EventEmitter {
 
 /** Raw calls the adapter made, as whatsapp-web.js received them. */
 export interface FakeCall {
-  method: 'sendMessage' | 'sendStateTyping' | 'clearState';
+  method: 'sendMessage' | 'sendStateTyping' | 'clearState' | 'sendSeen' | 'react';
   chatId: string;
-  content?: string | MessageMedia;
+  content?: string | MessageMedia | Location;
   options?: MessageSendOptions | undefined;
+  /** react: the emoji, and the serialized id of the message reacted to. */
+  emoji?: string;
+  messageId?: string;
 }
 
 export class FakeWwebClient extends EventEmitter implements WwebClient {
@@ -38,6 +41,8 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
   readonly calls: FakeCall[] = [];
   /** Numbers (digits) WhatsApp does not know: getNumberId answers null for them. */
   readonly notOnWhatsApp = new Set<string>();
+  /** Serialized ids of the messages the page knows (sent or received): getMessageById finds only these. */
+  private readonly known = new Set<string>();
 
   constructor(
     readonly settings: WwebClientSettings,
@@ -79,11 +84,32 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     await rm(this.profileDir, { recursive: true, force: true });
   }
 
-  async sendMessage(chatId: string, content: string | MessageMedia, options?: MessageSendOptions) {
+  async sendMessage(chatId: string, content: string | MessageMedia | Location, options?: MessageSendOptions) {
     this.assertOpen();
     this.calls.push({ method: 'sendMessage', chatId, content, options });
     const id = `3EB0${randomBytes(8).toString('hex').toUpperCase()}`;
-    return { id: { fromMe: true, remote: chatId, id, _serialized: `true_${chatId}_${id}` } };
+    const serialized = `true_${chatId}_${id}`;
+    this.known.add(serialized);
+    return { id: { fromMe: true, remote: chatId, id, _serialized: serialized } };
+  }
+
+  /** As whatsapp-web.js: a Message whose react() sends the reaction; null for an id the page does not know. */
+  async getMessageById(messageId: string) {
+    this.assertOpen();
+    if (!this.known.has(messageId)) return null;
+    const chatId = messageId.split('_')[1] ?? '';
+    return {
+      react: async (emoji: string) => {
+        this.assertOpen();
+        this.calls.push({ method: 'react', chatId, emoji, messageId });
+      },
+    };
+  }
+
+  async sendSeen(chatId: string): Promise<boolean> {
+    this.assertOpen();
+    this.calls.push({ method: 'sendSeen', chatId });
+    return true;
   }
 
   async getChatById(chatId: string) {
@@ -129,6 +155,7 @@ export class FakeWwebClient extends EventEmitter implements WwebClient {
     const chat = message.group ?? sender;
     const me = this.info?.wid?._serialized ?? '';
     const serialized = `false_${chat}_${message.id}${message.group ? `_${sender}` : ''}`;
+    this.known.add(serialized);
     const { media, location } = message;
     // As whatsapp-web.js builds a Message: a voice note is `ptt`, its duration a string of seconds, the file's
     // metadata in `_data`, a location's coordinates as strings.
@@ -242,23 +269,51 @@ export class FakeWweb {
 }
 
 function toContractSent(call: FakeCall): ContractSent {
-  if (call.method !== 'sendMessage') {
-    return { to: call.chatId, kind: 'typing', typing: call.method === 'sendStateTyping' };
+  const to = call.chatId;
+  if (call.method === 'sendStateTyping' || call.method === 'clearState') {
+    return { to, kind: 'typing', typing: call.method === 'sendStateTyping' };
   }
+  if (call.method === 'sendSeen') return { to, kind: 'read' };
+  if (call.method === 'react') {
+    return { to, kind: 'reaction', emoji: call.emoji ?? '', targetMessageId: call.messageId ?? '' };
+  }
+  const options = call.options ?? {};
   const extras = {
-    ...(call.options?.quotedMessageId ? { quotedMessageId: call.options.quotedMessageId } : {}),
-    ...(call.options?.mentions?.length ? { mentions: call.options.mentions } : {}),
+    ...(options.quotedMessageId ? { quotedMessageId: options.quotedMessageId } : {}),
+    ...(options.mentions?.length ? { mentions: options.mentions } : {}),
   };
-  if (typeof call.content === 'string') return { to: call.chatId, kind: 'text', text: call.content, ...extras };
-  const media = call.content;
-  return {
-    to: call.chatId,
-    kind: 'image',
-    ...(call.options?.caption ? { caption: call.options.caption } : {}),
-    mimeType: media?.mimetype ?? '',
-    bytes: media ? Buffer.from(media.data, 'base64').length : 0,
-    ...extras,
-  };
+  const content = call.content;
+  if (typeof content === 'string') {
+    // As whatsapp-web.js does: a vCard string goes out as a contact card, named by its FN line.
+    if (options.parseVCards !== false && content.startsWith('BEGIN:VCARD')) {
+      const fn = content.split('\n').find((line) => line.startsWith('FN:')) ?? 'FN:';
+      return { to, kind: 'contact', vcard: content, displayName: fn.slice(3), ...extras };
+    }
+    return { to, kind: 'text', text: content, ...extras };
+  }
+  if (content && 'latitude' in content) {
+    return {
+      to,
+      kind: 'location',
+      latitude: Number(content.latitude),
+      longitude: Number(content.longitude),
+      ...(content.name ? { name: content.name } : {}),
+      ...(content.address ? { address: content.address } : {}),
+      ...extras,
+    };
+  }
+  const media = content;
+  const file = { mimeType: media?.mimetype ?? '', bytes: media ? Buffer.from(media.data, 'base64').length : 0 };
+  const caption = options.caption ? { caption: options.caption } : {};
+  if (options.sendMediaAsDocument) {
+    return { to, kind: 'document', ...file, ...(media?.filename ? { filename: media.filename } : {}), ...caption, ...extras };
+  }
+  if (options.sendMediaAsSticker) return { to, kind: 'sticker', ...file, ...extras };
+  if (file.mimeType.startsWith('audio/')) {
+    return { to, kind: 'audio', ...file, voice: options.sendAudioAsVoice === true, ...extras };
+  }
+  if (file.mimeType.startsWith('video/')) return { to, kind: 'video', ...file, ...caption, ...extras };
+  return { to, kind: 'image', ...caption, ...file, ...extras };
 }
 
 async function readLogin(file: string): Promise<string | null> {
