@@ -139,6 +139,18 @@ export interface OutboundImage {
 export const OUTBOUND_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
 export type OutboundMediaKind = (typeof OUTBOUND_MEDIA_KINDS)[number];
 
+/** Everything a session can send: a text, a file, a location, a contact card, a reaction, a read mark or typing. */
+export const OUTBOUND_KINDS = [
+  'text',
+  ...OUTBOUND_MEDIA_KINDS,
+  'location',
+  'contact',
+  'reaction',
+  'read',
+  'typing',
+] as const;
+export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
+
 /**
  * A file to send. `image`, `video`: shown inline with the caption; `document`: as a file with its name (any type);
  * `audio`: a voice note when `voice` (Ogg/Opus), else an audio file; `sticker`: a WebP, without caption.

@@ -3,26 +3,15 @@
 import { open } from 'node:fs/promises';
 import type { Database, Row } from '../db/client.js';
 import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
+import { OUTBOUND_KINDS, type OutboundKind } from '../engines/engine.js';
 
 /** Every state a message can be seen in; the table holds all but `sending`. */
 export const OUTBOX_STATUSES = ['queued', 'sending', 'sent', 'failed'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
 
 /** What a row sends: a text, a file (media kinds), a location, a contact card, a reaction, a read mark or typing. */
-export const OUTBOX_KINDS = [
-  'text',
-  'image',
-  'document',
-  'audio',
-  'video',
-  'sticker',
-  'location',
-  'contact',
-  'reaction',
-  'read',
-  'typing',
-] as const;
-export type OutboxKind = (typeof OUTBOX_KINDS)[number];
+export const OUTBOX_KINDS = OUTBOUND_KINDS;
+export type OutboxKind = OutboundKind;
 
 /** The kinds whose row carries a file (in outbox_media_chunks). */
 export const OUTBOX_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;

@@ -11,8 +11,10 @@ import {
   type EngineSessionEvents,
   type InboundMessage,
   type MediaDownload,
+  OUTBOUND_KINDS,
   type OutboundContact,
   type OutboundImage,
+  type OutboundKind,
   type OutboundLocation,
   type OutboundMedia,
   type ReactionTarget,
@@ -61,20 +63,9 @@ export interface SandboxSentEntry {
   at: string;
 }
 
-export const SANDBOX_SENT_KINDS = [
-  'text',
-  'image',
-  'document',
-  'audio',
-  'video',
-  'sticker',
-  'location',
-  'contact',
-  'reaction',
-  'read',
-  'typing',
-] as const;
-export type SandboxSentKind = (typeof SANDBOX_SENT_KINDS)[number];
+/** Every kind a session sends is logged. */
+export const SANDBOX_SENT_KINDS = OUTBOUND_KINDS;
+export type SandboxSentKind = OutboundKind;
 
 /** How an injected send failure looks: a network error, or WhatsApp refusing the recipient. */
 export type SandboxFailure = 'network' | RecipientRejectedError['reason'];
