@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FILES } from '../src/messaging/__fixtures__/files.js';
 import { IMAGES } from '../src/messaging/__fixtures__/images.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
 import { type ConnectedAgent, connectAgent, sendText, until } from './helpers/messaging.js';
 
 const MB = 1024 * 1024;
@@ -440,7 +440,8 @@ describe('a 100 MB upload', () => {
     const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
     const report = `buffers grew by ${(median / MB).toFixed(1)} MB (median), ${((sorted.at(-1) ?? 0) / MB).toFixed(1)} MB (peak); heap by ${(heapPeak / MB).toFixed(1)} MB`;
     expect(buffers.length, report).toBeGreaterThanOrEqual(9);
-    expect(median, report).toBeLessThanOrEqual(3 * MB);
+    // On PGlite the database runs in this process too and holds the chunk it is writing (measured up to 3.3 MB).
+    expect(median, report).toBeLessThanOrEqual((usingPostgres() ? 3 : 5) * MB);
     expect(sorted.at(-1) ?? 0, report).toBeLessThan(32 * MB);
     expect(heapPeak, report).toBeLessThan(8 * MB);
     const [stored] = await db.database.query(
@@ -455,7 +456,8 @@ describe('a 100 MB upload', () => {
   }, 120_000);
 });
 
-describe('a file committed on one member and sent by another', () => {
+// Members share a PostgreSQL server; PGlite is one process's own database (one member per DATA_DIR).
+describe.skipIf(!usingPostgres())('a file committed on one member and sent by another', () => {
   let db: TestDatabase;
   let owner: TestApp;
   let other: TestApp;
