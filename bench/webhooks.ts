@@ -821,8 +821,8 @@ ${SEND_SECONDS} s rounds after a ${WARMUP_SECONDS} s warm-up; a 200 is a text se
 "No endpoint enabled" and "1 endpoint not taking \`message.sent\`" alternate (the endpoint enabled and disabled
 between rounds); with an endpoint enabled, each statement that marks outbox rows sent runs \`wamt_webhook_emit\`,
 which finds no endpoint for the type and inserts nothing (with none enabled, the trigger returns after one
-\`EXISTS\`). The ${ENDPOINTS}-endpoint rounds run last: each text sent then writes ${ENDPOINTS} deliveries in the same statement,
-and the dispatcher works on them meanwhile (${queuedDuring} deliveries written, ${deliveredDuring} delivered during those rounds:
+\`EXISTS\`). The ${ENDPOINTS}-endpoint rounds run last: each text sent then writes one event row in the same statement, and the
+dispatcher expands each into ${ENDPOINTS} deliveries and works on them meanwhile, on the same two cores (${queuedDuring} deliveries written, ${deliveredDuring} delivered during those rounds:
 the rounds' texts all go to one chat, whose events reach each endpoint one at a time, in order).
 
 | endpoints | sent/s (median) | every round | p50 / p99 ms (median round) | other answers | errors | service CPU s/s |

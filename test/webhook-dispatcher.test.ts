@@ -213,4 +213,53 @@ describe('webhook dispatcher', () => {
       [blocked.id, wide.id, late.id],
     ]);
   });
+  it('writes each event once, whatever the endpoints, then expands it into one delivery per endpoint, in order', async () => {
+    const repository = new WebhooksRepository(db.database);
+    const takers = [
+      await repository.create(null, { url: receiver.url, enabled: true, events: ['message.received'] }),
+      await repository.create('fan-agent', { url: receiver.url, enabled: true }),
+      await repository.create(null, { url: receiver.url, enabled: true }),
+    ];
+    const other = await repository.create(null, { url: receiver.url, enabled: true, events: ['message.sent'] });
+    const elsewhere = await repository.create('another-agent', { url: receiver.url, enabled: true });
+    const ids = [...takers, other, elsewhere].map((hook) => hook.id);
+    try {
+      // 20 events in 4 chats, as a trigger emits them in the transaction of the state they describe.
+      await db.database.query(
+        `SELECT wamt_webhook_emit('message.received', array_agg('fan-agent'::text ORDER BY g),
+           array_agg('chat' || (g % 4) ORDER BY g), array_agg(jsonb_build_object('n', g) ORDER BY g))
+         FROM generate_series(1, 20) AS g`,
+      );
+      const count = async (table: string): Promise<number> =>
+        Number((await db.database.query(`SELECT count(*)::int AS n FROM ${table} WHERE agent_id = 'fan-agent'`))[0]?.n);
+      expect(await count('webhook_events')).toBe(20);
+      expect(await count('webhook_deliveries')).toBe(0);
+
+      // Two members expand at once: one at a time gets the lock (-1 for the other), batches in seq order.
+      const taken: number[] = [];
+      for (let round = 0; round < 20 && (await count('webhook_events')) > 0; round++) {
+        taken.push(...(await Promise.all([repository.fanOut(7), repository.fanOut(7)])));
+      }
+      expect(await count('webhook_events')).toBe(0);
+      expect(taken.filter((n) => n > 0).reduce((a, b) => a + b, 0)).toBe(20);
+
+      // Endpoints of the tests before this one may be enabled too: only this test's are looked at.
+      const rows = await db.database.query(
+        `SELECT endpoint_id, (payload->'data'->>'n')::int AS n, payload->>'id' AS event_id FROM webhook_deliveries
+         WHERE agent_id = 'fan-agent' AND endpoint_id = ANY ($1::text[]) ORDER BY seq`,
+        [ids],
+      );
+      expect(rows).toHaveLength(60);
+      const events = new Set(rows.map((row) => row.event_id));
+      expect(events.size).toBe(20);
+      for (const hook of takers) {
+        const mine = rows.filter((row) => row.endpoint_id === hook.id);
+        expect(mine.map((row) => row.n)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+        expect(new Set(mine.map((row) => row.event_id))).toEqual(events);
+      }
+    } finally {
+      await db.database.query(`DELETE FROM webhook_endpoints WHERE id = ANY ($1::text[])`, [ids]);
+      await db.database.query(`DELETE FROM webhook_events WHERE agent_id = 'fan-agent'`);
+    }
+  });
 });

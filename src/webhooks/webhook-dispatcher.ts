@@ -1,5 +1,5 @@
-// Delivers the committed webhook deliveries: claims the due ones from the database (any member may, one at a time per
-// delivery), POSTs each signed, and writes the outcome with its next attempt. Woken by NOTIFY on wamt_webhooks (the
+// Delivers the committed webhook events: expands them into one delivery per endpoint (one member at a time), claims the
+// due deliveries from the database (any member may, one at a time per delivery), POSTs each signed, and writes the outcome with its next attempt. Woken by NOTIFY on wamt_webhooks (the
 // triggers send it), and by a sweep every second for retries that fall due.
 import { type Agent, request } from 'undici';
 import type { Clock, Timer } from '../clock.js';
@@ -24,6 +24,8 @@ const BODY_READ_LIMIT = 64 * 1024;
 const RETRIED_4XX = new Set([408, 409, 425, 429]);
 /** Outcomes written by one statement at most. */
 const MAX_RECORD_BATCH = 500;
+/** Events expanded into deliveries by one statement at most (each becomes one delivery per endpoint that takes it). */
+const FAN_OUT_BATCH = 1_000;
 
 export interface WebhookDispatcherOptions {
   repository: WebhooksRepository;
@@ -131,6 +133,8 @@ export class WebhookDispatcher {
 
   private async tick(): Promise<void> {
     const { repository, clock, perEndpoint, max } = this.options;
+    // The events committed since the last tick become deliveries first; a full batch means more wait.
+    if ((await repository.fanOut(FAN_OUT_BATCH)) === FAN_OUT_BATCH) this.again = true;
     const free = max - this.total;
     if (free <= 0) return;
     const now = clock.now();

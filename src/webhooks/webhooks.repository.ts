@@ -301,6 +301,19 @@ export class WebhooksRepository {
       }));
   }
 
+  /**
+   * Expands up to `limit` committed events into their deliveries, oldest first (migration 0014). The number of events
+   * taken; -1 when another member is expanding them.
+   */
+  async fanOut(limit: number): Promise<number> {
+    const rows = await this.database.query(
+      'SELECT wamt_webhook_fan_out($1::integer) AS taken',
+      [limit],
+      'webhook_fan_out',
+    );
+    return Number(rows[0]?.taken ?? 0);
+  }
+
   /** Gives back deliveries claimed but not attempted (this member's per-endpoint limit, or a shutdown). */
   async unclaim(ids: string[]): Promise<void> {
     if (ids.length === 0) return;

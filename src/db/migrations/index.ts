@@ -467,6 +467,91 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    id: '0014_webhook_events',
+    // Webhook events are written once, not once per endpoint: the triggers (0008) now insert one row per event into
+    // webhook_events, in the transaction of the state it describes, when an enabled endpoint takes it; a dispatcher
+    // expands the events into deliveries afterwards (wamt_webhook_fan_out), in the order of their seq, one member at a
+    // time (an advisory lock), deleting the events in the same statement. With 50 endpoints a sent message costs its
+    // transaction one row instead of 50 (BENCHMARKS.md, "Webhooks"). An endpoint takes the events that are expanded
+    // while it is enabled and subscribed.
+    sql: `
+      CREATE TABLE IF NOT EXISTS webhook_events (
+        seq bigserial PRIMARY KEY,
+        event_id text NOT NULL,
+        type text NOT NULL,
+        agent_id text NOT NULL,
+        order_key text NOT NULL,
+        payload jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+
+      CREATE OR REPLACE FUNCTION wamt_webhook_emit(p_type text, p_agents text[], p_keys text[], p_data jsonb[])
+      RETURNS void LANGUAGE plpgsql AS $fn$
+      DECLARE
+        inserted integer;
+      BEGIN
+        IF cardinality(p_agents) = 0 OR NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN
+          RETURN;
+        END IF;
+        WITH rows AS (
+          INSERT INTO webhook_events (event_id, type, agent_id, order_key, payload)
+          SELECT ev.event_id, p_type, ev.agent_id, ev.order_key,
+            jsonb_build_object('id', ev.event_id, 'type', p_type,
+              'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              'agentId', ev.agent_id, 'data', ev.data)
+          FROM (
+            SELECT 'evt_' || replace(gen_random_uuid()::text, '-', '') AS event_id, u.agent_id, u.order_key, u.data,
+              u.ord
+            FROM unnest(p_agents, p_keys, p_data) WITH ORDINALITY AS u (agent_id, order_key, data, ord)
+          ) ev
+          WHERE EXISTS (
+            SELECT 1 FROM webhook_endpoints e
+            WHERE e.enabled AND (e.agent_id = ev.agent_id OR e.agent_id IS NULL)
+              AND (e.events IS NULL OR p_type = ANY (e.events)))
+          ORDER BY ev.ord
+          RETURNING 1
+        )
+        SELECT count(*) INTO inserted FROM rows;
+        IF inserted > 0 THEN
+          PERFORM pg_notify('wamt_webhooks', '');
+        END IF;
+      END
+      $fn$;
+
+      -- Up to p_limit events, oldest first, become one delivery per enabled endpoint that takes them; returns how many
+      -- events were expanded, or -1 when another member is expanding (it will take these too).
+      CREATE OR REPLACE FUNCTION wamt_webhook_fan_out(p_limit integer) RETURNS integer LANGUAGE plpgsql AS $fn$
+      DECLARE
+        taken integer;
+        inserted integer;
+      BEGIN
+        IF NOT pg_try_advisory_xact_lock(7412500901) THEN
+          RETURN -1;
+        END IF;
+        WITH ev AS MATERIALIZED (
+          DELETE FROM webhook_events
+          WHERE seq IN (SELECT seq FROM webhook_events ORDER BY seq LIMIT p_limit)
+          RETURNING *
+        ), rows AS (
+          INSERT INTO webhook_deliveries (id, event_id, endpoint_id, agent_id, type, order_key, payload)
+          SELECT 'whd_' || replace(gen_random_uuid()::text, '-', ''), ev.event_id, e.id, ev.agent_id, ev.type,
+            ev.order_key, ev.payload
+          FROM ev JOIN webhook_endpoints e
+            ON e.enabled AND (e.agent_id = ev.agent_id OR e.agent_id IS NULL)
+              AND (e.events IS NULL OR ev.type = ANY (e.events))
+          ORDER BY ev.seq, e.id
+          RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM rows) INTO taken, inserted;
+        IF inserted > 0 THEN
+          PERFORM pg_notify('wamt_webhooks', '');
+        END IF;
+        RETURN taken;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
