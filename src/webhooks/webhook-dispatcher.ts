@@ -78,6 +78,8 @@ export class WebhookDispatcher {
   private total = 0;
   private ticking = false;
   private again = false;
+  /** Whether events may be waiting to become deliveries (see notified()). */
+  private eventsWaiting = false;
   private stopped = true;
   private sweep: Timer | undefined;
   private unlisten: (() => Promise<void>) | undefined;
@@ -93,11 +95,11 @@ export class WebhookDispatcher {
     this.stopped = false;
     this.unlisten = await this.options.database.listen(
       'wamt_webhooks',
-      () => this.wake(),
-      () => this.wake(),
+      () => this.notified(),
+      () => this.notified(),
     );
-    this.sweep = this.options.clock.setInterval(() => this.wake(), SWEEP_MS, { background: true });
-    this.wake();
+    this.sweep = this.options.clock.setInterval(() => this.notified(), SWEEP_MS, { background: true });
+    this.notified();
   }
 
   /** Stops claiming, cuts the attempts under way short (recorded, retried later), and waits for their records. */
@@ -108,6 +110,16 @@ export class WebhookDispatcher {
     await this.unlisten?.();
     while (this.running.size > 0 || this.ticking) await Promise.allSettled([...this.running]);
     await this.agent.close();
+  }
+
+  /**
+   * Events may be waiting to be expanded: a NOTIFY (a commit wrote events or deliveries), a new listen connection, or
+   * the sweep (a lost notice, another member's expansion that rolled back). The wakes that follow an attempt do not
+   * expand: they only look for the next delivery.
+   */
+  private notified(): void {
+    this.eventsWaiting = true;
+    this.wake();
   }
 
   /** Looks for due deliveries now (or again right after the look under way). */
@@ -133,8 +145,18 @@ export class WebhookDispatcher {
 
   private async tick(): Promise<void> {
     const { repository, clock, perEndpoint, max } = this.options;
-    // The events committed since the last tick become deliveries first; a full batch means more wait.
-    if ((await repository.fanOut(FAN_OUT_BATCH)) === FAN_OUT_BATCH) this.again = true;
+    // The events committed since the last notice become deliveries first; a full batch means more wait.
+    if (this.eventsWaiting) {
+      this.eventsWaiting = false;
+      let taken: number;
+      try {
+        taken = await repository.fanOut(FAN_OUT_BATCH);
+      } catch (err) {
+        this.eventsWaiting = true;
+        throw err;
+      }
+      if (taken === FAN_OUT_BATCH) this.notified();
+    }
     const free = max - this.total;
     if (free <= 0) return;
     const now = clock.now();
