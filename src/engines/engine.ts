@@ -135,20 +135,16 @@ export interface OutboundImage {
   caption?: string | undefined;
 }
 
-/** The kinds of file a message can carry (sendMedia). */
-export const OUTBOUND_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
-export type OutboundMediaKind = (typeof OUTBOUND_MEDIA_KINDS)[number];
+/** The kinds of file a message can carry, sent (sendMedia) or received (downloadMedia). */
+export const MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
+export type MediaKind = (typeof MEDIA_KINDS)[number];
+
+export function isMediaKind(kind: string): kind is MediaKind {
+  return (MEDIA_KINDS as readonly string[]).includes(kind);
+}
 
 /** Everything a session can send: a text, a file, a location, a contact card, a reaction, a read mark or typing. */
-export const OUTBOUND_KINDS = [
-  'text',
-  ...OUTBOUND_MEDIA_KINDS,
-  'location',
-  'contact',
-  'reaction',
-  'read',
-  'typing',
-] as const;
+export const OUTBOUND_KINDS = ['text', ...MEDIA_KINDS, 'location', 'contact', 'reaction', 'read', 'typing'] as const;
 export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
 
 /**
@@ -156,7 +152,7 @@ export type OutboundKind = (typeof OUTBOUND_KINDS)[number];
  * `audio`: a voice note when `voice` (Ogg/Opus), else an audio file; `sticker`: a WebP, without caption.
  */
 export interface OutboundMedia {
-  kind: OutboundMediaKind;
+  kind: MediaKind;
   data: Buffer;
   mimeType: string;
   filename?: string | undefined;

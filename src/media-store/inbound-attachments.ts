@@ -2,9 +2,8 @@
 import type { AgentConnection } from '../ai/agent-ports.js';
 import type { AiAttachment } from '../ai/ai-client.js';
 import type { Clock } from '../clock.js';
-import type { InboundMessage } from '../engines/engine.js';
+import { type InboundMessage, isMediaKind } from '../engines/engine.js';
 import type { AttachmentCollector } from '../inbound/inbound.service.js';
-import { isFileKind } from './media-limits.js';
 import type { MediaLinks } from './media-links.js';
 import type { MediaStore } from './media-store.js';
 
@@ -40,7 +39,7 @@ export function createInboundAttachments({
           },
         ];
       }
-      if (!isFileKind(message.type)) return [];
+      if (!isMediaKind(message.type)) return [];
       const media = message.media ?? null;
       const described = {
         ...EMPTY,

@@ -3,13 +3,13 @@ import type { Clock } from '../clock.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
+import { isMediaKind } from '../engines/engine.js';
 import type { AttachmentCollector } from '../inbound/inbound.service.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { DownloadSlots } from './download-slots.js';
 import { createInboundAttachments } from './inbound-attachments.js';
 import { MediaFiles } from './media-files.js';
-import { isFileKind } from './media-limits.js';
 import { MediaLinks } from './media-links.js';
 import { MediaStore } from './media-store.js';
 import { MediaStoreRepository } from './media-store.repository.js';
@@ -74,7 +74,7 @@ export function createMediaStore(options: MediaStoreModuleOptions): MediaStoreMo
     attachments: createInboundAttachments({ store, links, urlTtlMs: config.mediaUrlTtlMs, clock }),
     async start() {
       await store.init();
-      if (!config.appBaseUrl && config.aiForwardTypes.some(isFileKind)) {
+      if (!config.appBaseUrl && config.aiForwardTypes.some(isMediaKind)) {
         logger.warn(
           { event: 'media.no_base_url' },
           'APP_BASE_URL is not set: inbound files are downloaded, but the AI gets their attachments with url null',

@@ -6,13 +6,13 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Clock } from '../clock.js';
-import type { MediaDownload } from '../engines/engine.js';
+import type { MediaDownload, MediaKind } from '../engines/engine.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../private-files.js';
 import type { DownloadSlots } from './download-slots.js';
-import { downloadCap, type FileKind } from './media-limits.js';
+import { downloadCap } from './media-limits.js';
 import type { MediaFileRow, MediaStoreRepository } from './media-store.repository.js';
 
 /** Why a file is not in the store: the AI gets the message with the attachment marked unavailable. */
@@ -23,7 +23,7 @@ export type SaveResult = { stored: true; file: MediaFileRow } | { stored: false;
 export interface SaveRequest {
   agentId: string;
   messageId: string;
-  kind: FileKind;
+  kind: MediaKind;
   /** What the message said of its file; the engine's download may know better. */
   mimeType: string | null;
   filename: string | null;

@@ -1,6 +1,7 @@
 // Image input: base64 decoding under a size limit, and the type read from the bytes rather than from the caller.
 import { open } from 'node:fs/promises';
 import { fileTypeFromBuffer } from 'file-type';
+import type { MediaKind } from '../engines/engine.js';
 import { AppError } from '../errors.js';
 
 const IMAGE_TYPES = {
@@ -40,10 +41,6 @@ export async function detectImage(bytes: Buffer): Promise<DetectedImage> {
   const image = mimeType as ImageMimeType;
   return { mimeType: image, extension: IMAGE_TYPES[image] };
 }
-
-/** The kinds of file the media route sends (the engine port's OutboundMediaKind). */
-export const MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
-export type MediaKind = (typeof MEDIA_KINDS)[number];
 
 /** The largest file of each kind, in bytes. */
 export type MediaLimits = Record<MediaKind, number>;

@@ -1,8 +1,8 @@
 // Request and response schemas of the agent messaging endpoints; the types come from them.
 import { z } from 'zod';
+import { MEDIA_KINDS } from '../engines/engine.js';
 import { agentIdSchema, text } from '../http/schemas.js';
 import { OUTBOX_KINDS, OUTBOX_STATUSES } from '../outbox/outbox.js';
-import { MEDIA_KINDS } from './media.js';
 
 const quoteFields = {
   quotedMessageId: text().min(1).max(256).optional(),

@@ -1,7 +1,13 @@
 // Per-agent dispatch: each agent's committed messages go FIFO through its token bucket to its engine session; each
 // attempt's outcome is recorded in the store (written behind) and answers the requests waiting on it.
 import type { Clock, Timer } from '../clock.js';
-import { type EngineSession, RecipientRejectedError, type SendOptions, type SentMessage } from '../engines/engine.js';
+import {
+  type EngineSession,
+  isMediaKind,
+  RecipientRejectedError,
+  type SendOptions,
+  type SentMessage,
+} from '../engines/engine.js';
 import { AppError, errorMessage, isAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -9,13 +15,7 @@ import type { PacingProfile } from '../pacing/pacing.schemas.js';
 import { pacingStep, planSend, typingMs } from '../pacing/pacing-plan.js';
 import { jidUser } from '../whatsapp/jid.js';
 import type { OutboxPacing, OutboxSessions } from './outbox.ports.js';
-import {
-  isMediaKind,
-  type OutboxKind,
-  type OutboxRecord,
-  type OutboxRepository,
-  type OutboxTransition,
-} from './outbox.repository.js';
+import type { OutboxKind, OutboxRecord, OutboxRepository, OutboxTransition } from './outbox.repository.js';
 import type { OutboxStore } from './outbox.store.js';
 import type { SendWaits } from './send-waits.js';
 import type { TokenBuckets } from './token-bucket.js';

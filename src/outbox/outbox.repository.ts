@@ -13,14 +13,6 @@ export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
 export const OUTBOX_KINDS = OUTBOUND_KINDS;
 export type OutboxKind = OutboundKind;
 
-/** The kinds whose row carries a file (in outbox_media_chunks). */
-export const OUTBOX_MEDIA_KINDS = ['image', 'document', 'audio', 'video', 'sticker'] as const;
-export type OutboxMediaKind = (typeof OUTBOX_MEDIA_KINDS)[number];
-
-export function isMediaKind(kind: OutboxKind): kind is OutboxMediaKind {
-  return (OUTBOX_MEDIA_KINDS as readonly string[]).includes(kind);
-}
-
 /**
  * A new row's file: bytes in memory (decoded base64), or a file on disk (an upload or a download streamed there),
  * read a chunk at a time while the row commits.
