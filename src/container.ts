@@ -318,6 +318,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       // Before anything else: keys revoked in api_keys while the service was down must not work, even briefly.
       await keySync.start();
       await media.start();
+      // Stored messages, and what belongs to them, are kept MESSAGE_RETENTION_DAYS.
+      const keptWithMessages = (name: string, purgeBefore: (cutoff: Date) => Promise<number>) =>
+        startRetention({ name, purgeBefore, retentionMs: config.messageRetentionDays * DAY_MS, logger, clock });
       retention.push(
         startRetention({
           name: 'media',
@@ -328,34 +331,10 @@ export async function createContainer(config: Config, overrides: ContainerOverri
           logger,
           clock,
         }),
-        startRetention({
-          name: 'inbound',
-          purgeBefore: (cutoff) => inboundRepo.purgeBefore(cutoff),
-          retentionMs: config.messageRetentionDays * DAY_MS,
-          logger,
-          clock,
-        }),
-        startRetention({
-          name: 'outbox',
-          purgeBefore: (cutoff) => outbox.purgeSettledBefore(cutoff),
-          retentionMs: config.messageRetentionDays * DAY_MS,
-          logger,
-          clock,
-        }),
-        startRetention({
-          name: 'identities',
-          purgeBefore: (cutoff) => identityRepo.purgeBefore(cutoff),
-          retentionMs: config.messageRetentionDays * DAY_MS,
-          logger,
-          clock,
-        }),
-        startRetention({
-          name: 'webhook_deliveries',
-          purgeBefore: (cutoff) => webhooks.repository.purgeSettledBefore(cutoff),
-          retentionMs: config.messageRetentionDays * DAY_MS,
-          logger,
-          clock,
-        }),
+        keptWithMessages('inbound', (cutoff) => inboundRepo.purgeBefore(cutoff)),
+        keptWithMessages('outbox', (cutoff) => outbox.purgeSettledBefore(cutoff)),
+        keptWithMessages('identities', (cutoff) => identityRepo.purgeBefore(cutoff)),
+        keptWithMessages('webhook_deliveries', (cutoff) => webhooks.repository.purgeSettledBefore(cutoff)),
       );
       messaging.start();
       // Any member delivers any due delivery (claimed in the database, one member at a time): what a previous
