@@ -39,6 +39,7 @@ import {
   HOST,
   MAIN,
   pgClient,
+  request,
   ScriptError,
   ScriptRun,
   type Service,
@@ -208,27 +209,6 @@ function logTails(): string {
 
 // --------------------------------------------------------------------------------------------------------------- API
 
-interface Answer {
-  status: number;
-  text: string;
-}
-
-async function call(base: string, method: 'GET' | 'POST', pathname: string, body?: unknown): Promise<Answer> {
-  const headers: Record<string, string> = { authorization: `Bearer ${ADMIN}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  try {
-    const res = await fetch(`${base}${pathname}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    return { status: res.status, text: await res.text() };
-  } catch (err) {
-    throw new ScriptError(`${method} ${base}${pathname}: ${errorText(err)}`);
-  }
-}
-
 interface Agent {
   agentId: string;
   key: string;
@@ -237,23 +217,31 @@ interface Agent {
 /** Creates the agent through `member`, waits for its QR code and plays the phone; again where the session went. */
 async function createAgent(member: Member, index: number): Promise<Agent> {
   const agent = { agentId: `fo-${TAG}-${index}`, key: `fo-key-${randomBytes(16).toString('hex')}` };
-  const created = await call(member.base, 'POST', '/sessions?waitForQr=true', {
+  const body = {
     userId: `fo-user-${index}`,
     agentId: agent.agentId,
     agentName: `Failover ${index}`,
     apikey: agent.key,
     engine: 'sandbox',
-  });
+  };
+  const created = await request(member.base, 'POST', '/sessions?waitForQr=true', ADMIN, body, REQUEST_TIMEOUT_MS);
   check(created.status === 200, `POST /sessions ${agent.agentId}: ${created.status} ${created.text}`);
   const phone = `62811${String(index).padStart(8, '0')}`;
   let last = '';
   for (let attempt = 1; attempt <= SCAN_ATTEMPTS; attempt++) {
     // Forwarded to the owner: another member's tick may have taken the new lease before the creating one claimed it.
-    const scan = await call(member.base, 'POST', `/sandbox/agents/${agent.agentId}/scan`, { phone });
+    const scan = await request(
+      member.base,
+      'POST',
+      `/sandbox/agents/${agent.agentId}/scan`,
+      ADMIN,
+      { phone },
+      REQUEST_TIMEOUT_MS,
+    );
     if (scan.status === 200) return agent;
     last = `${scan.status} ${scan.text}`;
     check(scan.status === 409 || scan.status === 503, `scan ${agent.agentId}: ${last}`);
-    await call(member.base, 'POST', `/sessions/${agent.agentId}/qr`);
+    await request(member.base, 'POST', `/sessions/${agent.agentId}/qr`, ADMIN, undefined, REQUEST_TIMEOUT_MS);
     await sleep(100 * attempt);
   }
   throw new ScriptError(`scan ${agent.agentId}: no QR code to scan after ${SCAN_ATTEMPTS} attempts (${last})`);
@@ -281,7 +269,7 @@ interface SessionView {
 /** GET /sessions/{agentId} through `member` for each agent: those not ready, or not owned by one of `owners`. */
 async function notReadyThroughApi(member: Member, agentIds: string[], owners: Set<string>): Promise<string[]> {
   const bad = await pool(agentIds, CHECK_CONCURRENCY, async (agentId) => {
-    const answer = await call(member.base, 'GET', `/sessions/${agentId}`);
+    const answer = await request(member.base, 'GET', `/sessions/${agentId}`, ADMIN, undefined, REQUEST_TIMEOUT_MS);
     if (answer.status !== 200) return `${agentId}: ${answer.status}`;
     const { data } = JSON.parse(answer.text) as { data: SessionView };
     if (!data.liveState.isReady || data.owner === null || !owners.has(data.owner)) {

@@ -40,6 +40,7 @@ import autocannon from 'autocannon';
 import type pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import {
+  type Answer,
   api,
   bootService,
   check,
@@ -47,6 +48,7 @@ import {
   errorText,
   HOST,
   pgClient,
+  request,
   ScriptError,
   ScriptRun,
   type Service,
@@ -85,7 +87,6 @@ const BURST_CONCURRENCY = 32;
 /** How long a phase's deliveries may take to drain after its last event, at most. */
 const DRAIN_TIMEOUT_MS = 90_000;
 const DRAIN_POLL_MS = 100;
-const REQUEST_TIMEOUT_MS = 30_000;
 const OVERALL_TIMEOUT_MS = 8 * 60_000;
 
 const run = new ScriptRun('webhooks');
@@ -224,30 +225,9 @@ interface Agent {
   key: string;
 }
 
-interface Answer {
-  status: number;
-  text: string;
-}
-
-async function call(base: string, token: string, method: string, pathname: string, body?: unknown): Promise<Answer> {
-  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  try {
-    const res = await fetch(`${base}${pathname}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    return { status: res.status, text: await res.text() };
-  } catch (err) {
-    throw new ScriptError(`${method} ${pathname}: ${errorText(err)}`);
-  }
-}
-
 async function createAgent(service: Service, index: number): Promise<Agent> {
   const agent = { agentId: `wh-${TAG}-${index}`, key: `wh-key-${randomBytes(16).toString('hex')}` };
-  const created = await call(service.base, ADMIN, 'POST', '/sessions?waitForQr=true', {
+  const created = await request(service.base, 'POST', '/sessions?waitForQr=true', ADMIN, {
     userId: `wh-user-${index}`,
     agentId: agent.agentId,
     agentName: `Webhooks ${index}`,
@@ -255,7 +235,7 @@ async function createAgent(service: Service, index: number): Promise<Agent> {
     engine: 'sandbox',
   });
   check(created.status === 200, `POST /sessions ${agent.agentId}: ${created.status} ${created.text}`);
-  const scan = await call(service.base, ADMIN, 'POST', `/sandbox/agents/${agent.agentId}/scan`, {
+  const scan = await request(service.base, 'POST', `/sandbox/agents/${agent.agentId}/scan`, ADMIN, {
     phone: `62811${String(index).padStart(8, '0')}`,
   });
   check(scan.status === 200, `scan ${agent.agentId}: ${scan.status} ${scan.text}`);
@@ -283,7 +263,7 @@ class Generator {
     const agent = this.agents[n % this.agents.length] as Agent;
     this.sends += 1;
     return this.track(
-      call(this.service.base, agent.key, 'POST', `/agents/${agent.agentId}/messages`, {
+      request(this.service.base, 'POST', `/agents/${agent.agentId}/messages`, agent.key, {
         to: chatOf(Math.floor(n / this.agents.length)),
         message: `Halo ${n}`,
       }),
@@ -298,7 +278,7 @@ class Generator {
     const agent = this.agents[n % this.agents.length] as Agent;
     this.inbound += 1;
     return this.track(
-      call(this.service.base, ADMIN, 'POST', `/sandbox/agents/${agent.agentId}/inbound`, {
+      request(this.service.base, 'POST', `/sandbox/agents/${agent.agentId}/inbound`, ADMIN, {
         from: chatOf(Math.floor(n / this.agents.length)),
         text: `Pesan ${n}`,
         id: `WHB${TAG}${n}`,
@@ -543,7 +523,7 @@ async function main(): Promise<void> {
     return created.id;
   };
   const setEnabled = async (id: string, enabled: boolean) => {
-    const answer = await call(service.base, ADMIN, 'PATCH', `/webhooks/${id}`, { enabled });
+    const answer = await request(service.base, 'PATCH', `/webhooks/${id}`, ADMIN, { enabled });
     check(answer.status === 200, `PATCH /webhooks/${id}: ${answer.status} ${answer.text}`);
   };
 

@@ -374,6 +374,35 @@ interface Envelope<T> {
   data: T;
 }
 
+export interface Answer {
+  status: number;
+  text: string;
+}
+
+/** One call to the service's API with a Bearer token (a JSON body when given): its status and text, whatever they are. */
+export async function request(
+  base: string,
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  pathname: string,
+  token: string,
+  body?: unknown,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<Answer> {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  try {
+    const res = await fetch(`${base}${pathname}`, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: res.status, text: await res.text() };
+  } catch (err) {
+    throw new ScriptError(`${method} ${base}${pathname}: ${errorText(err)}`);
+  }
+}
+
 /** One call to the service's API with a Bearer token; the `data` of its answer, which must have `expectStatus`. */
 export async function api<T>(
   base: string,
@@ -383,21 +412,8 @@ export async function api<T>(
   body?: unknown,
   expectStatus = 200,
 ): Promise<T> {
-  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  let res: Response;
-  try {
-    res = await fetch(`${base}${pathname}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-  } catch (err) {
-    throw new ScriptError(`${method} ${pathname}: ${errorText(err)}`);
-  }
-  const text = await res.text();
-  check(res.status === expectStatus, `${method} ${pathname}: expected ${expectStatus}, got ${res.status}: ${text}`);
+  const { status, text } = await request(base, method, pathname, token, body);
+  check(status === expectStatus, `${method} ${pathname}: expected ${expectStatus}, got ${status}: ${text}`);
   try {
     return (JSON.parse(text) as Envelope<T>).data;
   } catch {
