@@ -13,13 +13,8 @@ import type { AiAttachment } from '../src/ai/ai-client.js';
 import type { MediaDownload } from '../src/engines/engine.js';
 import { startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
-import { fromBuild } from './build.js';
 import { percentile, writeSection } from './report.js';
-
-const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
-const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
-const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
-const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
+import { connectBenchAgent, startBenchService } from './service.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 100);
 const CHATS_PER_AGENT = 5;
@@ -82,41 +77,18 @@ async function main() {
   });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'wamt-bench-media-'));
   const port = await freePort();
-  const adminHeaders = { authorization: 'Bearer bench-admin-key-0123456789' };
-  const config = loadConfig({
+  const { app, container, sandbox } = await startBenchService(db.database, {
     DATA_DIR: dataDir,
-    WA_ENGINE: 'sandbox',
-    ADMIN_API_KEY: 'bench-admin-key-0123456789',
     AI_BACKEND_URL: ai.url,
     APP_BASE_URL: `http://127.0.0.1:${port}`,
-    LOG_LEVEL: 'silent',
   });
-  const container = await createContainer(config, {
-    database: db.database,
-    logger: createLogger({ level: 'silent' }),
-    collectProcessMetrics: false,
-  });
-  const app = await buildApp(container);
-  await container.start();
   await app.listen({ port, host: '127.0.0.1' });
-  const sandbox = container.sandbox;
-  if (!sandbox) throw new Error('the sandbox engine is not enabled');
 
   const agents: string[] = [];
   for (let i = 0; i < AGENTS; i++) {
     const agentId = `media-bench-${i}`;
-    await app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: adminHeaders,
-      payload: { userId: `bench-user-${i}`, agentId, agentName: agentId, apikey: `bench-key-${i}` },
-    });
-    await app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${agentId}/scan`,
-      headers: adminHeaders,
-      payload: { phone: `62811${String(i).padStart(8, '0')}` },
-    });
+    const phone = `62811${String(i).padStart(8, '0')}`;
+    await connectBenchAgent(app, { userId: `bench-user-${i}`, agentId, apikey: `bench-key-${i}`, phone });
     // Timestamps the start of each download: where "download → AI request" begins.
     const session = sandbox.session(agentId);
     if (session) {
@@ -192,8 +164,8 @@ the service downloads the file from the engine into the media store (on disk, SH
 \`media_files\`), signs a link and calls the AI stub (same process, 127.0.0.1), which fetches the link over HTTP, checks
 the bytes against what was delivered, then answers after ${AI_DELAY_MS} ms (with no reply, so the outbox is not measured).
 "download → AI request" runs from the engine's \`downloadMedia\` call to the stub reading the request; "event → AI
-request" adds the filter, the slot and the dedup claim. Defaults: \`MEDIA_DOWNLOADS_PER_AGENT\`=${config.mediaDownloadsPerAgent},
-\`MEDIA_DOWNLOADS_MAX\`=${config.mediaDownloadsMax}.
+request" adds the filter, the slot and the dedup claim. Defaults: \`MEDIA_DOWNLOADS_PER_AGENT\`=${container.config.mediaDownloadsPerAgent},
+\`MEDIA_DOWNLOADS_MAX\`=${container.config.mediaDownloadsMax}.
 
 | voice notes | reached the AI | bytes verified by the AI | AI calls open (peak) | download → AI request p50 / p99 / max (ms) | event → AI request p50 / p99 (ms) | AI fetch of the link p50 / p99 (ms) | kept up |
 | --- | --- | --- | --- | --- | --- | --- | --- |

@@ -10,13 +10,8 @@ import path from 'node:path';
 import { replyWith, startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
 import { privateText } from '../test/helpers/inbound-message.js';
-import { fromBuild } from './build.js';
 import { percentile, writeSection } from './report.js';
-
-const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
-const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
-const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
-const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
+import { connectBenchAgent, startBenchService } from './service.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
@@ -78,33 +73,20 @@ async function main() {
     return replyWith(`r:${id}`);
   });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'wamt-bench-inbound-'));
-  const adminHeaders = { authorization: 'Bearer bench-admin-key-0123456789' };
   const limits = Object.fromEntries(
     ['AI_CONCURRENCY_PER_AGENT', 'AI_CONCURRENCY_MAX'].flatMap((name) => {
       const value = process.env[name];
       return value ? [[name, value]] : [];
     }),
   );
-  const config = loadConfig({
+  const { app, container, sandbox } = await startBenchService(db.database, {
     DATA_DIR: dataDir,
-    WA_ENGINE: 'sandbox',
-    ADMIN_API_KEY: 'bench-admin-key-0123456789',
     AI_BACKEND_URL: ai.url,
-    LOG_LEVEL: 'silent',
     // The bench measures the pipeline, not the per-agent send budget.
     RATE_LIMIT_PER_MINUTE: '100000',
     RATE_LIMIT_BURST: '100000',
     ...limits,
   });
-  const container = await createContainer(config, {
-    database: db.database,
-    logger: createLogger({ level: 'silent' }),
-    collectProcessMetrics: false,
-  });
-  const app = await buildApp(container);
-  await container.start();
-  const sandbox = container.sandbox;
-  if (!sandbox) throw new Error('the sandbox engine is not enabled');
 
   // Timestamps the moment the engine is asked to send, which is where the service's work ends.
   const record = sandbox.record.bind(sandbox);
@@ -120,18 +102,8 @@ async function main() {
   const connectAgents = async (count: number) => {
     for (let i = agents.length; i < count; i++) {
       const agentId = `bench-${i}`;
-      await app.inject({
-        method: 'POST',
-        url: '/sessions',
-        headers: adminHeaders,
-        payload: { userId: `bench-user-${i}`, agentId, agentName: agentId, apikey: `bench-key-${i}` },
-      });
-      await app.inject({
-        method: 'POST',
-        url: `/sandbox/agents/${agentId}/scan`,
-        headers: adminHeaders,
-        payload: { phone: `62811${String(i).padStart(8, '0')}` },
-      });
+      const phone = `62811${String(i).padStart(8, '0')}`;
+      await connectBenchAgent(app, { userId: `bench-user-${i}`, agentId, apikey: `bench-key-${i}`, phone });
       agents.push(agentId);
     }
   };
@@ -221,7 +193,7 @@ async function main() {
     );
   }
 
-  const { aiConcurrencyPerAgent, aiConcurrencyMax } = config;
+  const { aiConcurrencyPerAgent, aiConcurrencyMax } = container.config;
   const body = `${SESSIONS} connected sandbox sessions (1,000 for the last scenarios); database: ${db.url ? 'PostgreSQL' : 'PGlite'};
 load average ${load} when the run started. Messages go to the agents round-robin, ${CHATS_PER_AGENT} private chats per
 agent, at a steady rate, straight into the engine's \`message\` event. The AI stub (same process, 127.0.0.1) answers

@@ -7,13 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTestDatabase } from '../test/helpers/database.js';
-import { fromBuild } from './build.js';
 import { mib, writeSection } from './report.js';
-
-const { buildApp } = await fromBuild<typeof import('../src/app.js')>('app.js');
-const { loadConfig } = await fromBuild<typeof import('../src/config.js')>('config.js');
-const { createContainer } = await fromBuild<typeof import('../src/container.js')>('container.js');
-const { createLogger } = await fromBuild<typeof import('../src/observability/logger.js')>('observability/logger.js');
+import { connectBenchAgent, startBenchService } from './service.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 20);
 const MB = 1024 * 1024;
@@ -36,37 +31,17 @@ const jsonFile = path.join(dir, 'video.json');
 const jsonBody = (to: string) => JSON.stringify({ to, type: 'video', data: video.toString('base64') });
 
 const db = await createTestDatabase();
-const config = loadConfig({
+const { app, sandbox } = await startBenchService(db.database, {
   DATA_DIR: path.join(dir, 'data'),
-  WA_ENGINE: 'sandbox',
-  ADMIN_API_KEY: 'bench-admin-key-0123456789',
-  LOG_LEVEL: 'silent',
   // Every agent's upload at once: the service-wide bound on files in flight is raised to let all 20 through.
   MEDIA_IN_FLIGHT_MAX: String(AGENTS),
   MEDIA_JSON_MAX_MB: '16',
   SEND_WAIT_MS: '30000',
 });
-const container = await createContainer(config, {
-  database: db.database,
-  logger: createLogger({ level: 'silent' }),
-  collectProcessMetrics: false,
-});
-const app = await buildApp(container);
-await container.start();
-const sandbox = container.sandbox;
-if (!sandbox) throw new Error('sandbox engine missing');
-const admin = { authorization: 'Bearer bench-admin-key-0123456789' };
 for (let i = 0; i < AGENTS; i++) {
   const agentId = `u-${i}`;
-  const res = await app.inject({
-    method: 'POST',
-    url: '/sessions',
-    headers: admin,
-    payload: { userId: 'bench', agentId, agentName: agentId, apikey: `key-${agentId}-0123456789` },
-  });
-  if (res.statusCode !== 200) throw new Error(`create ${agentId}: ${res.body}`);
-  await container.sessions.waitForQr(agentId);
-  await sandbox.scan(agentId, `6281${String(i).padStart(9, '0')}`);
+  const phone = `6281${String(i).padStart(9, '0')}`;
+  await connectBenchAgent(app, { userId: 'bench', agentId, apikey: `key-${agentId}-0123456789`, phone });
 }
 const base = await app.listen({ host: '127.0.0.1', port: 0 });
 
@@ -125,7 +100,7 @@ async function round(mode: 'multipart' | 'base64', n: number) {
   );
   const elapsedMs = Date.now() - started;
   clearInterval(sampler);
-  const sent = [...Array(AGENTS).keys()].filter((i) => sandbox?.sent(`u-${i}`).length === n).length;
+  const sent = [...Array(AGENTS).keys()].filter((i) => sandbox.sent(`u-${i}`).length === n).length;
   const after = await settle();
   return { mode, before, peak, after, elapsedMs, codes: [...new Set(codes)].join(', '), sent };
 }
