@@ -213,6 +213,45 @@ describe('webhook dispatcher', () => {
       [blocked.id, wide.id, late.id],
     ]);
   });
+  it("keeps order per agent and chat at an admin-level endpoint: one agent's stuck chat does not hold another's", async () => {
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const admin = await repository.create(null, { url: 'http://127.0.0.1:9/hook', enabled: true });
+    try {
+      // Two agents talking to one number: the same chat id, one order each.
+      await db.database.query(
+        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, agent_id, type, order_key, payload)
+         SELECT 'whd_pair' || g, 'evt_pair' || g, $1, CASE WHEN g % 2 = 1 THEN 'pair-a' ELSE 'pair-b' END,
+           'message.received', '6281234567890@c.us', '{}'::jsonb
+         FROM generate_series(1, 4) AS g ORDER BY g`,
+        [admin.id],
+      );
+      const now = new Date(clock.now());
+      const later = new Date(clock.now() + 30_000);
+      const room = { perEndpoint: 4, inFlight: new Map<string, number>() };
+      // The first of each agent's chat, not the first of the number alone.
+      const first = await repository.claim(now, later, 20, room);
+      expect(first.map((d) => d.id)).toEqual(['whd_pair1', 'whd_pair2']);
+      // Agent a's delivery is retried later; agent b's chat goes on meanwhile, a's waits.
+      const [a1, b1] = first as [ClaimedDelivery, ClaimedDelivery];
+      await repository.recordAttempts(
+        [
+          {
+            delivery: a1,
+            outcome: { kind: 'retry', statusCode: 503, error: 'HTTP 503', nextAttemptAt: later, giveUpAt: later },
+            at: now,
+          },
+          { delivery: b1, outcome: { kind: 'delivered', statusCode: 204 }, at: now },
+        ],
+        60_000,
+      );
+      const next = await repository.claim(now, later, 20, room);
+      expect(next.map((d) => d.id)).toEqual(['whd_pair4']);
+    } finally {
+      await db.database.query('DELETE FROM webhook_endpoints WHERE id = $1', [admin.id]);
+    }
+  });
+
   it('writes each event once, whatever the endpoints, then expands it into one delivery per endpoint, in order', async () => {
     const repository = new WebhooksRepository(db.database);
     const takers = [

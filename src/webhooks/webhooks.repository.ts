@@ -204,7 +204,8 @@ export class WebhooksRepository {
 
   /**
    * Claims up to `limit` due deliveries until `claimedUntil`, skipping rows another member has locked or claimed:
-   * only the oldest pending delivery of each (endpoint, chat) is eligible, so a chat's events go out in order, and
+   * only the oldest pending delivery of each (endpoint, agent, chat) is eligible, so a chat's events go out in order
+   * (one agent's chat: two agents talking to one number do not wait for each other at an admin-level endpoint), and
    * one claimed is not claimed again before `claimedUntil` (longer than an attempt can take).
    *
    * The pending deliveries are looked at oldest first, in windows of consecutive `seq` (CLAIM_WINDOW) from the oldest
@@ -244,8 +245,8 @@ export class WebhooksRepository {
              LEFT JOIN unnest($7::text[], $8::int[]) AS u (endpoint_id, n) ON u.endpoint_id = d.endpoint_id
            WHERE NOT EXISTS (
              SELECT 1 FROM webhook_deliveries p
-             WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key AND p.status = 'pending'
-               AND p.seq < d.seq)
+             WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
+               AND p.agent_id IS NOT DISTINCT FROM d.agent_id AND p.status = 'pending' AND p.seq < d.seq)
          ), due AS (
            SELECT d.id FROM heads h JOIN webhook_deliveries d ON d.id = h.id
            WHERE h.n + h.used <= $9 AND d.status = 'pending' AND (d.claimed_until IS NULL OR d.claimed_until <= $1)

@@ -193,7 +193,7 @@ export const migrations: Migration[] = [
     // receipt, an AI failure, a session status): nothing the services write can be committed without its events,
     // and no code path can forget one. A trigger costs one look at webhook_endpoints (a few rows at most) per
     // statement, not per row, and returns at once when no endpoint is enabled. order_key (the chat) orders the
-    // deliveries of one endpoint: only the oldest pending delivery of each (endpoint, order_key) may be sent.
+    // deliveries of one endpoint: only the oldest pending delivery of each (endpoint, agent, order_key) may be sent.
     sql: `
       CREATE TABLE IF NOT EXISTS webhook_endpoints (
         id text PRIMARY KEY,
