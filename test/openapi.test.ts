@@ -23,6 +23,20 @@ describe('OpenAPI document', () => {
     );
   });
 
+  it('documents the media upload as multipart/form-data beside JSON, and the request bodies with examples', async () => {
+    const document = JSON.parse(await readFile('openapi.json', 'utf8'));
+    const media = document.paths['/agents/{agentId}/media'].post.requestBody.content;
+    expect(Object.keys(media)).toEqual(['application/json', 'multipart/form-data']);
+    const form = media['multipart/form-data'].schema;
+    expect(form.properties.file).toMatchObject({ type: 'string', format: 'binary' });
+    expect(form.properties.data).toBeUndefined();
+    expect(form.required).toEqual(['to', 'file']);
+    expect(media['application/json'].schema.properties.data).toBeDefined();
+    for (const route of ['/sessions', '/agents/{agentId}/messages', '/sandbox/agents/{agentId}/inbound']) {
+      expect(document.paths[route].post.requestBody.content['application/json'].schema.example, route).toBeDefined();
+    }
+  });
+
   it('is served at /docs/json, with the UI at /docs and its assets from this service', async () => {
     const json = await f.t.app.inject({ method: 'GET', url: '/docs/json' });
     expect(json.statusCode).toBe(200);

@@ -3,6 +3,35 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import type { ZodType } from 'zod';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A route that also takes `multipart/form-data` (read into `request.body` before validation) documents the form
+     * here: the OpenAPI document shows it beside the JSON body.
+     */
+    multipartForm?: ZodType;
+  }
+}
+
+type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
+
+/** The zod schemas turned into OpenAPI, and a route's multipart form documented as a second request content type. */
+function transform(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
+  const out = jsonSchemaTransform(input);
+  const form = 'route' in input ? input.route.config?.multipartForm : undefined;
+  const json = out.schema?.body;
+  if (!form || !json) return out;
+  const multipart = jsonSchemaTransform({ ...input, schema: { body: form } }).schema?.body;
+  return {
+    ...out,
+    schema: {
+      ...out.schema,
+      body: { content: { 'application/json': { schema: json }, 'multipart/form-data': { schema: multipart } } },
+    },
+  };
+}
 
 const OPENAPI_INFO = {
   title: 'WhatsApp Multi-Tenant API',
@@ -34,7 +63,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         },
       ],
     },
-    transform: jsonSchemaTransform,
+    transform,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }

@@ -17,6 +17,7 @@ import {
   reactionBody,
   reactionParams,
   sendMediaBody,
+  sendMediaForm,
   sendMediaResultSchema,
   sendMessageBody,
   sendResultSchema,
@@ -107,6 +108,7 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       onRequest: [onRequest, takeMediaPlace],
       preValidation: readUpload,
       bodyLimit: mediaBodyLimit,
+      config: { multipartForm: sendMediaForm },
       schema: {
         tags,
         security,

@@ -31,18 +31,20 @@ export const contactSchema = z
   })
   .meta({ example: { name: 'Budi Santoso', phone: '+62 812-3456-7890' } });
 
-export const sendMessageBody = z.object({
-  to: text()
-    .min(1)
-    .max(64)
-    .describe(
-      "Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid). A LID whose number the agent has learned is sent to that number's chat",
-    ),
-  message: text().min(1).max(65_536).optional().describe('A text message; exactly one of message, location, contact'),
-  location: locationSchema.optional().describe('A pinned location'),
-  contact: contactSchema.optional().describe('A contact card'),
-  ...quoteFields,
-});
+export const sendMessageBody = z
+  .object({
+    to: text()
+      .min(1)
+      .max(64)
+      .describe(
+        "Phone number (08…, +62…, 62…) or JID (@c.us, @s.whatsapp.net, @g.us, @lid). A LID whose number the agent has learned is sent to that number's chat",
+      ),
+    message: text().min(1).max(65_536).optional().describe('A text message; exactly one of message, location, contact'),
+    location: locationSchema.optional().describe('A pinned location'),
+    contact: contactSchema.optional().describe('A contact card'),
+    ...quoteFields,
+  })
+  .meta({ example: { to: '6281234567890', message: 'Your order has shipped.' } });
 
 /** A boolean as JSON gives it, or as a multipart form field ("true"/"false"). */
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')]);
@@ -77,6 +79,22 @@ export const sendMediaBody = z
     },
   });
 
+/**
+ * The same send as a `multipart/form-data` upload (documentation only: the route reads the form into the body above,
+ * which validates it): the fields as form fields, the file as one file part, streamed to disk.
+ */
+export const sendMediaForm = sendMediaBody
+  .omit({ data: true, url: true })
+  .extend({
+    file: z
+      .string()
+      .meta({ format: 'binary' })
+      .describe("The file, as the request's one file part (any part name); its filename is the document's default"),
+  })
+  .meta({
+    example: { to: '6281234567890', type: 'audio', voice: true, file: '(the bytes of voice-note.ogg)' },
+  });
+
 export const reactionParams = z.object({
   agentId: agentIdSchema,
   messageId: text()
@@ -85,14 +103,16 @@ export const reactionParams = z.object({
     .describe("Our outbox id of a message the agent sent, or WhatsApp's id of one it sent or received"),
 });
 
-export const reactionBody = z.object({
-  emoji: text().max(32).describe('One emoji; "" takes the reaction back'),
-  chatId: text()
-    .min(1)
-    .max(64)
-    .optional()
-    .describe('The chat, needed only for a WhatsApp id this service has no record of'),
-});
+export const reactionBody = z
+  .object({
+    emoji: text().max(32).describe('One emoji; "" takes the reaction back'),
+    chatId: text()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('The chat, needed only for a WhatsApp id this service has no record of'),
+  })
+  .meta({ example: { emoji: '👍' } });
 
 export const chatParams = z.object({
   agentId: agentIdSchema,

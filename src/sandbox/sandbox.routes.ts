@@ -28,50 +28,60 @@ const SPECIAL_CHAT = /^[\w.-]+@(broadcast|newsletter)$/;
 const SANDBOX_FILE_MAX_BYTES = 32 * 1024 * 1024;
 const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/;
 
-const inboundBody = z.object({
-  from: text()
-    .min(1)
-    .describe('The sender: a phone number, `<digits>@c.us`, or a LID `<id>@lid` (WhatsApp hiding the number)'),
-  phone: text()
-    .optional()
-    .describe(
-      'With a `from` of the form `<id>@lid`: the phone number the sandbox knows for that LID, reported with it as real engines do',
-    ),
-  text: text().default(''),
-  chat: text().min(1).optional(),
-  isGroup: z.boolean().optional(),
-  mentions: z.array(text()).default([]),
-  pushName: text().optional(),
-  chatName: text().optional(),
-  type: z.enum(INBOUND_TYPES).default('text'),
-  id: text().min(1).max(128).optional(),
-  fromMe: z.boolean().default(false),
-  quotedMessageId: text().min(1).max(256).optional(),
-  media: z
-    .object({
-      data: z
-        .string()
-        .max(Math.ceil(SANDBOX_FILE_MAX_BYTES / 3) * 4 + 1024)
-        .refine((value) => BASE64.test(value.replace(/^data:[^,]*,/, '')), 'must be base64')
-        .optional()
-        .describe('The file in base64 (a data: URI prefix is allowed); without it a download of the message fails'),
-      mimeType: text().max(255).optional(),
-      size: z.number().int().min(0).optional().describe('Defaults to the length of `data`'),
-      filename: text().max(255).optional(),
-      durationSeconds: z.number().min(0).optional().describe('Voice notes, audio and video'),
-    })
-    .optional()
-    .describe('The attachment of an image, audio, video, document or sticker message: its bytes and metadata'),
-  location: z
-    .object({
-      latitude: z.number().min(-90).max(90),
-      longitude: z.number().min(-180).max(180),
-      name: text().max(1_024).optional(),
-      address: text().max(1_024).optional(),
-    })
-    .optional()
-    .describe('With `type` location: where it points'),
-});
+const inboundBody = z
+  .object({
+    from: text()
+      .min(1)
+      .describe('The sender: a phone number, `<digits>@c.us`, or a LID `<id>@lid` (WhatsApp hiding the number)'),
+    phone: text()
+      .optional()
+      .describe(
+        'With a `from` of the form `<id>@lid`: the phone number the sandbox knows for that LID, reported with it as real engines do',
+      ),
+    text: text().default(''),
+    chat: text().min(1).optional(),
+    isGroup: z.boolean().optional(),
+    mentions: z.array(text()).default([]),
+    pushName: text().optional(),
+    chatName: text().optional(),
+    type: z.enum(INBOUND_TYPES).default('text'),
+    id: text().min(1).max(128).optional(),
+    fromMe: z.boolean().default(false),
+    quotedMessageId: text().min(1).max(256).optional(),
+    media: z
+      .object({
+        data: z
+          .string()
+          .max(Math.ceil(SANDBOX_FILE_MAX_BYTES / 3) * 4 + 1024)
+          .refine((value) => BASE64.test(value.replace(/^data:[^,]*,/, '')), 'must be base64')
+          .optional()
+          .describe('The file in base64 (a data: URI prefix is allowed); without it a download of the message fails'),
+        mimeType: text().max(255).optional(),
+        size: z.number().int().min(0).optional().describe('Defaults to the length of `data`'),
+        filename: text().max(255).optional(),
+        durationSeconds: z.number().min(0).optional().describe('Voice notes, audio and video'),
+      })
+      .optional()
+      .describe('The attachment of an image, audio, video, document or sticker message: its bytes and metadata'),
+    location: z
+      .object({
+        latitude: z.number().min(-90).max(90),
+        longitude: z.number().min(-180).max(180),
+        name: text().max(1_024).optional(),
+        address: text().max(1_024).optional(),
+      })
+      .optional()
+      .describe('With `type` location: where it points'),
+  })
+  .meta({
+    example: {
+      from: '123456789012345@lid',
+      phone: '6281234567890',
+      pushName: 'Budi',
+      type: 'audio',
+      media: { data: 'T2dnUwACAAAAAAAAAAA…', mimeType: 'audio/ogg; codecs=opus', durationSeconds: 4 },
+    },
+  });
 
 /** The file's bytes from `media.data`: base64, optionally behind a data: URI prefix. */
 function fileBytes(data: string | undefined): Buffer | undefined {
@@ -276,11 +286,13 @@ export const sandboxRoutes: FastifyPluginAsyncZod<SandboxRoutesOptions> = async 
         summary:
           "Report WhatsApp's receipt for a message the agent sent, as a real engine would: its server took it (`server`), the recipient's phone got it (`delivered`), read it (`read`), played it (`played`), or it failed (`error`)",
         params: agentParams,
-        body: z.object({
-          waMessageId: text().min(1).max(256).describe("WhatsApp's id of the message, as the send answered it"),
-          status: z.enum(ACK_STATUSES),
-          error: text().max(1_024).optional().describe('With `error`: what went wrong'),
-        }),
+        body: z
+          .object({
+            waMessageId: text().min(1).max(256).describe("WhatsApp's id of the message, as the send answered it"),
+            status: z.enum(ACK_STATUSES),
+            error: text().max(1_024).optional().describe('With `error`: what went wrong'),
+          })
+          .meta({ example: { waMessageId: 'true_6281100000000@c.us_SBX9F2C00000001', status: 'read' } }),
         response: {
           200: envelope(z.object({ waMessageId: z.string(), status: z.enum(ACK_STATUSES) })),
           ...errorResponses(400, 401, 404, 409),

@@ -4,20 +4,28 @@ import { agentIdSchema, text } from '../http/schemas.js';
 import { pacingSettingSchema, pacingViewSchema } from '../pacing/pacing.schemas.js';
 import { ENGINE_NAMES } from '../whatsapp/engine-names.js';
 
-export const createSessionBody = z.object({
-  userId: z.union([text().trim().min(1).max(128), z.number().int()]).transform(String),
-  agentId: agentIdSchema,
-  agentName: text().trim().min(1).max(200),
-  apikey: text().min(1).max(512).optional(),
-  engine: z.enum(ENGINE_NAMES).optional(),
-  pacing: pacingSettingSchema.optional(),
-});
+export const createSessionBody = z
+  .object({
+    userId: z.union([text().trim().min(1).max(128), z.number().int()]).transform(String),
+    agentId: agentIdSchema,
+    agentName: text().trim().min(1).max(200),
+    apikey: text().min(1).max(512).optional(),
+    engine: z.enum(ENGINE_NAMES).optional(),
+    pacing: pacingSettingSchema.optional(),
+  })
+  .meta({ example: { userId: 'user-42', agentId: 'support-bot', agentName: 'Support bot', pacing: 'human' } });
 export type CreateSessionInput = z.output<typeof createSessionBody>;
 
 /** PATCH /sessions/{agentId}: what may change on an agent after its creation. */
-export const updateSessionBody = z.object({
-  pacing: pacingSettingSchema.optional(),
-});
+export const updateSessionBody = z
+  .object({
+    pacing: pacingSettingSchema.optional(),
+  })
+  .meta({
+    example: {
+      pacing: { minGapMs: 1_500, maxGapMs: 4_000, typingMsPerChar: 40, maxTypingMs: 6_000, newContactsPerDay: 20 },
+    },
+  });
 export type UpdateSessionInput = z.output<typeof updateSessionBody>;
 
 const booleanQuery = z

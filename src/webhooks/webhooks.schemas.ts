@@ -37,12 +37,20 @@ const eventsSchema = z
   .describe('The event types sent to this endpoint; null or absent: all of them');
 const descriptionSchema = text().max(500).nullable();
 
-export const createWebhookBody = z.object({
-  url: urlSchema,
-  events: eventsSchema.optional(),
-  enabled: z.boolean().default(true),
-  description: descriptionSchema.optional(),
-});
+export const createWebhookBody = z
+  .object({
+    url: urlSchema,
+    events: eventsSchema.optional(),
+    enabled: z.boolean().default(true),
+    description: descriptionSchema.optional(),
+  })
+  .meta({
+    example: {
+      url: 'https://crm.example.com/hooks/whatsapp',
+      events: ['message.received', 'message.status'],
+      description: 'CRM inbox',
+    },
+  });
 
 export const updateWebhookBody = z
   .object({
@@ -51,7 +59,8 @@ export const updateWebhookBody = z
     enabled: z.boolean().optional().describe('true also re-enables an endpoint disabled after failing too long'),
     description: descriptionSchema.optional(),
   })
-  .refine((body) => Object.keys(body).length > 0, 'nothing to change');
+  .refine((body) => Object.keys(body).length > 0, 'nothing to change')
+  .meta({ example: { enabled: false } });
 
 export const webhookSchema = z.object({
   id: z.string(),
