@@ -32,7 +32,7 @@ describe('agent authentication', () => {
   });
 
   it('adopts a key rotated in api_keys on its first request, and saves it on the row', async () => {
-    await connectAgent(f.t, 'rotating', 'user-rotating');
+    await connectAgent(f.t, 'rotating', { userId: 'user-rotating' });
     await insertApiKey(f.db.database, 'user-rotating', 'rotated-key-0123456789');
     const res = await send('rotating', 'Bearer rotated-key-0123456789');
     expect(res.statusCode).toBe(200);

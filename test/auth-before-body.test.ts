@@ -177,7 +177,7 @@ describe('authentication before the body', () => {
 
   it('still adopts a key rotated in api_keys, from the hook, on a real connection', async () => {
     const at = await listen();
-    await connectAgent(f.t, 'rotate-bot', 'u-rotate');
+    await connectAgent(f.t, 'rotate-bot', { userId: 'u-rotate' });
     await f.db.database.query(
       `INSERT INTO api_keys (user_id, access_token, is_active, updated_at) VALUES ('u-rotate', 'rotated-0123456789', true, now())`,
     );

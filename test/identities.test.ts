@@ -5,6 +5,7 @@ import { IdentityRepository } from '../src/identity/identity.repository.js';
 import { type AiServer, replyWith, startAiServer } from './helpers/ai-server.js';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { connectAgent, deliverInbound } from './helpers/messaging.js';
 
 const POLL = { timeout: 10_000, interval: 20 };
 const BOT_PHONE = '6281100000001';
@@ -37,29 +38,10 @@ describe('one identity per person (LID and phone number)', () => {
   const build = () => createTestApp({ database: db.database, dataDir, env: { AI_BACKEND_URL: ai.url } });
   const agentAuth = () => ({ authorization: `Bearer key-${agentId}` });
 
-  const connect = async () => {
-    const created = await t.app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: t.admin,
-      payload: { userId: `user-${agentId}`, agentId, agentName: 'Bot', apikey: `key-${agentId}` },
-    });
-    expect(created.statusCode).toBe(200);
-    const scanned = await t.app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${agentId}/scan`,
-      headers: t.admin,
-      payload: { phone: BOT_PHONE },
-    });
-    expect(scanned.statusCode).toBe(200);
-  };
+  const connect = () => connectAgent(t, agentId, { apikey: `key-${agentId}`, phone: BOT_PHONE });
   const inbound = (payload: Record<string, unknown>) =>
     t.app.inject({ method: 'POST', url: `/sandbox/agents/${agentId}/inbound`, headers: t.admin, payload });
-  const deliver = async (payload: Record<string, unknown>) => {
-    const response = await inbound(payload);
-    expect(response.statusCode).toBe(200);
-    return response.json().data.messageId as string;
-  };
+  const deliver = (payload: Record<string, unknown>) => deliverInbound(t, agentId, payload);
   const settle = async () => {
     await t.container.inbound.onIdle();
     await t.container.identities.idle();

@@ -13,6 +13,7 @@ import { MediaLinks } from '../src/media-store/media-links.js';
 import { type AiBehaviour, type AiServer, type RecordedAiRequest, startAiServer } from './helpers/ai-server.js';
 import { ADMIN_KEY, createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { connectAgent, deliverInbound } from './helpers/messaging.js';
 
 const BOT_PHONE = '6281100000001';
 const USER = '6281234567890';
@@ -56,32 +57,11 @@ describe('inbound media', () => {
   let agentSeq = 0;
   let agentId: string;
 
-  const connect = async (app: TestApp, id: string) => {
-    const created = await app.app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: app.admin,
-      payload: { userId: `user-${id}`, agentId: id, agentName: 'Bot', apikey: `key-${id}` },
-    });
-    expect(created.statusCode).toBe(200);
-    const scanned = await app.app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${id}/scan`,
-      headers: app.admin,
-      payload: { phone: BOT_PHONE },
-    });
-    expect(scanned.statusCode).toBe(200);
-  };
+  const connect = (app: TestApp, id: string) => connectAgent(app, id, { apikey: `key-${id}`, phone: BOT_PHONE });
   const deliver = async (body: Record<string, unknown>, app = t, id = agentId) => {
-    const response = await app.app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${id}/inbound`,
-      headers: app.admin,
-      payload: body,
-    });
-    expect(response.statusCode).toBe(200);
+    const messageId = await deliverInbound(app, id, body);
     await app.container.inbound.onIdle();
-    return response.json().data.messageId as string;
+    return messageId;
   };
   const metric = async (pattern: RegExp) => {
     const text = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;

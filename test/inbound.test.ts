@@ -4,6 +4,7 @@ import { type AiBehaviour, type AiServer, refusedUrl, replyWith, startAiServer }
 import { ADMIN_KEY, createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { privateText } from './helpers/inbound-message.js';
+import { connectAgent, deliverInbound } from './helpers/messaging.js';
 
 /** Generous: a loaded CI machine must not turn a slow poll into a failure. */
 const POLL = { timeout: 10_000, interval: 20 };
@@ -38,34 +39,10 @@ describe('inbound messages', () => {
       env: { AI_BACKEND_URL: ai.url, DEVELOPER_NUMBER: DEVELOPER, AI_TIMEOUT_MS: '2000', ...env },
     });
 
-  const connect = async (id: string, phone = BOT_PHONE) => {
-    const created = await t.app.inject({
-      method: 'POST',
-      url: '/sessions',
-      headers: t.admin,
-      payload: { userId: `user-${id}`, agentId: id, agentName: 'Bot', apikey: `key-${id}` },
-    });
-    expect(created.statusCode).toBe(200);
-    const scanned = await t.app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${id}/scan`,
-      headers: t.admin,
-      payload: { phone },
-    });
-    expect(scanned.statusCode).toBe(200);
-  };
+  const connect = (id: string, phone = BOT_PHONE) => connectAgent(t, id, { apikey: `key-${id}`, phone });
 
   /** Delivers a message and waits until the pipeline has finished with everything it accepted. */
-  const deliver = async (body: Record<string, unknown>, id = agentId) => {
-    const response = await t.app.inject({
-      method: 'POST',
-      url: `/sandbox/agents/${id}/inbound`,
-      headers: t.admin,
-      payload: body,
-    });
-    expect(response.statusCode).toBe(200);
-    return response.json().data.messageId as string;
-  };
+  const deliver = (body: Record<string, unknown>, id = agentId) => deliverInbound(t, id, body);
   const settle = () => t.container.inbound.onIdle();
   /** After a rebuild the stored sandbox login brings the session back without a scan, as after a real restart. */
   const waitUntilReady = () =>

@@ -11,6 +11,7 @@ import {
   type MessageAck,
   RecipientRejectedError,
 } from './engine.js';
+import type { SandboxSentEntry } from './sandbox/sandbox.engine.js';
 
 /** A message as the phone on the other side sends it; JIDs are canonical and the harness translates them. */
 export interface ContractInbound {
@@ -43,40 +44,11 @@ export interface ContractMedia {
   durationSeconds?: number;
 }
 
-/** What the harness saw the engine hand to WhatsApp, translated back to canonical JIDs. */
-export interface ContractSent {
-  to: string;
-  kind:
-    | 'text'
-    | 'image'
-    | 'document'
-    | 'audio'
-    | 'video'
-    | 'sticker'
-    | 'location'
-    | 'contact'
-    | 'reaction'
-    | 'read'
-    | 'typing';
-  text?: string;
-  caption?: string;
-  mimeType?: string;
-  bytes?: number;
-  sha256?: string;
-  filename?: string;
-  voice?: boolean;
-  latitude?: number;
-  longitude?: number;
-  name?: string;
-  address?: string;
-  vcard?: string;
-  displayName?: string;
-  emoji?: string;
-  targetMessageId?: string;
-  quotedMessageId?: string;
-  mentions?: string[];
-  typing?: boolean;
-}
+/**
+ * What the harness saw the engine hand to WhatsApp, translated back to canonical JIDs: the fields of the sandbox's
+ * sent log, which records every kind the same way, less what only the sandbox knows (its ids and times).
+ */
+export type ContractSent = Omit<SandboxSentEntry, 'messageId' | 'at' | 'chat'>;
 
 export interface EngineHarness {
   engine: Engine;

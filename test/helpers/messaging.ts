@@ -6,9 +6,15 @@ export interface ConnectedAgent {
   auth: { authorization: string };
 }
 
-/** Creates the agent with its own key and plays the phone scanning its QR code. */
-export async function connectAgent(t: TestApp, agentId: string, userId = `user-${agentId}`): Promise<ConnectedAgent> {
-  const apikey = `key-${agentId}-0123456789`;
+/**
+ * Creates the agent with its own key and plays the phone scanning its QR code: `userId` and `apikey` default from the
+ * agent's id, `phone` is the number the sandbox logs in as (its default when absent).
+ */
+export async function connectAgent(
+  t: TestApp,
+  agentId: string,
+  { userId = `user-${agentId}`, apikey = `key-${agentId}-0123456789`, phone }: ConnectOptions = {},
+): Promise<ConnectedAgent> {
   const created = await t.app.inject({
     method: 'POST',
     url: '/sessions',
@@ -20,10 +26,28 @@ export async function connectAgent(t: TestApp, agentId: string, userId = `user-$
     method: 'POST',
     url: `/sandbox/agents/${agentId}/scan`,
     headers: t.admin,
-    payload: {},
+    payload: phone === undefined ? {} : { phone },
   });
   if (scanned.statusCode !== 200) throw new Error(`scan ${agentId}: ${scanned.body}`);
   return { agentId, auth: { authorization: `Bearer ${apikey}` } };
+}
+
+export interface ConnectOptions {
+  userId?: string;
+  apikey?: string;
+  phone?: string;
+}
+
+/** Delivers a message to the agent as its sandbox phone receives it; returns the message's id. */
+export async function deliverInbound(t: TestApp, agentId: string, body: Record<string, unknown>): Promise<string> {
+  const response = await t.app.inject({
+    method: 'POST',
+    url: `/sandbox/agents/${agentId}/inbound`,
+    headers: t.admin,
+    payload: body,
+  });
+  if (response.statusCode !== 200) throw new Error(`inbound to ${agentId}: ${response.statusCode} ${response.body}`);
+  return response.json().data.messageId as string;
 }
 
 export function sendText(
