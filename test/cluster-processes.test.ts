@@ -212,6 +212,26 @@ async function bootCluster(
   }
 }
 
+/** A scenario's cluster: booted (bootCluster) before its tests, every process killed after them whatever happens. */
+function useCluster(
+  ids: readonly string[],
+  sessions: number,
+  env: Record<string, string>,
+): { cluster: ProcessCluster; members: MemberProcess[] } {
+  const scenario = {} as { cluster: ProcessCluster; members: MemberProcess[] };
+  beforeAll(async () => {
+    Object.assign(scenario, await bootCluster(ids, sessions, env));
+  }, 90_000);
+  afterAll(async () => {
+    await scenario.cluster?.close();
+  }, 30_000);
+  return scenario;
+}
+
+/** Sends through every member that is up, to every agent: six clients at once, 10 ms apart. */
+const sendLoad = (cluster: ProcessCluster): SendLoad =>
+  new SendLoad(cluster, { agents: () => cluster.agents, targets: () => cluster.up(), concurrency: 6, thinkMs: 10 });
+
 function phaseOf(message: LoadMessage, from: number, to: number): 'before' | 'during' | 'after' {
   return message.startedAt < from ? 'before' : message.startedAt <= to ? 'during' : 'after';
 }
@@ -388,26 +408,14 @@ describe.skipIf(!usingPostgres())('a cluster of real processes on one PostgreSQL
   });
 
   describe('kill -9 of a member under send load', () => {
-    let cluster: ProcessCluster;
-    let members: MemberProcess[];
-
-    beforeAll(async () => {
-      ({ cluster, members } = await bootCluster(['k1', 'k2', 'k3'], 30, FAST_SENDS));
-    }, 90_000);
-    afterAll(async () => {
-      await cluster?.close();
-    }, 30_000);
+    const scenario = useCluster(['k1', 'k2', 'k3'], 30, FAST_SENDS);
 
     it('its sessions run on the others within LEASE_TTL_MS + 5 s; every acknowledged message is sent', async () => {
+      const { cluster, members } = scenario;
       onTestFailed(() => console.log(cluster.diagnostics()));
       const [k1, k2, victim] = members as [MemberProcess, MemberProcess, MemberProcess];
       const survivors = [k1.id, k2.id];
-      const load = new SendLoad(cluster, {
-        agents: () => cluster.agents,
-        targets: () => cluster.up(),
-        concurrency: 6,
-        thinkMs: 10,
-      });
+      const load = sendLoad(cluster);
       load.start();
       try {
         await sleep(2_000);
@@ -496,25 +504,13 @@ describe.skipIf(!usingPostgres())('a cluster of real processes on one PostgreSQL
   });
 
   describe('SIGTERM of a member under send load', () => {
-    let cluster: ProcessCluster;
-    let members: MemberProcess[];
-
-    beforeAll(async () => {
-      ({ cluster, members } = await bootCluster(['t1', 't2', 't3'], 30, FAST_SENDS));
-    }, 90_000);
-    afterAll(async () => {
-      await cluster?.close();
-    }, 30_000);
+    const scenario = useCluster(['t1', 't2', 't3'], 30, FAST_SENDS);
 
     it('moves its sessions within 5 s, answers no request 5xx, exits 0, loses no message', async () => {
+      const { cluster, members } = scenario;
       onTestFailed(() => console.log(cluster.diagnostics()));
       const [t1, t2, victim] = members as [MemberProcess, MemberProcess, MemberProcess];
-      const load = new SendLoad(cluster, {
-        agents: () => cluster.agents,
-        targets: () => cluster.up(),
-        concurrency: 6,
-        thinkMs: 10,
-      });
+      const load = sendLoad(cluster);
       load.start();
       try {
         await sleep(2_000);
@@ -587,17 +583,10 @@ describe.skipIf(!usingPostgres())('a cluster of real processes on one PostgreSQL
     /** A queue builds: one message per second per agent, a burst of one. */
     const SLOW_SENDS = { RATE_LIMIT_PER_MINUTE: '60', RATE_LIMIT_BURST: '1', SEND_WAIT_MS: '200' };
     const QUEUED_PER_AGENT = 8;
-    let cluster: ProcessCluster;
-    let members: MemberProcess[];
-
-    beforeAll(async () => {
-      ({ cluster, members } = await bootCluster(['f1', 'f2', 'f3'], 18, SLOW_SENDS));
-    }, 90_000);
-    afterAll(async () => {
-      await cluster?.close();
-    }, 30_000);
+    const scenario = useCluster(['f1', 'f2', 'f3'], 18, SLOW_SENDS);
 
     it('sends nothing once it runs again, and stops the sessions it lost', async () => {
+      const { cluster, members } = scenario;
       onTestFailed(() => console.log(cluster.diagnostics()));
       const [f1, f2, paused] = members as [MemberProcess, MemberProcess, MemberProcess];
       const held = (await cluster.leases()).filter((l) => l.live && l.owner === paused.id);
@@ -714,25 +703,13 @@ describe.skipIf(!usingPostgres())('a cluster of real processes on one PostgreSQL
   });
 
   describe('a rolling restart of every member under send load', () => {
-    let cluster: ProcessCluster;
-    let members: MemberProcess[];
-
-    beforeAll(async () => {
-      ({ cluster, members } = await bootCluster(['r1', 'r2', 'r3'], 30, FAST_SENDS));
-    }, 90_000);
-    afterAll(async () => {
-      await cluster?.close();
-    }, 30_000);
+    const scenario = useCluster(['r1', 'r2', 'r3'], 30, FAST_SENDS);
 
     it('each member exits 0 and comes back to its share; no acknowledged message is lost', async () => {
+      const { cluster, members } = scenario;
       onTestFailed(() => console.log(cluster.diagnostics()));
       const ids = members.map((m) => m.id);
-      const load = new SendLoad(cluster, {
-        agents: () => cluster.agents,
-        targets: () => cluster.up(),
-        concurrency: 6,
-        thinkMs: 10,
-      });
+      const load = sendLoad(cluster);
       load.start();
       const steps: Array<{ member: string; from: number; to: number; [key: string]: unknown }> = [];
       try {
