@@ -44,6 +44,8 @@ import { createWebhooks, type Webhooks } from './webhooks/webhooks.module.js';
 import type { EngineName } from './whatsapp/engine-names.js';
 
 const MEDIA_PURGE_INTERVAL_MS = 10 * 60 * 1000;
+/** Outbound file chunks of no message are kept this long: far longer than any file's commit may take. */
+const STRAY_CHUNK_MS = 60 * 60 * 1000;
 
 /** Session states of a client that is being linked to a phone, or starting: a rebalance leaves them where they are. */
 const LINKING_STATES = new Set(['starting', 'qr', 'authenticated']);
@@ -333,6 +335,13 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         }),
         keptWithMessages('inbound', (cutoff) => inboundRepo.purgeBefore(cutoff)),
         keptWithMessages('outbox', (cutoff) => outbox.purgeSettledBefore(cutoff)),
+        startRetention({
+          name: 'outbox_chunks',
+          purgeBefore: (cutoff) => outbox.purgeStrayChunksBefore(cutoff),
+          retentionMs: STRAY_CHUNK_MS,
+          logger,
+          clock,
+        }),
         keptWithMessages('identities', (cutoff) => identityRepo.purgeBefore(cutoff)),
         keptWithMessages('webhook_deliveries', (cutoff) => webhooks.repository.purgeSettledBefore(cutoff)),
       );

@@ -8,12 +8,12 @@ import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FILES } from '../src/messaging/__fixtures__/files.js';
 import { IMAGES } from '../src/messaging/__fixtures__/images.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
-import { type ConnectedAgent, connectAgent, sendText, until } from './helpers/messaging.js';
+import { type ConnectedAgent, connectAgent, sendText, sent, until } from './helpers/messaging.js';
 
 const MB = 1024 * 1024;
 const TO = '6281234567890';
@@ -363,6 +363,117 @@ describe('outbound message types over HTTP (sandbox)', () => {
       expect(res.statusCode, url).toBe(409);
       expect(res.json().error.code).toBe('SESSION_NOT_READY');
     }
+  });
+});
+
+// A file's chunks are committed one by one before its row, never in one transaction: on PGlite a transaction holds
+// the one connection every agent shares, and other agents' sends timed out (503) behind a 100 MB upload.
+describe("a file's commit", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    t = await createTestApp({ database: db.database });
+  });
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    await t?.close();
+    await db?.drop();
+  });
+
+  const chunksOf = async (messageId: string) =>
+    Number(
+      (
+        await db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks WHERE message_id = $1', [messageId])
+      )[0]?.n,
+    );
+  const document = (agent: ConnectedAgent, size: number, headers: Record<string, string> = {}) =>
+    t.app.inject({
+      method: 'POST',
+      url: `/agents/${agent.agentId}/media`,
+      headers: { ...agent.auth, ...headers },
+      payload: { to: TO, type: 'document', filename: 'big.bin', data: Buffer.alloc(size, 7).toString('base64') },
+    });
+
+  it("lets other agents' sends commit between its chunks, and writes the row once the file is whole", async () => {
+    const uploader = await connectAgent(t, 'chunked-bot');
+    const other = await connectAgent(t, 'bystander-bot');
+    // The third chunk waits until the other agent's text is answered.
+    let reached: () => void = () => {};
+    const atThirdChunk = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const query = db.database.query.bind(db.database);
+    const spy = vi.spyOn(db.database, 'query').mockImplementation(async (sql, params, name) => {
+      if (name === 'outbox_media_chunk' && params?.[1] === 2) {
+        reached();
+        await released;
+      }
+      return query(sql, params, name);
+    });
+    try {
+      const upload = document(uploader, 4 * MB + 5);
+      await atThirdChunk;
+      // Two chunks are committed, the row is not there yet.
+      const [committed] = await db.database.query(
+        `SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM outbox_messages m WHERE m.id = c.message_id))::int AS stray FROM outbox_media_chunks c`,
+      );
+      expect({ n: Number(committed?.n), stray: Number(committed?.stray) }).toEqual({ n: 2, stray: 2 });
+      const text = await sendText(t, other, { to: TO, message: 'not behind the file' });
+      expect(text.statusCode, text.body).toBe(200);
+      release();
+      const res = await upload;
+      expect(res.statusCode, res.body).toBe(200);
+      const messageId = res.json().data.messageId as string;
+      expect(sent(t, uploader.agentId)).toEqual([expect.objectContaining({ kind: 'document', bytes: 4 * MB + 5 })]);
+      // Sent: its chunks are gone with the outcome.
+      await until(async () => (await chunksOf(messageId)) === 0);
+    } finally {
+      release();
+      spy.mockRestore();
+    }
+  });
+
+  it('leaves no chunks when the row is not written: a used Idempotency-Key, or a failure before the row', async () => {
+    const agent = await connectAgent(t, 'keyed-file-bot');
+    const first = await document(agent, MB + 1, { 'idempotency-key': 'file-once' });
+    expect(first.statusCode, first.body).toBe(200);
+    const again = await document(agent, MB + 1, { 'idempotency-key': 'file-once' });
+    expect(again.json().data.messageId).toBe(first.json().data.messageId);
+    // The database refuses the row after the chunks: the caller hears it, and the chunks go.
+    const query = db.database.query.bind(db.database);
+    const spy = vi.spyOn(db.database, 'query').mockImplementation(async (sql, params, name) => {
+      if (name === 'outbox_insert_media') throw Object.assign(new Error('no space left on device'), { code: '53100' });
+      return query(sql, params, name);
+    });
+    try {
+      const refused = await document(agent, 2 * MB + 1);
+      expect(refused.statusCode).toBeGreaterThanOrEqual(500);
+    } finally {
+      spy.mockRestore();
+    }
+    const [left] = await db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks');
+    expect(Number(left?.n)).toBe(0);
+  });
+
+  it('purges, an hour after they were written, chunks that belong to no message (a crash before the row)', async () => {
+    await db.database.query(
+      `INSERT INTO outbox_media_chunks (message_id, n, data, created_at) VALUES
+         ('crashed-before-row', 0, '\\x00', now() - interval '2 hours'),
+         ('crashed-before-row', 1, '\\x00', now() - interval '2 hours'),
+         ('being-written', 0, '\\x00', now())`,
+    );
+    const purged = await t.container.outbox.purgeStrayChunksBefore(new Date(Date.now() - 60 * 60 * 1000));
+    expect(purged).toBe(2);
+    const rows = await db.database.query('SELECT message_id FROM outbox_media_chunks ORDER BY message_id');
+    expect(rows.map((row) => row.message_id)).toEqual(['being-written']);
+    await db.database.query(`DELETE FROM outbox_media_chunks WHERE message_id = 'being-written'`);
   });
 });
 

@@ -146,6 +146,13 @@ const O_COLUMNS = COLUMNS.split(',')
   .map((column) => `o.${column.trim()}`)
   .join(', ');
 
+/** Chunks of no row, by when they were written: a commit that never ended, or a row deleted with its agent. */
+const STRAY_CHUNKS: PurgeTarget = {
+  table: 'outbox_media_chunks',
+  key: 'message_id, n',
+  olderThan: `created_at < $1 AND NOT EXISTS (SELECT 1 FROM outbox_messages m WHERE m.id = outbox_media_chunks.message_id)`,
+};
+
 /** What the retention purge deletes: sent and failed rows, by when they last changed. */
 const SETTLED_OUTBOX: PurgeTarget = {
   table: 'outbox_messages',
@@ -269,22 +276,21 @@ export class OutboxRepository {
   }
 
   /**
-   * A row with a file: the row and its file's chunks in one transaction, on one connection, a chunk (MEDIA_CHUNK_BYTES)
-   * per statement, read from disk as it goes, so that a 100 MB document is never one parameter (nor whole in memory).
-   * Returns as write() does.
+   * A row with a file: first the file's chunks (MEDIA_CHUNK_BYTES each, read from disk as it goes, so that a 100 MB
+   * document is never one parameter nor whole in memory), each its own statement and commit, then the row. The file is
+   * whole and durable before the row exists, and no transaction holds a connection for the whole file: on PGlite, the
+   * one connection every agent shares serves the others between two chunks. Chunks whose row never came (a failure, a
+   * crash, an idempotency key already used) are deleted here when the database lets us, and by purgeStrayChunksBefore
+   * otherwise. Returns as write() does.
    */
   private async writeWithMedia(row: NewOutboxMessage): Promise<Set<string>> {
     const media = row.media;
-    return this.database.transaction(async (query) => {
-      const inserted = await query(
-        `WITH inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key) SELECT id, idempotency_key FROM inserted`,
-        [JSON.stringify([toRowValues({ ...row, media: null })])],
-        'outbox_insert_media',
-      );
-      if (inserted.length > 0 && media) {
+    let inserted: Row[] = [];
+    try {
+      if (media) {
         let n = 0;
         for await (const chunk of mediaChunks(media)) {
-          await query(
+          await this.database.query(
             'INSERT INTO outbox_media_chunks (message_id, n, data) VALUES ($1, $2, $3)',
             [row.id, n, chunk],
             'outbox_media_chunk',
@@ -292,8 +298,27 @@ export class OutboxRepository {
           n += 1;
         }
       }
-      return new Set(inserted.filter((r) => r.idempotency_key != null).map((r) => String(r.id)));
-    });
+      inserted = await this.database.query(
+        `WITH inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key) SELECT id, idempotency_key FROM inserted`,
+        [JSON.stringify([toRowValues({ ...row, media: null })])],
+        'outbox_insert_media',
+      );
+    } finally {
+      if (inserted.length === 0) await this.dropChunks(row.id).catch(() => undefined);
+    }
+    return new Set(inserted.filter((r) => r.idempotency_key != null).map((r) => String(r.id)));
+  }
+
+  private async dropChunks(id: string): Promise<void> {
+    await this.database.query('DELETE FROM outbox_media_chunks WHERE message_id = $1', [id]);
+  }
+
+  /**
+   * Deletes the chunks written before `cutoff` that belong to no row: the files of commits that never ended (a crash
+   * between the chunks and the row) and of rows deleted with their agent; returns how many chunks.
+   */
+  purgeStrayChunksBefore(cutoff: Date, batchSize?: number): Promise<number> {
+    return purgeInBatches(this.database, STRAY_CHUNKS, cutoff, batchSize);
   }
 
   /**
@@ -347,9 +372,14 @@ export class OutboxRepository {
    */
   async deleteUnsent(agentId: string, keep: readonly string[]): Promise<string[]> {
     const rows = await this.database.query(
-      `DELETE FROM outbox_messages
-       WHERE agent_id = $1 AND status IN ('queued', 'sending') AND NOT (id = ANY($2::text[]))
-       RETURNING id`,
+      `WITH gone AS (
+         DELETE FROM outbox_messages
+         WHERE agent_id = $1 AND status IN ('queued', 'sending') AND NOT (id = ANY($2::text[]))
+         RETURNING id
+       ), unchunked AS (
+         DELETE FROM outbox_media_chunks c USING gone g WHERE c.message_id = g.id
+       )
+       SELECT id FROM gone`,
       [agentId, keep],
     );
     return rows.map((row) => String(row.id));
@@ -366,7 +396,9 @@ export class OutboxRepository {
          DELETE FROM outbox_messages o
          WHERE o.status IN ('queued', 'sending')
            AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = o.agent_id)
-         RETURNING o.agent_id
+         RETURNING o.id, o.agent_id
+       ), unchunked AS (
+         DELETE FROM outbox_media_chunks c USING gone g WHERE c.message_id = g.id
        )
        SELECT agent_id, count(*)::int AS n FROM gone GROUP BY agent_id`,
     );

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase, usingPostgres } from '../../test/helpers/database.js';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
 import { type FaultyDatabase, faultyDatabase } from '../../test/helpers/faulty-database.js';
 import { until } from '../../test/helpers/messaging.js';
 import { FakeClock } from '../__fixtures__/fake-clock.js';
@@ -635,27 +635,24 @@ describe('Outbox', () => {
     expect(engine.sent('relinked').at(-1)?.text).toBe('from the second number');
   });
 
-  // PostgreSQL only: PGlite has one connection, and a file's transaction (its row and chunks) holds it while it runs.
-  it.skipIf(!usingPostgres())(
-    'commits an image alone, so its bytes never hold up the texts of other agents',
-    async () => {
-      const { sut, engine, connect, faults } = await setup();
-      await connect('pictures');
-      await connect('chatty');
-      faults.hold('outbox_insert_media');
-      const image = sut.submit('pictures', {
-        kind: 'image',
-        toJid: '6281234567890@c.us',
-        media: Buffer.alloc(2 * 1024 * 1024, 7),
-        payload: { mimeType: 'image/png', filename: 'big.png' },
-      });
-      await until(() => faults.held === 1);
-      expect(await sut.submit('chatty', text('not behind the image'))).toMatchObject({ status: 'sent' });
-      faults.release();
-      expect(await image).toMatchObject({ status: 'sent' });
-      expect(engine.sent('pictures')).toEqual([expect.objectContaining({ kind: 'image', bytes: 2 * 1024 * 1024 })]);
-    },
-  );
+  // On PGlite too: a file's chunks and its row are statements of their own, none holding the one connection.
+  it('commits an image alone, so its bytes never hold up the texts of other agents', async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('pictures');
+    await connect('chatty');
+    faults.hold('outbox_insert_media');
+    const image = sut.submit('pictures', {
+      kind: 'image',
+      toJid: '6281234567890@c.us',
+      media: Buffer.alloc(2 * 1024 * 1024, 7),
+      payload: { mimeType: 'image/png', filename: 'big.png' },
+    });
+    await until(() => faults.held === 1);
+    expect(await sut.submit('chatty', text('not behind the image'))).toMatchObject({ status: 'sent' });
+    faults.release();
+    expect(await image).toMatchObject({ status: 'sent' });
+    expect(engine.sent('pictures')).toEqual([expect.objectContaining({ kind: 'image', bytes: 2 * 1024 * 1024 })]);
+  });
 
   it('keeps a newer outcome when an older one of the same row lands after it (batches commit side by side)', async () => {
     const { repository } = await setup();

@@ -38,7 +38,7 @@ export interface OutboxDraft {
   kind: OutboxKind;
   toJid: string;
   payload: OutboxPayload;
-  /** A file: committed in chunks with the row (outbox_media_chunks); a file on disk is read while it commits. */
+  /** A file: committed in chunks before the row (outbox_media_chunks); a file on disk is read while it commits. */
   media?: OutboxMediaSource | null;
 }
 
@@ -140,6 +140,8 @@ export interface Outbox {
   start(): Promise<void>;
   /** Retention: forgets sent and failed messages last changed before `cutoff`; returns how many. */
   purgeSettledBefore(cutoff: Date): Promise<number>;
+  /** Deletes file chunks written before `cutoff` that belong to no message; returns how many chunks. */
+  purgeStrayChunksBefore(cutoff: Date): Promise<number>;
   /** Waits for the sends in flight and writes what is unwritten; releases every waiting request. */
   close(): Promise<void>;
 }
@@ -323,6 +325,10 @@ class DurableOutbox implements Outbox {
   /** A row whose outcome is not written yet is still `queued` in the table, so it is never among those purged. */
   purgeSettledBefore(cutoff: Date): Promise<number> {
     return this.repository.purgeSettledBefore(cutoff);
+  }
+
+  purgeStrayChunksBefore(cutoff: Date): Promise<number> {
+    return this.repository.purgeStrayChunksBefore(cutoff);
   }
 
   async adopt(agentId: string, epoch: number): Promise<void> {

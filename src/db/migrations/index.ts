@@ -552,6 +552,18 @@ export const migrations: Migration[] = [
       $fn$;
     `,
   },
+  {
+    id: '0015_outbox_media_before_row',
+    // An outbound file's chunks are written before its row, each chunk its own commit, no longer in the row's
+    // transaction (outbox.repository.ts, writeWithMedia): on PGlite, the one connection that every agent shares was
+    // held for the whole file, and other agents' sends timed out behind a 100 MB upload. The file is whole and durable
+    // before its row exists, so a chunk can no longer reference the row: the foreign key goes. Chunks of no row (a
+    // crash between the two, a row deleted with its agent) are purged an hour after they were written (created_at).
+    sql: `
+      ALTER TABLE outbox_media_chunks DROP CONSTRAINT IF EXISTS outbox_media_chunks_message_id_fkey;
+      ALTER TABLE outbox_media_chunks ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
