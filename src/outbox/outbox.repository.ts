@@ -170,14 +170,19 @@ export class OutboxRepository {
    * the ids of those inserted: a keyed row missing from the set was not inserted because its agent already used its
    * key (also when an earlier row of the same batch did). Nothing comes back for the other rows, which are most of
    * them, so the driver has no result rows to read. A sent or failed row drops its image bytes: it is kept for its
-   * state only. At most one transition per id, and none for a row inserted by the same call.
+   * state only. At most one transition per id, and none for a row inserted by the same call. A row with a file is
+   * written alone; `abandoned` tells when its caller has given up, and then its commit stops (no row, no chunks).
    */
-  async write(inserts: readonly NewOutboxMessage[], transitions: readonly OutboxTransition[]): Promise<Set<string>> {
+  async write(
+    inserts: readonly NewOutboxMessage[],
+    transitions: readonly OutboxTransition[],
+    abandoned?: () => boolean,
+  ): Promise<Set<string>> {
     if (inserts.length === 0 && transitions.length === 0) return new Set();
     const withMedia = inserts.find((row) => row.media);
     if (withMedia) {
       if (inserts.length > 1 || transitions.length > 0) throw new Error('a row with media is written alone');
-      return this.writeWithMedia(withMedia);
+      return this.writeWithMedia(withMedia, abandoned ?? (() => false));
     }
     // The new rows are one JSON parameter: JSON.stringify is the cheapest way to hand the driver many rows. Times go
     // as epoch milliseconds: formatting dates costs more than the rest of the row.
@@ -279,17 +284,22 @@ export class OutboxRepository {
    * A row with a file: first the file's chunks (MEDIA_CHUNK_BYTES each, read from disk as it goes, so that a 100 MB
    * document is never one parameter nor whole in memory), each its own statement and commit, then the row. The file is
    * whole and durable before the row exists, and no transaction holds a connection for the whole file: on PGlite, the
-   * one connection every agent shares serves the others between two chunks. Chunks whose row never came (a failure, a
-   * crash, an idempotency key already used) are deleted here when the database lets us, and by purgeStrayChunksBefore
+   * one connection every agent shares serves the others between two chunks. Once its caller has stopped waiting
+   * (`abandoned`), it stops before the next statement. Chunks whose row never came (a failure, a caller gone, a crash,
+   * an idempotency key already used) are deleted here when the database lets us, and by purgeStrayChunksBefore
    * otherwise. Returns as write() does.
    */
-  private async writeWithMedia(row: NewOutboxMessage): Promise<Set<string>> {
+  private async writeWithMedia(row: NewOutboxMessage, abandoned: () => boolean): Promise<Set<string>> {
     const media = row.media;
     let inserted: Row[] = [];
+    const goOn = () => {
+      if (abandoned()) throw new Error('not written: its caller stopped waiting for the commit');
+    };
     try {
       if (media) {
         let n = 0;
         for await (const chunk of mediaChunks(media)) {
+          goOn();
           await this.database.query(
             'INSERT INTO outbox_media_chunks (message_id, n, data) VALUES ($1, $2, $3)',
             [row.id, n, chunk],
@@ -298,6 +308,7 @@ export class OutboxRepository {
           n += 1;
         }
       }
+      goOn();
       inserted = await this.database.query(
         `WITH inserted AS (${INSERT_ROWS} RETURNING id, idempotency_key) SELECT id, idempotency_key FROM inserted`,
         [JSON.stringify([toRowValues({ ...row, media: null })])],

@@ -15,8 +15,8 @@
 //
 // Writes go in batches (group commit): what arrives while the commits in flight run goes together in the next one,
 // so a lone request waits only for its own commit, and a busy second costs a few statements, not one per message. A
-// row with image bytes goes alone, in a lane of its own, so that megabytes of one agent's images never slow the batch
-// that carries everyone's texts.
+// row with a file goes alone, in a lane of its own, as wide as the files in flight may be (MEDIA_IN_FLIGHT_MAX), so
+// that megabytes of one agent's files never slow the batch that carries everyone's texts, nor another agent's file.
 import type { Clock, Timer } from '../clock.js';
 import { databaseUnavailable, isDatabaseUnavailable, mayHaveCommitted } from '../db/availability.js';
 import { Batcher } from '../db/batcher.js';
@@ -26,6 +26,8 @@ import type { NewOutboxMessage, OutboxRepository, OutboxTransition } from './out
 
 export interface OutboxStoreOptions {
   repository: Pick<OutboxRepository, 'write'>;
+  /** Files committing at once (MEDIA_IN_FLIGHT_MAX): no file waits for another agent's to start. */
+  fileCommitsInFlight?: number;
   clock: Clock;
   logger: Logger;
   /** Called with each committed row, in commit order, before its caller hears of it. */
@@ -65,15 +67,20 @@ type Result = boolean | Error | undefined;
 const COMMITS_IN_FLIGHT = 2;
 
 /**
- * An image's row goes alone, in a lane of its own: its megabytes of bytes never ride in (and never slow) the shared
- * batch that carries every other agent's texts.
+ * A file's row goes alone, in a lane of its own: its megabytes never ride in (and never slow) the shared batch that
+ * carries every other agent's texts. Files committing at once, unless told (fileCommitsInFlight).
  */
-const IMAGE_COMMITS_IN_FLIGHT = 2;
+const FILE_COMMITS_IN_FLIGHT = 8;
 
-/** A sequence of batches, with the promise its latest batch resolves once it has handed its results over. */
+/**
+ * A sequence of batches. Each hands its results over once the batch formed before it has, in the same order: for
+ * the shared lane, the lane's order (`handedOver`); for files, each agent's own order (`handedOverBy`), so that a
+ * small file never waits for another agent's large one to be handed over.
+ */
 interface Lane {
   batcher: Batcher<Item, Result>;
   handedOver: Promise<void>;
+  handedOverBy?: Map<string, Promise<void>>;
 }
 
 /** A row's commit may take its timeout once more for every this many bytes of file (commitTimeoutMs()). */
@@ -85,8 +92,8 @@ const LOST_CONNECTION = 'not sent: the connection to the database broke while th
 export class OutboxStore {
   /** Texts, outcomes and barriers. */
   private readonly shared: Lane;
-  /** Rows that carry image bytes, one per statement. */
-  private readonly images: Lane;
+  /** Rows that carry a file, one per batch. */
+  private readonly files: Lane;
   /** Rows committing, by agent: they count toward the agent's queue room. */
   private readonly committingByAgent = new Map<string, number>();
   /** Rows committing, oldest first (deadlines in order), read from `head`; one timer watches the oldest. */
@@ -104,7 +111,7 @@ export class OutboxStore {
 
   constructor(private readonly options: OutboxStoreOptions) {
     this.shared = this.lane(COMMITS_IN_FLIGHT, options.maxBatch ?? 500);
-    this.images = this.lane(IMAGE_COMMITS_IN_FLIGHT, 1);
+    this.files = this.lane(options.fileCommitsInFlight ?? FILE_COMMITS_IN_FLIGHT, 1, true);
     this.retryDelayMs = options.retryDelayMs ?? ((attempt) => Math.min(30_000, 500 * 2 ** attempt));
   }
 
@@ -141,7 +148,7 @@ export class OutboxStore {
         this.commitQueue.push(entry);
         this.watchCommits();
       }
-      (row.media ? this.images : this.shared).batcher.add({ kind: 'insert', entry }).then(
+      (row.media ? this.files : this.shared).batcher.add({ kind: 'insert', entry }).then(
         (result) => entry.answer(result ?? false),
         (err: unknown) => entry.answer(asError(err)),
       );
@@ -179,17 +186,20 @@ export class OutboxStore {
   }
 
   /**
-   * Resolves once everything handed in before it is written, or known to have failed (an outcome then stays pending):
-   * a read of the table that starts after this, overlaid with pending(), sees every outcome recorded before it.
+   * Resolves once every outcome recorded before it is written, or known to have failed (it then stays pending): a
+   * read of the table that starts after this, overlaid with pending(), sees every outcome recorded before it.
+   * Outcomes go in the shared lane only, so no read waits for a file's commit.
    */
   flush(): Promise<void> {
-    const barrier = (lane: Lane) => lane.batcher.add({ kind: 'barrier' }).catch(() => undefined);
-    return Promise.all([barrier(this.shared), barrier(this.images)]).then(() => undefined);
+    return this.shared.batcher
+      .add({ kind: 'barrier' })
+      .catch(() => undefined)
+      .then(() => undefined);
   }
 
   /** Resolves once nothing is waiting for a batch and no batch runs. */
   async idle(): Promise<void> {
-    await Promise.all([this.shared.batcher.idle(), this.images.batcher.idle()]);
+    await Promise.all([this.shared.batcher.idle(), this.files.batcher.idle()]);
   }
 
   /**
@@ -245,24 +255,31 @@ export class OutboxStore {
    * order they were accepted (FIFO), and a barrier resolves only after every batch formed before it. Never throws.
    */
   private async run(lane: Lane, items: Item[]): Promise<Result[]> {
-    const earlier = lane.handedOver;
+    const first = items[0];
+    const agentId = first?.kind === 'insert' ? first.entry.row.agentId : '';
+    const earlier = lane.handedOverBy ? (lane.handedOverBy.get(agentId) ?? Promise.resolve()) : lane.handedOver;
     let handOver = () => {};
-    lane.handedOver = new Promise<void>((resolve) => {
+    const mine = new Promise<void>((resolve) => {
       handOver = resolve;
     });
+    if (lane.handedOverBy) lane.handedOverBy.set(agentId, mine);
+    else lane.handedOver = mine;
     try {
       const results = await this.writeBatch(items);
       await earlier;
       return results();
     } finally {
       handOver();
+      if (lane.handedOverBy?.get(agentId) === mine) lane.handedOverBy.delete(agentId);
     }
   }
 
-  private lane(maxInFlight: number, maxBatch: number): Lane {
+  /** `byAgent`: batches of one row each, handed over in each agent's order rather than the lane's. */
+  private lane(maxInFlight: number, maxBatch: number, byAgent = false): Lane {
     const lane: Lane = {
       batcher: new Batcher({ maxInFlight, maxBatch, run: (items) => this.run(lane, items) }),
       handedOver: Promise.resolve(),
+      ...(byAgent ? { handedOverBy: new Map<string, Promise<void>>() } : {}),
     };
     return lane;
   }
@@ -281,9 +298,12 @@ export class OutboxStore {
     if (inserts.length === 0 && transitions.length === 0) return () => items.map(() => undefined);
     let keyed: Set<string>;
     try {
+      // A file's commit stops between two chunks once its caller has given up: no row is written for it then.
+      const [file] = inserts;
       keyed = await this.options.repository.write(
         inserts.map((entry) => entry.row),
         transitions,
+        file?.row.media ? () => file.abandoned : undefined,
       );
     } catch (err) {
       const unavailable = isDatabaseUnavailable(err);

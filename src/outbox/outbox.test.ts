@@ -654,6 +654,52 @@ describe('Outbox', () => {
     expect(engine.sent('pictures')).toEqual([expect.objectContaining({ kind: 'image', bytes: 2 * 1024 * 1024 })]);
   });
 
+  it("never holds one agent's file behind another agent's, nor a read of a message behind a file", async () => {
+    const { sut, engine, connect, faults } = await setup();
+    await connect('large-files');
+    await connect('small-files');
+    const file = (bytes: number) => ({
+      kind: 'document' as const,
+      toJid: '6281234567890@c.us',
+      media: Buffer.alloc(bytes, 7),
+      payload: { mimeType: 'application/pdf', filename: 'f.pdf' },
+    });
+    const sent = await sut.submit('small-files', text('before'));
+    // The large file's commit stalls before its row; the other agent's file and reads go on meanwhile.
+    faults.hold('outbox_insert_media', 1);
+    const large = sut.submit('large-files', file(3 * 1024 * 1024));
+    await until(() => faults.held === 1);
+    expect(await sut.submit('small-files', file(1024))).toMatchObject({ status: 'sent' });
+    expect(await sut.get('small-files', sent.messageId)).toMatchObject({ status: 'sent' });
+    expect(engine.sent('large-files')).toEqual([]);
+    faults.release();
+    expect(await large).toMatchObject({ status: 'sent' });
+  });
+
+  it('stops the commit of a file whose caller was told 503: no row, no chunks', async () => {
+    const { sut, engine, connect, faults, clock } = await setup();
+    await connect('given-up');
+    faults.hold('outbox_media_chunk', 1);
+    const submitted = sut.submit('given-up', {
+      kind: 'document',
+      toJid: '6281234567890@c.us',
+      media: Buffer.alloc(2 * 1024 * 1024 + 1, 7),
+      payload: { mimeType: 'application/pdf', filename: 'late.pdf' },
+    });
+    const answer = submitted.catch((err: unknown) => err);
+    await until(() => faults.held === 1);
+    await clock.advance(5_000);
+    expect(await answer).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+    faults.release();
+    await sut.close(); // after the commit under way, and what it wrote
+    const [counts] = await test.database.query(
+      `SELECT (SELECT count(*)::int FROM outbox_messages WHERE agent_id = 'given-up') AS rows,
+         (SELECT count(*)::int FROM outbox_media_chunks) AS chunks`,
+    );
+    expect(counts).toEqual({ rows: 0, chunks: 0 });
+    expect(engine.sent('given-up')).toEqual([]);
+  });
+
   it('keeps a newer outcome when an older one of the same row lands after it (batches commit side by side)', async () => {
     const { repository } = await setup();
     const row = queuedRow('late', 'x');

@@ -186,6 +186,7 @@ class DurableOutbox implements Outbox {
       clock,
       logger,
       commitTimeoutMs: config.dbStatementTimeoutMs,
+      ...(config.mediaInFlightMax === undefined ? {} : { fileCommitsInFlight: config.mediaInFlightMax }),
       onCommitted: (row) => this.committed(row),
     });
     this.dispatcher = new OutboxDispatcher({
