@@ -574,6 +574,8 @@ describe('Outbox', () => {
     const first = sut.submit('gather', text('alone'));
     await until(() => faults.held === 1);
     const rest = Array.from({ length: 10 }, (_, i) => sut.submit('gather', text(`g${i}`)));
+    // All ten wait for the next batch before the first commit ends (PGlite can end it within the same turn).
+    await until(() => sut.depth('gather') === 11);
     faults.release();
     await Promise.all([first, ...rest]);
     // now() is the transaction's start: rows committed together share it.
