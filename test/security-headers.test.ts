@@ -1,4 +1,4 @@
-// Headers on every answer: nosniff everywhere, no-store where login secrets or agents' data travel, no framing.
+// Headers on every answer: nosniff everywhere, no-store where secrets, agents' data or users' files travel, no framing.
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from './helpers/app.js';
 import { connectAgent } from './helpers/messaging.js';
@@ -47,8 +47,18 @@ describe('security headers', () => {
         payload: { to: '6281234567890', message: 'hi' },
       }),
       await f.t.app.inject({ method: 'GET', url: '/sessions/qr-bot' }),
+      // Admin-level webhooks: a secret in the answer (a public address that is never called: disabled); media links: a
+      // user's file (an unknown id here).
+      await f.t.app.inject({
+        method: 'POST',
+        url: '/webhooks',
+        headers: f.t.admin,
+        payload: { url: 'https://93.184.215.14/in', enabled: false },
+      }),
+      await f.t.app.inject({ method: 'GET', url: '/webhooks', headers: f.t.admin }),
+      await f.t.app.inject({ method: 'GET', url: '/media/0123456789abcdef0123456789abcdef?expires=1&sig=x' }),
     ];
-    expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200, 200, 401]);
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200, 200, 401, 201, 200, 403]);
     for (const [i, answer] of answers.entries())
       expect(answer.headers['cache-control'], `answer ${i}`).toBe('no-store');
     // Not on public, cacheable answers.

@@ -104,7 +104,7 @@ describe('webhook dispatcher', () => {
       );
       // A disabled endpoint gets nothing more.
       const requests = receiver.received.length;
-      await repository.retry(hook.id, second.id);
+      await repository.retry(hook.id, second.id, new Date(clock.now()));
       await clock.advance(60_000);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(receiver.received.length).toBe(requests);
@@ -249,6 +249,39 @@ describe('webhook dispatcher', () => {
       expect(next.map((d) => d.id)).toEqual(['whd_pair4']);
     } finally {
       await db.database.query('DELETE FROM webhook_endpoints WHERE id = $1', [admin.id]);
+    }
+  });
+
+  it('retries a failed or waiting delivery at once, and leaves one that is being attempted to finish', async () => {
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const hook = await repository.create(null, { url: 'http://127.0.0.1:9/hook', enabled: true });
+    try {
+      const now = new Date(clock.now());
+      const later = new Date(clock.now() + 30_000);
+      const first = await repository.enqueueTest(hook.id, null, now);
+      const [claimed] = await repository.claim(now, later, 1, { perEndpoint: 4, inFlight: new Map() });
+      expect(claimed?.id).toBe(first.id);
+      // In flight (claimed until later): a retry now would race the attempt under way.
+      expect(await repository.retry(hook.id, first.id, now)).toMatchObject({ id: first.id, status: 'pending' });
+      expect(await repository.claim(now, later, 1, { perEndpoint: 4, inFlight: new Map() })).toEqual([]);
+      // Its attempt failed: a retry makes it due at once.
+      await repository.recordAttempts(
+        [
+          {
+            delivery: claimed as ClaimedDelivery,
+            outcome: { kind: 'failed', statusCode: 410, error: 'HTTP 410' },
+            at: now,
+          },
+        ],
+        60_000,
+      );
+      expect(await repository.retry(hook.id, first.id, now)).toMatchObject({ id: first.id, status: 'pending' });
+      const again = await repository.claim(now, later, 1, { perEndpoint: 4, inFlight: new Map() });
+      expect(again.map((d) => d.id)).toEqual([first.id]);
+      expect(await repository.retry(hook.id, 'whd_unknown', now)).toBeUndefined();
+    } finally {
+      await db.database.query('DELETE FROM webhook_endpoints WHERE id = $1', [hook.id]);
     }
   });
 

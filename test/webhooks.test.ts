@@ -319,6 +319,13 @@ describe('webhooks', () => {
       cursor = page.json().data.nextCursor;
     } while (cursor);
     expect(paged).toEqual(items.map((d) => d.id));
+    // A cursor no page could have returned (past bigint) is refused, not a 500.
+    const beyond = await t.app.inject({
+      method: 'GET',
+      url: `/agents/${agent.agentId}/webhooks/${hook.id}/deliveries?cursor=9999999999999999999`,
+      headers: agent.auth,
+    });
+    expect(beyond.statusCode, beyond.body).toBe(400);
     // Every request beyond one per event is a recorded attempt.
     expect(items.reduce((sum, d) => sum + d.attempts, 0)).toBe(r.received.length);
 

@@ -1,8 +1,11 @@
 // Response headers every answer carries, and those that keep login secrets (QR codes, pairing codes) out of caches.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
-/** Routes whose answers may carry a login secret or an agent's data: never stored by a browser or a proxy. */
-const NO_STORE = /^\/(sessions|agents|sandbox|events)(\/|$)/;
+/**
+ * Routes whose answers may carry a login secret, a webhook secret, an agent's data or a user's file: never stored by a
+ * browser or a proxy.
+ */
+const NO_STORE = /^\/(sessions|agents|sandbox|events|webhooks|media)(\/|$)/;
 
 /**
  * An onRequest hook: headers set this early stay on every answer, errors and 404s included. The dashboard and the

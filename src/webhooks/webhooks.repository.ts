@@ -189,13 +189,26 @@ export class WebhooksRepository {
     };
   }
 
-  /** Makes a delivery due now again, whatever its state; its attempts are kept. */
-  async retry(endpointId: string, deliveryId: string): Promise<Delivery | undefined> {
+  /**
+   * Makes a delivery due now again, whatever its state; its attempts are kept. One being attempted right now (claimed
+   * until after `now`) is left as it is: a second request beside it could end after the chat's next delivery, out of
+   * order, and turn a delivered one back to pending. Returns the delivery as it is then.
+   */
+  async retry(endpointId: string, deliveryId: string, now: Date): Promise<Delivery | undefined> {
     const rows = await this.database.query(
-      `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = NULL, give_up_at = NULL,
-         claimed_until = NULL, updated_at = now()
-       WHERE id = $1 AND endpoint_id = $2 RETURNING *`,
-      [deliveryId, endpointId],
+      `WITH target AS (
+         SELECT id, claimed_until > $3::timestamptz AND status = 'pending' AS in_flight
+         FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2
+       ), retried AS (
+         UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = NULL, give_up_at = NULL,
+           claimed_until = NULL, updated_at = now()
+         FROM target t WHERE d.id = t.id AND t.in_flight IS NOT TRUE
+         RETURNING d.*
+       )
+       SELECT * FROM retried
+       UNION ALL
+       SELECT d.* FROM webhook_deliveries d JOIN target t ON d.id = t.id WHERE t.in_flight`,
+      [deliveryId, endpointId, now.toISOString()],
     );
     if (rows[0] === undefined) return undefined;
     await this.notify();

@@ -255,7 +255,7 @@ export const webhooksRoutes: FastifyPluginAsyncZod<WebhooksRoutesOptions> = asyn
         onRequest,
         schema: {
           ...common,
-          summary: 'Attempt a delivery again now (a failed one too)',
+          summary: 'Attempt a delivery again now (a failed one too; one being attempted right now is left to finish)',
           params: oneDelivery,
           body: optionalBody(z.object({})),
           response: { 202: envelope(deliverySchema), ...errorResponses(400, 401, 403, 404) },
@@ -263,7 +263,7 @@ export const webhooksRoutes: FastifyPluginAsyncZod<WebhooksRoutesOptions> = asyn
       },
       async (request, reply) => {
         const found = await endpoint(request.params);
-        const delivery = await repository.retry(found.id, request.params.deliveryId);
+        const delivery = await repository.retry(found.id, request.params.deliveryId, new Date(clock.now()));
         if (!delivery) throw new AppError('DELIVERY_NOT_FOUND');
         return reply.code(202).send({ data: delivery, traceId: request.id });
       },

@@ -97,10 +97,14 @@ export const deliverySchema = z.object({
   createdAt: z.string(),
 });
 
+/** The largest seq PostgreSQL's bigint holds: a cursor past it cannot be one this endpoint returned. */
+const MAX_BIGINT = 2n ** 63n - 1n;
+
 export const deliveryPageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: text()
     .regex(/^\d{1,19}$/, 'must be a nextCursor this endpoint returned')
+    .refine((value) => BigInt(value) <= MAX_BIGINT, 'must be a nextCursor this endpoint returned')
     .optional(),
   status: z.enum(DELIVERY_STATUSES).optional(),
 });
