@@ -79,6 +79,20 @@ describe('MediaStore', () => {
     expect(store.usedBytes).toBe(9);
   });
 
+  it("keeps a sender's type only when a Content-Type header can carry it", async () => {
+    const typeOf = async (mimeType: string) => {
+      const result = await store.save(request([Buffer.from('OggS')], { mimeType }));
+      return result.stored ? result.file.mimeType : undefined;
+    };
+    expect(await typeOf('audio/ogg; codecs=opus')).toBe('audio/ogg; codecs=opus');
+    expect(await typeOf('application/vnd.openxmlformats-officedocument.wordprocessingml.document')).toBe(
+      'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+    );
+    // What a modified client may send: a non-ASCII or control character, a line break, no subtype.
+    for (const bad of ['image/jpeg✓', 'audio/ogg\u0001', 'text/plain\r\nset-cookie: a=b', 'audio', ''])
+      expect(await typeOf(bad), bad).toBe('application/octet-stream');
+  });
+
   it('refuses a file declared larger than its kind allows without downloading it', async () => {
     let asked = false;
     const result = await store.save(

@@ -15,6 +15,17 @@ import type { DownloadSlots } from './download-slots.js';
 import { downloadCap } from './media-limits.js';
 import type { MediaFileRow, MediaStoreRepository } from './media-store.repository.js';
 
+/** `type/subtype`, then `; name=value` parameters (a value a token or a quoted string of printable ASCII). */
+const MIME_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;\s*[\w.+-]+=(?:[\w.+-]+|"[\x20\x21\x23-\x5b\x5d-\x7e]*"))*$/;
+
+/**
+ * The type a file was received with, if it is one a Content-Type header can carry (`type/subtype`, parameters
+ * allowed); anything else, as a sender's own client may send, is `application/octet-stream`.
+ */
+export function safeMimeType(value: string | null | undefined): string {
+  return value && value.length <= 255 && MIME_TYPE.test(value) ? value : 'application/octet-stream';
+}
+
 /** Why a file is not in the store: the AI gets the message with the attachment marked unavailable. */
 export type UnavailableReason = 'store_full' | 'too_large' | 'download_failed' | 'unsupported';
 
@@ -152,7 +163,7 @@ export class MediaStore {
           messageId,
           instanceId: this.options.instanceId,
           kind,
-          mimeType: download.mimeType ?? request.mimeType ?? 'application/octet-stream',
+          mimeType: safeMimeType(download.mimeType ?? request.mimeType),
           filename: download.filename ?? request.filename,
           sizeBytes: written,
           sha256: hash.digest('hex'),

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { FORWARDED_BY } from '../cluster/forward.js';
 import { errorResponses } from '../http/schemas.js';
 import { contentDisposition, type MediaFiles } from './media-files.js';
+import { safeMimeType } from './media-store.js';
 
 export interface MediaRoutesOptions {
   files: MediaFiles;
@@ -43,7 +44,7 @@ export const mediaRoutes: FastifyPluginAsyncZod<MediaRoutesOptions> = async (app
       const { expires, sig } = request.query;
       const file = await files.open({ id, expires, sig }, request.headers[FORWARDED_BY] !== undefined);
       return reply
-        .header('content-type', file.mimeType)
+        .header('content-type', safeMimeType(file.mimeType))
         .header('content-length', String(file.size))
         .header('content-disposition', contentDisposition(file.filename))
         .header('cache-control', 'private, no-store')
