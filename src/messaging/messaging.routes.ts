@@ -7,6 +7,7 @@ import type { Auth } from '../auth/auth.hooks.js';
 import { AppError } from '../errors.js';
 import { TEXT_BODY_LIMIT } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
+import { whenClosed } from '../http/when-closed.js';
 import type { SubmitResult } from '../outbox/outbox.js';
 import type { MediaBudget } from './media-budget.js';
 import {
@@ -49,7 +50,7 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
     if (!request.isMultipart()) return;
     const { fields, file } = await receiveUpload(request, uploadDir, uploadMaxBytes, (path) => {
       // Removed once the answer is sent or the client went away, whatever happened in between.
-      reply.raw.once('close', () => void rm(path, { force: true }));
+      whenClosed(reply, () => void rm(path, { force: true }));
     });
     request.body = fields;
     if (file) uploads.set(request, file);
@@ -70,7 +71,7 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       );
       return;
     }
-    reply.raw.once('close', release);
+    whenClosed(reply, release);
     done();
   };
 

@@ -1,7 +1,7 @@
 // A multipart/form-data send: its form fields, and its one file streamed to disk (hashed on the way, cut off at a limit).
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +27,7 @@ export async function receiveUpload(
 ): Promise<{ fields: Record<string, unknown>; file: UploadedFile | undefined }> {
   const fields: Record<string, unknown> = {};
   let file: UploadedFile | undefined;
+  let target: string | undefined;
   try {
     for await (const part of request.parts()) {
       if (part.type === 'field') {
@@ -41,7 +42,7 @@ export async function receiveUpload(
       }
       if (file) throw new AppError('INVALID_PAYLOAD', 'one file per request');
       await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-      const target = path.join(dir, `${UPLOAD_PREFIX}${randomUUID()}`);
+      target = path.join(dir, `${UPLOAD_PREFIX}${randomUUID()}`);
       created(target);
       const sha = createHash('sha256');
       let size = 0;
@@ -57,6 +58,8 @@ export async function receiveUpload(
       file = { path: target, size, filename: part.filename || null, sha256: sha.digest('hex') };
     }
   } catch (err) {
+    // Not left for the request's end: a client gone before it was told of the file leaves nobody to remove it.
+    if (target !== undefined) await rm(target, { force: true });
     if (err instanceof Error && 'code' in err && err.code === 'FST_REQ_FILE_TOO_LARGE') {
       throw new AppError('MEDIA_TOO_LARGE');
     }
