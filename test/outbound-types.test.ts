@@ -163,6 +163,14 @@ describe('outbound message types over HTTP (sandbox)', () => {
     expect(left.filter((name) => name.startsWith('wa-download-'))).toEqual([]);
   });
 
+  it('refuses an empty file (400) rather than failing it at send time', async () => {
+    const before = (await sentLog()).length;
+    const res = await upload({ type: 'document' }, { name: 'empty.pdf', type: 'application/pdf', chunks: [] });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json().error).toMatchObject({ code: 'INVALID_PAYLOAD', message: expect.stringContaining('empty') });
+    expect(await sentLog()).toHaveLength(before);
+  });
+
   it('sends a sticker uploaded as multipart/form-data; a PNG is no sticker (415), nor a caption on one (400)', async () => {
     const res = await upload({ type: 'sticker' }, { name: 's.webp', type: 'image/webp', chunks: [FILES.webp] });
     expect(res.statusCode, res.body).toBe(200);
@@ -544,15 +552,17 @@ describe('a 100 MB upload', () => {
     const body = (await res.body.json()) as { data: { messageId: string; status: string } };
     expect(res.statusCode, JSON.stringify(body)).toBe(202);
     expect(body.data.status).toBe('queued');
-    // Buffers (where the file's bytes live) hold a chunk or two at a time: measured 0.4 MB while uploading and 1-2 MB
-    // while committing (1 MB chunks), in this process that is both the client and the server. A rare sample catches
-    // a socket's queue between the two (up to ~10 MB seen); none comes near the file.
+    // Buffers (where the file's bytes live) hold a chunk or two at a time: measured 0.4 MB while uploading and 1-3.5 MB
+    // while committing (1 MB chunks), in this process that is both the client and the server: while a chunk's statement
+    // is in flight, the chunk and the driver's message buffer (grown to 2 MB for it) are alive, and each chunk being
+    // its own commit, a sample finds one in flight more often on a busy machine. A rare sample catches a socket's queue
+    // between the two (up to ~10 MB seen); none comes near the file.
     const sorted = [...buffers].sort((x, y) => x - y);
     const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
     const report = `buffers grew by ${(median / MB).toFixed(1)} MB (median), ${((sorted.at(-1) ?? 0) / MB).toFixed(1)} MB (peak); heap by ${(heapPeak / MB).toFixed(1)} MB`;
     expect(buffers.length, report).toBeGreaterThanOrEqual(9);
     // On PGlite the database runs in this process too and holds the chunk it is writing (measured up to 3.3 MB).
-    expect(median, report).toBeLessThanOrEqual((usingPostgres() ? 3 : 5) * MB);
+    expect(median, report).toBeLessThanOrEqual(5 * MB);
     expect(sorted.at(-1) ?? 0, report).toBeLessThan(32 * MB);
     expect(heapPeak, report).toBeLessThan(8 * MB);
     const [stored] = await db.database.query(

@@ -151,6 +151,9 @@ export class MessagingService {
         media = { path: downloaded, size };
         head = await readHead(downloaded);
       }
+      if ((Buffer.isBuffer(media) ? media.length : media.size) === 0) {
+        throw new AppError('INVALID_PAYLOAD', 'the file is empty');
+      }
       const detected = await detectMedia(kind, head, {
         voice: input.voice,
         declaredType: input.mimeType ?? input.mimetype,

@@ -492,11 +492,14 @@ export class OutboxRepository {
     return rows[0] ? Number(rows[0].at) : null;
   }
 
-  /** When the agent last sent a message to `toJid` (epoch ms), as the table says; null when never. */
+  /**
+   * When the agent last sent a message to `toJid` (epoch ms), as the table says; null when never. Read marks and
+   * typing are not messages (they are not paced, and do not space the next message either).
+   */
   async lastSentTo(agentId: string, toJid: string): Promise<number | null> {
     const rows = await this.database.query(
       `SELECT (extract(epoch FROM max(sent_at)) * 1000)::float8 AS at FROM outbox_messages
-       WHERE agent_id = $1 AND to_jid = $2 AND status = 'sent'`,
+       WHERE agent_id = $1 AND to_jid = $2 AND status = 'sent' AND kind NOT IN ('read', 'typing')`,
       [agentId, toJid],
     );
     const at = rows[0]?.at;

@@ -702,6 +702,28 @@ describe('Outbox', () => {
     expect(engine.sent('given-up')).toEqual([]);
   });
 
+  it('spaces messages to a recipient from the last message sent there, not from a read mark or typing', async () => {
+    const { repository } = await setup();
+    const message = queuedRow('spacing', 'hello');
+    const read = { ...queuedRow('spacing', 'read'), kind: 'read' as const };
+    const typing = { ...queuedRow('spacing', 'typing'), kind: 'typing' as const };
+    await repository.write([message, read, typing], []);
+    const sentAt = Date.UTC(2026, 10, 29, 10, 0, 0);
+    await repository.write(
+      [],
+      [message, read, typing].map((row, i) => ({
+        id: row.id,
+        status: 'sent' as const,
+        attempts: 1,
+        waMessageId: null,
+        error: null,
+        at: sentAt + i * 60_000,
+      })),
+    );
+    expect(await repository.lastSentTo('spacing', '6281234567890@c.us')).toBe(sentAt);
+    expect(await repository.lastSentTo('spacing', '6289999999999@c.us')).toBeNull();
+  });
+
   it('keeps a newer outcome when an older one of the same row lands after it (batches commit side by side)', async () => {
     const { repository } = await setup();
     const row = queuedRow('late', 'x');
