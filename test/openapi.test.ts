@@ -4,6 +4,11 @@ import { parse } from 'yaml';
 import { buildOpenApiDocument } from '../scripts/openapi-document.js';
 import { useTestApp } from './helpers/app.js';
 
+interface Operation {
+  requestBody?: unknown;
+  responses: Record<string, unknown>;
+}
+
 describe('OpenAPI document', () => {
   const f = useTestApp();
 
@@ -32,6 +37,13 @@ describe('OpenAPI document', () => {
     expect(form.properties.data).toBeUndefined();
     expect(form.required).toEqual(['to', 'file']);
     expect(media['application/json'].schema.properties.data).toBeDefined();
+    // Any body may be too large or of a type the route does not read.
+    for (const [route, operations] of Object.entries(document.paths as Record<string, Record<string, Operation>>)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (!operation.requestBody) continue;
+        expect(Object.keys(operation.responses), `${method} ${route}`).toEqual(expect.arrayContaining(['413', '415']));
+      }
+    }
     for (const route of ['/sessions', '/agents/{agentId}/messages', '/sandbox/agents/{agentId}/inbound']) {
       expect(document.paths[route].post.requestBody.content['application/json'].schema.example, route).toBeDefined();
     }

@@ -17,11 +17,18 @@ declare module 'fastify' {
 
 type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
 
-/** The zod schemas turned into OpenAPI, and a route's multipart form documented as a second request content type. */
+/**
+ * The zod schemas turned into OpenAPI; a route that takes a body also documents the answers any body may get (413
+ * past its limit, 415 for a type it does not read), in the error envelope of its 503; and a route's multipart form is
+ * documented as a second request content type.
+ */
 function transform(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
   const out = jsonSchemaTransform(input);
-  const form = 'route' in input ? input.route.config?.multipartForm : undefined;
   const json = out.schema?.body;
+  const responses = out.schema?.response as Record<string, unknown> | undefined;
+  const envelope = responses?.['503'];
+  if (json && responses && envelope) for (const status of ['413', '415']) responses[status] ??= envelope;
+  const form = 'route' in input ? input.route.config?.multipartForm : undefined;
   if (!form || !json) return out;
   const multipart = jsonSchemaTransform({ ...input, schema: { body: form } }).schema?.body;
   return {
