@@ -22,6 +22,7 @@ describe('NewContacts', () => {
     await test.database.query('DELETE FROM pacing_contact_quota');
     await test.database.query('DELETE FROM outbox_messages');
     await test.database.query('DELETE FROM inbound_messages');
+    await test.database.query('DELETE FROM identities');
     clock = new FakeClock();
     repository = new PacingRepository(test.database);
     contacts = new NewContacts({ repository, clock });
@@ -79,6 +80,28 @@ describe('NewContacts', () => {
     );
     for (const to of [jid(1), jid(2), '120363000000000001@g.us']) expect(await refusal('a', to, 0)).toBeNull();
     expect((await refusal('a', jid(3), 0))?.details).toEqual({ limit: 0, retryAfter: null });
+  });
+
+  it('knows a person who wrote first by LID, before their number was known, by either address', async () => {
+    const lid = '123456789012345@lid';
+    await test.database.query(
+      `INSERT INTO inbound_messages (agent_id, wa_message_id, chat_jid) VALUES ('a', 'w-lid', $1)`,
+      [lid],
+    );
+    // Not yet paired: the number is someone new.
+    expect((await refusal('a', jid(4), 0))?.code).toBe('NEW_CONTACT_LIMIT');
+    // The pair is learned later (another agent's pairs are not this one's).
+    await test.database.query(
+      `INSERT INTO identities (agent_id, lid, phone) VALUES ('a', $1, $2), ('b', '999999999999999@lid', $3)`,
+      [lid, jid(4).split('@')[0], jid(5).split('@')[0]],
+    );
+    await test.database.query(
+      `INSERT INTO inbound_messages (agent_id, wa_message_id, chat_jid) VALUES ('b', 'w-other', '999999999999999@lid')`,
+    );
+    const fresh = new NewContacts({ repository, clock });
+    await expect(fresh.admit('a', jid(4), 0)).resolves.toBeUndefined();
+    await expect(fresh.admit('a', lid, 0)).resolves.toBeUndefined();
+    await expect(fresh.admit('a', jid(5), 0)).rejects.toMatchObject({ code: 'NEW_CONTACT_LIMIT' });
   });
 
   it('admits exactly the last places when first messages race, from separate processes', async () => {

@@ -22,14 +22,23 @@ export class PacingRepository {
   }
 
   /**
-   * Whether the agent has exchanged a message with `jid`: sent it one (any state), received one in its chat, or
-   * already counted it as a new contact. Each read is one probe of an index on (agent_id, chat).
+   * Whether the agent has exchanged a message with the person at `jid`, under either of their addresses (a LID and
+   * the number behind it, as the agent's identities pair them: someone who wrote first by LID, before their number
+   * was known, is known by number too): sent them one (any state), received one in their chat, or already counted
+   * them as a new contact. Each read is a few probes of indexes on (agent_id, chat).
    */
   async isKnownContact(agentId: string, jid: string): Promise<boolean> {
     const rows = await this.database.query(
-      `SELECT EXISTS (SELECT 1 FROM outbox_messages WHERE agent_id = $1 AND to_jid = $2)
-           OR EXISTS (SELECT 1 FROM inbound_messages WHERE agent_id = $1 AND chat_jid = $2)
-           OR EXISTS (SELECT 1 FROM pacing_contact_quota WHERE agent_id = $1 AND contacts ? $2) AS known`,
+      `WITH person AS (
+         SELECT $2::text AS jid
+         UNION SELECT i.phone || '@c.us' FROM identities i WHERE i.agent_id = $1 AND i.lid = $2
+         UNION SELECT i.lid FROM identities i
+           WHERE i.agent_id = $1 AND $2 LIKE '%@c.us' AND i.phone = split_part($2, '@', 1)
+       )
+       SELECT EXISTS (SELECT 1 FROM outbox_messages WHERE agent_id = $1 AND to_jid IN (SELECT jid FROM person))
+           OR EXISTS (SELECT 1 FROM inbound_messages WHERE agent_id = $1 AND chat_jid IN (SELECT jid FROM person))
+           OR EXISTS (SELECT 1 FROM pacing_contact_quota
+                      WHERE agent_id = $1 AND contacts ?| ARRAY(SELECT jid FROM person)) AS known`,
       [agentId, jid],
     );
     return rows[0]?.known === true;
