@@ -2,7 +2,7 @@
 // disabling of an endpoint that keeps failing, and two dispatchers (two cluster members) never sending one delivery
 // at once.
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { anyAddress } from '../src/messaging/address-policy.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -213,6 +213,49 @@ describe('webhook dispatcher', () => {
       [blocked.id, wide.id, late.id],
     ]);
   });
+  it('scans a bounded part of a backlog that cannot go per claim, and reaches what can go behind it', async () => {
+    const clock = new FakeClock();
+    const repository = new WebhooksRepository(db.database);
+    const url = 'http://127.0.0.1:9/hook';
+    const stuck = await repository.create(null, { url, enabled: true });
+    const behind = await repository.create(null, { url, enabled: true });
+    try {
+      // 12,000 deliveries of one chat, all waiting for the first one's retry; then another endpoint's delivery.
+      await db.database.query(
+        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, type, order_key, payload, next_attempt_at)
+         SELECT 'whd_stuck' || g, 'evt_stuck' || g, $1, 'message.received', 'one-chat', '{}'::jsonb,
+           CASE WHEN g = 1 THEN now() + interval '1 hour' END
+         FROM generate_series(1, 12000) AS g ORDER BY g`,
+        [stuck.id],
+      );
+      await db.database.query(
+        `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, type, order_key, payload)
+         VALUES ('whd_behind', 'evt_behind', $1, 'message.received', 'other-chat', '{}'::jsonb)`,
+        [behind.id],
+      );
+      const now = new Date(clock.now());
+      const later = new Date(clock.now() + 30_000);
+      const room = { perEndpoint: 4, inFlight: new Map<string, number>() };
+      const statements: number[] = [];
+      const claims: string[][] = [];
+      const query = vi.spyOn(db.database, 'query');
+      try {
+        for (let i = 0; i < 3 && !claims.flat().includes('whd_behind'); i++) {
+          const before = query.mock.calls.filter(([, , name]) => name === 'webhook_claim').length;
+          claims.push((await repository.claim(now, later, 20, room)).map((d) => d.id));
+          statements.push(query.mock.calls.filter(([, , name]) => name === 'webhook_claim').length - before);
+        }
+      } finally {
+        query.mockRestore();
+      }
+      // Windows of 160 seq for 20 deliveries wanted: at most 8,192 seq (52 windows) per claim, not 12,000.
+      expect(Math.max(...statements)).toBeLessThanOrEqual(52);
+      expect(claims).toEqual([[], ['whd_behind']]);
+    } finally {
+      await db.database.query(`DELETE FROM webhook_endpoints WHERE id = ANY ($1::text[])`, [[stuck.id, behind.id]]);
+    }
+  });
+
   it("keeps order per agent and chat at an admin-level endpoint: one agent's stuck chat does not hold another's", async () => {
     const clock = new FakeClock();
     const repository = new WebhooksRepository(db.database);

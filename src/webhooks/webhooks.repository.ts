@@ -42,6 +42,13 @@ const isoOrEpoch = (value: unknown): string => iso(value) ?? new Date(0).toISOSt
 /** The consecutive `seq` a claim statement looks at: 8 per delivery wanted, within these bounds (see claim). */
 const CLAIM_WINDOW = { min: 128, max: 1024 };
 
+/**
+ * The `seq` one claim looks at, at most, in windows: a backlog of deliveries that cannot go yet (an endpoint down or
+ * disabled, a chat waiting for its retry) costs each claim this much whatever its size; the next claim goes on from
+ * where this one stopped (see claim).
+ */
+const CLAIM_SCAN = 8 * CLAIM_WINDOW.max;
+
 const ENDPOINT_COLUMNS = 'id, agent_id, url, events, enabled, description, disabled_at, created_at';
 
 function toWebhook(row: Row): Webhook {
@@ -80,6 +87,9 @@ const SETTLED_DELIVERIES: PurgeTarget = {
 };
 
 export class WebhooksRepository {
+  /** Where the last claim stopped scanning a backlog that went on (a seq), or 0: the next claim goes on from there. */
+  private resumeAfter = 0;
+
   constructor(private readonly database: Database) {}
 
   /** `scope`: the agent, or null for admin-level endpoints. */
@@ -228,6 +238,11 @@ export class WebhooksRepository {
    * up): the oldest pending row comes from an ordered index scan that stops at the first one (a plain index scan,
    * which marks the index entries of rows delivered meanwhile dead as it passes them), and a window is a range of the
    * same index. Endpoints are filtered by exclusion (busy or disabled), which no index can serve.
+   *
+   * A claim looks at CLAIM_SCAN seq at most: its first window from the oldest pending delivery (the chats' heads are
+   * there, and retries come due there), the next ones from where the previous claim stopped, until the end of the
+   * backlog, where the next claim starts over. A backlog that cannot go costs each claim a bounded scan, and what
+   * can go behind it is reached within a few claims.
    */
   async claim(
     now: Date,
@@ -238,8 +253,9 @@ export class WebhooksRepository {
     const claimed: Row[] = [];
     const used = new Map(room.inFlight);
     const window = Math.min(CLAIM_WINDOW.max, Math.max(CLAIM_WINDOW.min, 8 * limit));
+    const windows = Math.ceil(CLAIM_SCAN / window);
     let after = 0;
-    for (;;) {
+    for (let scanned = 1; ; scanned++) {
       const busy = [...used].filter(([, n]) => n >= room.perEndpoint).map(([id]) => id);
       const rows = await this.database.query(
         `WITH oldest AS (
@@ -297,9 +313,19 @@ export class WebhooksRepository {
       }
       const summary = rows.find((row) => row.id == null);
       const full = [...used.values()].filter((n) => n >= room.perEndpoint).length;
-      // Enough; no pending delivery after this window; or every enabled endpoint at its limit.
-      if (claimed.length >= limit || summary?.window_end == null || full >= Number(summary.enabled)) break;
-      after = Number(summary.window_end);
+      // No pending delivery after this window: the next claim scans from the oldest again.
+      if (summary?.window_end == null) {
+        this.resumeAfter = 0;
+        break;
+      }
+      const end = Number(summary.window_end);
+      // Enough, or every enabled endpoint at its limit; or this claim's scan is over: the next goes on from here.
+      if (claimed.length >= limit || full >= Number(summary.enabled)) break;
+      if (scanned >= windows) {
+        this.resumeAfter = Math.max(this.resumeAfter, end);
+        break;
+      }
+      after = scanned === 1 ? Math.max(end, this.resumeAfter) : end;
     }
     return claimed
       .sort((a, b) => Number(a.seq) - Number(b.seq))
