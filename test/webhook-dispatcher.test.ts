@@ -328,8 +328,30 @@ describe('webhook dispatcher', () => {
     }
   });
 
+  it("never keeps an agent's endpoint without its agent: deleted with it, refused once it is gone", async () => {
+    const repository = new WebhooksRepository(db.database);
+    await db.database.query(`INSERT INTO whatsapp_user (user_id, agent_id, api_key) VALUES ('u', 'short-lived', 'k')`);
+    const hook = await repository.create('short-lived', { url: 'http://127.0.0.1:9/hook', enabled: true });
+    // Deleted as a concurrent DELETE /sessions would, between the route's look-up and the insert: refused.
+    await db.database.query(`DELETE FROM whatsapp_user WHERE agent_id = 'short-lived'`);
+    expect(await repository.get('short-lived', hook.id)).toBeUndefined();
+    await expect(
+      repository.create('short-lived', { url: 'http://127.0.0.1:9/hook', enabled: true }),
+    ).rejects.toMatchObject({
+      code: 'SESSION_NOT_FOUND',
+    });
+    const [left] = await db.database.query(
+      `SELECT count(*)::int AS n FROM webhook_endpoints WHERE agent_id = 'short-lived'`,
+    );
+    expect(left?.n).toBe(0);
+  });
+
   it('writes each event once, whatever the endpoints, then expands it into one delivery per endpoint, in order', async () => {
     const repository = new WebhooksRepository(db.database);
+    // Agent-level endpoints belong to agents that exist.
+    await db.database.query(
+      `INSERT INTO whatsapp_user (user_id, agent_id, api_key) VALUES ('u', 'fan-agent', 'k1'), ('u', 'another-agent', 'k2')`,
+    );
     const takers = [
       await repository.create(null, { url: receiver.url, enabled: true, events: ['message.received'] }),
       await repository.create('fan-agent', { url: receiver.url, enabled: true }),
@@ -375,6 +397,7 @@ describe('webhook dispatcher', () => {
     } finally {
       await db.database.query(`DELETE FROM webhook_endpoints WHERE id = ANY ($1::text[])`, [ids]);
       await db.database.query(`DELETE FROM webhook_events WHERE agent_id = 'fan-agent'`);
+      await db.database.query(`DELETE FROM whatsapp_user WHERE agent_id IN ('fan-agent', 'another-agent')`);
     }
   });
 });

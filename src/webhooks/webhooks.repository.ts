@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Database, Row } from '../db/client.js';
 import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
+import { AppError } from '../errors.js';
 import type {
   CreateWebhook,
   Delivery,
@@ -86,20 +87,32 @@ const SETTLED_DELIVERIES: PurgeTarget = {
   olderThan: `status IN ('delivered', 'failed') AND updated_at < $1`,
 };
 
+/** PostgreSQL's foreign_key_violation (SQLSTATE 23503), from node-postgres or PGlite. */
+function isForeignKeyViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && err.code === '23503';
+}
+
 export class WebhooksRepository {
   /** Where the last claim stopped scanning a backlog that went on (a seq), or 0: the next claim goes on from there. */
   private resumeAfter = 0;
 
   constructor(private readonly database: Database) {}
 
-  /** `scope`: the agent, or null for admin-level endpoints. */
+  /**
+   * `scope`: the agent, or null for admin-level endpoints. SESSION_NOT_FOUND when the agent is gone (deleted after the
+   * caller looked it up: its endpoints go with it, by a foreign key, so none can outlive it).
+   */
   async create(scope: string | null, input: CreateWebhook): Promise<Webhook & { secret: string }> {
     const secret = newSecret();
-    const rows = await this.database.query(
-      `INSERT INTO webhook_endpoints (id, agent_id, url, events, enabled, description, secret)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${ENDPOINT_COLUMNS}`,
-      [newId('wh'), scope, input.url, input.events ?? null, input.enabled, input.description ?? null, secret],
-    );
+    const rows = await this.database
+      .query(
+        `INSERT INTO webhook_endpoints (id, agent_id, url, events, enabled, description, secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${ENDPOINT_COLUMNS}`,
+        [newId('wh'), scope, input.url, input.events ?? null, input.enabled, input.description ?? null, secret],
+      )
+      .catch((err: unknown) => {
+        throw isForeignKeyViolation(err) ? new AppError('SESSION_NOT_FOUND') : err;
+      });
     return { ...toWebhook(rows[0] as Row), secret };
   }
 

@@ -564,6 +564,19 @@ export const migrations: Migration[] = [
       ALTER TABLE outbox_media_chunks ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
     `,
   },
+  {
+    id: '0016_webhook_endpoint_agent',
+    // An agent's webhook endpoints go with the agent through a foreign key, not only through the delete trigger
+    // (0008): an endpoint created while its agent was being deleted (the trigger could not see the uncommitted row)
+    // survived with no agent, and an agent created again later with that id, maybe for another user, would have
+    // had its messages sent there. Endpoints left by that race before now go first.
+    sql: `
+      DELETE FROM webhook_endpoints e
+      WHERE e.agent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM whatsapp_user u WHERE u.agent_id = e.agent_id);
+      ALTER TABLE webhook_endpoints ADD CONSTRAINT webhook_endpoints_agent_id_fkey
+        FOREIGN KEY (agent_id) REFERENCES whatsapp_user (agent_id) ON DELETE CASCADE;
+    `,
+  },
 ];
 
 /** The shared api_keys table is managed elsewhere; a database without it gets this one (migrate.ts), to stand alone. */
