@@ -1,6 +1,8 @@
 // Two members of one cluster in this process, each with its own pool on one PostgreSQL database and its own socket:
 // what one member accepts, the owner of the session sends; session routes reach the owner wherever they land; a
 // member that stops hands its sessions, and the messages they have queued, to the other.
+import { createServer } from 'node:http';
+import { type AddressInfo, connect as tcp } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../scripts/service-process.js';
 import { type Database, openDatabase } from '../src/db/client.js';
@@ -9,6 +11,22 @@ import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/
 import { type ConnectedAgent, sent, until } from './helpers/messaging.js';
 
 const HOST = '127.0.0.1';
+
+/** Sends `text` as it is to the member at `base` and reads the whole answer (the request closes the connection). */
+async function rawRequest(base: string, text: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = tcp(Number(port), hostname, () => socket.write(text));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
+    socket.on('data', (chunk: string) => {
+      answer += chunk;
+    });
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
 
 interface Member {
   id: string;
@@ -130,6 +148,34 @@ describe.skipIf(!usingPostgres())('two members of one cluster', () => {
       );
       return rows.length === 4 && rows.every((row, i) => row.status === 'sent' && row.wa_message_id === waIds[i]);
     });
+  });
+
+  it("sends a session route to its owner's address, whatever host a request line names", async () => {
+    const [a, b] = members as [Member, Member];
+    const agent = await connect(a, a, 'line-bot');
+    expect(owner('line-bot')).toBe(a);
+    // A server that must hear nothing: the cluster secret would reach it.
+    const heard: string[] = [];
+    const elsewhere = createServer((req, res) => {
+      heard.push(`${req.method} ${req.url} ${req.headers['x-wamt-cluster-secret'] ?? ''}`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":{"from":"elsewhere"}}');
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, HOST, resolve));
+    try {
+      const { port } = elsewhere.address() as AddressInfo;
+      // To the member that does not own the agent, with a whole URL on the request line.
+      const answer = await rawRequest(
+        b.base,
+        `GET http://${HOST}:${port}/sessions/line-bot/qr.png HTTP/1.1\r\nHost: ${new URL(b.base).host}\r\n` +
+          `Authorization: ${agent.auth.authorization}\r\nConnection: close\r\n\r\n`,
+      );
+      expect(heard).toEqual([]);
+      // The owner's answer: the session is connected, so it has no QR code to show.
+      expect(answer).toMatch(/^HTTP\/1\.1 (404|409) /);
+      expect(answer).not.toContain('elsewhere');
+    } finally {
+      await new Promise((resolve) => elsewhere.close(resolve));
+    }
   });
 
   it('a member that stops hands its session and the messages queued for it to the other, which sends them', async () => {
