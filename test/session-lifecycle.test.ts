@@ -103,6 +103,38 @@ describe('session lifecycle across restarts and disconnects', () => {
     }
   });
 
+  it('forgets the login of a session deleted while it waits to reconnect: the id given again starts with a QR code', async () => {
+    const clock = new FakeClock();
+    const reconnectBackoff = { baseMs: 60_000, maxMs: 60_000, random: () => 0.5 };
+    const t = await createTestApp({ database: db.database, dataDir, overrides: { clock, reconnectBackoff } });
+    try {
+      await connectAgent(t, 'deleted-flaky');
+      await t.app.inject({
+        method: 'POST',
+        url: '/sandbox/agents/deleted-flaky/disconnect',
+        headers: t.admin,
+        payload: {},
+      });
+      expect((await status(t, 'deleted-flaky')).liveState.sessionState).toBe('reconnecting');
+      const deleted = await t.app.inject({ method: 'DELETE', url: '/sessions/deleted-flaky', headers: t.admin });
+      expect(deleted.statusCode).toBe(200);
+      expect(await t.container.sandbox?.hasStoredLogin('deleted-flaky')).toBe(false);
+      // Another user's agent given the same id is not logged in to that WhatsApp account.
+      const again = await t.app.inject({
+        method: 'POST',
+        url: '/sessions',
+        headers: t.admin,
+        payload: { userId: 'someone-else', agentId: 'deleted-flaky', agentName: 'new', apikey: 'new-key-0123456789' },
+      });
+      expect(again.statusCode).toBe(200);
+      await clock.advance(60_000);
+      expect((await status(t, 'deleted-flaky')).liveState).toMatchObject({ isReady: false });
+      expect((await status(t, 'deleted-flaky')).status).not.toBe('connected');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('does not start sessions of an engine that is not enabled', async () => {
     // The sandbox is off here: the sandbox sessions stored earlier are neither restored nor restartable.
     const t = await createTestApp({ database: db.database, dataDir, env: { WA_ENGINE: 'baileys' } });

@@ -376,7 +376,12 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     this.count(live, false);
     const session = live.session;
     live.session = null;
-    if (!session) return;
+    if (!session) {
+      // Between two connections (reconnecting, or a start that failed) there is no session to log out: the stored
+      // login goes all the same, so that nothing started later under this agent id is logged in to this account.
+      if (logout) await live.engine.clearStoredLogin(live.agentId).catch(() => {});
+      return;
+    }
     session.removeAllListeners();
     try {
       await (logout ? session.logout() : session.stop());
