@@ -23,8 +23,11 @@ class FakeSession extends EventEmitter<EngineSessionEvents> implements EngineSes
       setImmediate(() => this.emit('disconnected', { reason: 'net::ERR_NAME_NOT_RESOLVED', loggedOut: false }));
     }
   }
+  /** What stop() waits for: a browser that takes its time to close. */
+  stopping: Promise<void> = Promise.resolve();
   async stop() {
     this.calls.push('stop');
+    await this.stopping;
   }
   async logout() {
     this.calls.push('logout');
@@ -111,6 +114,28 @@ describe('SessionSupervisor', () => {
     expect(sessions[0]?.calls).toEqual(['start', 'stop']);
     expect(sessions).toHaveLength(1);
     expect(supervisor.isRunning('a1')).toBe(false);
+  });
+
+  it('starts one session when two starts race while the failed one is still stopping', async () => {
+    const { supervisor, engine, sessions } = setup();
+    await supervisor.start('a1', engine);
+    let closed = () => {};
+    const first = sessions[0] as FakeSession;
+    first.stopping = new Promise<void>((resolve) => {
+      closed = resolve;
+    });
+    first.emit('auth_failure', 'restore failed');
+    expect(supervisor.isRunning('a1')).toBe(false);
+    // Two QR requests at once: one waits for the old session to close, the other goes ahead meanwhile.
+    const starts = [supervisor.start('a1', engine), supervisor.start('a1', engine)];
+    await afterPromiseCallbacks();
+    closed();
+    await Promise.all(starts);
+    await supervisor.settled('a1');
+    // The old one and one new one: no second session left running on the same login, unknown to the supervisor.
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]?.calls).toEqual(['start']);
+    expect(supervisor.isRunning('a1')).toBe(true);
   });
 
   it('reconnects with exponential backoff and jitter when WhatsApp cannot be reached, then connects', async () => {

@@ -185,7 +185,12 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   async start(agentId: string, engine: Engine): Promise<void> {
     const existing = this.lives.get(agentId);
     if (existing && this.isRunning(agentId) && existing.engine === engine) return;
-    if (existing) await this.teardown(existing);
+    if (existing) {
+      await this.teardown(existing);
+      // Another start (or a stop) went ahead while this one waited for the old session to close: it stands, and no
+      // second session starts on the same login behind its back.
+      if (this.lives.get(agentId) !== existing) return;
+    }
     const live: Live = {
       agentId,
       engine,
