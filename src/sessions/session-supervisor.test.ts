@@ -247,6 +247,21 @@ describe('SessionSupervisor', () => {
     expect(clock.pending()).toEqual([]); // the wait's timeout went with it
   });
 
+  it('answers a QR code already showing at once, leaving no listener or timer behind', async () => {
+    const { supervisor, engine, sessions, clock } = setup();
+    const first = supervisor.startForQr('a1', 30_000, () => engine);
+    await afterPromiseCallbacks();
+    sessions[0]?.emit('qr', 'qr-text');
+    expect(await first).toBe('qr');
+    await supervisor.settled('a1');
+    const listeners = () => ['qr', 'ready', 'unavailable'].map((event) => supervisor.listenerCount(event));
+    const before = listeners();
+    for (let i = 0; i < 3; i++) expect(await supervisor.startForQr('a1', 30_000, () => engine)).toBe('qr');
+    expect(listeners()).toEqual(before);
+    expect(clock.pending()).toEqual([]);
+    expect(sessions).toHaveLength(1);
+  });
+
   it('gives up waiting for a QR code when the clock passes the timeout', async () => {
     const renderer = manualRenderer();
     const { supervisor, engine, clock } = setup({ renderQr: renderer.render });

@@ -103,6 +103,9 @@ export interface SupervisorOptions {
 
 const renderPng = (text: string): Promise<Buffer> => QRCode.toBuffer(text, { type: 'png', margin: 2, width: 320 });
 
+/** What a wait for a QR code ends with. */
+export type QrWait = 'qr' | 'connected' | 'unavailable' | 'timeout';
+
 export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   private readonly lives = new Map<string, Live>();
   private readonly backoff: BackoffOptions;
@@ -229,12 +232,28 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * Waits for the next QR code (resolves 'qr'), for the session to connect ('connected'), or for its start to fail
-   * before it could begin ('unavailable').
+   * Starts the session unless it runs (with the engine `engine()` gives), then waits for a QR code ('qr', at once when
+   * one shows already), for the session to connect ('connected'), or for its start to fail before it could begin
+   * ('unavailable'). Nothing it listens with outlives it.
    */
-  waitForQrOrReady(agentId: string, timeoutMs: number): Promise<'qr' | 'connected' | 'unavailable' | 'timeout'> {
+  async startForQr(agentId: string, timeoutMs: number, engine: () => Engine): Promise<QrWait> {
+    const done = new AbortController();
+    const waiting = this.waitForQrOrReady(agentId, timeoutMs, done.signal);
+    try {
+      if (!this.isRunning(agentId)) await this.start(agentId, engine());
+      return this.qr(agentId) ? 'qr' : await waiting;
+    } finally {
+      done.abort();
+    }
+  }
+
+  /**
+   * Waits for the next QR code (resolves 'qr'), for the session to connect ('connected'), or for its start to fail
+   * before it could begin ('unavailable'); 'timeout' after `timeoutMs`, or at once when `signal` aborts.
+   */
+  waitForQrOrReady(agentId: string, timeoutMs: number, signal?: AbortSignal): Promise<QrWait> {
     return new Promise((resolve) => {
-      const done = (outcome: 'qr' | 'connected' | 'unavailable' | 'timeout') => {
+      const done = (outcome: QrWait) => {
         timer.cancel();
         this.off('qr', onQr);
         this.off('ready', onReady);
@@ -248,6 +267,7 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
       this.on('qr', onQr);
       this.on('ready', onReady);
       this.on('unavailable', onUnavailable);
+      signal?.addEventListener('abort', () => done('timeout'), { once: true });
     });
   }
 

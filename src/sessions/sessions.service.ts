@@ -164,11 +164,9 @@ export class SessionsService {
     const row = await this.requireRow(agentId);
     await this.requireOwnership(agentId);
     if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
-    const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
-    if (!this.supervisor.isRunning(agentId)) {
-      await this.supervisor.start(agentId, this.requireEngine(this.engineName(row)));
-    }
-    const outcome = this.supervisor.qr(agentId) ? 'qr' : await waiting;
+    const outcome = await this.supervisor.startForQr(agentId, this.options.qrWaitTimeoutMs, () =>
+      this.requireEngine(this.engineName(row)),
+    );
     if (outcome === 'connected') throw new AppError('SESSION_ALREADY_CONNECTED');
     if (outcome === 'unavailable') throw this.engineUnavailable(agentId);
     const qr = this.supervisor.qr(agentId);
@@ -196,9 +194,7 @@ export class SessionsService {
     if (this.supervisor.readySession(agentId)) throw new AppError('SESSION_ALREADY_CONNECTED');
     const engine = this.requireEngine(this.engineName(row));
     if (!this.supervisor.isRunning(agentId)) {
-      const waiting = this.supervisor.waitForQrOrReady(agentId, this.options.qrWaitTimeoutMs);
-      await this.supervisor.start(agentId, engine);
-      const outcome = this.supervisor.qr(agentId) ? 'qr' : await waiting;
+      const outcome = await this.supervisor.startForQr(agentId, this.options.qrWaitTimeoutMs, () => engine);
       if (outcome === 'unavailable') throw this.engineUnavailable(agentId);
       if (outcome !== 'qr') throw new AppError('QR_TIMEOUT');
     }
