@@ -39,9 +39,16 @@ describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
         extraChromeArgs: ['--host-resolver-rules=MAP * ~NOTFOUND'],
       });
       session = engine.createSession('real-agent', { logger });
+      // The service's own SIGINT and SIGTERM handlers shut it down; the browser library must not add its own, which
+      // would kill every browser (or the process) before the service could hand its sessions over.
+      const signalHandlers = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((signal) => process.listenerCount(signal));
+      const handlersBefore = signalHandlers();
+      const handlersSeen: number[][] = [];
       let mostProcesses = 0;
       const watch = setInterval(async () => {
-        mostProcesses = Math.max(mostProcesses, (await findProcesses(authDir ?? '')).length);
+        const running = (await findProcesses(authDir ?? '')).length;
+        if (running > 0) handlersSeen.push(signalHandlers());
+        mostProcesses = Math.max(mostProcesses, running);
       }, 50);
       const disconnected = nextEvent(session, 'disconnected', 13_000);
       await session.start();
@@ -52,6 +59,8 @@ describe('whatsapp-web on real Chromium, WhatsApp unreachable', () => {
       expect(info.loggedOut).toBe(false);
       expect(info.reason).toMatch(/initialize failed: .*ERR_NAME_NOT_RESOLVED/);
       expect(mostProcesses).toBeGreaterThan(0); // Chromium did run: the test proves its cleanup, not its absence
+      expect(handlersSeen.length).toBeGreaterThan(0);
+      for (const seen of handlersSeen) expect(seen).toEqual(handlersBefore);
       await expect(session.sendText('6281234567890@c.us', 'x')).rejects.toThrow(/not connected/);
       await session.stop();
       expect(await findProcesses(authDir)).toEqual([]);

@@ -73,7 +73,16 @@ export async function createRealWwebClient(settings: WwebClientSettings): Promis
   const { Client, LocalAuth } = await loadWweb();
   return new Client({
     authStrategy: new LocalAuth({ dataPath: settings.dataPath, clientId: settings.clientId }),
-    puppeteer: { headless: true, executablePath: settings.executablePath, args: settings.args },
+    puppeteer: {
+      headless: true,
+      executablePath: settings.executablePath,
+      args: settings.args,
+      // The service handles its signals (a graceful shutdown hands sessions over, saving each profile as its browser
+      // closes); puppeteer's own handlers would kill every browser, or exit the process, first.
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
+    },
     // The default caches WhatsApp Web's page in ./.wwebjs_cache of the working directory; load it live instead.
     webVersionCache: { type: 'none' },
   });
