@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/database.js';
 import { nextEvent, runEngineContract } from '../engine.contract.js';
 import type { MessageAck } from '../engine.js';
@@ -81,6 +81,22 @@ describe('baileys adapter', () => {
     expect(identity).toEqual({ me: '6281200000000@c.us', lid: '99887766554433@lid' });
     expect(fake.sockets.get('b-restart')?.length).toBe(2);
     expect(disconnects).toBe(0);
+    await session.stop();
+  });
+
+  it('reports an unlink even when its login cannot be deleted (the database is away), and never rejects unhandled', async () => {
+    const fake = new FakeBaileys();
+    const { session } = await linked('b-unlink-db-down', fake);
+    const spy = vi.spyOn(test.database.db, 'delete').mockImplementation(() => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    });
+    try {
+      const disconnected = nextEvent(session, 'disconnected');
+      fake.latest('b-unlink-db-down').drop(true);
+      expect((await disconnected)[0]).toMatchObject({ loggedOut: true });
+    } finally {
+      spy.mockRestore();
+    }
     await session.stop();
   });
 

@@ -243,7 +243,13 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     this.socket = socket;
     const current = () => this.socket === socket;
     socket.ev.on('connection.update', (update) => {
-      if (current()) void this.onConnectionUpdate(socket, update);
+      // Whatever fails in handling it (the login store's database, say) ends as a reported disconnect: an event
+      // handler's rejection would be unhandled, and end the process with every other agent's session.
+      if (current()) {
+        void this.onConnectionUpdate(socket, update).catch((error: unknown) =>
+          this.fail(`connection update failed: ${String(error)}`, false),
+        );
+      }
     });
     socket.ev.on('creds.update', () => {
       // Saved even from a socket we left: pairing may finish while it closes, and the login must not be lost.
@@ -308,12 +314,23 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
     await this.fail(reason, action === 'logged_out');
   }
 
-  /** The one exit for failures: release the socket (and, when unlinked, the login) before reporting. */
+  /**
+   * The one exit for failures: release the socket (and, when unlinked, the login) before reporting. Never rejects:
+   * a login store that cannot be written now is logged, and the disconnect is reported all the same (an unlinked
+   * login is deleted again by the logout that follows).
+   */
   private async fail(reason: string, loggedOut: boolean): Promise<void> {
     this.state = 'disconnected';
     this.options.logger.warn({ event: 'engine.disconnected', reason, loggedOut }, 'baileys disconnected');
-    await this.release();
-    if (loggedOut) await this.options.auth.clear();
+    try {
+      await this.release();
+      if (loggedOut) await this.options.auth.clear();
+    } catch (error) {
+      this.options.logger.error(
+        { event: 'engine.auth.release_failed', loggedOut, err: String(error) },
+        'could not release the login store',
+      );
+    }
     this.emit('disconnected', { reason, loggedOut });
   }
 
