@@ -135,6 +135,27 @@ describe('session lifecycle across restarts and disconnects', () => {
     }
   });
 
+  it('never logs a new agent in with a login an earlier agent of its id left behind', async () => {
+    const t = await createTestApp({ database: db.database, dataDir });
+    try {
+      await connectAgent(t, 'reused-id');
+      // Its row goes without its login, as when the deletion could not reach the login store.
+      await db.database.query(`DELETE FROM whatsapp_user WHERE agent_id = 'reused-id'`);
+      await t.container.supervisor.stop('reused-id', { logout: false, forget: true });
+      expect(await t.container.sandbox?.hasStoredLogin('reused-id')).toBe(true);
+      const created = await t.app.inject({
+        method: 'POST',
+        url: '/sessions',
+        headers: t.admin,
+        payload: { userId: 'another-user', agentId: 'reused-id', agentName: 'new', apikey: 'another-key-0123456789' },
+      });
+      expect(created.statusCode).toBe(200);
+      expect(await t.container.sandbox?.hasStoredLogin('reused-id')).toBe(false);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('does not start sessions of an engine that is not enabled', async () => {
     // The sandbox is off here: the sandbox sessions stored earlier are neither restored nor restartable.
     const t = await createTestApp({ database: db.database, dataDir, env: { WA_ENGINE: 'baileys' } });

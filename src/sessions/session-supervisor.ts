@@ -124,6 +124,14 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     return this.options.engines.get(name);
   }
 
+  /**
+   * Deletes whatever login any engine still stores under `agentId`: for an agent id taken by a new agent, a login
+   * left by an earlier agent of that id (its deletion could not clear it) must not log the new one in.
+   */
+  async clearStoredLogins(agentId: string): Promise<void> {
+    await Promise.all([...this.options.engines.values()].map((engine) => engine.clearStoredLogin(agentId)));
+  }
+
   /** Each engine this process runs: whether a session of it could begin to start now, and if not, why. */
   async engineAvailability(): Promise<Record<string, { available: boolean; reason: string | null }>> {
     const entries = await Promise.all(

@@ -88,6 +88,7 @@ export class SessionsService {
       });
       // A concurrent create of the same agent inserted it first: answer as for an agent that exists (200 or 409).
       if (!inserted) return this.create(input, { waitForQr });
+      await this.supervisor.clearStoredLogins(input.agentId);
     } else {
       await repo.update(input.agentId, {
         agentName: input.agentName,
