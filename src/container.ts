@@ -213,8 +213,9 @@ export async function createContainer(config: Config, overrides: ContainerOverri
     cluster,
     pacing: pacing.profiles,
   });
-  // A deleted agent's profile and count of new contacts go with it.
+  // A deleted agent's profile and count of new contacts go with it, and so does its sandbox sent log.
   sessions.onRemoval((agentId) => pacing.forget(agentId));
+  if (sandbox) sessions.onRemoval(async (agentId) => sandbox.forgetAgent(agentId));
   const forwarder = createForwarder({
     cluster,
     // One process forwards nothing; members share the secret (CLUSTER_SECRET, or one kept in the database).

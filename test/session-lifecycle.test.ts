@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../src/__fixtures__/fake-clock.js';
 import { createTestApp, createTestDataDir, removeDir, type TestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { connectAgent } from './helpers/messaging.js';
+import { connectAgent, sendText } from './helpers/messaging.js';
 
 async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -108,7 +108,8 @@ describe('session lifecycle across restarts and disconnects', () => {
     const reconnectBackoff = { baseMs: 60_000, maxMs: 60_000, random: () => 0.5 };
     const t = await createTestApp({ database: db.database, dataDir, overrides: { clock, reconnectBackoff } });
     try {
-      await connectAgent(t, 'deleted-flaky');
+      const agent = await connectAgent(t, 'deleted-flaky');
+      expect((await sendText(t, agent, { to: '6281234567890', message: 'from the first owner' })).statusCode).toBe(200);
       await t.app.inject({
         method: 'POST',
         url: '/sandbox/agents/deleted-flaky/disconnect',
@@ -127,6 +128,9 @@ describe('session lifecycle across restarts and disconnects', () => {
         payload: { userId: 'someone-else', agentId: 'deleted-flaky', agentName: 'new', apikey: 'new-key-0123456789' },
       });
       expect(again.statusCode).toBe(200);
+      // Nor does it see what the first one sent.
+      const log = await t.app.inject({ method: 'GET', url: '/sandbox/agents/deleted-flaky/sent', headers: t.admin });
+      expect(log.json().data).toEqual([]);
       await clock.advance(60_000);
       expect((await status(t, 'deleted-flaky')).liveState).toMatchObject({ isReady: false });
       expect((await status(t, 'deleted-flaky')).status).not.toBe('connected');

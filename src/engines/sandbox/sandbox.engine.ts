@@ -234,6 +234,11 @@ export class SandboxEngine implements Engine {
     return phone === null ? null : { phone };
   }
 
+  /** The agent was deleted: what it sent goes too (an agent created again with its id starts with an empty log). */
+  forgetAgent(agentId: string): void {
+    this.sentLog.delete(agentId);
+  }
+
   forget(session: SandboxSession): void {
     if (this.sessions.get(session.agentId) === session) this.sessions.delete(session.agentId);
   }
