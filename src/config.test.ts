@@ -91,6 +91,21 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TRUST_PROXY: '2' })).toThrow(/TRUST_PROXY/);
   });
 
+  it('takes a number set but empty as not set, and refuses a delay no timer can wait', () => {
+    const defaults = loadConfig({});
+    const empty = loadConfig({ PORT: '', SEND_WAIT_MS: '', RATE_LIMIT_PER_MINUTE: '' });
+    expect([empty.port, empty.sendWaitMs, empty.rateLimitPerMinute]).toEqual([
+      defaults.port,
+      defaults.sendWaitMs,
+      defaults.rateLimitPerMinute,
+    ]);
+    // Past 2^31 - 1 ms a Node.js timer fires at once: a shutdown timeout of 35 days would exit at the first signal.
+    expect(loadConfig({ SHUTDOWN_TIMEOUT_MS: String(2 ** 31 - 1) }).shutdownTimeoutMs).toBe(2 ** 31 - 1);
+    for (const name of ['SHUTDOWN_TIMEOUT_MS', 'KEY_SYNC_INTERVAL_MS', 'AI_TIMEOUT_MS', 'SEND_WAIT_MS']) {
+      expect(() => loadConfig({ [name]: String(2 ** 31) }), name).toThrow(new RegExp(name));
+    }
+  });
+
   it('reads every kind of value', () => {
     const config = loadConfig({
       PORT: '8080',

@@ -11,8 +11,19 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const MiB = 1024 * 1024;
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
+/** A whole number, with its default or optional; set but empty (`PORT=`) counts as not set, not as 0. */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const number = z.coerce.number().int().min(min).max(max);
+  return {
+    default: (value: number) => z.preprocess(emptyAsUndefined, number.default(value)),
+    optional: () => z.preprocess(emptyAsUndefined, number.optional()),
+  };
+};
+/** The longest delay a Node.js timer takes (2^31 - 1 ms, ~24.8 days): a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A duration in milliseconds that a timer can wait. */
+const ms = (min: number, max = MAX_TIMER_MS) => int(min, Math.min(max, MAX_TIMER_MS));
 const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
 
 /** The message types AI_FORWARD_TYPES may name (the port's InboundMessageType, but `other`). */
@@ -59,9 +70,9 @@ const envSchema = z.object({
   CHROME_PATH: optionalString,
   ADMIN_API_KEY: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
   SESSIONS_AUTH: z.enum(['admin', 'none']).default('admin'),
-  KEY_SYNC_INTERVAL_MS: int(100).default(5_000),
+  KEY_SYNC_INTERVAL_MS: ms(100).default(5_000),
   AUTH_FAILURES_PER_MINUTE: int(1).default(20),
-  REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  REQUEST_TIMEOUT_MS: ms(100).default(30_000),
   TRUST_PROXY: z
     .string()
     .default('')
@@ -71,13 +82,13 @@ const envSchema = z.object({
     .string()
     .regex(/^[1-9]\d{0,3}$/, 'must be 1 to 4 digits without a leading 0')
     .default('62'),
-  AI_TIMEOUT_MS: int(100).default(60_000),
+  AI_TIMEOUT_MS: ms(100).default(60_000),
   AI_CONCURRENCY_PER_AGENT: int(1, 10_000).default(8),
   AI_CONCURRENCY_MAX: int(1, 100_000).default(1_000),
   AI_HISTORY_MESSAGES: int(0, 100).default(0),
   MESSAGE_RETENTION_DAYS: int(1, 3_650).default(30),
-  QR_WAIT_TIMEOUT_MS: int(100).default(60_000),
-  SEND_WAIT_MS: int(0).default(5_000),
+  QR_WAIT_TIMEOUT_MS: ms(100).default(60_000),
+  SEND_WAIT_MS: ms(0).default(5_000),
   RATE_LIMIT_PER_MINUTE: int(1).default(100),
   RATE_LIMIT_BURST: int(1).default(100),
   QUEUE_MAX_PER_AGENT: int(1).default(500),
@@ -98,8 +109,8 @@ const envSchema = z.object({
   WEBHOOK_RETRY_HOURS: int(1, 720).default(24),
   WEBHOOK_CONCURRENCY_PER_ENDPOINT: int(1, 100).default(4),
   WEBHOOK_CONCURRENCY_MAX: int(1, 10_000).default(64),
-  SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
-  DB_STATEMENT_TIMEOUT_MS: int(100).default(5_000),
+  SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
+  DB_STATEMENT_TIMEOUT_MS: ms(100).default(5_000),
   INSTANCE_ID: z.preprocess(
     emptyAsUndefined,
     z
@@ -108,8 +119,8 @@ const envSchema = z.object({
       .optional(),
   ),
   INSTANCE_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
-  MAX_SESSIONS: z.preprocess(emptyAsUndefined, int(1).optional()),
-  LEASE_TTL_MS: int(1_000, 600_000).default(10_000),
+  MAX_SESSIONS: int(1).optional(),
+  LEASE_TTL_MS: ms(1_000, 600_000).default(10_000),
   CLUSTER_SECRET: z.preprocess(emptyAsUndefined, z.string().min(16).max(512).optional()),
   APP_BASE_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/ }).optional()),
   AI_FORWARD_TYPES: z
