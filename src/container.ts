@@ -18,7 +18,7 @@ import { lockDataDir } from './cluster/instance-lock.js';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
-import { DAY_MS, type RetentionJob, startRetention } from './db/retention.js';
+import { DAY_MS, type RetentionJob, type RetentionOptions, startRetention } from './db/retention.js';
 import { createBaileysEngine } from './engines/baileys/baileys.engine.js';
 import type { Engine } from './engines/engine.js';
 import { SandboxEngine } from './engines/sandbox/sandbox.engine.js';
@@ -322,29 +322,31 @@ export async function createContainer(config: Config, overrides: ContainerOverri
       await keySync.start();
       await media.start();
       // Stored messages, and what belongs to them, are kept MESSAGE_RETENTION_DAYS.
-      const keptWithMessages = (name: string, purgeBefore: (cutoff: Date) => Promise<number>) =>
+      const keptWithMessages = (name: string, purgeBefore: RetentionOptions['purgeBefore']) =>
         startRetention({ name, purgeBefore, retentionMs: config.messageRetentionDays * DAY_MS, logger, clock });
       retention.push(
         startRetention({
           name: 'media',
-          purgeBefore: (cutoff) => media.store.purgeBefore(cutoff),
+          purgeBefore: (cutoff, signal) => media.store.purgeBefore(cutoff, signal),
           retentionMs: config.mediaRetentionMs,
           // Hours of retention, not days: purged within minutes of their time, not an hour late.
           intervalMs: MEDIA_PURGE_INTERVAL_MS,
           logger,
           clock,
         }),
-        keptWithMessages('inbound', (cutoff) => inboundRepo.purgeBefore(cutoff)),
-        keptWithMessages('outbox', (cutoff) => outbox.purgeSettledBefore(cutoff)),
+        keptWithMessages('inbound', (cutoff, signal) => inboundRepo.purgeBefore(cutoff, signal)),
+        keptWithMessages('outbox', (cutoff, signal) => outbox.purgeSettledBefore(cutoff, signal)),
         startRetention({
           name: 'outbox_chunks',
-          purgeBefore: (cutoff) => outbox.purgeStrayChunksBefore(cutoff),
+          purgeBefore: (cutoff, signal) => outbox.purgeStrayChunksBefore(cutoff, signal),
           retentionMs: STRAY_CHUNK_MS,
           logger,
           clock,
         }),
-        keptWithMessages('identities', (cutoff) => identityRepo.purgeBefore(cutoff)),
-        keptWithMessages('webhook_deliveries', (cutoff) => webhooks.repository.purgeSettledBefore(cutoff)),
+        keptWithMessages('identities', (cutoff, signal) => identityRepo.purgeBefore(cutoff, signal)),
+        keptWithMessages('webhook_deliveries', (cutoff, signal) =>
+          webhooks.repository.purgeSettledBefore(cutoff, { signal }),
+        ),
       );
       messaging.start();
       // Any member delivers any due delivery (claimed in the database, one member at a time): what a previous

@@ -396,7 +396,9 @@ describe('message store and chat history', () => {
     ]);
     const cutoff = new Date(Date.now() - 30 * DAY);
     expect(await new InboundRepository(db.database, 2).purgeBefore(cutoff)).toBeGreaterThanOrEqual(3);
-    expect(await new OutboxRepository(db.database).purgeSettledBefore(cutoff, 3)).toBeGreaterThanOrEqual(4);
+    expect(await new OutboxRepository(db.database).purgeSettledBefore(cutoff, { batchSize: 3 })).toBeGreaterThanOrEqual(
+      4,
+    );
     expect((await messages(USER)).items.map((item) => `${item.direction}:${item.text}`)).toEqual(['in:d']);
   });
 });

@@ -483,6 +483,29 @@ describe('inbound pipeline', () => {
     expect(await repository.outcome(AGENT, 'TAKE-replied')).toBe('replied');
   });
 
+  it('stops a long purge after its current statement when the job stops (a shutdown does not wait for the backlog)', async () => {
+    const repository = new InboundRepository(db.database, 1); // one row per statement
+    const day = 24 * 60 * 60 * 1000;
+    for (let i = 0; i < 20; i++)
+      await repository.claim(AGENT, withId(`BACKLOG${i}`), new Date(NOW.getTime() - 8 * day));
+    const clock = new FakeClock(NOW.getTime());
+    const job = startRetention({
+      name: 'inbound',
+      purgeBefore: (cutoff, signal) => repository.purgeBefore(cutoff, signal),
+      logger: createLogger({ level: 'silent' }),
+      retentionMs: 7 * day,
+      clock,
+    });
+    const purging = job.runOnce();
+    await job.stop();
+    expect(await purging).toBe(1);
+    const [left] = await db.database.query(
+      `SELECT count(*)::int AS n FROM inbound_messages WHERE wa_message_id LIKE 'BACKLOG%'`,
+    );
+    expect(left?.n).toBe(19);
+    await db.database.query(`DELETE FROM inbound_messages WHERE wa_message_id LIKE 'BACKLOG%'`);
+  });
+
   it('purges dedup records past the retention period, and its job stops cleanly', async () => {
     const repository = new InboundRepository(db.database);
     const day = 24 * 60 * 60 * 1000;
@@ -491,7 +514,7 @@ describe('inbound pipeline', () => {
     const clock = new FakeClock(NOW.getTime());
     const job = startRetention({
       name: 'inbound',
-      purgeBefore: (cutoff) => repository.purgeBefore(cutoff),
+      purgeBefore: (cutoff, signal) => repository.purgeBefore(cutoff, signal),
       logger: createLogger({ level: 'silent' }),
       retentionMs: 7 * day,
       clock,

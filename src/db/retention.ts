@@ -16,18 +16,25 @@ export interface PurgeTarget {
   olderThan: string;
 }
 
+/** How a purge goes: rows per statement, and a signal that stops it between two statements (a shutdown). */
+export interface PurgeOptions {
+  batchSize?: number;
+  signal?: AbortSignal | undefined;
+}
+
 /**
  * Deletes the rows of `target` older than `cutoff`, `batchSize` per statement until none is left (each its own
- * short transaction, so a large backlog neither holds locks long nor builds one huge one); returns how many.
+ * short transaction, so a large backlog neither holds locks long nor builds one huge one), or until `signal` aborts;
+ * returns how many.
  */
 export async function purgeInBatches(
   database: Pick<Database, 'query'>,
   { table, key, olderThan }: PurgeTarget,
   cutoff: Date,
-  batchSize = PURGE_BATCH_SIZE,
+  { batchSize = PURGE_BATCH_SIZE, signal }: PurgeOptions = {},
 ): Promise<number> {
   let total = 0;
-  for (;;) {
+  while (!signal?.aborted) {
     const rows = await database.query(
       `WITH gone AS (
          DELETE FROM ${table} WHERE (${key}) IN (SELECT ${key} FROM ${table} WHERE ${olderThan} LIMIT $2)
@@ -40,13 +47,14 @@ export async function purgeInBatches(
     total += deleted;
     if (deleted < batchSize) return total;
   }
+  return total;
 }
 
 export interface RetentionOptions {
   /** Names the job's log events: `<name>.purged`, `<name>.purge_failed`. */
   name: string;
-  /** Deletes what is older than `cutoff`; returns how many rows. */
-  purgeBefore(cutoff: Date): Promise<number>;
+  /** Deletes what is older than `cutoff`, stopping between two statements once `signal` aborts; returns how many. */
+  purgeBefore(cutoff: Date, signal: AbortSignal): Promise<number>;
   logger: Logger;
   retentionMs: number;
   intervalMs?: number;
@@ -64,11 +72,13 @@ export function startRetention(options: RetentionOptions): RetentionJob {
   const { clock } = options;
   let running: Promise<number> | null = null;
   let stopped = false;
+  /** Aborted by stop(): a purge under way ends after its current statement, not after the whole backlog. */
+  const stopping = new AbortController();
 
   const runOnce = (): Promise<number> => {
     running ??= (async () => {
       try {
-        const deleted = await options.purgeBefore(new Date(clock.now() - options.retentionMs));
+        const deleted = await options.purgeBefore(new Date(clock.now() - options.retentionMs), stopping.signal);
         if (deleted > 0) options.logger.info({ event: `${options.name}.purged`, deleted });
         return deleted;
       } catch (err) {
@@ -95,6 +105,7 @@ export function startRetention(options: RetentionOptions): RetentionJob {
     async stop() {
       stopped = true;
       timer.cancel();
+      stopping.abort();
       await running;
     },
   };

@@ -83,7 +83,7 @@ export class IdentityRepository {
   }
 
   /** Deletes pairs last seen before `cutoff`, `purgeBatchSize` per statement; returns how many. */
-  purgeBefore(cutoff: Date): Promise<number> {
-    return purgeInBatches(this.database, STALE_IDENTITIES, cutoff, this.purgeBatchSize);
+  purgeBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    return purgeInBatches(this.database, STALE_IDENTITIES, cutoff, { batchSize: this.purgeBatchSize, signal });
   }
 }

@@ -195,7 +195,7 @@ export class InboundRepository {
   /**
    * Deletes rows received before `cutoff`, `purgeBatchSize` per statement (purgeInBatches); returns how many.
    */
-  purgeBefore(cutoff: Date): Promise<number> {
-    return purgeInBatches(this.database, STORED_INBOUND, cutoff, this.purgeBatchSize);
+  purgeBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    return purgeInBatches(this.database, STORED_INBOUND, cutoff, { batchSize: this.purgeBatchSize, signal });
   }
 }

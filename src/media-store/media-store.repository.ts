@@ -65,7 +65,8 @@ export class MediaStoreRepository {
   }
 
   /** Deletes the rows of every member older than `cutoff` (each member deletes its own files: MediaStore.purge). */
-  purgeBefore(cutoff: Date): Promise<number> {
-    return purgeInBatches(this.database, { table: 'media_files', key: 'id', olderThan: 'created_at < $1' }, cutoff);
+  purgeBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    const target = { table: 'media_files', key: 'id', olderThan: 'created_at < $1' };
+    return purgeInBatches(this.database, target, cutoff, { signal });
   }
 }

@@ -211,8 +211,8 @@ export class MediaStore {
    * Deletes the rows older than `cutoff` (every member's) and the files of this member's folder older than it (by the
    * time in their name, so files a previous run of this member left are purged too). Returns the files deleted.
    */
-  async purgeBefore(cutoff: Date): Promise<number> {
-    await this.options.repository.purgeBefore(cutoff);
+  async purgeBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    await this.options.repository.purgeBefore(cutoff, signal);
     let deleted = 0;
     for (const name of await readdir(this.options.dir)) {
       const id = name.startsWith(TEMP_PREFIX) ? name.slice(TEMP_PREFIX.length) : name;

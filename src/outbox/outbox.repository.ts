@@ -2,7 +2,7 @@
 // in-memory state while WhatsApp has the message in hand; the table holds it only for rows of older versions.)
 import { open } from 'node:fs/promises';
 import type { Database, Row } from '../db/client.js';
-import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
+import { type PurgeOptions, type PurgeTarget, purgeInBatches } from '../db/retention.js';
 import { OUTBOUND_KINDS, type OutboundKind } from '../engines/engine.js';
 
 /** Every state a message can be seen in; the table holds all but `sending`. */
@@ -328,8 +328,8 @@ export class OutboxRepository {
    * Deletes the chunks written before `cutoff` that belong to no row: the files of commits that never ended (a crash
    * between the chunks and the row) and of rows deleted with their agent; returns how many chunks.
    */
-  purgeStrayChunksBefore(cutoff: Date, batchSize?: number): Promise<number> {
-    return purgeInBatches(this.database, STRAY_CHUNKS, cutoff, batchSize);
+  purgeStrayChunksBefore(cutoff: Date, options?: PurgeOptions): Promise<number> {
+    return purgeInBatches(this.database, STRAY_CHUNKS, cutoff, options);
   }
 
   /**
@@ -420,8 +420,8 @@ export class OutboxRepository {
    * Deletes sent and failed rows last changed before `cutoff` (retention), in batches (purgeInBatches); returns how
    * many.
    */
-  purgeSettledBefore(cutoff: Date, batchSize?: number): Promise<number> {
-    return purgeInBatches(this.database, SETTLED_OUTBOX, cutoff, batchSize);
+  purgeSettledBefore(cutoff: Date, options?: PurgeOptions): Promise<number> {
+    return purgeInBatches(this.database, SETTLED_OUTBOX, cutoff, options);
   }
 
   /** Rows an earlier version left in `sending` go back to `queued`; returns how many. */

@@ -139,9 +139,9 @@ export interface Outbox {
   /** Listens for messages other members commit for this member's agents, and sweeps for any it missed. */
   start(): Promise<void>;
   /** Retention: forgets sent and failed messages last changed before `cutoff`; returns how many. */
-  purgeSettledBefore(cutoff: Date): Promise<number>;
+  purgeSettledBefore(cutoff: Date, signal?: AbortSignal): Promise<number>;
   /** Deletes file chunks written before `cutoff` that belong to no message; returns how many chunks. */
-  purgeStrayChunksBefore(cutoff: Date): Promise<number>;
+  purgeStrayChunksBefore(cutoff: Date, signal?: AbortSignal): Promise<number>;
   /** Waits for the sends in flight and writes what is unwritten; releases every waiting request. */
   close(): Promise<void>;
 }
@@ -324,12 +324,12 @@ class DurableOutbox implements Outbox {
   }
 
   /** A row whose outcome is not written yet is still `queued` in the table, so it is never among those purged. */
-  purgeSettledBefore(cutoff: Date): Promise<number> {
-    return this.repository.purgeSettledBefore(cutoff);
+  purgeSettledBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    return this.repository.purgeSettledBefore(cutoff, { signal });
   }
 
-  purgeStrayChunksBefore(cutoff: Date): Promise<number> {
-    return this.repository.purgeStrayChunksBefore(cutoff);
+  purgeStrayChunksBefore(cutoff: Date, signal?: AbortSignal): Promise<number> {
+    return this.repository.purgeStrayChunksBefore(cutoff, { signal });
   }
 
   async adopt(agentId: string, epoch: number): Promise<void> {

@@ -3,7 +3,7 @@
 // ones, and writes each attempt's outcome.
 import { randomBytes } from 'node:crypto';
 import type { Database, Row } from '../db/client.js';
-import { type PurgeTarget, purgeInBatches } from '../db/retention.js';
+import { type PurgeOptions, type PurgeTarget, purgeInBatches } from '../db/retention.js';
 import { AppError } from '../errors.js';
 import type {
   CreateWebhook,
@@ -455,8 +455,8 @@ export class WebhooksRepository {
   }
 
   /** Deletes delivered and failed deliveries settled before `cutoff`, in batches; returns how many. */
-  purgeSettledBefore(cutoff: Date, batchSize?: number): Promise<number> {
-    return purgeInBatches(this.database, SETTLED_DELIVERIES, cutoff, batchSize);
+  purgeSettledBefore(cutoff: Date, options?: PurgeOptions): Promise<number> {
+    return purgeInBatches(this.database, SETTLED_DELIVERIES, cutoff, options);
   }
 
   private async notify(): Promise<void> {
