@@ -70,7 +70,16 @@ async function openPostgres(url: string, poolSize: number, statementTimeoutMs: n
   const client = await pool.connect(); // fail at boot, not at the first request, when the server is unreachable
   client.release();
   const listener = new PgListener(
-    () => new pg.Client({ connectionString: url, connectionTimeoutMillis: readTimeoutMs, keepAlive: true }),
+    () =>
+      new pg.Client({
+        connectionString: url,
+        connectionTimeoutMillis: readTimeoutMs,
+        // The listening connection never sends on its own: TCP keepalive probes start after 10 s of quiet, not
+        // the system's 2 hours, so a link a NAT or load balancer dropped is found within the system's probe count
+        // (minutes), and the listener reconnects and resyncs.
+        keepAlive: true,
+        keepAliveInitialDelayMillis: 10_000,
+      }),
   );
   const run = async (q: pg.Pool | pg.PoolClient, text: string, values?: unknown[], name?: string) => {
     const query: pg.QueryConfig = name === undefined ? { text } : { text, name };
