@@ -483,19 +483,23 @@ describe('inbound pipeline', () => {
     expect(await repository.outcome(AGENT, 'TAKE-replied')).toBe('replied');
   });
 
+  /** The inbound retention job, keeping 7 days, on the test's clock. */
+  const inboundRetention = (repository: InboundRepository, clock: FakeClock) =>
+    startRetention({
+      name: 'inbound',
+      purgeBefore: (cutoff, signal) => repository.purgeBefore(cutoff, signal),
+      logger: createLogger({ level: 'silent' }),
+      retentionMs: 7 * 24 * 60 * 60 * 1000,
+      clock,
+    });
+
   it('stops a long purge after its current statement when the job stops (a shutdown does not wait for the backlog)', async () => {
     const repository = new InboundRepository(db.database, 1); // one row per statement
     const day = 24 * 60 * 60 * 1000;
     for (let i = 0; i < 20; i++)
       await repository.claim(AGENT, withId(`BACKLOG${i}`), new Date(NOW.getTime() - 8 * day));
     const clock = new FakeClock(NOW.getTime());
-    const job = startRetention({
-      name: 'inbound',
-      purgeBefore: (cutoff, signal) => repository.purgeBefore(cutoff, signal),
-      logger: createLogger({ level: 'silent' }),
-      retentionMs: 7 * day,
-      clock,
-    });
+    const job = inboundRetention(repository, clock);
     const purging = job.runOnce();
     await job.stop();
     expect(await purging).toBe(1);
@@ -512,13 +516,7 @@ describe('inbound pipeline', () => {
     await repository.claim(AGENT, withId('OLD1'), new Date(NOW.getTime() - 8 * day));
     await repository.claim(AGENT, withId('NEW1'), new Date(NOW.getTime() - day));
     const clock = new FakeClock(NOW.getTime());
-    const job = startRetention({
-      name: 'inbound',
-      purgeBefore: (cutoff, signal) => repository.purgeBefore(cutoff, signal),
-      logger: createLogger({ level: 'silent' }),
-      retentionMs: 7 * day,
-      clock,
-    });
+    const job = inboundRetention(repository, clock);
     expect(clock.pending()).toEqual([PURGE_INTERVAL_MS]);
     expect(await job.runOnce()).toBe(1);
     await repository.claim(AGENT, withId('OLD2'), new Date(NOW.getTime() - 8 * day));

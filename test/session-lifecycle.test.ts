@@ -27,6 +27,14 @@ describe('session lifecycle across restarts and disconnects', () => {
     await removeDir(dataDir);
   });
 
+  /** Another user's new agent, given an id an earlier agent had. */
+  const createFor = (t: TestApp, userId: string, agentId: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/sessions',
+      headers: t.admin,
+      payload: { userId, agentId, agentName: 'new', apikey: `${userId}-key-0123456789` },
+    });
   const status = async (t: TestApp, agentId: string) =>
     (await t.app.inject({ method: 'GET', url: `/sessions/${agentId}`, headers: t.admin })).json().data;
 
@@ -121,13 +129,7 @@ describe('session lifecycle across restarts and disconnects', () => {
       expect(deleted.statusCode).toBe(200);
       expect(await t.container.sandbox?.hasStoredLogin('deleted-flaky')).toBe(false);
       // Another user's agent given the same id is not logged in to that WhatsApp account.
-      const again = await t.app.inject({
-        method: 'POST',
-        url: '/sessions',
-        headers: t.admin,
-        payload: { userId: 'someone-else', agentId: 'deleted-flaky', agentName: 'new', apikey: 'new-key-0123456789' },
-      });
-      expect(again.statusCode).toBe(200);
+      expect((await createFor(t, 'someone-else', 'deleted-flaky')).statusCode).toBe(200);
       // Nor does it see what the first one sent.
       const log = await t.app.inject({ method: 'GET', url: '/sandbox/agents/deleted-flaky/sent', headers: t.admin });
       expect(log.json().data).toEqual([]);
@@ -147,13 +149,7 @@ describe('session lifecycle across restarts and disconnects', () => {
       await db.database.query(`DELETE FROM whatsapp_user WHERE agent_id = 'reused-id'`);
       await t.container.supervisor.stop('reused-id', { logout: false, forget: true });
       expect(await t.container.sandbox?.hasStoredLogin('reused-id')).toBe(true);
-      const created = await t.app.inject({
-        method: 'POST',
-        url: '/sessions',
-        headers: t.admin,
-        payload: { userId: 'another-user', agentId: 'reused-id', agentName: 'new', apikey: 'another-key-0123456789' },
-      });
-      expect(created.statusCode).toBe(200);
+      expect((await createFor(t, 'another-user', 'reused-id')).statusCode).toBe(200);
       expect(await t.container.sandbox?.hasStoredLogin('reused-id')).toBe(false);
     } finally {
       await t.close();
