@@ -326,6 +326,14 @@ describe('webhooks', () => {
       headers: agent.auth,
     });
     expect(beyond.statusCode, beyond.body).toBe(400);
+    for (const cursor of ['abc', '12a', '1.5', '-1']) {
+      const refused = await t.app.inject({
+        method: 'GET',
+        url: `/agents/${agent.agentId}/webhooks/${hook.id}/deliveries?cursor=${cursor}`,
+        headers: agent.auth,
+      });
+      expect(refused.statusCode, `${cursor}: ${refused.body}`).toBe(400);
+    }
     // Every request beyond one per event is a recorded attempt.
     expect(items.reduce((sum, d) => sum + d.attempts, 0)).toBe(r.received.length);
 

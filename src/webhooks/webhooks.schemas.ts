@@ -104,7 +104,11 @@ export const deliveryPageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: text()
     .regex(/^\d{1,19}$/, 'must be a nextCursor this endpoint returned')
-    .refine((value) => BigInt(value) <= MAX_BIGINT, 'must be a nextCursor this endpoint returned')
+    // Checked whatever the regex found (zod runs both): only digits are read as a number.
+    .refine(
+      (value) => !/^\d+$/.test(value) || BigInt(value) <= MAX_BIGINT,
+      'must be a nextCursor this endpoint returned',
+    )
     .optional(),
   status: z.enum(DELIVERY_STATUSES).optional(),
 });
