@@ -219,18 +219,18 @@ export class WebhooksRepository {
    */
   async retry(endpointId: string, deliveryId: string, now: Date): Promise<Delivery | undefined> {
     const rows = await this.database.query(
-      `WITH target AS (
-         SELECT id, claimed_until > $3::timestamptz AND status = 'pending' AS in_flight
-         FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2
-       ), retried AS (
+      `WITH retried AS (
+         -- The condition is on the row itself, so that it is checked again on the row a concurrent claim locked.
          UPDATE webhook_deliveries d SET status = 'pending', next_attempt_at = NULL, give_up_at = NULL,
            claimed_until = NULL, updated_at = now()
-         FROM target t WHERE d.id = t.id AND t.in_flight IS NOT TRUE
+         WHERE d.id = $1 AND d.endpoint_id = $2
+           AND (d.status <> 'pending' OR d.claimed_until IS NULL OR d.claimed_until <= $3::timestamptz)
          RETURNING d.*
        )
        SELECT * FROM retried
        UNION ALL
-       SELECT d.* FROM webhook_deliveries d JOIN target t ON d.id = t.id WHERE t.in_flight`,
+       SELECT d.* FROM webhook_deliveries d
+       WHERE d.id = $1 AND d.endpoint_id = $2 AND NOT EXISTS (SELECT 1 FROM retried)`,
       [deliveryId, endpointId, now.toISOString()],
     );
     if (rows[0] === undefined) return undefined;
