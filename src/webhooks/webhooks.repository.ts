@@ -332,10 +332,12 @@ export class WebhooksRepository {
         break;
       }
       const end = Number(summary.window_end);
-      // Enough, or every enabled endpoint at its limit; or this claim's scan is over: the next goes on from here.
-      if (claimed.length >= limit || full >= Number(summary.enabled)) break;
-      if (scanned >= windows) {
-        this.resumeAfter = Math.max(this.resumeAfter, end);
+      // Enough, or every enabled endpoint at its limit; or this claim's scan is over: the next goes on from here
+      // (also after a full claim from beyond the first window, so the scan keeps moving and reaches the end, where
+      // it starts over: nothing between the first window and here waits for ever behind busy endpoints).
+      const over = scanned >= windows;
+      if (claimed.length >= limit || full >= Number(summary.enabled) || over) {
+        if (scanned > 1) this.resumeAfter = end;
         break;
       }
       after = scanned === 1 ? Math.max(end, this.resumeAfter) : end;
