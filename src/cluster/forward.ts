@@ -17,8 +17,6 @@ export const CLUSTER_SECRET_HEADER = 'x-wamt-cluster-secret';
 const KEPT_HEADERS = ['authorization', 'content-type', 'accept', 'idempotency-key'] as const;
 /** What the answer keeps of the owner's headers; this member's hooks add the others (request id, security headers). */
 const ANSWER_HEADERS = ['content-type', 'retry-after', 'cache-control'] as const;
-/** The largest answer an owner gives to a session route (a QR code PNG is a few KB): past it, the answer is refused. */
-const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /**
  * Where the request goes: the owner's address, with the path and query asked for and nothing else. A request line
@@ -106,43 +104,20 @@ export function createForwarder({ cluster, secret, logger, timeoutMs }: Forwarde
           },
         );
       }
-      const payload = await readAnswer(answer.body).catch((err: unknown) => {
-        logger.warn({ event: 'cluster.forward_failed', agentId, owner: owner.instanceId, err: errorMessage(err) });
-        throw new AppError(
-          'SERVICE_UNAVAILABLE',
-          'The instance that runs this session did not answer; retry shortly.',
-          {
-            headers: { 'retry-after': '2' },
-          },
-        );
-      });
       reply.code(answer.statusCode);
       for (const name of ANSWER_HEADERS) {
         const value = answer.headers[name];
         if (typeof value === 'string') reply.header(name, value);
       }
-      await reply.send(payload);
+      // Streamed through as it arrives: an answer of any size (a sandbox sent log) costs this member no more than
+      // its socket's buffers.
+      await reply.send(answer.body);
       return true;
     },
     async close() {
       await agent.close();
     },
   };
-}
-
-/** The owner's answer, up to MAX_ANSWER_BYTES; past that it is cut off (and the client hears 503). */
-async function readAnswer(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      body.destroy();
-      throw new Error(`the answer is larger than ${MAX_ANSWER_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 /**
