@@ -129,6 +129,8 @@ describe('SessionSupervisor', () => {
     // Two QR requests at once: one waits for the old session to close, the other goes ahead meanwhile.
     const starts = [supervisor.start('a1', engine), supervisor.start('a1', engine)];
     await afterPromiseCallbacks();
+    // Neither starts a new session while the old one is still closing.
+    expect(sessions).toHaveLength(1);
     closed();
     await Promise.all(starts);
     await supervisor.settled('a1');
@@ -136,6 +138,25 @@ describe('SessionSupervisor', () => {
     expect(sessions).toHaveLength(2);
     expect(sessions[1]?.calls).toEqual(['start']);
     expect(supervisor.isRunning('a1')).toBe(true);
+  });
+
+  it('does not start a session that was stopped (a shutdown) while its start waited for the old one to close', async () => {
+    const { supervisor, engine, sessions } = setup();
+    await supervisor.start('a1', engine);
+    let closed = () => {};
+    const first = sessions[0] as FakeSession;
+    first.stopping = new Promise<void>((resolve) => {
+      closed = resolve;
+    });
+    first.emit('auth_failure', 'restore failed');
+    const start = supervisor.start('a1', engine);
+    await afterPromiseCallbacks();
+    const stop = supervisor.stop('a1', { logout: false });
+    closed();
+    await Promise.all([start, stop]);
+    await supervisor.settled('a1');
+    expect(sessions).toHaveLength(1);
+    expect(supervisor.isRunning('a1')).toBe(false);
   });
 
   it('reconnects with exponential backoff and jitter when WhatsApp cannot be reached, then connects', async () => {

@@ -68,6 +68,10 @@ interface Live {
   counted: boolean;
   /** Status writes and teardowns of this agent, chained so they happen in the order the events came. */
   pending: Promise<void>;
+  /** This live's teardowns, one after the other: a second caller waits for the first one's session to close. */
+  closing: Promise<void>;
+  /** How many times stop() was called on it: a start that waited meanwhile does not start it again. */
+  stops: number;
 }
 
 export interface SupervisorEvents {
@@ -197,10 +201,11 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     const existing = this.lives.get(agentId);
     if (existing && this.isRunning(agentId) && existing.engine === engine) return;
     if (existing) {
+      const stops = existing.stops;
       await this.teardown(existing);
-      // Another start (or a stop) went ahead while this one waited for the old session to close: it stands, and no
-      // second session starts on the same login behind its back.
-      if (this.lives.get(agentId) !== existing) return;
+      // Another start, or a stop, went ahead while this one waited for the old session to close: that stands, and no
+      // second session starts on the same login behind its back (nor one after a shutdown stopped everything).
+      if (this.lives.get(agentId) !== existing || existing.stops !== stops) return;
     }
     const live: Live = {
       agentId,
@@ -216,6 +221,8 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
       reconnectTimer: undefined,
       counted: false,
       pending: existing?.pending ?? Promise.resolve(),
+      closing: Promise.resolve(),
+      stops: 0,
     };
     this.lives.set(agentId, live);
     await this.connect(live);
@@ -224,6 +231,7 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
   /** Stops the agent's running session, if any. With `logout`, the login ends and its stored auth is deleted. */
   async stop(agentId: string, { logout, forget }: { logout: boolean; forget?: boolean }): Promise<void> {
     const live = this.lives.get(agentId);
+    if (live) live.stops += 1;
     if (live) await this.teardown(live, logout);
     if (live) {
       live.state = 'stopped';
@@ -402,8 +410,17 @@ export class SessionSupervisor extends EventEmitter<SupervisorEvents> {
     this.emit('change', live.agentId);
   }
 
-  /** Detaches and stops (or logs out) the engine session; errors are logged, never thrown. */
-  private async teardown(live: Live, logout = false): Promise<void> {
+  /**
+   * Detaches and stops (or logs out) the engine session; errors are logged, never thrown. Teardowns of one live go one
+   * after the other, so that each caller returns once the session is closed, not merely detached by another caller.
+   */
+  private teardown(live: Live, logout = false): Promise<void> {
+    const step = () => this.teardownNow(live, logout);
+    live.closing = live.closing.then(step, step);
+    return live.closing;
+  }
+
+  private async teardownNow(live: Live, logout: boolean): Promise<void> {
     live.reconnectTimer?.cancel();
     live.reconnectTimer = undefined;
     this.count(live, false);
