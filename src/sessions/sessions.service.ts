@@ -75,6 +75,9 @@ export class SessionsService {
     const endpointUrlRun = existing?.endpointUrlRun || `${aiBackendUrl}/agents/${input.agentId}/execute`;
 
     if (!existing) {
+      // Before the row exists: once it does, its session may be started (here, or by another member) and must not
+      // find a login an earlier agent of this id left behind; a failure here leaves no row, and a retry clears again.
+      await this.supervisor.clearStoredLogins(input.agentId);
       const inserted = await repo.insert({
         userId: input.userId,
         agentId: input.agentId,
@@ -88,7 +91,6 @@ export class SessionsService {
       });
       // A concurrent create of the same agent inserted it first: answer as for an agent that exists (200 or 409).
       if (!inserted) return this.create(input, { waitForQr });
-      await this.supervisor.clearStoredLogins(input.agentId);
     } else {
       await repo.update(input.agentId, {
         agentName: input.agentName,
