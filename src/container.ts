@@ -33,6 +33,7 @@ import { createMessaging, type Messaging } from './messaging/messaging.module.js
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createOutbox, type Outbox } from './outbox/outbox.js';
+import { fileCommitTimeoutMs } from './outbox/outbox.store.js';
 import { createPacing, type Pacing } from './pacing/pacing.module.js';
 import { secureEmbeddedDatabase, securePrivateDirs } from './private-files.js';
 import { SessionBoard } from './sessions/session-board.js';
@@ -44,8 +45,15 @@ import { createWebhooks, type Webhooks } from './webhooks/webhooks.module.js';
 import type { EngineName } from './whatsapp/engine-names.js';
 
 const MEDIA_PURGE_INTERVAL_MS = 10 * 60 * 1000;
-/** Outbound file chunks of no message are kept this long: far longer than any file's commit may take. */
-const STRAY_CHUNK_MS = 60 * 60 * 1000;
+/**
+ * Outbound file chunks of no message are kept an hour, or twice as long as the largest file's commit may take when
+ * that is longer (a large DB_STATEMENT_TIMEOUT_MS): the purge never takes the chunks of a commit under way.
+ */
+const strayChunkMs = (config: Config): number =>
+  Math.max(
+    60 * 60 * 1000,
+    2 * fileCommitTimeoutMs(config.dbStatementTimeoutMs, Math.max(...Object.values(config.mediaLimits))),
+  );
 
 /** Session states of a client that is being linked to a phone, or starting: a rebalance leaves them where they are. */
 const LINKING_STATES = new Set(['starting', 'qr', 'authenticated']);
@@ -339,7 +347,7 @@ export async function createContainer(config: Config, overrides: ContainerOverri
         startRetention({
           name: 'outbox_chunks',
           purgeBefore: (cutoff, signal) => outbox.purgeStrayChunksBefore(cutoff, signal),
-          retentionMs: STRAY_CHUNK_MS,
+          retentionMs: strayChunkMs(config),
           logger,
           clock,
         }),

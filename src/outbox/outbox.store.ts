@@ -89,6 +89,15 @@ const FILE_BYTES_PER_TIMEOUT = 10 * 1024 * 1024;
 const TIMED_OUT = 'not sent: the database did not confirm the write in time';
 const LOST_CONNECTION = 'not sent: the connection to the database broke while the write was under way';
 
+/**
+ * How long a row's caller waits for the commit of a file of `size` bytes: its chunks are one statement each (each
+ * bounded by the database's statement timeout), so a large file gets the timeout once more for every 10 MB it carries.
+ * Past that the commit stops before its next statement, so no file's commit runs much longer.
+ */
+export function fileCommitTimeoutMs(commitTimeoutMs: number, size: number): number {
+  return commitTimeoutMs * (1 + Math.floor(size / FILE_BYTES_PER_TIMEOUT));
+}
+
 export class OutboxStore {
   /** Texts, outcomes and barriers. */
   private readonly shared: Lane;
@@ -155,13 +164,10 @@ export class OutboxStore {
     });
   }
 
-  /**
-   * How long a row's caller waits for its commit: a file's chunks are one statement each (each bounded by the
-   * database's statement timeout), so a large file gets the timeout once more for every 10 MB it carries.
-   */
+  /** How long a row's caller waits for its commit (fileCommitTimeoutMs). */
   private commitTimeoutMs(row: NewOutboxMessage): number {
     const size = row.media ? (Buffer.isBuffer(row.media) ? row.media.length : row.media.size) : 0;
-    return this.options.commitTimeoutMs * (1 + Math.floor(size / FILE_BYTES_PER_TIMEOUT));
+    return fileCommitTimeoutMs(this.options.commitTimeoutMs, size);
   }
 
   /** The agent's rows whose commit has not ended: they hold places in its queue. */
