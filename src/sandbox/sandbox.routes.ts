@@ -79,7 +79,7 @@ const inboundBody = z
       phone: '6281234567890',
       pushName: 'Budi',
       type: 'audio',
-      media: { data: 'T2dnUwACAAAAAAAAAAA…', mimeType: 'audio/ogg; codecs=opus', durationSeconds: 4 },
+      media: { data: 'T2dnUwACAAAAAAAAAAA=', mimeType: 'audio/ogg; codecs=opus', durationSeconds: 4 },
     },
   });
 
