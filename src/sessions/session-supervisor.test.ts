@@ -116,15 +116,21 @@ describe('SessionSupervisor', () => {
     expect(supervisor.isRunning('a1')).toBe(false);
   });
 
-  it('starts one session when two starts race while the failed one is still stopping', async () => {
-    const { supervisor, engine, sessions } = setup();
-    await supervisor.start('a1', engine);
+  /** A session whose login failed and which takes its time to close: `closed()` lets its stop() end. */
+  const failedSlowToClose = async () => {
+    const fixture = setup();
+    await fixture.supervisor.start('a1', fixture.engine);
     let closed = () => {};
-    const first = sessions[0] as FakeSession;
+    const first = fixture.sessions[0] as FakeSession;
     first.stopping = new Promise<void>((resolve) => {
       closed = resolve;
     });
     first.emit('auth_failure', 'restore failed');
+    return { ...fixture, closed };
+  };
+
+  it('starts one session when two starts race while the failed one is still stopping', async () => {
+    const { supervisor, engine, sessions, closed } = await failedSlowToClose();
     expect(supervisor.isRunning('a1')).toBe(false);
     // Two QR requests at once: one waits for the old session to close, the other goes ahead meanwhile.
     const starts = [supervisor.start('a1', engine), supervisor.start('a1', engine)];
@@ -141,14 +147,7 @@ describe('SessionSupervisor', () => {
   });
 
   it('does not start a session that was stopped (a shutdown) while its start waited for the old one to close', async () => {
-    const { supervisor, engine, sessions } = setup();
-    await supervisor.start('a1', engine);
-    let closed = () => {};
-    const first = sessions[0] as FakeSession;
-    first.stopping = new Promise<void>((resolve) => {
-      closed = resolve;
-    });
-    first.emit('auth_failure', 'restore failed');
+    const { supervisor, engine, sessions, closed } = await failedSlowToClose();
     const start = supervisor.start('a1', engine);
     await afterPromiseCallbacks();
     const stop = supervisor.stop('a1', { logout: false });
