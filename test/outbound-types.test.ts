@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FILES } from '../src/messaging/__fixtures__/files.js';
 import { IMAGES } from '../src/messaging/__fixtures__/images.js';
 import { OutboxRepository } from '../src/outbox/outbox.repository.js';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, type TestApp, useTestApp } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/database.js';
 import { type ConnectedAgent, connectAgent, sendText, sent, until } from './helpers/messaging.js';
 
@@ -378,27 +378,18 @@ describe('outbound message types over HTTP (sandbox)', () => {
 // A file's chunks are committed one by one before its row, never in one transaction: on PGlite a transaction holds
 // the one connection every agent shares, and other agents' sends timed out (503) behind a 100 MB upload.
 describe("a file's commit", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp({ database: db.database });
-  });
-  afterAll(async () => {
-    vi.restoreAllMocks();
-    await t?.close();
-    await db?.drop();
-  });
+  const f = useTestApp();
 
   const chunksOf = async (messageId: string) =>
     Number(
       (
-        await db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks WHERE message_id = $1', [messageId])
+        await f.db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks WHERE message_id = $1', [
+          messageId,
+        ])
       )[0]?.n,
     );
   const document = (agent: ConnectedAgent, size: number, headers: Record<string, string> = {}) =>
-    t.app.inject({
+    f.t.app.inject({
       method: 'POST',
       url: `/agents/${agent.agentId}/media`,
       headers: { ...agent.auth, ...headers },
@@ -406,8 +397,8 @@ describe("a file's commit", () => {
     });
 
   it("lets other agents' sends commit between its chunks, and writes the row once the file is whole", async () => {
-    const uploader = await connectAgent(t, 'chunked-bot');
-    const other = await connectAgent(t, 'bystander-bot');
+    const uploader = await connectAgent(f.t, 'chunked-bot');
+    const other = await connectAgent(f.t, 'bystander-bot');
     // The third chunk waits until the other agent's text is answered.
     let reached: () => void = () => {};
     const atThirdChunk = new Promise<void>((resolve) => {
@@ -417,8 +408,8 @@ describe("a file's commit", () => {
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const query = db.database.query.bind(db.database);
-    const spy = vi.spyOn(db.database, 'query').mockImplementation(async (sql, params, name) => {
+    const query = f.db.database.query.bind(f.db.database);
+    const spy = vi.spyOn(f.db.database, 'query').mockImplementation(async (sql, params, name) => {
       if (name === 'outbox_media_chunk' && params?.[1] === 2) {
         reached();
         await released;
@@ -429,18 +420,18 @@ describe("a file's commit", () => {
       const upload = document(uploader, 4 * MB + 5);
       await atThirdChunk;
       // Two chunks are committed, the row is not there yet.
-      const [committed] = await db.database.query(
+      const [committed] = await f.db.database.query(
         `SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT EXISTS (
            SELECT 1 FROM outbox_messages m WHERE m.id = c.message_id))::int AS stray FROM outbox_media_chunks c`,
       );
       expect({ n: Number(committed?.n), stray: Number(committed?.stray) }).toEqual({ n: 2, stray: 2 });
-      const text = await sendText(t, other, { to: TO, message: 'not behind the file' });
+      const text = await sendText(f.t, other, { to: TO, message: 'not behind the file' });
       expect(text.statusCode, text.body).toBe(200);
       release();
       const res = await upload;
       expect(res.statusCode, res.body).toBe(200);
       const messageId = res.json().data.messageId as string;
-      expect(sent(t, uploader.agentId)).toEqual([expect.objectContaining({ kind: 'document', bytes: 4 * MB + 5 })]);
+      expect(sent(f.t, uploader.agentId)).toEqual([expect.objectContaining({ kind: 'document', bytes: 4 * MB + 5 })]);
       // Sent: its chunks are gone with the outcome.
       await until(async () => (await chunksOf(messageId)) === 0);
     } finally {
@@ -450,12 +441,12 @@ describe("a file's commit", () => {
   });
 
   it('leaves no chunks when the row is not written: a used Idempotency-Key, or a failure before the row', async () => {
-    const agent = await connectAgent(t, 'keyed-file-bot');
+    const agent = await connectAgent(f.t, 'keyed-file-bot');
     const first = await document(agent, MB + 1, { 'idempotency-key': 'file-once' });
     expect(first.statusCode, first.body).toBe(200);
     // A second row with the key, as from a retry that raced the first past the route's own look-up: its chunks are
     // written, its row is not, and the chunks go.
-    const repository = new OutboxRepository(db.database);
+    const repository = new OutboxRepository(f.db.database);
     const racing = randomUUID();
     const keyed = await repository.write(
       [
@@ -474,8 +465,8 @@ describe("a file's commit", () => {
     );
     expect(keyed.has(racing)).toBe(false);
     // The database refuses the row after the chunks: the caller hears it, and the chunks go.
-    const query = db.database.query.bind(db.database);
-    const spy = vi.spyOn(db.database, 'query').mockImplementation(async (sql, params, name) => {
+    const query = f.db.database.query.bind(f.db.database);
+    const spy = vi.spyOn(f.db.database, 'query').mockImplementation(async (sql, params, name) => {
       if (name === 'outbox_insert_media') throw Object.assign(new Error('no space left on device'), { code: '53100' });
       return query(sql, params, name);
     });
@@ -485,22 +476,22 @@ describe("a file's commit", () => {
     } finally {
       spy.mockRestore();
     }
-    const [left] = await db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks');
+    const [left] = await f.db.database.query('SELECT count(*)::int AS n FROM outbox_media_chunks');
     expect(Number(left?.n)).toBe(0);
   });
 
   it('purges, an hour after they were written, chunks that belong to no message (a crash before the row)', async () => {
-    await db.database.query(
+    await f.db.database.query(
       `INSERT INTO outbox_media_chunks (message_id, n, data, created_at) VALUES
          ('crashed-before-row', 0, '\\x00', now() - interval '2 hours'),
          ('crashed-before-row', 1, '\\x00', now() - interval '2 hours'),
          ('being-written', 0, '\\x00', now())`,
     );
-    const purged = await t.container.outbox.purgeStrayChunksBefore(new Date(Date.now() - 60 * 60 * 1000));
+    const purged = await f.t.container.outbox.purgeStrayChunksBefore(new Date(Date.now() - 60 * 60 * 1000));
     expect(purged).toBe(2);
-    const rows = await db.database.query('SELECT message_id FROM outbox_media_chunks ORDER BY message_id');
+    const rows = await f.db.database.query('SELECT message_id FROM outbox_media_chunks ORDER BY message_id');
     expect(rows.map((row) => row.message_id)).toEqual(['being-written']);
-    await db.database.query(`DELETE FROM outbox_media_chunks WHERE message_id = 'being-written'`);
+    await f.db.database.query(`DELETE FROM outbox_media_chunks WHERE message_id = 'being-written'`);
   });
 });
 
