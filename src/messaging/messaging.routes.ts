@@ -8,7 +8,7 @@ import { AppError } from '../errors.js';
 import { TEXT_BODY_LIMIT } from '../http/body-limits.js';
 import { agentParams, envelope, errorResponses } from '../http/schemas.js';
 import { whenClosed } from '../http/when-closed.js';
-import type { SubmitResult } from '../outbox/outbox.js';
+import type { SubmitContext, SubmitResult } from '../outbox/outbox.js';
 import type { MediaBudget } from './media-budget.js';
 import {
   chatParams,
@@ -95,11 +95,8 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const data = await messaging.sendText(request.params.agentId, request.body, {
-        idempotencyKey: request.headers['idempotency-key'],
-        traceId: request.id,
-      });
-      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+      const data = await messaging.sendText(request.params.agentId, request.body, submitContext(request));
+      return reply.code(sendStatus(data)).send({ data: sendResult(data), traceId: request.id });
     },
   );
 
@@ -134,11 +131,11 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       const data = await messaging.sendMedia(
         request.params.agentId,
         request.body,
-        { idempotencyKey: request.headers['idempotency-key'], traceId: request.id },
+        submitContext(request),
         uploads.get(request),
       );
       return reply
-        .code(data.delivered ? 200 : 202)
+        .code(sendStatus(data))
         .send({ data: { ...sendResult(data), previewPath: data.previewPath ?? null }, traceId: request.id });
     },
   );
@@ -166,11 +163,13 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const data = await messaging.react(request.params.agentId, request.params.messageId, request.body, {
-        idempotencyKey: request.headers['idempotency-key'],
-        traceId: request.id,
-      });
-      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+      const data = await messaging.react(
+        request.params.agentId,
+        request.params.messageId,
+        request.body,
+        submitContext(request),
+      );
+      return reply.code(sendStatus(data)).send({ data: sendResult(data), traceId: request.id });
     },
   );
 
@@ -188,11 +187,8 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const data = await messaging.markRead(request.params.agentId, request.params.chatId, {
-        idempotencyKey: request.headers['idempotency-key'],
-        traceId: request.id,
-      });
-      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+      const data = await messaging.markRead(request.params.agentId, request.params.chatId, submitContext(request));
+      return reply.code(sendStatus(data)).send({ data: sendResult(data), traceId: request.id });
     },
   );
 
@@ -211,11 +207,13 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const data = await messaging.setTyping(request.params.agentId, request.params.chatId, request.body.on, {
-        idempotencyKey: request.headers['idempotency-key'],
-        traceId: request.id,
-      });
-      return reply.code(data.delivered ? 200 : 202).send({ data: sendResult(data), traceId: request.id });
+      const data = await messaging.setTyping(
+        request.params.agentId,
+        request.params.chatId,
+        request.body.on,
+        submitContext(request),
+      );
+      return reply.code(sendStatus(data)).send({ data: sendResult(data), traceId: request.id });
     },
   );
 
@@ -239,6 +237,16 @@ export const messagingRoutes: FastifyPluginAsyncZod<MessagingRoutesOptions> = as
 };
 
 /** The text response: the outbox result without the image-only field. */
+/** What a send asks of the outbox besides its message: the request's Idempotency-Key and its trace id. */
+function submitContext(request: { headers: { 'idempotency-key'?: string | undefined }; id: string }): SubmitContext {
+  return { idempotencyKey: request.headers['idempotency-key'], traceId: request.id };
+}
+
+/** 200 once the message went out within SEND_WAIT_MS, 202 while it waits in the outbox. */
+function sendStatus({ delivered }: SubmitResult): 200 | 202 {
+  return delivered ? 200 : 202;
+}
+
 function sendResult({ delivered, messageId, status, waMessageId }: SubmitResult) {
   return { delivered, messageId, status, waMessageId };
 }
