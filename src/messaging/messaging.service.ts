@@ -59,9 +59,7 @@ export class MessagingService {
     const mentions = this.mentions(input.mentions);
     if (input.location) {
       const location = toLocation(input.location);
-      const fingerprint = context.idempotencyKey
-        ? hash({ kind: 'location', toJid: given, location, quotedMessageId })
-        : undefined;
+      const fingerprint = fingerprintOf(context, { kind: 'location', toJid: given, location, quotedMessageId });
       return await this.options.outbox.submit(
         agentId,
         { kind: 'location', toJid, payload: { location, quotedMessageId, fingerprint } },
@@ -70,9 +68,7 @@ export class MessagingService {
     }
     if (input.contact) {
       const contact = toContact(input.contact, this.options.defaultCountryCode);
-      const fingerprint = context.idempotencyKey
-        ? hash({ kind: 'contact', toJid: given, contact, quotedMessageId })
-        : undefined;
+      const fingerprint = fingerprintOf(context, { kind: 'contact', toJid: given, contact, quotedMessageId });
       return await this.options.outbox.submit(
         agentId,
         { kind: 'contact', toJid, payload: { contact, quotedMessageId, fingerprint } },
@@ -80,15 +76,13 @@ export class MessagingService {
       );
     }
     if (input.message === undefined) throw new AppError('INVALID_PAYLOAD', 'body.message is required');
-    // Only a request that may be repeated needs telling apart from another one with the same key. By the address as
-    // given: a retry is the same request even when the LID's number became known meanwhile.
-    const fingerprint = context.idempotencyKey
-      ? hash({ kind: 'text', toJid: given, text: input.message, quotedMessageId, mentions })
-      : undefined;
+    // By the address as given: a retry is the same request even when the LID's number became known meanwhile.
+    const text = input.message;
+    const fingerprint = fingerprintOf(context, { kind: 'text', toJid: given, text, quotedMessageId, mentions });
     // `return await`: an async function returning a promise as is costs two more turns of the microtask queue.
     return await this.options.outbox.submit(
       agentId,
-      { kind: 'text', toJid, payload: { text: input.message, quotedMessageId, mentions, fingerprint } },
+      { kind: 'text', toJid, payload: { text, quotedMessageId, mentions, fingerprint } },
       context,
     );
   }
@@ -213,13 +207,12 @@ export class MessagingService {
         ...(found.participant ? { participant: found.participant } : {}),
       };
     } else if (input.chatId) {
-      const given = normalizeRecipient(input.chatId, this.options.defaultCountryCode, 'chatId');
-      const chatJid = await this.recipient(agentId, given);
+      const chatJid = await this.chat(agentId, input.chatId);
       target = { emoji, chatJid, waMessageId: messageId, fromMe: false };
     } else {
       throw new AppError('MESSAGE_NOT_FOUND', 'No message with this id is known for this agent; give its chatId.');
     }
-    const fingerprint = context.idempotencyKey ? hash({ kind: 'reaction', target }) : undefined;
+    const fingerprint = fingerprintOf(context, { kind: 'reaction', target });
     return await this.options.outbox.submit(
       agentId,
       { kind: 'reaction', toJid: target.chatJid, payload: { reaction: target, fingerprint } },
@@ -229,15 +222,15 @@ export class MessagingService {
 
   /** Marks a chat's received messages read, in order with the agent's sends (through the outbox). */
   async markRead(agentId: string, chatId: string, context: SubmitContext = {}) {
-    const toJid = await this.recipient(agentId, normalizeRecipient(chatId, this.options.defaultCountryCode, 'chatId'));
-    const fingerprint = context.idempotencyKey ? hash({ kind: 'read', toJid }) : undefined;
+    const toJid = await this.chat(agentId, chatId);
+    const fingerprint = fingerprintOf(context, { kind: 'read', toJid });
     return await this.options.outbox.submit(agentId, { kind: 'read', toJid, payload: { fingerprint } }, context);
   }
 
   /** Shows or clears "typing…" in a chat, in order with the agent's sends (through the outbox). */
   async setTyping(agentId: string, chatId: string, on: boolean, context: SubmitContext = {}) {
-    const toJid = await this.recipient(agentId, normalizeRecipient(chatId, this.options.defaultCountryCode, 'chatId'));
-    const fingerprint = context.idempotencyKey ? hash({ kind: 'typing', toJid, on }) : undefined;
+    const toJid = await this.chat(agentId, chatId);
+    const fingerprint = fingerprintOf(context, { kind: 'typing', toJid, on });
     return await this.options.outbox.submit(
       agentId,
       { kind: 'typing', toJid, payload: { typing: on, fingerprint } },
@@ -247,6 +240,11 @@ export class MessagingService {
 
   getMessage(agentId: string, messageId: string): Promise<OutboxMessageView> {
     return this.options.outbox.get(agentId, messageId);
+  }
+
+  /** The chat a `chatId` of a request names, as recipient() sends to it. */
+  private chat(agentId: string, chatId: string): string | Promise<string> {
+    return this.recipient(agentId, normalizeRecipient(chatId, this.options.defaultCountryCode, 'chatId'));
   }
 
   /** A LID whose number the agent knows is sent to that number, so that both forms of one person reach one chat. */
@@ -332,6 +330,14 @@ export function toContact(
     'END:VCARD',
   ].join('\n');
   return { vcard, displayName: input.name.replace(/[\r\n]/g, ' ') };
+}
+
+/**
+ * What tells a request apart from another one given the same Idempotency-Key: only a request that carries a key may be
+ * repeated, and only then is it hashed.
+ */
+function fingerprintOf(context: SubmitContext, request: object): string | undefined {
+  return context.idempotencyKey ? hash(request) : undefined;
 }
 
 function hash(value: unknown): string {
