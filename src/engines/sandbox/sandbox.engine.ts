@@ -295,10 +295,7 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
-    this.assertCanSend(to);
-    const messageId = this.newMessageId();
-    this.engine.record(this.agentId, { messageId, to, kind: 'text', text, ...sendExtras(options) });
-    return { id: messageId };
+    return this.sendEntry(to, { kind: 'text', text }, options);
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
@@ -306,51 +303,40 @@ export class SandboxSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
-    this.assertCanSend(to);
-    const messageId = this.newMessageId();
-    this.engine.record(this.agentId, {
-      messageId,
+    return this.sendEntry(
       to,
-      kind: media.kind,
-      mimeType: media.mimeType,
-      bytes: media.data.length,
-      sha256: createHash('sha256').update(media.data).digest('hex'),
-      ...(media.caption ? { caption: media.caption } : {}),
-      ...(media.kind === 'document' && media.filename ? { filename: media.filename } : {}),
-      ...(media.kind === 'audio' ? { voice: media.voice === true } : {}),
-      ...sendExtras(options),
-    });
-    return { id: messageId };
+      {
+        kind: media.kind,
+        mimeType: media.mimeType,
+        bytes: media.data.length,
+        sha256: createHash('sha256').update(media.data).digest('hex'),
+        ...(media.caption ? { caption: media.caption } : {}),
+        ...(media.kind === 'document' && media.filename ? { filename: media.filename } : {}),
+        ...(media.kind === 'audio' ? { voice: media.voice === true } : {}),
+      },
+      options,
+    );
   }
 
   async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
-    this.assertCanSend(to);
-    const messageId = this.newMessageId();
     const { latitude, longitude, name, address } = location;
-    this.engine.record(this.agentId, {
-      messageId,
-      to,
-      kind: 'location',
-      latitude,
-      longitude,
-      ...(name ? { name } : {}),
-      ...(address ? { address } : {}),
-      ...sendExtras(options),
-    });
-    return { id: messageId };
+    const where = { latitude, longitude, ...(name ? { name } : {}), ...(address ? { address } : {}) };
+    return this.sendEntry(to, { kind: 'location', ...where }, options);
   }
 
   async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
+    return this.sendEntry(to, { kind: 'contact', vcard: contact.vcard, displayName: contact.displayName }, options);
+  }
+
+  /** A message sent: checked as WhatsApp would take it, logged with its new id and its options. */
+  private sendEntry(
+    to: string,
+    entry: Omit<SandboxSentEntry, 'messageId' | 'to' | 'at' | 'chat'>,
+    options: SendOptions,
+  ): SentMessage {
     this.assertCanSend(to);
     const messageId = this.newMessageId();
-    this.engine.record(this.agentId, {
-      messageId,
-      to,
-      kind: 'contact',
-      vcard: contact.vcard,
-      displayName: contact.displayName,
-      ...sendExtras(options),
-    });
+    this.engine.record(this.agentId, { messageId, to, ...entry, ...sendExtras(options) });
     return { id: messageId };
   }
 
