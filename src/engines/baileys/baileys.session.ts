@@ -1,6 +1,6 @@
 // One agent's Baileys socket behind the port: lifecycle, event mapping, sends. Mapping itself is in to-*.ts.
 import { EventEmitter } from 'node:events';
-import type { AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
+import type { AnyMessageContent, AuthenticationState, ConnectionState, proto, WAMessage, WAMessageKey } from 'baileys';
 import type { Logger } from '../../observability/logger.js';
 import type {
   EngineSession,
@@ -111,16 +111,8 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
-    const socket = this.connectedSocket();
-    await this.checkRecipient(socket, to);
-    const jid = toBaileysJid(to);
     const mentions = options.mentions?.map(toBaileysJid);
-    const sent = await socket.sendMessage(
-      jid,
-      { text, ...(mentions?.length ? { mentions } : {}) },
-      this.quote(jid, options),
-    );
-    return this.sentId(sent);
+    return this.send(to, { text, ...(mentions?.length ? { mentions } : {}) }, options);
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
@@ -128,18 +120,11 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
-    const socket = this.connectedSocket();
-    await this.checkRecipient(socket, to);
-    const jid = toBaileysJid(to);
     const mentions = options.mentions?.map(toBaileysJid);
-    const content = toMediaContent(media, mentions ?? []);
-    return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+    return this.send(to, toMediaContent(media, mentions ?? []), options);
   }
 
   async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
-    const socket = this.connectedSocket();
-    await this.checkRecipient(socket, to);
-    const jid = toBaileysJid(to);
     const content = {
       location: {
         degreesLatitude: location.latitude,
@@ -148,7 +133,7 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
         ...(location.address ? { address: location.address } : {}),
       },
     };
-    return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
+    return this.send(to, content, options);
   }
 
   async downloadMedia(messageId: string): Promise<MediaDownload> {
@@ -167,15 +152,20 @@ export class BaileysSession extends EventEmitter<EngineSessionEvents> implements
   }
 
   async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
-    const socket = this.connectedSocket();
-    await this.checkRecipient(socket, to);
-    const jid = toBaileysJid(to);
     const content = {
       contacts: {
         displayName: contact.displayName,
         contacts: [{ displayName: contact.displayName, vcard: contact.vcard }],
       },
     };
+    return this.send(to, content, options);
+  }
+
+  /** A message to `to`: on the connected socket, to a recipient WhatsApp has, quoting as `options` ask. */
+  private async send(to: string, content: AnyMessageContent, options: SendOptions): Promise<SentMessage> {
+    const socket = this.connectedSocket();
+    await this.checkRecipient(socket, to);
+    const jid = toBaileysJid(to);
     return this.sentId(await socket.sendMessage(jid, content, this.quote(jid, options)));
   }
 
