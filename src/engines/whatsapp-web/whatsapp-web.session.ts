@@ -24,7 +24,7 @@ import { toAck } from './to-ack.js';
 import { toIdentity, toInboundMessage } from './to-inbound-message.js';
 import { toMediaSendOptions, toSerializedId } from './to-send-options.js';
 import { createLocation, createMessageMedia } from './whatsapp-web.client.js';
-import type { WwebClient, WwebClientFactory, WwebMessage } from './whatsapp-web.types.js';
+import type { WwebClient, WwebClientFactory, WwebContent, WwebMessage, WwebSendOptions } from './whatsapp-web.types.js';
 
 /** Messages with a file kept for downloadMedia: the inbound pipeline downloads within seconds of their arrival. */
 const RECENT_MEDIA_MESSAGES = 500;
@@ -136,10 +136,7 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   }
 
   async sendText(to: string, text: string, options: SendOptions = {}): Promise<SentMessage> {
-    const client = this.connectedClient();
-    await this.checkRecipient(client, to);
-    const sent = await client.sendMessage(to, text, sendOptions(options));
-    return { id: sent.id._serialized };
+    return this.send(to, () => text, sendOptions(options));
   }
 
   async sendImage(to: string, image: OutboundImage, options: SendOptions = {}): Promise<SentMessage> {
@@ -147,26 +144,29 @@ export class WhatsappWebSession extends EventEmitter<EngineSessionEvents> implem
   }
 
   async sendMedia(to: string, media: OutboundMedia, options: SendOptions = {}): Promise<SentMessage> {
-    const client = this.connectedClient();
-    await this.checkRecipient(client, to);
-    const file = await createMessageMedia(media.mimeType, media.data.toString('base64'), media.filename ?? null);
-    const sent = await client.sendMessage(to, file, { ...sendOptions(options), ...toMediaSendOptions(media) });
-    return { id: sent.id._serialized };
+    // The file becomes base64 (as the page needs it) only once the recipient is known to be on WhatsApp.
+    const file = () => createMessageMedia(media.mimeType, media.data.toString('base64'), media.filename ?? null);
+    return this.send(to, file, { ...sendOptions(options), ...toMediaSendOptions(media) });
   }
 
   async sendLocation(to: string, location: OutboundLocation, options: SendOptions = {}): Promise<SentMessage> {
-    const client = this.connectedClient();
-    await this.checkRecipient(client, to);
-    const place = await createLocation(location);
-    const sent = await client.sendMessage(to, place, sendOptions(options));
-    return { id: sent.id._serialized };
+    return this.send(to, () => createLocation(location), sendOptions(options));
   }
 
   /** A string that is a vCard goes out as a contact card (parseVCards, whatsapp-web.js's default, said out loud). */
   async sendContact(to: string, contact: OutboundContact, options: SendOptions = {}): Promise<SentMessage> {
+    return this.send(to, () => contact.vcard, { ...sendOptions(options), parseVCards: true });
+  }
+
+  /** A message to `to` on the connected client, once the recipient is known to be on WhatsApp; `content` comes then. */
+  private async send(
+    to: string,
+    content: () => WwebContent | Promise<WwebContent>,
+    options: WwebSendOptions,
+  ): Promise<SentMessage> {
     const client = this.connectedClient();
     await this.checkRecipient(client, to);
-    const sent = await client.sendMessage(to, contact.vcard, { ...sendOptions(options), parseVCards: true });
+    const sent = await client.sendMessage(to, await content(), options);
     return { id: sent.id._serialized };
   }
 

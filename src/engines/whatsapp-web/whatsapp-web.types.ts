@@ -32,6 +32,10 @@ export interface WwebPageHandle {
 }
 
 /** whatsapp-web.js's Client as this adapter uses it. Event names and payloads follow its index.d.ts. */
+/** What sendMessage sends: a text or a vCard, a file, a location. */
+export type WwebContent = string | MessageMedia | Location;
+export type WwebSendOptions = MessageSendOptions;
+
 export interface WwebClient {
   info?: { wid?: ContactId } | undefined;
   pupBrowser?: WwebBrowserHandle | null | undefined;
@@ -48,8 +52,8 @@ export interface WwebClient {
   logout(): Promise<void>;
   sendMessage(
     chatId: string,
-    content: string | MessageMedia | Location,
-    options?: MessageSendOptions,
+    content: WwebContent,
+    options?: WwebSendOptions,
   ): Promise<{ id: { _serialized: string } }>;
   /** The message with this serialized id; null (or a throw) when the page does not know it. */
   getMessageById(messageId: string): Promise<Pick<Message, 'react'> | null>;
