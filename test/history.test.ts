@@ -1,5 +1,6 @@
 // The message store and chat history through the whole app: the sandbox plays the contacts, a local stub the AI.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { HistoryItem } from '../src/history/history.schemas.js';
 import { InboundRepository } from '../src/inbound/inbound.repository.js';
 import { OutboxRepository } from '../src/outbox/outbox.repository.js';
 import { type AiServer, startAiServer } from './helpers/ai-server.js';
@@ -14,31 +15,9 @@ const OTHER_JID = `${OTHER}@c.us`;
 const GROUP = '120363025000000001@g.us';
 const DAY = 24 * 60 * 60 * 1000;
 
-interface Item {
-  id: string;
-  waMessageId: string | null;
-  direction: 'in' | 'out';
-  chatId: string;
-  from: string | null;
-  type: string;
-  text: string | null;
-  caption: string | null;
-  quotedMessageId: string | null;
-  media: { mimeType: string | null; size: number | null; filename: string | null } | null;
-  timestamp: string;
-  status: string | null;
-  receipts: Receipts | null;
-  error: string | null;
-}
-
-interface Receipts {
-  server: string | null;
-  delivered: string | null;
-  read: string | null;
-  played: string | null;
-  error: string | null;
-  errorAt: string | null;
-}
+/** An item of the history as the API answers it (JSON: times are strings). */
+type Item = HistoryItem;
+type Receipts = NonNullable<HistoryItem['receipts']>;
 
 const NO_RECEIPTS: Receipts = { server: null, delivered: null, read: null, played: null, error: null, errorAt: null };
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
