@@ -13,8 +13,9 @@ import type { AiAttachment } from '../src/ai/ai-client.js';
 import type { MediaDownload } from '../src/engines/engine.js';
 import { startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
+import { privateText } from '../test/helpers/inbound-message.js';
 import { percentile, writeSection } from './report.js';
-import { connectBenchAgent, startBenchService } from './service.js';
+import { connectBenchAgent, deliverPaced, startBenchService } from './service.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 100);
 const CHATS_PER_AGENT = 5;
@@ -104,45 +105,14 @@ async function main() {
   const load = os.loadavg()[0]?.toFixed(1);
 
   const total = RATE * SECONDS;
-  const tickMs = 10;
-  const perTick = RATE / (1000 / tickMs);
-  let delivered = 0;
-  const started = performance.now();
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const due = Math.min(total, ((performance.now() - started) / tickMs) * perTick);
-      while (delivered < due) {
-        const n = delivered;
-        const agentId = agents[n % AGENTS] ?? 'media-bench-0';
-        const chat = `62812${String(((n / AGENTS) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
-        const id = `VOICE${n}`;
-        const voice = randomBytes(VOICE_BYTES);
-        traces.set(id, { deliveredAt: performance.now(), sha256: createHash('sha256').update(voice).digest('hex') });
-        sandbox.deliver(
-          agentId,
-          {
-            id,
-            chatJid: chat,
-            senderJid: chat,
-            text: '',
-            type: 'audio',
-            isGroup: false,
-            mentions: [],
-            fromMe: false,
-            timestamp: Date.now(),
-            pushName: null,
-            chatName: null,
-            media: { mimeType: 'audio/ogg; codecs=opus', size: voice.length, filename: null, durationSeconds: 7 },
-          },
-          voice,
-        );
-        delivered += 1;
-      }
-      if (delivered >= total) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, tickMs);
+  await deliverPaced(RATE, total, (n) => {
+    const agentId = agents[n % AGENTS] ?? 'media-bench-0';
+    const chat = `62812${String(((n / AGENTS) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
+    const id = `VOICE${n}`;
+    const voice = randomBytes(VOICE_BYTES);
+    traces.set(id, { deliveredAt: performance.now(), sha256: createHash('sha256').update(voice).digest('hex') });
+    const media = { mimeType: 'audio/ogg; codecs=opus', size: voice.length, filename: null, durationSeconds: 7 };
+    sandbox.deliver(agentId, { ...privateText(id, chat, ''), type: 'audio', media }, voice);
   });
   const deadline = performance.now() + 15_000 + 2 * AI_DELAY_MS;
   while (performance.now() < deadline && [...traces.values()].some((tr) => tr.fetchedOk === undefined)) {

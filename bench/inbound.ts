@@ -11,7 +11,7 @@ import { replyWith, startAiServer } from '../test/helpers/ai-server.js';
 import { createTestDatabase } from '../test/helpers/database.js';
 import { privateText } from '../test/helpers/inbound-message.js';
 import { percentile, writeSection } from './report.js';
-import { connectBenchAgent, startBenchService } from './service.js';
+import { connectBenchAgent, deliverPaced, startBenchService } from './service.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
@@ -114,28 +114,13 @@ async function main() {
     traces.clear();
     peakAtAi = atAi;
     const total = rate * seconds;
-    const tickMs = 10;
-    const perTick = rate / (1000 / tickMs);
-    let delivered = 0;
-    const started = performance.now();
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        // Catch up on what the clock says is due, so a slow tick does not lower the rate.
-        const due = Math.min(total, ((performance.now() - started) / tickMs) * perTick);
-        while (delivered < due) {
-          const n = seq++;
-          const agentId = agents[n % agentCount] ?? 'bench-0';
-          const chat = `62812${String(((n / agentCount) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
-          const id = `BENCH${n}`;
-          traces.set(id, { deliveredAt: performance.now() });
-          sandbox.deliver(agentId, privateText(id, chat, 'hello'));
-          delivered += 1;
-        }
-        if (delivered >= total) {
-          clearInterval(timer);
-          resolve();
-        }
-      }, tickMs);
+    await deliverPaced(rate, total, () => {
+      const n = seq++;
+      const agentId = agents[n % agentCount] ?? 'bench-0';
+      const chat = `62812${String(((n / agentCount) % CHATS_PER_AGENT) | 0).padStart(8, '0')}@c.us`;
+      const id = `BENCH${n}`;
+      traces.set(id, { deliveredAt: performance.now() });
+      sandbox.deliver(agentId, privateText(id, chat, 'hello'));
     });
     // Let the tail drain, bounded so an overloaded step still ends.
     const deadline = performance.now() + 15_000 + 2 * aiDelayMs;

@@ -53,3 +53,24 @@ export async function connectBenchAgent(app: FastifyInstance, agent: BenchAgent)
   });
   if (scanned.statusCode !== 200) throw new Error(`scan ${agentId}: ${scanned.body}`);
 }
+
+/**
+ * Calls `deliver(i)` for i = 0 … total - 1 at `rate` per second, catching up on what the clock says is due so that a
+ * slow tick does not lower the rate; resolves once the last one went.
+ */
+export function deliverPaced(rate: number, total: number, deliver: (i: number) => void): Promise<void> {
+  const tickMs = 10;
+  const perTick = rate / (1000 / tickMs);
+  let delivered = 0;
+  const started = performance.now();
+  return new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.min(total, ((performance.now() - started) / tickMs) * perTick);
+      while (delivered < due) deliver(delivered++);
+      if (delivered >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, tickMs);
+  });
+}
